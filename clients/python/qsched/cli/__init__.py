@@ -1,0 +1,1 @@
+"""The `qsched` command line: thin over the generated API, quick to start."""

@@ -1,0 +1,91 @@
+"""Plain-text rendering of jobs for the terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+
+
+def state_name(state: int) -> str:
+    return pb.Job.State.Name(state).removeprefix("STATE_").lower()
+
+
+def when(ts) -> str:  # google.protobuf.Timestamp
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime().replace(microsecond=0).isoformat(sep=" ")
+
+
+def what(job: pb.Job) -> str:
+    which = job.payload.WhichOneof("payload")
+    if which == "lab_experiment":
+        return job.payload.lab_experiment.experiment_class
+    if which == "circuit":
+        return f"{len(job.payload.circuit.qasm)} circuit(s)"
+    return which or "-"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def job_rows(jobs: list[pb.Job], queue: bool) -> str:
+    if queue:
+        header = ["POS", "JOB", "STATE", "PRIO", "OWNER", "DEVICE", "WHAT", "EST. START"]
+        rows = [
+            [
+                str(j.queue_position) if j.queue_position else "run",
+                j.job_id,
+                state_name(j.state),
+                str(j.priority),
+                j.owner,
+                j.device,
+                what(j),
+                when(j.estimated_start_time) if j.queue_position else when(j.start_time),
+            ]
+            for j in jobs
+        ]
+    else:
+        header = ["JOB", "STATE", "PRIO", "OWNER", "DEVICE", "WHAT", "SUBMITTED", "ENDED"]
+        rows = [
+            [j.job_id, state_name(j.state), str(j.priority), j.owner, j.device, what(j), when(j.create_time), when(j.end_time)]
+            for j in jobs
+        ]
+    return table(rows, header)
+
+
+def job_detail(job: pb.Job) -> str:
+    lines = [
+        f"job        {job.job_id}",
+        f"state      {state_name(job.state)}" + (" (cancel requested)" if job.cancel_requested else ""),
+        f"owner      {job.owner}",
+        f"device     {job.device}",
+        f"priority   {job.priority}",
+        f"what       {what(job)}",
+        f"submitted  {when(job.create_time)}",
+    ]
+    if job.queue_position:
+        lines.append(f"position   {job.queue_position} (estimated start {when(job.estimated_start_time)})")
+    if job.HasField("start_time"):
+        lines.append(f"started    {when(job.start_time)}")
+    if job.HasField("end_time"):
+        lines.append(f"ended      {when(job.end_time)}")
+    if job.HasField("current_run"):
+        run = job.current_run
+        lines.append(f"run        #{run.attempt} task {run.task_id} progress {run.progress:.0%}")
+        if run.data_file_path:
+            lines.append(f"data       {run.data_file_path}")
+        for key, value in sorted(run.summary.items()):
+            lines.append(f"  {key} = {value:g}")
+    if job.HasField("error"):
+        lines.append(f"error      {job.error.reason}: {job.error.message}")
+    return "\n".join(lines)
+
+
+def event_line(event: pb.JobEvent) -> str:
+    stamp = event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3] if event.time.seconds else datetime.now().strftime("%H:%M:%S")
+    return f"{stamp}  #{event.seq:<4} {state_name(event.state):<10} {event.message}"

@@ -1,0 +1,1 @@
+"""Config-versioning service: immutable SHA-256-addressed revisions and a main pointer per type."""

@@ -1,0 +1,1 @@
+"""Hardware executor: the sole owner of the QICK board."""

@@ -1,0 +1,1 @@
+"""Provider gateway: circuits and benchmark suites to cloud QPUs and local simulators."""

@@ -1,0 +1,2 @@
+"""What every qsched server shares: server bootstrap, health, reflection, tracing,
+rich errors, typed configuration and the `qsched up` supervisor."""

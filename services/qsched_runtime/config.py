@@ -1,0 +1,64 @@
+"""Typed configuration shared by the services and `qsched up`.
+
+Values come from command-line flags, then QSCHED_* environment variables, then
+these defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXPORTERS = ("none", "console", "otlp", "memory")
+SERVICES = ("scheduler", "configs", "gateway", "executor")
+DEFAULT_PORTS = {"scheduler": 50051, "configs": 50052, "gateway": 50053, "executor": 50054}
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("QSCHED_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("qsched"))
+
+
+def default_address(service: str) -> str:
+    env = os.environ.get(f"QSCHED_{service.upper()}_ADDRESS")
+    return env or f"127.0.0.1:{DEFAULT_PORTS[service]}"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each service listens (and where the others reach it)."""
+
+    scheduler: str = field(default_factory=lambda: default_address("scheduler"))
+    configs: str = field(default_factory=lambda: default_address("configs"))
+    gateway: str = field(default_factory=lambda: default_address("gateway"))
+    executor: str = field(default_factory=lambda: default_address("executor"))
+
+    def of(self, service: str) -> str:
+        return getattr(self, service)
+
+    def as_args(self) -> list[str]:
+        return [arg for service in SERVICES for arg in (f"--{service}-address", self.of(service))]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything one service process needs."""
+
+    service: str
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    data_dir: Path = field(default_factory=default_data_dir)
+    trace_exporter: str = field(default_factory=lambda: os.environ.get("QSCHED_TRACE_EXPORTER", "none"))
+    database_url: str = field(default_factory=lambda: os.environ.get("QSCHED_DATABASE_URL", ""))
+    # Lab devices the scheduler queues for: name -> executor address.
+    lab_devices: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def listen(self) -> str:
+        return self.endpoints.of(self.service)
+
+    def devices(self) -> dict[str, str]:
+        return self.lab_devices or {"qick": self.endpoints.executor}

@@ -1,0 +1,42 @@
+"""Domain errors and their google.rpc.Status form.
+
+Domain code raises DomainError subclasses (no gRPC import needed to raise them);
+servicers call `abort(context, error)`, which sends the canonical code, the
+message, and a google.rpc.Status with an ErrorInfo in the status details."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class DomainError(Exception):
+    """An error a caller can act on. `reason` is stable UPPER_SNAKE; metadata
+    repeats the dynamic parts of the message (AIP-193)."""
+
+    code: str = "INTERNAL"
+
+    def __init__(self, reason: str, message: str, **metadata: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = {key: str(value) for key, value in metadata.items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason}: {self.message})"
+
+
+def to_status(error: DomainError, domain: str) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=[detail])
+
+
+async def abort(context: grpc.aio.ServicerContext, error: DomainError, domain: str) -> NoReturn:
+    await context.abort_with_status(rpc_status.to_status(to_status(error, domain)))
+    raise AssertionError("unreachable")  # abort_with_status always raises

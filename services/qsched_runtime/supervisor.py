@@ -1,0 +1,159 @@
+"""`qsched up`: the four services as separate processes on one machine.
+
+Policy: children start together; `up` waits until every one reports SERVING on
+grpc.health.v1, then prints where they listen. A child that exits on its own is
+reported and restarted after 1 s, 2 s, 4 s ... (at most 30 s); a service that
+dies 5 times within 5 minutes is given up on and the whole stack stops with
+exit status 1. Ctrl+C or SIGTERM stops every child (SIGTERM, then SIGKILL after
+10 s). Children get SIGTERM if `up` itself dies."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from qsched_runtime.config import SERVICES
+from qsched_runtime.args import config_from_args, forward_args
+
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 10.0
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
+MAX_BACKOFF_S = 30.0
+# Start order: the scheduler last, so its executor is up when it dispatches.
+START_ORDER = ("executor", "configs", "gateway", "scheduler")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    service: str
+    argv: list[str]
+    address: str
+    process: subprocess.Popen[bytes] | None = None
+    deaths: deque[float] = field(default_factory=deque)
+    restart_at: float = 0.0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def wait_serving(address: str, deadline: float) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    return False
+
+
+class Supervisor:
+    def __init__(self, args: argparse.Namespace, forward: list[str]):
+        configs = {service: config_from_args(service, args) for service in SERVICES}
+        self.children = [
+            Child(
+                service,
+                [sys.executable, "-m", "qsched_runtime.serve", service, *forward],
+                configs[service].listen,
+            )
+            for service in START_ORDER
+        ]
+        self.stopping = False
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        for child in self.children:
+            child.start()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for child in self.children:
+            if self.stopping:
+                return self.stop(0)
+            if not wait_serving(child.address, deadline):
+                print(f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr)
+                return self.stop(1)
+        print("qsched is up:", flush=True)
+        for child in sorted(self.children, key=lambda c: SERVICES.index(c.service)):
+            print(f"  {child.service:<10} {child.address}", flush=True)
+        print("Press Ctrl+C to stop.", flush=True)
+        return self.stop(self._watch())
+
+    def _watch(self) -> int:
+        while not self.stopping:
+            now = time.monotonic()
+            for child in self.children:
+                if child.alive() or self.stopping:
+                    continue
+                if child.restart_at == 0.0:  # just noticed the death
+                    code = child.process.returncode if child.process else None
+                    child.deaths.append(now)
+                    while child.deaths and now - child.deaths[0] > RESTART_WINDOW_S:
+                        child.deaths.popleft()
+                    if len(child.deaths) >= MAX_RESTARTS:
+                        print(
+                            f"qsched up: {child.service} died {len(child.deaths)} times in "
+                            f"{RESTART_WINDOW_S:.0f}s; stopping the stack",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    backoff = min(MAX_BACKOFF_S, 2.0 ** (len(child.deaths) - 1))
+                    print(
+                        f"qsched up: {child.service} exited with status {code}; restarting in {backoff:.0f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    child.restart_at = now + backoff
+                elif now >= child.restart_at:
+                    child.restart_at = 0.0
+                    child.start()
+            time.sleep(0.2)
+        return 0
+
+    def stop(self, status: int) -> int:
+        # The scheduler first, so it stops dispatching before the executor goes away.
+        for child in reversed(self.children):
+            if child.alive():
+                assert child.process is not None
+                child.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"qsched up: {child.service} did not stop; killing it", file=sys.stderr)
+                child.process.kill()
+                child.process.wait()
+        print("qsched stopped.", flush=True)
+        return status
+
+
+def up(args: argparse.Namespace) -> int:
+    return Supervisor(args, forward_args(args)).run()

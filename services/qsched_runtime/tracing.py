@@ -1,0 +1,176 @@
+"""OpenTelemetry for every server and every service-to-service channel.
+
+Interceptors carry W3C trace context in gRPC metadata, so a job's spans in the
+scheduler and in the executor or gateway form one trace. The exporter is chosen
+by configuration: "none", "console", "otlp" (needs opentelemetry-exporter-otlp)
+or "memory" (tests)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from qsched_runtime.config import EXPORTERS
+
+log = logging.getLogger(__name__)
+_TRACER_NAME = "qsched"
+
+
+def configure_tracing(service_name: str, exporter: str = "none") -> SpanExporter | None:
+    """Install the process-wide tracer provider. Returns the exporter (the
+    in-memory one is what tests read spans from)."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown trace exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    provider = TracerProvider(resource=Resource.create({"service.name": f"qsched-{service_name}"}))
+    span_exporter: SpanExporter | None = None
+    if exporter == "console":
+        span_exporter = ConsoleSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    elif exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:  # optional dependency
+            raise RuntimeError(
+                "the otlp trace exporter needs `pip install opentelemetry-exporter-otlp`"
+            ) from exc
+        span_exporter = OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    elif exporter == "memory":
+        span_exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    trace.set_tracer_provider(provider)
+    return span_exporter
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(_TRACER_NAME)
+
+
+def current_traceparent() -> str:
+    """The active span's context as a traceparent header value ("" when none)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def context_from_traceparent(traceparent: str) -> otel_context.Context:
+    return propagate.extract({"traceparent": traceparent} if traceparent else {})
+
+
+def _metadata_carrier(metadata: Any) -> dict[str, str]:
+    return {key: value for key, value in (metadata or ()) if isinstance(value, str)}
+
+
+# -- server side ---------------------------------------------------------------------------------------
+class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
+    """One SERVER span per RPC, parented on the caller's trace context."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+            return handler
+        parent = propagate.extract(_metadata_carrier(handler_call_details.invocation_metadata))
+        name = method.lstrip("/")
+        span_attrs = {"rpc.system": "grpc", "rpc.method": name}
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                with tracer().start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
+                    span.set_attributes(span_attrs)
+                    try:
+                        return await inner(request, context)
+                    finally:
+                        _record_code(span, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                with tracer().start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
+                    span.set_attributes(span_attrs)
+                    try:
+                        async for item in inner_stream(request, context):
+                            yield item
+                    finally:
+                        _record_code(span, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # client- and bidi-streaming RPCs are not used by qsched
+
+
+def _record_code(span: trace.Span, context: grpc.aio.ServicerContext) -> None:
+    try:
+        code = context.code()
+    except Exception:  # the context API differs between grpc versions
+        code = None
+    if code not in (None, grpc.StatusCode.OK, 0):
+        span.set_status(Status(StatusCode.ERROR, str(code)))
+
+
+# -- client side ---------------------------------------------------------------------------------------
+def _with_trace_metadata(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    metadata = list(details.metadata or ())
+    metadata.extend(carrier.items())
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials, details.wait_for_ready
+    )
+
+
+class ClientTracingInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """A CLIENT span per call, with its context sent along in the metadata."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[override]
+        name = _method_name(client_call_details)
+        with tracer().start_as_current_span(name, kind=SpanKind.CLIENT):
+            return await continuation(_with_trace_metadata(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[override]
+        name = _method_name(client_call_details)
+        span = tracer().start_span(name, kind=SpanKind.CLIENT)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            call = await continuation(_with_trace_metadata(client_call_details), request)
+        finally:
+            otel_context.detach(token)
+        call.add_done_callback(lambda _call: span.end())
+        return call
+
+
+def _method_name(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return (method.decode() if isinstance(method, bytes) else method).lstrip("/")
+
+
+def attributes_for_job(job_id: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {"qsched.job_id": job_id, **(extra or {})}

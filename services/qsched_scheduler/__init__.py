@@ -1,0 +1,1 @@
+"""The scheduler service: one durable queue per device, dispatch, and job event streams."""

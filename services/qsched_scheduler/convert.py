@@ -1,0 +1,148 @@
+"""Proto <-> domain translation for qsched.jobs.v1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobKind, JobState, ListView, Payload, Run
+from qsched_scheduler.errors import InvalidArgument
+
+STATE_TO_PB = {state: pb.Job.State.Value(f"STATE_{state.value}") for state in JobState}
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+KIND_TO_PB = {kind: pb.JobKind.Value(f"JOB_KIND_{kind.value}") for kind in JobKind}
+KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def payload_from_pb(message: pb.JobPayload) -> Payload | None:
+    which = message.WhichOneof("payload")
+    if which == "lab_experiment":
+        lab = message.lab_experiment
+        return Payload(
+            JobKind.LAB_EXPERIMENT,
+            {
+                "experiment_class": lab.experiment_class,
+                "experiment_module": lab.experiment_module,
+                "expt_config_json": lab.expt_config_json,
+                "config_revisions": dict(lab.config_revisions),
+            },
+        )
+    if which == "circuit":
+        circuit = message.circuit
+        return Payload(
+            JobKind.CIRCUIT,
+            {
+                "qasm": list(circuit.qasm),
+                "shots": circuit.shots,
+                "compiler_options_json": circuit.compiler_options_json,
+            },
+        )
+    if which == "benchmark":
+        return Payload(JobKind.BENCHMARK, {"config_json": message.benchmark.config_json})
+    return None
+
+
+def payload_to_pb(payload: Payload) -> pb.JobPayload:
+    body = payload.body
+    if payload.kind is JobKind.LAB_EXPERIMENT:
+        return pb.JobPayload(
+            lab_experiment=pb.LabExperiment(
+                experiment_class=body.get("experiment_class", ""),
+                experiment_module=body.get("experiment_module", ""),
+                expt_config_json=body.get("expt_config_json", ""),
+                config_revisions=body.get("config_revisions", {}),
+            )
+        )
+    if payload.kind is JobKind.CIRCUIT:
+        return pb.JobPayload(
+            circuit=pb.CircuitProgram(
+                qasm=body.get("qasm", []),
+                shots=int(body.get("shots", 0)),
+                compiler_options_json=body.get("compiler_options_json", ""),
+            )
+        )
+    return pb.JobPayload(benchmark=pb.BenchmarkConfig(config_json=body.get("config_json", "")))
+
+
+def _error(error: ErrorDetail | None) -> pb.JobError | None:
+    return pb.JobError(reason=error.reason, message=error.message) if error else None
+
+
+def run_to_pb(run: Run) -> pb.Run:
+    return pb.Run(
+        task_id=run.task_id,
+        attempt=run.attempt,
+        state=STATE_TO_PB[run.state],
+        start_time=timestamp(run.start_time),
+        end_time=timestamp(run.end_time),
+        progress=run.progress,
+        error=_error(run.error),
+        data_file_path=run.data_file_path,
+        summary=run.summary,
+        config_revisions=run.config_revisions,
+        provider_task_ids=run.provider_task_ids,
+    )
+
+
+def job_to_pb(job: Job) -> pb.Job:
+    return pb.Job(
+        job_id=job.job_id,
+        owner=job.owner,
+        kind=KIND_TO_PB[job.kind],
+        device=job.device,
+        priority=job.priority,
+        state=STATE_TO_PB[job.state],
+        payload=payload_to_pb(job.payload),
+        create_time=timestamp(job.create_time),
+        start_time=timestamp(job.start_time),
+        end_time=timestamp(job.end_time),
+        queue_position=job.queue_position,
+        estimated_start_time=timestamp(job.estimated_start_time),
+        current_run=run_to_pb(job.current_run) if job.current_run else None,
+        run_count=job.run_count,
+        error=_error(job.error),
+        last_seq=job.last_seq,
+        cancel_requested=job.cancel_requested,
+        labels=job.labels,
+    )
+
+
+def event_to_pb(event: Event, job: Job | None = None) -> pb.JobEvent:
+    return pb.JobEvent(
+        seq=event.seq,
+        job_id=event.job_id,
+        time=timestamp(event.time),
+        state=STATE_TO_PB[event.state],
+        message=event.message,
+        progress=event.progress,
+        task_id=event.task_id,
+        job=job_to_pb(job) if job is not None else None,
+    )
+
+
+def change_to_event_pb(change: Change) -> pb.JobEvent:
+    """Live events carry the job when the state changed (or the job ended)."""
+    changed = change.previous_state is not change.event.state or change.event.state.terminal
+    return event_to_pb(change.event, change.job if changed else None)
+
+
+def filter_from_pb(request: pb.ListJobsRequest) -> JobFilter:
+    try:
+        states = frozenset(STATE_FROM_PB[s] for s in request.states)
+    except KeyError as exc:
+        raise InvalidArgument("INVALID_STATE", "states contains an unknown or unspecified state") from exc
+    kind = KIND_FROM_PB.get(request.kind) if request.kind else None
+    if request.kind and kind is None:
+        raise InvalidArgument("INVALID_KIND", f"unknown kind {request.kind}")
+    view = ListView.QUEUE if request.view == pb.LIST_VIEW_QUEUE else ListView.HISTORY
+    return JobFilter(view=view, states=states, owner=request.owner, device=request.device, kind=kind)

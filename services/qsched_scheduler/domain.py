@@ -1,0 +1,148 @@
+"""Jobs, runs and events as the scheduler's logic sees them (no gRPC, no SQL)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Documented limits (README "Limits"). Higher priority runs sooner.
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_OWNER_LENGTH = 128
+MAX_REQUEST_ID_LENGTH = 128
+MAX_LABELS = 32
+
+
+class JobState(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class JobKind(enum.Enum):
+    LAB_EXPERIMENT = "LAB_EXPERIMENT"
+    CIRCUIT = "CIRCUIT"
+    BENCHMARK = "BENCHMARK"
+
+
+class ListView(enum.Enum):
+    QUEUE = "QUEUE"  # queued and running jobs in run order
+    HISTORY = "HISTORY"  # everything, newest first
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """Why a job or run failed or was cancelled."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a job runs. `body` is the kind-specific content as plain JSON-able data."""
+
+    kind: JobKind
+    body: dict[str, Any]
+
+
+@dataclass
+class Run:
+    task_id: str
+    attempt: int
+    state: JobState
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    progress: float = 0.0
+    error: ErrorDetail | None = None
+    data_file_path: str = ""
+    summary: dict[str, float] = field(default_factory=dict)
+    config_revisions: dict[str, str] = field(default_factory=dict)
+    provider_task_ids: list[str] = field(default_factory=list)
+    executor_seq: int = 0  # last executor update applied (for re-attach)
+
+
+@dataclass
+class Job:
+    job_id: str
+    owner: str
+    device: str
+    priority: int
+    payload: Payload
+    state: JobState
+    create_time: datetime
+    order: int = 0  # submission order within the store; FIFO tie-breaker
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: ErrorDetail | None = None
+    last_seq: int = 0
+    cancel_requested: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    current_run: Run | None = None
+    run_count: int = 0
+    trace_parent: str = ""  # W3C traceparent of the submit, so one job is one trace
+    # Filled on reads of queued jobs.
+    queue_position: int = 0
+    estimated_start_time: datetime | None = None
+
+    @property
+    def kind(self) -> JobKind:
+        return self.payload.kind
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a job's event log: what WatchJob replays."""
+
+    job_id: str
+    seq: int
+    time: datetime
+    state: JobState
+    message: str
+    progress: float = 0.0
+    task_id: str = ""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission, before it has an id."""
+
+    owner: str
+    device: str
+    priority: int
+    payload: Payload
+    request_id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    trace_parent: str = ""
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    view: ListView = ListView.HISTORY
+    states: frozenset[JobState] = frozenset()
+    owner: str = ""
+    device: str = ""
+    kind: JobKind | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed mutation: the job after it and the event it logged."""
+
+    job: Job
+    event: Event
+    previous_state: JobState | None = None

@@ -1,0 +1,95 @@
+"""The hardware executor, reached over gRPC (qsched.executor.v1)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from qsched.api.executor.v1 import executor_pb2 as pb
+from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched.errors import error_info
+from qsched_runtime.tracing import ClientTracingInterceptor
+from qsched_scheduler.executor_port import (
+    ExecRequest,
+    ExecUpdate,
+    ExecutorRejected,
+    ExecutorUnavailable,
+    RunNotFound,
+)
+
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+def _translate(error: grpc.aio.AioRpcError) -> Exception:
+    code = error.code()
+    reason = error_info(error).reason
+    if code in _UNREACHABLE:
+        return ExecutorUnavailable(f"{code.name}: {error.details()}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return RunNotFound(error.details() or "")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return ExecutorRejected(reason or "EXECUTOR_UNIMPLEMENTED", error.details() or "not implemented")
+    return ExecutorRejected(reason or code.name, error.details() or "")
+
+
+def _from_proto(update: pb.ExecutionUpdate) -> ExecUpdate:
+    which = update.WhichOneof("update")
+    if which == "progress":
+        p = update.progress
+        return ExecUpdate(
+            "progress", update.seq, fraction=p.fraction, rounds_done=p.rounds_done, rounds_total=p.rounds_total
+        )
+    if which == "result":
+        r = update.result
+        return ExecUpdate("result", update.seq, 1.0, data_file_path=r.data_file_path, summary=dict(r.summary))
+    if which == "error":
+        return ExecUpdate("error", update.seq, reason=update.error.reason, message=update.error.message)
+    if which == "cancelled":
+        return ExecUpdate("cancelled", update.seq, reason="CANCELLED", message=update.cancelled.reason)
+    if which in ("accepted", "started"):
+        return ExecUpdate(which, update.seq)
+    raise ExecutorRejected("UNKNOWN_UPDATE", f"executor sent an update of unknown kind {which!r}")
+
+
+class GrpcLabExecutor:
+    def __init__(self, address: str):
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, interceptors=[ClientTracingInterceptor()])
+        self._stub = pb_grpc.HardwareExecutorServiceStub(self._channel)
+
+    async def _stream(self, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[ExecUpdate]:
+        try:
+            async for message in call:
+                yield _from_proto(message.update)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from error
+        finally:
+            call.cancel()
+
+    def execute(self, request: ExecRequest) -> AsyncIterator[ExecUpdate]:
+        message = pb.ExecuteRequest(
+            job_id=request.job_id,
+            task_id=request.task_id,
+            owner=request.owner,
+            experiment=pb.Experiment(
+                experiment_class=request.experiment_class,
+                experiment_module=request.experiment_module,
+                expt_config_json=request.expt_config_json,
+            ),
+            configs=[pb.PinnedConfig(config_type=t, revision_id=r, sha256=s) for t, r, s in request.configs],
+        )
+        return self._stream(self._stub.Execute(message))
+
+    def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
+        return self._stream(self._stub.WatchRun(pb.WatchRunRequest(task_id=task_id, after_seq=after_seq)))
+
+    async def cancel(self, task_id: str, reason: str) -> bool:
+        try:
+            response = await self._stub.CancelRun(pb.CancelRunRequest(task_id=task_id, reason=reason), timeout=10)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from error
+        return response.cancelling
+
+    async def close(self) -> None:
+        await self._channel.close()

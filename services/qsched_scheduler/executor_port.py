@@ -1,0 +1,70 @@
+"""What the scheduler needs from a lab device's executor, in domain terms.
+
+The gRPC adapter is executor_client.GrpcLabExecutor; tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+UpdateKind = Literal["accepted", "started", "progress", "result", "error", "cancelled"]
+TERMINAL_UPDATES = frozenset({"result", "error", "cancelled"})
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    job_id: str
+    task_id: str
+    owner: str
+    experiment_class: str
+    experiment_module: str
+    expt_config_json: str
+    configs: tuple[tuple[str, str, str], ...] = ()  # (config_type, revision_id, sha256)
+
+
+@dataclass(frozen=True)
+class ExecUpdate:
+    kind: UpdateKind
+    seq: int = 0
+    fraction: float = 0.0
+    rounds_done: int = 0
+    rounds_total: int = 0
+    data_file_path: str = ""
+    summary: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL_UPDATES
+
+
+class ExecutorUnavailable(Exception):
+    """The executor could not be reached; nothing was decided about the run."""
+
+
+class RunNotFound(Exception):
+    """The executor does not know the run (it restarted, or never had it)."""
+
+
+class ExecutorRejected(Exception):
+    """The executor refused the request; `reason` is its ErrorInfo reason."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class LabExecutor(Protocol):
+    def execute(self, request: ExecRequest) -> AsyncIterator[ExecUpdate]:
+        """Start a run and follow it to a terminal update."""
+
+    def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
+        """Follow a run that is already on the executor (raises RunNotFound)."""
+
+    async def cancel(self, task_id: str, reason: str) -> bool:
+        """Ask the executor to stop a run; True if it will."""
+
+    async def close(self) -> None: ...

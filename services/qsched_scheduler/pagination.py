@@ -1,0 +1,48 @@
+"""Opaque, tamper-evident page tokens (AIP-158).
+
+A token carries the keyset cursor and a fingerprint of the filter it was made
+for, signed with the server's key: a token is refused if it was altered or is
+reused with different filters."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+from qsched_scheduler.domain import JobFilter
+from qsched_scheduler.errors import InvalidArgument
+
+
+def _fingerprint(flt: JobFilter) -> str:
+    text = json.dumps(
+        [flt.view.value, sorted(s.value for s in flt.states), flt.owner, flt.device, flt.kind and flt.kind.value]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class PageTokens:
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def encode(self, flt: JobFilter, cursor: tuple[int, ...]) -> str:
+        body = json.dumps({"f": _fingerprint(flt), "c": list(cursor)}, separators=(",", ":")).encode()
+        mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
+
+    def decode(self, token: str, flt: JobFilter) -> tuple[int, ...]:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            mac, body = raw[:16], raw[16:]
+            if not hmac.compare_digest(mac, hmac.new(self._key, body, hashlib.sha256).digest()[:16]):
+                raise ValueError("bad signature")
+            data = json.loads(body)
+            cursor = tuple(int(v) for v in data["c"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is not a token this server issued") from exc
+        if data.get("f") != _fingerprint(flt):
+            raise InvalidArgument(
+                "PAGE_TOKEN_MISMATCH", "page_token was issued for different filters; repeat the same request"
+            )
+        return cursor

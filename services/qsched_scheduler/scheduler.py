@@ -1,0 +1,272 @@
+"""The scheduler's logic: submit, read, cancel and watch jobs; one dispatcher per
+lab device. Knows nothing of gRPC; the servicer translates."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from qsched_runtime.tracing import current_traceparent
+from qsched_scheduler import estimates, ids
+from qsched_scheduler.bus import EventBus, Subscription
+from qsched_scheduler.dispatcher import DeviceDispatcher
+from qsched_scheduler.domain import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Change,
+    Event,
+    Job,
+    JobFilter,
+    JobKind,
+    JobState,
+    ListView,
+)
+from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
+from qsched_scheduler.executor_port import LabExecutor
+from qsched_scheduler.pagination import PageTokens
+from qsched_scheduler.store.base import JobStore, cursor_of
+from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
+
+T = TypeVar("T")
+REPLAY_BATCH = 1000
+QUEUE_SNAPSHOT_LIMIT = 1000
+RECENT_RUNS = 20
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    name: str
+    kinds: frozenset[JobKind]
+    queued: int
+    running_job_id: str
+    typical_run_seconds: float
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    device: str
+    jobs: list[Job]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: JobStore,
+        executors: Mapping[str, LabExecutor],
+        page_key: bytes,
+        clock: Callable[[], datetime] = utcnow,
+        default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
+        executor_lost_after_s: float | None = None,
+    ):
+        self._store = store
+        self._clock = clock
+        self._tokens = PageTokens(page_key)
+        self._default_run_seconds = default_run_seconds
+        # One thread runs every store call: SQLite wants a single writer, and it keeps
+        # blocking I/O off the event loop.
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-store")
+        self.bus = EventBus()
+        self.devices = {name: DeviceRoute(name, frozenset({JobKind.LAB_EXPERIMENT})) for name in executors}
+        extra = {} if executor_lost_after_s is None else {"lost_after_s": executor_lost_after_s}
+        self._dispatchers = {
+            name: DeviceDispatcher(name, executor, store, self._call, self._publish, clock, **extra)
+            for name, executor in executors.items()
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for dispatcher in self._dispatchers.values():
+            dispatcher.start()
+
+    async def stop(self) -> None:
+        for dispatcher in self._dispatchers.values():
+            await dispatcher.stop()
+            await dispatcher.executor.close()
+        self._db.shutdown(wait=True)
+        self._store.close()
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, functools.partial(fn, *args))
+
+    def _publish(self, change: Change) -> None:
+        self.bus.publish(change)
+
+    # -- commands ------------------------------------------------------------------------------------
+    async def submit(self, submission: Submission) -> SubmitResult:
+        new = validate_submission(submission, self.devices)
+        new = replace(new, trace_parent=current_traceparent())
+        outcome = await self._call(self._store.submit, new, self._clock())
+        if not outcome.created:  # a retried request_id: answer with that job as it is now
+            return SubmitResult(await self.get(outcome.change.job.job_id), created=False)
+        self._publish(outcome.change)
+        self._dispatchers[new.device].wake()
+        return SubmitResult(await self._with_estimate(outcome.change.job), created=True)
+
+    async def get(self, job_id: str) -> Job:
+        self._check_id(job_id)
+        job = await self._call(self._store.get, job_id)
+        if job is None:
+            raise job_not_found(job_id)
+        return await self._with_estimate(job)
+
+    async def list_jobs(self, flt: JobFilter, page_size: int, page_token: str) -> tuple[list[Job], str]:
+        if page_size < 0:
+            raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", page_size=page_size)
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = self._tokens.decode(page_token, flt) if page_token else None
+        jobs = await self._call(self._store.list_jobs, flt, after, size + 1)
+        next_token = self._tokens.encode(flt, cursor_of(jobs[size - 1], flt)) if len(jobs) > size else ""
+        return jobs[:size], next_token
+
+    async def cancel(self, job_id: str, reason: str = "") -> Job:
+        job = await self.get(job_id)
+        if job.state is JobState.QUEUED:
+            try:
+                change = await self._call(self._store.cancel_queued, job_id, reason, self._clock())
+            except FailedPrecondition:  # claimed in the meantime: cancel the run instead
+                job = await self.get(job_id)
+            else:
+                self._publish(change)
+                return change.job
+        if job.state is JobState.RUNNING:
+            change = await self._call(self._store.request_cancel, job_id, reason, self._clock())
+            self._publish(change)
+            run = change.job.current_run
+            dispatcher = self._dispatchers.get(job.device)
+            if run is not None and dispatcher is not None:
+                await dispatcher.cancel_run(run.task_id, reason or "cancelled by user")
+            return change.job
+        if job.state is JobState.CANCELLED:
+            return job
+        raise FailedPrecondition(
+            "JOB_ALREADY_FINISHED", f"job {job_id} already {job.state.value.lower()}", job_id=job_id
+        )
+
+    async def delete(self, job_id: str) -> None:
+        self._check_id(job_id)
+        await self._call(self._store.delete, job_id)
+
+    # -- streams -------------------------------------------------------------------------------------
+    async def watch(self, job_id: str, after_seq: int = 0) -> AsyncIterator[Job | Event | Change]:
+        """Yield the job (snapshot), then every later event in seq order; replay
+        events after `after_seq` from the store. Ends when the job is terminal."""
+        if after_seq < 0:
+            raise InvalidArgument("INVALID_AFTER_SEQ", "after_seq must not be negative")
+        self._check_id(job_id)
+        with self.bus.subscribe_job(job_id) as sub:  # subscribe first: nothing falls in between
+            job = await self.get(job_id)
+            yield job
+            if job.state.terminal and after_seq == 0:
+                return
+            last = min(after_seq, job.last_seq) if after_seq else job.last_seq
+            async for item in self._replay(job_id, last):
+                yield item
+                if isinstance(item, Change):
+                    return
+                last = item.seq
+            async for item in self._follow_live(sub, job_id, last):
+                yield item
+                if item.event.state.terminal:
+                    return
+
+    async def _replay(self, job_id: str, after: int, before: int | None = None) -> AsyncIterator[Event | Change]:
+        """Stored events after `after` (and before `before`); the terminal one comes
+        as a Change carrying the final job, and ends the replay."""
+        while True:
+            events = await self._call(self._store.events_after, job_id, after, REPLAY_BATCH)
+            for event in events:
+                if before is not None and event.seq >= before:
+                    return
+                if event.state.terminal:
+                    yield Change(job=await self.get(job_id), event=event)
+                    return
+                yield event
+                after = event.seq
+            if len(events) < REPLAY_BATCH:
+                return
+
+    async def _follow_live(self, sub: Subscription, job_id: str, last: int) -> AsyncIterator[Change | Event]:
+        while True:
+            if sub.lagged:  # fell behind: the store has everything we dropped
+                sub.drain()
+                async for item in self._replay(job_id, last):
+                    yield item
+                    if isinstance(item, Change):
+                        return
+                    last = item.seq
+                continue
+            change = await sub.get()
+            if change.event.seq <= last:
+                continue
+            if change.event.seq > last + 1:  # a gap should not happen; heal it from the store
+                async for item in self._replay(job_id, last, before=change.event.seq):
+                    yield item
+                    if isinstance(item, Change):
+                        return
+                    last = item.seq
+            yield change
+            last = change.event.seq
+
+    async def watch_queue(self, device: str) -> AsyncIterator[QueueSnapshot | Change]:
+        """A snapshot of the device's queue (running first, then run order), then
+        every change to a job of that device."""
+        if device not in self.devices:
+            from qsched_scheduler.errors import NotFound
+
+            raise NotFound("DEVICE_NOT_FOUND", f"unknown device {device!r}", device=device)
+        flt = JobFilter(view=ListView.QUEUE, device=device)
+        with self.bus.subscribe_device(device) as sub:
+            while True:
+                jobs = await self._call(self._store.list_jobs, flt, None, QUEUE_SNAPSHOT_LIMIT)
+                yield QueueSnapshot(device, jobs)
+                while not sub.lagged:
+                    yield await sub.get()
+                sub.drain()  # fell behind: start over with a fresh snapshot
+
+    # -- devices -------------------------------------------------------------------------------------
+    async def device_statuses(self) -> list[DeviceStatus]:
+        out = []
+        for name, route in sorted(self.devices.items()):
+            queued = await self._call(self._store.queued_count, name)
+            running = await self._call(self._store.running_job, name)
+            out.append(
+                DeviceStatus(name, route.kinds, queued, running.job_id if running else "", await self._typical(name))
+            )
+        return out
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    async def _typical(self, device: str) -> float:
+        recent = await self._call(self._store.recent_run_seconds, device, RECENT_RUNS)
+        return estimates.typical_run_seconds(recent, self._default_run_seconds)
+
+    async def _with_estimate(self, job: Job) -> Job:
+        if job.state is not JobState.QUEUED:
+            return job
+        position = await self._call(self._store.queue_position, job)
+        running = await self._call(self._store.running_job, job.device)
+        typical = await self._typical(job.device)
+        job.queue_position = position
+        job.estimated_start_time = estimates.estimated_start(self._clock(), position, running, typical)
+        return job
+
+    @staticmethod
+    def _check_id(job_id: str) -> None:
+        if not ids.is_job_id(job_id):
+            raise InvalidArgument(
+                "INVALID_JOB_ID", f"{job_id!r} is not a job id (JOB-YYYYMMDD-NNNNN)", job_id=job_id
+            )

@@ -1,0 +1,91 @@
+"""The storage interface of the scheduler.
+
+Every mutating call is one transaction: it is durable when the call returns,
+and it returns the events it logged so the caller can publish them afterwards.
+Implementations are synchronous; the scheduler runs them off the event loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobState, NewJob
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    change: Change
+    created: bool  # False when request_id matched an earlier submission
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """What the executor reported about a run; applied in `update_run`."""
+
+    executor_seq: int = 0
+    started: bool = False
+    progress: float | None = None
+    message: str = ""
+    # Terminal outcome (state is SUCCEEDED, FAILED or CANCELLED when set).
+    final_state: JobState | None = None
+    error: ErrorDetail | None = None
+    data_file_path: str = ""
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+class JobStore(Protocol):
+    def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
+        """Allocate an id and queue the job; with a known request_id return the first job."""
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with its current run, or None."""
+
+    def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
+        """A page in the view's order, strictly after the keyset cursor `after` (see `cursor_of`)."""
+
+    def queue_position(self, job: Job) -> int:
+        """1 + queued jobs on the device that run before `job`; 0 unless QUEUED."""
+
+    def queued_count(self, device: str) -> int: ...
+
+    def running_job(self, device: str) -> Job | None: ...
+
+    def recent_run_seconds(self, device: str, limit: int) -> list[float]:
+        """Durations of the most recent finished runs on the device."""
+
+    def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
+        """QUEUED -> CANCELLED. Raises NotFound / FailedPrecondition."""
+
+    def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
+        """Mark a RUNNING job cancel_requested (the executor stops it)."""
+
+    def delete(self, job_id: str) -> None:
+        """Remove a terminal job with its runs and events."""
+
+    def claim_next(self, device: str, task_id: str, now: datetime) -> Change | None:
+        """Highest priority, oldest queued job on the device -> RUNNING with a new run.
+        None when nothing is queued or the device already has a running job."""
+
+    def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
+        """Undo a claim the executor never accepted: the run is dropped, the job is QUEUED again."""
+
+    def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
+        """Apply an executor update to a RUNNING run (None if the run is already final)."""
+
+    def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]: ...
+
+    def running_jobs(self) -> list[Job]:
+        """Every RUNNING job with its current run (for reconciliation after a restart)."""
+
+    def close(self) -> None: ...
+
+
+def cursor_of(job: Job, flt: JobFilter) -> tuple[int, ...]:
+    """Keyset position of a job in a list view: (-priority, order) for the queue
+    (running first), (order,) for history."""
+    from qsched_scheduler.domain import ListView
+
+    if flt.view is ListView.QUEUE:
+        return (0 if job.state is JobState.RUNNING else 1, -job.priority, job.order)
+    return (job.order,)

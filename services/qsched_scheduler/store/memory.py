@@ -1,0 +1,258 @@
+"""An in-memory JobStore for unit tests of the scheduler's logic. Same contract
+as the SQL store (tests/scheduler/test_store_contract.py runs against both)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from datetime import datetime
+
+from qsched_scheduler import ids
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Event,
+    Job,
+    JobFilter,
+    JobState,
+    ListView,
+    NewJob,
+    Run,
+)
+from qsched_scheduler.errors import FailedPrecondition, job_not_found
+from qsched_scheduler.store.base import RunUpdate, SubmitOutcome, cursor_of
+
+
+class MemoryJobStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._runs: dict[str, list[Run]] = defaultdict(list)  # job_id -> runs, oldest first
+        self._run_job: dict[str, str] = {}  # task_id -> job_id
+        self._events: dict[str, list[Event]] = defaultdict(list)
+        self._counters: dict[str, int] = defaultdict(int)
+        self._request_ids: dict[str, str] = {}
+        self._order = 0
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _copy(self, job: Job) -> Job:
+        out = copy.deepcopy(job)
+        runs = self._runs.get(job.job_id) or []
+        out.current_run = copy.deepcopy(runs[-1]) if runs else None
+        out.run_count = len(runs)
+        return out
+
+    def _log(self, job: Job, now: datetime, message: str, progress: float = 0.0, task_id: str = "") -> Event:
+        job.last_seq += 1
+        event = Event(job.job_id, job.last_seq, now, job.state, message, progress, task_id)
+        self._events[job.job_id].append(event)
+        return event
+
+    def _require(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise job_not_found(job_id)
+        return job
+
+    # -- JobStore ----------------------------------------------------------------------------------
+    def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
+        with self._lock:
+            if new.request_id and new.request_id in self._request_ids:
+                job = self._jobs.get(self._request_ids[new.request_id])
+                if job is not None:
+                    first = self._events[job.job_id][0]
+                    return SubmitOutcome(Change(self._copy(job), first), created=False)
+            prefix = ids.day_prefix(now)
+            self._counters[prefix] += 1
+            self._order += 1
+            job = Job(
+                job_id=ids.format_job_id(prefix, self._counters[prefix]),
+                owner=new.owner,
+                device=new.device,
+                priority=new.priority,
+                payload=new.payload,
+                state=JobState.QUEUED,
+                create_time=now,
+                order=self._order,
+                labels=dict(new.labels),
+                trace_parent=new.trace_parent,
+            )
+            self._jobs[job.job_id] = job
+            if new.request_id:
+                self._request_ids[new.request_id] = job.job_id
+            event = self._log(job, now, "queued")
+            return SubmitOutcome(Change(self._copy(job), event), created=True)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return self._copy(job) if job else None
+
+    def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
+        with self._lock:
+            states = flt.states
+            if flt.view is ListView.QUEUE:
+                states = (states or {JobState.QUEUED, JobState.RUNNING}) & {JobState.QUEUED, JobState.RUNNING}
+            rows = [
+                job
+                for job in self._jobs.values()
+                if (not states or job.state in states)
+                and (not flt.owner or job.owner == flt.owner)
+                and (not flt.device or job.device == flt.device)
+                and (flt.kind is None or job.kind is flt.kind)
+            ]
+            if flt.view is ListView.QUEUE:
+                rows.sort(key=lambda j: cursor_of(j, flt))
+                if after is not None:
+                    rows = [j for j in rows if cursor_of(j, flt) > after]
+            else:
+                rows.sort(key=lambda j: -j.order)
+                if after is not None:
+                    rows = [j for j in rows if j.order < after[0]]
+            return [self._copy(j) for j in rows[:limit]]
+
+    def queue_position(self, job: Job) -> int:
+        if job.state is not JobState.QUEUED:
+            return 0
+        with self._lock:
+            ahead = sum(
+                1
+                for other in self._jobs.values()
+                if other.device == job.device
+                and other.state is JobState.QUEUED
+                and (other.priority > job.priority or (other.priority == job.priority and other.order < job.order))
+            )
+            return ahead + 1
+
+    def queued_count(self, device: str) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED)
+
+    def running_job(self, device: str) -> Job | None:
+        with self._lock:
+            for job in self._jobs.values():
+                if job.device == device and job.state is JobState.RUNNING:
+                    return self._copy(job)
+            return None
+
+    def recent_run_seconds(self, device: str, limit: int) -> list[float]:
+        with self._lock:
+            finished = [
+                run
+                for job_id, runs in self._runs.items()
+                if self._jobs.get(job_id) and self._jobs[job_id].device == device
+                for run in runs
+                if run.start_time and run.end_time and run.state is JobState.SUCCEEDED
+            ]
+            finished.sort(key=lambda r: r.end_time, reverse=True)
+            return [(r.end_time - r.start_time).total_seconds() for r in finished[:limit]]
+
+    def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
+        with self._lock:
+            job = self._require(job_id)
+            if job.state is not JobState.QUEUED:
+                raise FailedPrecondition(
+                    "JOB_NOT_QUEUED", f"job {job_id} is {job.state.value}, not QUEUED", job_id=job_id
+                )
+            job.state = JobState.CANCELLED
+            job.end_time = now
+            job.error = ErrorDetail("CANCELLED", reason or "cancelled while queued")
+            event = self._log(job, now, f"cancelled: {reason}" if reason else "cancelled")
+            return Change(self._copy(job), event, JobState.QUEUED)
+
+    def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
+        with self._lock:
+            job = self._require(job_id)
+            if job.state is not JobState.RUNNING:
+                raise FailedPrecondition(
+                    "JOB_NOT_RUNNING", f"job {job_id} is {job.state.value}, not RUNNING", job_id=job_id
+                )
+            job.cancel_requested = True
+            task_id = self._runs[job_id][-1].task_id
+            event = self._log(job, now, f"cancel requested: {reason}" if reason else "cancel requested", 0.0, task_id)
+            return Change(self._copy(job), event, JobState.RUNNING)
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            job = self._require(job_id)
+            if not job.state.terminal:
+                raise FailedPrecondition(
+                    "JOB_NOT_TERMINAL", f"job {job_id} is {job.state.value}; only finished jobs can be deleted",
+                    job_id=job_id,
+                )
+            del self._jobs[job_id]
+            for run in self._runs.pop(job_id, []):
+                self._run_job.pop(run.task_id, None)
+            self._events.pop(job_id, None)
+            for key in [k for k, v in self._request_ids.items() if v == job_id]:
+                del self._request_ids[key]
+
+    def claim_next(self, device: str, task_id: str, now: datetime) -> Change | None:
+        with self._lock:
+            if any(j.device == device and j.state is JobState.RUNNING for j in self._jobs.values()):
+                return None
+            queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
+            if not queued:
+                return None
+            job = min(queued, key=lambda j: (-j.priority, j.order))
+            runs = self._runs[job.job_id]
+            runs.append(Run(task_id=task_id, attempt=len(runs) + 1, state=JobState.RUNNING))
+            self._run_job[task_id] = job.job_id
+            job.state = JobState.RUNNING
+            job.cancel_requested = False
+            job.error = None
+            event = self._log(job, now, "dispatched to the device", 0.0, task_id)
+            return Change(self._copy(job), event, JobState.QUEUED)
+
+    def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
+        with self._lock:
+            job = self._jobs[self._run_job.pop(task_id)]
+            runs = self._runs[job.job_id]
+            runs[:] = [r for r in runs if r.task_id != task_id]
+            job.state = JobState.QUEUED
+            job.start_time = None
+            event = self._log(job, now, message)
+            return Change(self._copy(job), event, JobState.RUNNING)
+
+    def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
+        with self._lock:
+            job_id = self._run_job.get(task_id)
+            if job_id is None:
+                return None
+            job = self._jobs[job_id]
+            run = next(r for r in self._runs[job_id] if r.task_id == task_id)
+            if run.state is not JobState.RUNNING:
+                return None
+            previous = job.state
+            run.executor_seq = max(run.executor_seq, update.executor_seq)
+            if update.started and run.start_time is None:
+                run.start_time = now
+                job.start_time = now
+            if update.progress is not None:
+                run.progress = update.progress
+            if update.final_state is not None:
+                run.state = update.final_state
+                run.end_time = now
+                run.error = update.error
+                run.data_file_path = update.data_file_path
+                run.summary = dict(update.summary)
+                if update.final_state is JobState.SUCCEEDED:
+                    run.progress = 1.0
+                job.state = update.final_state
+                job.end_time = now
+                job.error = update.error
+                job.cancel_requested = False
+            event = self._log(job, now, update.message, run.progress, task_id)
+            return Change(self._copy(job), event, previous)
+
+    def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
+        with self._lock:
+            return [e for e in self._events.get(job_id, []) if e.seq > after_seq][:limit]
+
+    def running_jobs(self) -> list[Job]:
+        with self._lock:
+            return [self._copy(j) for j in self._jobs.values() if j.state is JobState.RUNNING]
+
+    def close(self) -> None:
+        pass

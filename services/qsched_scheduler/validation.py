@@ -1,0 +1,136 @@
+"""Checks a submission before anything is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qsched_scheduler.domain import (
+    MAX_LABELS,
+    MAX_OWNER_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    MAX_PRIORITY,
+    MAX_REQUEST_ID_LENGTH,
+    MIN_PRIORITY,
+    JobKind,
+    NewJob,
+    Payload,
+)
+from qsched_scheduler.errors import InvalidArgument, NotFound
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class DeviceRoute:
+    """A device the scheduler queues for and the kinds of job it accepts."""
+
+    name: str
+    kinds: frozenset[JobKind]
+
+
+@dataclass(frozen=True)
+class Submission:
+    device: str
+    payload: Payload | None
+    priority: int
+    owner: str
+    request_id: str = ""
+    labels: Mapping[str, str] | None = None
+    payload_bytes: int = 0
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument("INVALID_JSON", f"{field} is not valid JSON: {exc.msg}", field=field) from exc
+    if not isinstance(value, dict):
+        raise InvalidArgument("INVALID_JSON", f"{field} must be a JSON object", field=field)
+    return value
+
+
+def _check_lab(body: dict[str, Any]) -> None:
+    cls, module = body.get("experiment_class", ""), body.get("experiment_module", "")
+    if not _IDENTIFIER.match(cls):
+        raise InvalidArgument(
+            "INVALID_EXPERIMENT", f"experiment_class {cls!r} is not a class name", field="experiment_class"
+        )
+    if not _MODULE.match(module):
+        raise InvalidArgument(
+            "INVALID_EXPERIMENT", f"experiment_module {module!r} is not a module path", field="experiment_module"
+        )
+    _json_object(body.get("expt_config_json", ""), "expt_config_json")
+
+
+def _check_circuit(body: dict[str, Any]) -> None:
+    if not body.get("qasm"):
+        raise InvalidArgument("INVALID_PROGRAM", "a circuit job needs at least one program", field="qasm")
+    if int(body.get("shots", 0)) <= 0:
+        raise InvalidArgument("INVALID_SHOTS", "shots must be positive", field="shots")
+    _json_object(body.get("compiler_options_json", ""), "compiler_options_json")
+
+
+def _check_benchmark(body: dict[str, Any]) -> None:
+    _json_object(body.get("config_json", ""), "config_json")
+
+
+_CHECKS = {
+    JobKind.LAB_EXPERIMENT: _check_lab,
+    JobKind.CIRCUIT: _check_circuit,
+    JobKind.BENCHMARK: _check_benchmark,
+}
+
+
+def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> NewJob:
+    if not sub.device:
+        raise InvalidArgument("DEVICE_REQUIRED", "device is required", field="device")
+    route = devices.get(sub.device)
+    if route is None:
+        known = ", ".join(sorted(devices)) or "none"
+        raise NotFound("DEVICE_NOT_FOUND", f"unknown device {sub.device!r} (known: {known})", device=sub.device)
+    if sub.payload is None:
+        raise InvalidArgument("PAYLOAD_REQUIRED", "payload is empty: set one of its members", field="payload")
+    if sub.payload_bytes > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(
+            "PAYLOAD_TOO_LARGE",
+            f"payload is {sub.payload_bytes} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            size=sub.payload_bytes,
+            limit=MAX_PAYLOAD_BYTES,
+        )
+    if sub.payload.kind not in route.kinds:
+        raise InvalidArgument(
+            "KIND_NOT_SUPPORTED",
+            f"device {sub.device!r} does not run {sub.payload.kind.value} jobs",
+            device=sub.device,
+            kind=sub.payload.kind.value,
+        )
+    _CHECKS[sub.payload.kind](sub.payload.body)
+    if not MIN_PRIORITY <= sub.priority <= MAX_PRIORITY:
+        raise InvalidArgument(
+            "INVALID_PRIORITY",
+            f"priority {sub.priority} is outside [{MIN_PRIORITY}, {MAX_PRIORITY}]",
+            priority=sub.priority,
+        )
+    owner = sub.owner.strip()
+    if not owner or len(owner) > MAX_OWNER_LENGTH:
+        raise InvalidArgument("INVALID_OWNER", f"owner must be 1-{MAX_OWNER_LENGTH} characters", field="owner")
+    if len(sub.request_id) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidArgument(
+            "INVALID_REQUEST_ID", f"request_id is longer than {MAX_REQUEST_ID_LENGTH}", field="request_id"
+        )
+    labels = dict(sub.labels or {})
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument("TOO_MANY_LABELS", f"at most {MAX_LABELS} labels", field="labels")
+    return NewJob(
+        owner=owner,
+        device=sub.device,
+        priority=sub.priority,
+        payload=sub.payload,
+        request_id=sub.request_id,
+        labels=labels,
+    )
