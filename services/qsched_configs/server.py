@@ -11,4 +11,10 @@ from qsched_runtime.unimplemented import unimplemented_registration
 
 async def build(config: ServiceConfig) -> ServiceHandle:
     descriptor = pb.DESCRIPTOR.services_by_name["ConfigService"]
-    return ServiceHandle([unimplemented_registration(descriptor, pb_grpc.ConfigServiceServicer, pb_grpc.add_ConfigServiceServicer_to_server)])
+    return ServiceHandle(
+        [
+            unimplemented_registration(
+                descriptor, pb_grpc.ConfigServiceServicer, pb_grpc.add_ConfigServiceServicer_to_server
+            )
+        ]
+    )

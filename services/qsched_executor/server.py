@@ -11,4 +11,12 @@ from qsched_runtime.unimplemented import unimplemented_registration
 
 async def build(config: ServiceConfig) -> ServiceHandle:
     descriptor = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"]
-    return ServiceHandle([unimplemented_registration(descriptor, pb_grpc.HardwareExecutorServiceServicer, pb_grpc.add_HardwareExecutorServiceServicer_to_server)])
+    return ServiceHandle(
+        [
+            unimplemented_registration(
+                descriptor,
+                pb_grpc.HardwareExecutorServiceServicer,
+                pb_grpc.add_HardwareExecutorServiceServicer_to_server,
+            )
+        ]
+    )

@@ -11,4 +11,12 @@ from qsched_runtime.unimplemented import unimplemented_registration
 
 async def build(config: ServiceConfig) -> ServiceHandle:
     descriptor = pb.DESCRIPTOR.services_by_name["ProviderGatewayService"]
-    return ServiceHandle([unimplemented_registration(descriptor, pb_grpc.ProviderGatewayServiceServicer, pb_grpc.add_ProviderGatewayServiceServicer_to_server)])
+    return ServiceHandle(
+        [
+            unimplemented_registration(
+                descriptor,
+                pb_grpc.ProviderGatewayServiceServicer,
+                pb_grpc.add_ProviderGatewayServiceServicer_to_server,
+            )
+        ]
+    )

@@ -10,6 +10,7 @@ exit status 1. Ctrl+C or SIGTERM stops every child (SIGTERM, then SIGKILL after
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import signal
 import subprocess
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from qsched_runtime.config import SERVICES
 from qsched_runtime.args import config_from_args, forward_args
+from qsched_runtime.config import SERVICES
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
@@ -34,10 +35,8 @@ START_ORDER = ("executor", "configs", "gateway", "scheduler")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -96,7 +95,9 @@ class Supervisor:
             if self.stopping:
                 return self.stop(0)
             if not wait_serving(child.address, deadline):
-                print(f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr)
+                print(
+                    f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr
+                )
                 return self.stop(1)
         print("qsched is up:", flush=True)
         for child in sorted(self.children, key=lambda c: SERVICES.index(c.service)):

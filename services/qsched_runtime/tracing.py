@@ -143,21 +143,23 @@ def _with_trace_metadata(details: grpc.aio.ClientCallDetails) -> grpc.aio.Client
     metadata = list(details.metadata or ())
     metadata.extend(carrier.items())
     return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials, details.wait_for_ready
+        details.method,
+        details.timeout,
+        grpc.aio.Metadata(*metadata),
+        details.credentials,
+        details.wait_for_ready,
     )
 
 
-class ClientTracingInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """A CLIENT span per call, with its context sent along in the metadata."""
-
+class _UnaryUnaryTracing(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[override]
-        name = _method_name(client_call_details)
-        with tracer().start_as_current_span(name, kind=SpanKind.CLIENT):
+        with tracer().start_as_current_span(_method_name(client_call_details), kind=SpanKind.CLIENT):
             return await continuation(_with_trace_metadata(client_call_details), request)
 
+
+class _UnaryStreamTracing(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[override]
-        name = _method_name(client_call_details)
-        span = tracer().start_span(name, kind=SpanKind.CLIENT)
+        span = tracer().start_span(_method_name(client_call_details), kind=SpanKind.CLIENT)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             call = await continuation(_with_trace_metadata(client_call_details), request)
@@ -165,6 +167,12 @@ class ClientTracingInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.Un
             otel_context.detach(token)
         call.add_done_callback(lambda _call: span.end())
         return call
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """A CLIENT span per call, with its context sent along in the metadata. (An aio
+    channel files each interceptor under one call type, hence one class per type.)"""
+    return [_UnaryUnaryTracing(), _UnaryStreamTracing()]
 
 
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:

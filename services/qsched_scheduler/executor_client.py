@@ -9,7 +9,7 @@ import grpc
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
 from qsched.errors import error_info
-from qsched_runtime.tracing import ClientTracingInterceptor
+from qsched_runtime.tracing import client_interceptors
 from qsched_scheduler.executor_port import (
     ExecRequest,
     ExecUpdate,
@@ -38,7 +38,11 @@ def _from_proto(update: pb.ExecutionUpdate) -> ExecUpdate:
     if which == "progress":
         p = update.progress
         return ExecUpdate(
-            "progress", update.seq, fraction=p.fraction, rounds_done=p.rounds_done, rounds_total=p.rounds_total
+            "progress",
+            update.seq,
+            fraction=p.fraction,
+            rounds_done=p.rounds_done,
+            rounds_total=p.rounds_total,
         )
     if which == "result":
         r = update.result
@@ -55,7 +59,7 @@ def _from_proto(update: pb.ExecutionUpdate) -> ExecUpdate:
 class GrpcLabExecutor:
     def __init__(self, address: str):
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, interceptors=[ClientTracingInterceptor()])
+        self._channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
         self._stub = pb_grpc.HardwareExecutorServiceStub(self._channel)
 
     async def _stream(self, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[ExecUpdate]:
@@ -86,7 +90,9 @@ class GrpcLabExecutor:
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         try:
-            response = await self._stub.CancelRun(pb.CancelRunRequest(task_id=task_id, reason=reason), timeout=10)
+            response = await self._stub.CancelRun(
+                pb.CancelRunRequest(task_id=task_id, reason=reason), timeout=10
+            )
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from error
         return response.cancelling

@@ -131,7 +131,10 @@ class Scheduler:
         after = self._tokens.decode(page_token, flt) if page_token else None
         jobs = await self._call(self._store.list_jobs, flt, after, size + 1)
         next_token = self._tokens.encode(flt, cursor_of(jobs[size - 1], flt)) if len(jobs) > size else ""
-        return jobs[:size], next_token
+        # An unfiltered queue page is a contiguous slice of each device's run order:
+        # one COUNT per device gives every position on the page.
+        contiguous = flt.view is ListView.QUEUE and not (flt.owner or flt.kind or flt.states)
+        return await self._with_estimates(jobs[:size], contiguous), next_token
 
     async def cancel(self, job_id: str, reason: str = "") -> Job:
         job = await self.get(job_id)
@@ -184,7 +187,9 @@ class Scheduler:
                 if item.event.state.terminal:
                     return
 
-    async def _replay(self, job_id: str, after: int, before: int | None = None) -> AsyncIterator[Event | Change]:
+    async def _replay(
+        self, job_id: str, after: int, before: int | None = None
+    ) -> AsyncIterator[Event | Change]:
         """Stored events after `after` (and before `before`); the terminal one comes
         as a Change carrying the final job, and ends the replay."""
         while True:
@@ -245,7 +250,9 @@ class Scheduler:
             queued = await self._call(self._store.queued_count, name)
             running = await self._call(self._store.running_job, name)
             out.append(
-                DeviceStatus(name, route.kinds, queued, running.job_id if running else "", await self._typical(name))
+                DeviceStatus(
+                    name, route.kinds, queued, running.job_id if running else "", await self._typical(name)
+                )
             )
         return out
 
@@ -255,14 +262,28 @@ class Scheduler:
         return estimates.typical_run_seconds(recent, self._default_run_seconds)
 
     async def _with_estimate(self, job: Job) -> Job:
-        if job.state is not JobState.QUEUED:
-            return job
-        position = await self._call(self._store.queue_position, job)
-        running = await self._call(self._store.running_job, job.device)
-        typical = await self._typical(job.device)
-        job.queue_position = position
-        job.estimated_start_time = estimates.estimated_start(self._clock(), position, running, typical)
-        return job
+        return (await self._with_estimates([job], contiguous=False))[0]
+
+    async def _with_estimates(self, jobs: list[Job], contiguous: bool) -> list[Job]:
+        """Fill queue_position and estimated_start_time of the QUEUED jobs."""
+        now = self._clock()
+        per_device: dict[str, tuple[Job | None, float]] = {}
+        last_position: dict[str, int] = {}
+        for job in jobs:
+            if job.state is not JobState.QUEUED:
+                continue
+            if job.device not in per_device:
+                running = await self._call(self._store.running_job, job.device)
+                per_device[job.device] = (running, await self._typical(job.device))
+            if contiguous and job.device in last_position:
+                position = last_position[job.device] + 1
+            else:
+                position = await self._call(self._store.queue_position, job)
+            last_position[job.device] = position
+            running, typical = per_device[job.device]
+            job.queue_position = position
+            job.estimated_start_time = estimates.estimated_start(now, position, running, typical)
+        return jobs
 
     @staticmethod
     def _check_id(job_id: str) -> None:

@@ -6,11 +6,11 @@ their own, so they survive the scheduler disconnecting and can be re-attached.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import grpc
 from google.protobuf import timestamp_pb2
 
 from qsched.api.executor.v1 import executor_pb2 as pb
@@ -63,15 +63,16 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
             self.started_jobs.append(run.request.job_id)
             step = float(config.get("duration_s", 0.05)) / max(1, self.progress_steps)
             for i in range(1, self.progress_steps + 1):
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.cancel.wait(), timeout=step)
-                except TimeoutError:
-                    pass
                 if run.cancel.is_set():
                     self._emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
                     return
                 frac = i / self.progress_steps
-                self._emit(run, progress=pb.RunProgress(rounds_done=i, rounds_total=self.progress_steps, fraction=frac))
+                self._emit(
+                    run,
+                    progress=pb.RunProgress(rounds_done=i, rounds_total=self.progress_steps, fraction=frac),
+                )
             if self.hold is not None:
                 waiter = asyncio.ensure_future(self.hold.wait())
                 canceller = asyncio.ensure_future(run.cancel.wait())
@@ -141,5 +142,10 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
 async def start_fake_executor(fake: FakeExecutor, listen: str = "127.0.0.1:0") -> RunningServer:
     name = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"].full_name
     return await start_server(
-        listen, [Registration(name, lambda server: pb_grpc.add_HardwareExecutorServiceServicer_to_server(fake, server))]
+        listen,
+        [
+            Registration(
+                name, lambda server: pb_grpc.add_HardwareExecutorServiceServicer_to_server(fake, server)
+            )
+        ],
     )

@@ -7,7 +7,17 @@ import json
 
 import pytest
 
-from qsched_scheduler.domain import MAX_PAYLOAD_BYTES, Change, Event, Job, JobFilter, JobKind, JobState, ListView, Payload
+from qsched_scheduler.domain import (
+    MAX_PAYLOAD_BYTES,
+    Change,
+    Event,
+    Job,
+    JobFilter,
+    JobKind,
+    JobState,
+    ListView,
+    Payload,
+)
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, NotFound
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.store.memory import MemoryJobStore
@@ -18,7 +28,11 @@ from tests.support.memory_executor import MemoryExecutor
 def lab(cls: str = "AmplitudeRabiExperiment", config: dict | None = None) -> Payload:
     return Payload(
         JobKind.LAB_EXPERIMENT,
-        {"experiment_class": cls, "experiment_module": "exp.rabi", "expt_config_json": json.dumps(config or {})},
+        {
+            "experiment_class": cls,
+            "experiment_module": "exp.rabi",
+            "expt_config_json": json.dumps(config or {}),
+        },
     )
 
 
@@ -67,7 +81,7 @@ async def test_priority_first_then_fifo(env):
 
 
 async def test_submit_answers_position_and_estimate(env):
-    scheduler, executor, _ = env
+    scheduler, _executor, _ = env
     running = (await scheduler.submit(sub())).job
     await wait_state(scheduler, running.job_id, JobState.RUNNING)
     a = (await scheduler.submit(sub())).job
@@ -105,7 +119,11 @@ async def test_request_id_makes_submit_idempotent(env):
         (sub(payload=None), "PAYLOAD_REQUIRED", InvalidArgument),
         (sub(payload_bytes=MAX_PAYLOAD_BYTES + 1), "PAYLOAD_TOO_LARGE", InvalidArgument),
         (sub(payload=lab(cls="not a class")), "INVALID_EXPERIMENT", InvalidArgument),
-        (sub(payload=Payload(JobKind.CIRCUIT, {"qasm": ["x"], "shots": 1})), "KIND_NOT_SUPPORTED", InvalidArgument),
+        (
+            sub(payload=Payload(JobKind.CIRCUIT, {"qasm": ["x"], "shots": 1})),
+            "KIND_NOT_SUPPORTED",
+            InvalidArgument,
+        ),
         (
             sub(payload=Payload(JobKind.LAB_EXPERIMENT, {**lab().body, "expt_config_json": "[1]"})),
             "INVALID_JSON",
@@ -122,7 +140,9 @@ async def test_bad_submissions_write_nothing(env, submission, reason, error):
     assert store.list_jobs(JobFilter(), None, 10) == []
 
 
-@pytest.mark.parametrize("job_id", ["", "JOB-1", "JOB-20261399-00001", "job-20260101-00001", "JOB-20260101-1"])
+@pytest.mark.parametrize(
+    "job_id", ["", "JOB-1", "JOB-20261399-00001", "job-20260101-00001", "JOB-20260101-1"]
+)
 async def test_malformed_job_ids(env, job_id):
     scheduler, _, _ = env
     with pytest.raises(InvalidArgument) as info:
@@ -149,7 +169,9 @@ async def test_cancel_queued_and_running(env):
     assert stopping.state is JobState.RUNNING and stopping.cancel_requested
     done = await wait_state(scheduler, running.job_id, JobState.CANCELLED)
     assert done.error.reason == "CANCELLED"
-    assert executor.cancelled == [running.current_run.task_id if running.current_run else done.current_run.task_id]
+    assert executor.cancelled == [
+        running.current_run.task_id if running.current_run else done.current_run.task_id
+    ]
 
 
 async def test_cancel_finished_job_is_refused(env):
@@ -301,7 +323,9 @@ async def test_list_pagination_and_tokens(env):
             break
     assert seen == list(reversed(ids))
     with pytest.raises(InvalidArgument) as info:
-        await scheduler.list_jobs(JobFilter(view=ListView.QUEUE), 3, (await scheduler.list_jobs(flt, 3, ""))[1])
+        await scheduler.list_jobs(
+            JobFilter(view=ListView.QUEUE), 3, (await scheduler.list_jobs(flt, 3, ""))[1]
+        )
     assert info.value.reason == "PAGE_TOKEN_MISMATCH"
     with pytest.raises(InvalidArgument) as info:
         await scheduler.list_jobs(flt, 3, "garbage")

@@ -1,0 +1,67 @@
+"""Real servers on ephemeral ports: the scheduler as `qsched serve` builds it,
+and a test double of the executor speaking the real protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+import grpc
+import pytest
+
+from qsched.api.jobs.v1 import jobs_pb2_grpc
+from qsched_runtime.config import Endpoints, ServiceConfig
+from qsched_runtime.server import start_server
+from qsched_runtime.tracing import configure_tracing
+from tests.support.fake_executor import FakeExecutor, start_fake_executor
+
+_EXPORTER = configure_tracing("tests", "memory")
+
+
+@pytest.fixture
+def spans():
+    """Spans finished by every server in this process (in-memory exporter)."""
+    _EXPORTER.clear()
+    return _EXPORTER
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def fake_executor():
+    fake = FakeExecutor()
+    server = await start_fake_executor(fake)
+    yield fake, f"127.0.0.1:{server.port}"
+    await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def running_service(service: str, data_dir: Path, **config: object):
+    import importlib
+
+    module = importlib.import_module(f"qsched_{service}.server")
+    cfg = ServiceConfig(
+        service=service, endpoints=Endpoints(**{service: "127.0.0.1:0"}), data_dir=data_dir, **config
+    )
+    handle = await module.build(cfg)
+    server = await start_server(cfg.listen, handle.registrations)
+    await handle.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(0)
+        await handle.stop()
+
+
+@pytest.fixture
+async def scheduler(tmp_path, fake_executor):
+    """(JobService stub, fake executor, address) with the SQLite store in tmp_path."""
+    fake, executor_address = fake_executor
+    async with running_service("scheduler", tmp_path, lab_devices={"qick": executor_address}) as address:
+        async with grpc.aio.insecure_channel(address) as channel:
+            yield jobs_pb2_grpc.JobServiceStub(channel), fake, address
