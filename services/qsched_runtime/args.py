@@ -20,9 +20,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="HOST:PORT",
             help=f"where the {service} service listens (default {defaults.of(service)})",
         )
-    parser.add_argument("--data-dir", type=Path, default=None, help=f"state directory (default {default_data_dir()})")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help=f"state directory (default {default_data_dir()})"
+    )
     parser.add_argument("--trace-exporter", choices=EXPORTERS, default=None, help="OpenTelemetry exporter")
-    parser.add_argument("--database-url", default=None, help="scheduler database (default: SQLite in the data dir)")
+    parser.add_argument(
+        "--database-url", default=None, help="scheduler database (default: SQLite in the data dir)"
+    )
     parser.add_argument(
         "--lab-device",
         action="append",
@@ -64,5 +68,3 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     for device in args.lab_device:
         out += ["--lab-device", device]
     return out
-
-

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(service: str, args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
+    )
     config = config_from_args(service, args)
     try:
         asyncio.run(run(config))

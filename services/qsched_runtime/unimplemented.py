@@ -16,7 +16,9 @@ class NotImplementedYet(DomainError):
     code = "UNIMPLEMENTED"
 
 
-def unimplemented_registration(descriptor: ServiceDescriptor, servicer_base: type, add_fn: Any) -> Registration:
+def unimplemented_registration(
+    descriptor: ServiceDescriptor, servicer_base: type, add_fn: Any
+) -> Registration:
     domain = descriptor.file.package
 
     def make(method_name: str) -> Any:

@@ -7,7 +7,18 @@ from datetime import datetime
 from google.protobuf import timestamp_pb2
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobKind, JobState, ListView, Payload, Run
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Event,
+    Job,
+    JobFilter,
+    JobKind,
+    JobState,
+    ListView,
+    Payload,
+    Run,
+)
 from qsched_scheduler.errors import InvalidArgument
 
 STATE_TO_PB = {state: pb.Job.State.Value(f"STATE_{state.value}") for state in JobState}

@@ -8,6 +8,7 @@ claimed as soon as the executor reports the previous one terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -46,7 +47,9 @@ def to_run_update(update: ExecUpdate) -> RunUpdate:
         return RunUpdate(update.seq, started=True, message="started on the device")
     if update.kind == "progress":
         detail = f" ({update.rounds_done}/{update.rounds_total} rounds)" if update.rounds_total else ""
-        return RunUpdate(update.seq, progress=update.fraction, message=f"progress {update.fraction:.0%}{detail}")
+        return RunUpdate(
+            update.seq, progress=update.fraction, message=f"progress {update.fraction:.0%}{detail}"
+        )
     if update.kind == "result":
         return RunUpdate(
             update.seq,
@@ -71,7 +74,9 @@ def to_run_update(update: ExecUpdate) -> RunUpdate:
 
 
 def _failed(reason: str, message: str) -> RunUpdate:
-    return RunUpdate(final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}")
+    return RunUpdate(
+        final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}"
+    )
 
 
 class DeviceDispatcher:
@@ -101,10 +106,8 @@ class DeviceDispatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def wake(self) -> None:
         self._wake.set()
@@ -157,9 +160,13 @@ class DeviceDispatcher:
             expt_config_json=body.get("expt_config_json", "") or json.dumps({}),
         )
         with tracer().start_as_current_span(
-            f"run {job.job_id}", context=context_from_traceparent(job.trace_parent), kind=trace.SpanKind.INTERNAL
+            f"run {job.job_id}",
+            context=context_from_traceparent(job.trace_parent),
+            kind=trace.SpanKind.INTERNAL,
         ) as span:
-            span.set_attributes({"qsched.job_id": job.job_id, "qsched.task_id": task_id, "qsched.device": self.device})
+            span.set_attributes(
+                {"qsched.job_id": job.job_id, "qsched.task_id": task_id, "qsched.device": self.device}
+            )
             stream = self.executor.execute(request)
             try:
                 first = await anext(stream)
@@ -220,7 +227,8 @@ class DeviceDispatcher:
             unreachable_since = unreachable_since or now
             if now - unreachable_since > self._lost_after_s:
                 await self._apply(
-                    task_id, _failed("EXECUTOR_LOST", f"executor unreachable for {self._lost_after_s:.0f}s: {reason}")
+                    task_id,
+                    _failed("EXECUTOR_LOST", f"executor unreachable for {self._lost_after_s:.0f}s: {reason}"),
                 )
                 return
             await asyncio.sleep(RETRY_MIN_S if now == unreachable_since else RETRY_MAX_S)

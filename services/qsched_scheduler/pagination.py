@@ -17,7 +17,13 @@ from qsched_scheduler.errors import InvalidArgument
 
 def _fingerprint(flt: JobFilter) -> str:
     text = json.dumps(
-        [flt.view.value, sorted(s.value for s in flt.states), flt.owner, flt.device, flt.kind and flt.kind.value]
+        [
+            flt.view.value,
+            sorted(s.value for s in flt.states),
+            flt.owner,
+            flt.device,
+            flt.kind and flt.kind.value,
+        ]
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -40,7 +46,9 @@ class PageTokens:
             data = json.loads(body)
             cursor = tuple(int(v) for v in data["c"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is not a token this server issued") from exc
+            raise InvalidArgument(
+                "INVALID_PAGE_TOKEN", "page_token is not a token this server issued"
+            ) from exc
         if data.get("f") != _fingerprint(flt):
             raise InvalidArgument(
                 "PAGE_TOKEN_MISMATCH", "page_token was issued for different filters; repeat the same request"

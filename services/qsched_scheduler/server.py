@@ -44,5 +44,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     executors = {name: GrpcLabExecutor(address) for name, address in config.devices().items()}
     scheduler = Scheduler(store, executors, page_key(config.data_dir))
     name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
-    registration = Registration(name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server))
+    registration = Registration(
+        name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server)
+    )
     return ServiceHandle([registration], start=scheduler.start, stop=scheduler.stop)

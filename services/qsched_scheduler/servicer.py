@@ -23,7 +23,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
     def __init__(self, scheduler: Scheduler):
         self._scheduler = scheduler
 
-    async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> pb.SubmitJobResponse:
+    async def SubmitJob(
+        self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitJobResponse:
         submission = Submission(
             device=request.device,
             payload=convert.payload_from_pb(request.payload),
@@ -52,7 +54,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
             await abort(context, error, DOMAIN)
         return pb.GetJobResponse(job=convert.job_to_pb(job))
 
-    async def ListJobs(self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext) -> pb.ListJobsResponse:
+    async def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListJobsResponse:
         try:
             flt = convert.filter_from_pb(request)
             jobs, token = await self._scheduler.list_jobs(flt, request.page_size, request.page_token)
@@ -60,14 +64,18 @@ class JobServicer(pb_grpc.JobServiceServicer):
             await abort(context, error, DOMAIN)
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
 
-    async def CancelJob(self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext) -> pb.CancelJobResponse:
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelJobResponse:
         try:
             job = await self._scheduler.cancel(request.job_id, request.reason)
         except DomainError as error:
             await abort(context, error, DOMAIN)
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
-    async def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.aio.ServicerContext) -> pb.DeleteJobResponse:
+    async def DeleteJob(
+        self, request: pb.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteJobResponse:
         try:
             await self._scheduler.delete(request.job_id)
         except DomainError as error:
@@ -94,7 +102,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
         try:
             async for item in self._scheduler.watch_queue(request.device):
                 if isinstance(item, QueueSnapshot):
-                    snapshot = pb.QueueSnapshot(device=item.device, jobs=[convert.job_to_pb(j) for j in item.jobs])
+                    snapshot = pb.QueueSnapshot(
+                        device=item.device, jobs=[convert.job_to_pb(j) for j in item.jobs]
+                    )
                     yield pb.WatchQueueResponse(snapshot=snapshot)
                 else:
                     previous = convert.STATE_TO_PB[item.previous_state] if item.previous_state else 0

@@ -62,7 +62,9 @@ def _check_lab(body: dict[str, Any]) -> None:
         )
     if not _MODULE.match(module):
         raise InvalidArgument(
-            "INVALID_EXPERIMENT", f"experiment_module {module!r} is not a module path", field="experiment_module"
+            "INVALID_EXPERIMENT",
+            f"experiment_module {module!r} is not a module path",
+            field="experiment_module",
         )
     _json_object(body.get("expt_config_json", ""), "expt_config_json")
 
@@ -92,7 +94,9 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
     route = devices.get(sub.device)
     if route is None:
         known = ", ".join(sorted(devices)) or "none"
-        raise NotFound("DEVICE_NOT_FOUND", f"unknown device {sub.device!r} (known: {known})", device=sub.device)
+        raise NotFound(
+            "DEVICE_NOT_FOUND", f"unknown device {sub.device!r} (known: {known})", device=sub.device
+        )
     if sub.payload is None:
         raise InvalidArgument("PAYLOAD_REQUIRED", "payload is empty: set one of its members", field="payload")
     if sub.payload_bytes > MAX_PAYLOAD_BYTES:
@@ -118,7 +122,9 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
         )
     owner = sub.owner.strip()
     if not owner or len(owner) > MAX_OWNER_LENGTH:
-        raise InvalidArgument("INVALID_OWNER", f"owner must be 1-{MAX_OWNER_LENGTH} characters", field="owner")
+        raise InvalidArgument(
+            "INVALID_OWNER", f"owner must be 1-{MAX_OWNER_LENGTH} characters", field="owner"
+        )
     if len(sub.request_id) > MAX_REQUEST_ID_LENGTH:
         raise InvalidArgument(
             "INVALID_REQUEST_ID", f"request_id is longer than {MAX_REQUEST_ID_LENGTH}", field="request_id"

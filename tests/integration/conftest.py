@@ -62,6 +62,6 @@ async def running_service(service: str, data_dir: Path, **config: object):
 async def scheduler(tmp_path, fake_executor):
     """(JobService stub, fake executor, address) with the SQLite store in tmp_path."""
     fake, executor_address = fake_executor
-    async with running_service("scheduler", tmp_path, lab_devices={"qick": executor_address}) as address:
-        async with grpc.aio.insecure_channel(address) as channel:
-            yield jobs_pb2_grpc.JobServiceStub(channel), fake, address
+    service = running_service("scheduler", tmp_path, lab_devices={"qick": executor_address})
+    async with service as address, grpc.aio.insecure_channel(address) as channel:
+        yield jobs_pb2_grpc.JobServiceStub(channel), fake, address

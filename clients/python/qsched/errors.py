@@ -35,7 +35,9 @@ def error_info(error: grpc.RpcError) -> ErrorInfo:
 class QschedError(Exception):
     """A failed call: the gRPC status code, the service's reason and message."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str] | None = None):
+    def __init__(
+        self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str] | None = None
+    ):
         super().__init__(f"{code.name} {reason}: {message}" if reason else f"{code.name}: {message}")
         self.code = code
         self.reason = reason

@@ -94,6 +94,8 @@ class MemoryJobStore:
             states = flt.states
             if flt.view is ListView.QUEUE:
                 states = (states or {JobState.QUEUED, JobState.RUNNING}) & {JobState.QUEUED, JobState.RUNNING}
+                if not states:  # only finished states asked for: the queue holds none
+                    return []
             rows = [
                 job
                 for job in self._jobs.values()
@@ -121,7 +123,10 @@ class MemoryJobStore:
                 for other in self._jobs.values()
                 if other.device == job.device
                 and other.state is JobState.QUEUED
-                and (other.priority > job.priority or (other.priority == job.priority and other.order < job.order))
+                and (
+                    other.priority > job.priority
+                    or (other.priority == job.priority and other.order < job.order)
+                )
             )
             return ahead + 1
 
@@ -170,7 +175,9 @@ class MemoryJobStore:
                 )
             job.cancel_requested = True
             task_id = self._runs[job_id][-1].task_id
-            event = self._log(job, now, f"cancel requested: {reason}" if reason else "cancel requested", 0.0, task_id)
+            event = self._log(
+                job, now, f"cancel requested: {reason}" if reason else "cancel requested", 0.0, task_id
+            )
             return Change(self._copy(job), event, JobState.RUNNING)
 
     def delete(self, job_id: str) -> None:
@@ -178,7 +185,8 @@ class MemoryJobStore:
             job = self._require(job_id)
             if not job.state.terminal:
                 raise FailedPrecondition(
-                    "JOB_NOT_TERMINAL", f"job {job_id} is {job.state.value}; only finished jobs can be deleted",
+                    "JOB_NOT_TERMINAL",
+                    f"job {job_id} is {job.state.value}; only finished jobs can be deleted",
                     job_id=job_id,
                 )
             del self._jobs[job_id]

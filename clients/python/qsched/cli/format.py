@@ -52,7 +52,16 @@ def job_rows(jobs: list[pb.Job], queue: bool) -> str:
     else:
         header = ["JOB", "STATE", "PRIO", "OWNER", "DEVICE", "WHAT", "SUBMITTED", "ENDED"]
         rows = [
-            [j.job_id, state_name(j.state), str(j.priority), j.owner, j.device, what(j), when(j.create_time), when(j.end_time)]
+            [
+                j.job_id,
+                state_name(j.state),
+                str(j.priority),
+                j.owner,
+                j.device,
+                what(j),
+                when(j.create_time),
+                when(j.end_time),
+            ]
             for j in jobs
         ]
     return table(rows, header)
@@ -87,5 +96,9 @@ def job_detail(job: pb.Job) -> str:
 
 
 def event_line(event: pb.JobEvent) -> str:
-    stamp = event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3] if event.time.seconds else datetime.now().strftime("%H:%M:%S")
+    stamp = (
+        event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+        if event.time.seconds
+        else datetime.now().strftime("%H:%M:%S")
+    )
     return f"{stamp}  #{event.seq:<4} {state_name(event.state):<10} {event.message}"

@@ -33,10 +33,7 @@ def _pb():
 # -- client commands -----------------------------------------------------------------------------------
 def cmd_submit(args: argparse.Namespace) -> int:
     pb = _pb()
-    if args.config_file:
-        config_text = Path(args.config_file).read_text()
-    else:
-        config_text = args.config or "{}"
+    config_text = Path(args.config_file).read_text() if args.config_file else args.config or "{}"
     json.loads(config_text)  # fail here, with the JSON error, rather than at the server
     request = pb.SubmitJobRequest(
         device=args.device,
@@ -156,7 +153,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     response = _jobs_stub(args).ListDevices(_pb().ListDevicesRequest(), timeout=args.timeout)
     rows = [
-        [d.name, str(d.queued), d.running_job_id or "-", f"{d.typical_run_duration.ToTimedelta().total_seconds():g}s"]
+        [
+            d.name,
+            str(d.queued),
+            d.running_job_id or "-",
+            f"{d.typical_run_duration.ToTimedelta().total_seconds():g}s",
+        ]
         for d in response.devices
     ]
     print(table(rows, ["DEVICE", "QUEUED", "RUNNING", "TYPICAL RUN"]))
@@ -194,12 +196,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 # -- parser ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qsched", description="Share quantum devices: a durable job queue over gRPC.")
+    parser = argparse.ArgumentParser(
+        prog="qsched", description="Share quantum devices: a durable job queue over gRPC."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def client(name: str, help_text: str, parent=sub) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_text)
-        p.add_argument("--address", help=f"scheduler address (env QSCHED_ADDRESS, default {connection.DEFAULT_ADDRESS})")
+        p.add_argument(
+            "--address", help=f"scheduler address (env QSCHED_ADDRESS, default {connection.DEFAULT_ADDRESS})"
+        )
         p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
         return p
 
@@ -271,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as error:
         err = QschedError.from_rpc_error(error)
         if err.code == grpc.StatusCode.UNAVAILABLE:
-            print(f"qsched: cannot reach the scheduler at {connection.scheduler_address(args.address)}", file=sys.stderr)
+            print(
+                f"qsched: cannot reach the scheduler at {connection.scheduler_address(args.address)}",
+                file=sys.stderr,
+            )
             print("  is the stack running? start it with `make run` or `qsched up`", file=sys.stderr)
         else:
             print(f"qsched: {err}", file=sys.stderr)

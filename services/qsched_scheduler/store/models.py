@@ -1,0 +1,167 @@
+"""The scheduler's tables (SQLAlchemy 2 declarative). The schema itself is created
+by the Alembic migrations in qsched_scheduler/migrations; these models must match
+them (tests/scheduler/test_store_sql.py compares the two).
+
+Timestamps are stored as UTC and always come back timezone-aware; JSON columns
+are plain text so SQLite and PostgreSQL store them the same way."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# The one index that makes "at most one RUNNING job per device" a database rule.
+ONE_RUNNING_PER_DEVICE = "uq_jobs_one_running_per_device"
+RUNNING_ONLY = "state = 'RUNNING'"
+
+# BIGINT that is still SQLite's INTEGER rowid alias (so it autoincrements there).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """DateTime(timezone=True) that stores UTC and returns aware UTC datetimes
+    (SQLite keeps no offset: it would return naive values otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # the scheduler's clock is UTC: a naive value is UTC already
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON-able data stored as text."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # Job.order
+    job_id: Mapped[str] = mapped_column(String(32), unique=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    device: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))  # JobKind value
+    priority: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonText)  # Payload.body
+    state: Mapped[str] = mapped_column(String(16))  # JobState value
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error_reason: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    labels: Mapped[dict[str, str]] = mapped_column(JsonText)
+    trace_parent: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+    # sqlite_autoincrement: never reuse an order, not even that of a deleted newest job.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+# The run order of a device's queue: claim_next, queue_position, queued_count.
+Index("ix_jobs_queue", JobRow.device, JobRow.state, JobRow.priority.desc(), JobRow.id)
+Index(
+    ONE_RUNNING_PER_DEVICE,
+    JobRow.device,
+    unique=True,
+    sqlite_where=text(RUNNING_ONLY),
+    postgresql_where=text(RUNNING_ONLY),
+)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    progress: Mapped[float] = mapped_column(Float)
+    error_reason: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    data_file_path: Mapped[str] = mapped_column(Text)
+    summary: Mapped[dict[str, float]] = mapped_column(JsonText)
+    config_revisions: Mapped[dict[str, str]] = mapped_column(JsonText)
+    provider_task_ids: Mapped[list[str]] = mapped_column(JsonText)
+    executor_seq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    progress: Mapped[float] = mapped_column(Float)
+    task_id: Mapped[str] = mapped_column(String(36))
+
+    __table_args__ = (UniqueConstraint("job_pk", "seq"), {"sqlite_autoincrement": True})
+
+
+class IdCounterRow(Base):
+    """The per-day job id counters (prefix JOB-YYYYMMDD -> last number handed out)."""
+
+    __tablename__ = "id_counters"
+
+    prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger)
