@@ -1,0 +1,1 @@
+"""Everything that knows about QICK boards: drivers, the simulated SoC, experiments."""
