@@ -1,0 +1,109 @@
+"""`qsched up` as a user runs it: four processes, health, reflection, the CLI,
+a crashed child restarted, and a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import psutil
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from qsched_runtime.config import SERVICES
+from tests.support import processes
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_line(log, text: str, process, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not printed:\n{log.read_text()}")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*processes.QSCHED, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=processes.REPO,
+        check=False,
+    )
+
+
+def service_names(address: str) -> set[str]:
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        return {s.name for r in responses for s in r.list_services_response.service}
+
+
+def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp_path / "up.log"
+    up = processes.start(["up", *flags, "--data-dir", str(tmp_path / "data")], log)
+    try:
+        wait_for_line(log, "qsched is up", up)
+        for service in SERVICES:
+            assert processes.serving(addresses[service], timeout=5), service
+            assert addresses[service] in log.read_text()
+        assert "qsched.jobs.v1.JobService" in service_names(addresses["scheduler"])
+        assert "qsched.configs.v1.ConfigService" in service_names(addresses["configs"])
+        assert "qsched.gateway.v1.ProviderGatewayService" in service_names(addresses["gateway"])
+        assert "qsched.executor.v1.HardwareExecutorService" in service_names(addresses["executor"])
+
+        submitted = cli(
+            "job", "submit", "--address", addresses["scheduler"], "--class", "AmplitudeRabiExperiment",
+            "--module", "qsched_hardware.experiments", "--config", '{"reps": 100}', "--owner", "alice",
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.split()[0]
+        assert job_id.startswith("JOB-")
+        view = cli("job", "view", job_id, "--address", addresses["scheduler"])
+        assert view.returncode == 0 and "owner      alice" in view.stdout
+        history = cli("history", "--address", addresses["scheduler"])
+        assert job_id in history.stdout
+        missing = cli("job", "view", "JOB-20260101-00001", "--address", addresses["scheduler"])
+        assert missing.returncode == 2 and "JOB_NOT_FOUND" in missing.stderr
+
+        # A child that dies is reported and restarted.
+        children = psutil.Process(up.pid).children()
+        gateway = next(c for c in children if "gateway" in c.cmdline())
+        gateway.kill()
+        wait_for_line(log, "gateway exited with status", up)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not processes.serving(addresses["gateway"], timeout=1):
+            pass
+        assert processes.serving(addresses["gateway"], timeout=5)
+        assert up.poll() is None
+    finally:
+        children = psutil.Process(up.pid).children() if up.poll() is None else []
+        code = processes.stop(up, signal.SIGTERM)
+    assert code == 0, log.read_text()
+    assert "qsched stopped." in log.read_text()
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+
+
+def test_cli_says_when_the_scheduler_is_down():
+    result = cli("queue", "--address", f"127.0.0.1:{processes.free_port()}", "--timeout", "2")
+    assert result.returncode == 2
+    assert "cannot reach the scheduler" in result.stderr
+
+
+def test_cli_imports_no_server_code():
+    code = "import sys, qsched.cli.main as m; m.build_parser(); print(sorted(k for k in sys.modules if k.startswith(('sqlalchemy', 'opentelemetry', 'qiskit', 'qick'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,54 @@
+"""Starting qsched processes for tests and waiting until they serve."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+QSCHED = [sys.executable, "-m", "qsched.cli.main"]
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serving(address: str, timeout: float = 30.0) -> bool:
+    """Poll grpc.health.v1 until SERVING (True) or the timeout (False)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return True
+            except grpc.RpcError:
+                time.sleep(0.05)
+    return False
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
+    handle = log.open("ab")
+    return subprocess.Popen([*QSCHED, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
