@@ -536,6 +536,17 @@ def test_update_run_applies_start_progress_and_success(store: JobStore) -> None:
     assert store.get(job.job_id).last_seq == 6
 
 
+def test_update_run_records_pinned_config_revisions(store: JobStore) -> None:
+    job = submit(store)
+    claim(store, DEVICE, "task-1", at(1))
+    pins = {"hardware_config": "CFG-HW-20260314-00002"}
+    pinned = store.update_run("task-1", RunUpdate(config_revisions=pins, message="configs pinned"), at(2))
+    assert pinned.job.current_run.config_revisions == pins
+    later = store.update_run("task-1", RunUpdate(executor_seq=1, started=True), at(3))
+    assert later.job.current_run.config_revisions == pins  # kept by later updates
+    assert store.get(job.job_id).current_run.config_revisions == pins
+
+
 def test_update_run_records_a_failure(store: JobStore) -> None:
     job = submit(store)
     claim(store, DEVICE, "task-1", at(1))

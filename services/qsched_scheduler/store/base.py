@@ -24,6 +24,8 @@ class RunUpdate:
     """What the executor reported about a run; applied in `update_run`."""
 
     executor_seq: int = 0
+    # Config revisions pinned for the run, by type (set once, before the executor starts).
+    config_revisions: dict[str, str] = field(default_factory=dict)
     started: bool = False
     progress: float | None = None
     message: str = ""

@@ -234,6 +234,8 @@ class MemoryJobStore:
                 return None
             previous = job.state
             run.executor_seq = max(run.executor_seq, update.executor_seq)
+            if update.config_revisions:
+                run.config_revisions = dict(update.config_revisions)
             if update.started and run.start_time is None:
                 run.start_time = now
                 job.start_time = now

@@ -384,6 +384,8 @@ class SqlJobStore:
                 return None
             previous = JobState(row.state)
             run.executor_seq = max(run.executor_seq, update.executor_seq)
+            if update.config_revisions:
+                run.config_revisions = dict(update.config_revisions)
             if update.started and run.start_time is None:
                 run.start_time = now
                 row.start_time = now
