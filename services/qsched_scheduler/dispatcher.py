@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,18 @@ StoreCall = Callable[..., Awaitable[Any]]
 EXECUTOR_LOST_AFTER_S = 30.0
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 2.0
+
+
+def exec_request(job_id: str, task_id: str, owner: str, body: dict[str, Any]) -> ExecRequest:
+    """The executor's view of a lab experiment payload."""
+    return ExecRequest(
+        job_id=job_id,
+        task_id=task_id,
+        owner=owner,
+        experiment_class=body.get("experiment_class", ""),
+        experiment_module=body.get("experiment_module", ""),
+        expt_config_json=body.get("expt_config_json", "") or "{}",
+    )
 
 
 def to_run_update(update: ExecUpdate) -> RunUpdate:
@@ -150,15 +161,7 @@ class DeviceDispatcher:
         """Execute a claimed job. False if it was put back in the queue."""
         assert job.current_run is not None
         task_id = job.current_run.task_id
-        body = job.payload.body
-        request = ExecRequest(
-            job_id=job.job_id,
-            task_id=task_id,
-            owner=job.owner,
-            experiment_class=body.get("experiment_class", ""),
-            experiment_module=body.get("experiment_module", ""),
-            expt_config_json=body.get("expt_config_json", "") or json.dumps({}),
-        )
+        request = exec_request(job.job_id, task_id, job.owner, job.payload.body)
         with tracer().start_as_current_span(
             f"run {job.job_id}",
             context=context_from_traceparent(job.trace_parent),

@@ -18,6 +18,10 @@ class FailedPrecondition(DomainError):
     code = "FAILED_PRECONDITION"
 
 
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+
+
 class Unimplemented(DomainError):
     code = "UNIMPLEMENTED"
 

@@ -16,7 +16,10 @@ from qsched_scheduler.executor_port import (
     ExecutorRejected,
     ExecutorUnavailable,
     RunNotFound,
+    Violation,
 )
+
+VALIDATE_TIMEOUT_S = 5.0
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
@@ -29,8 +32,18 @@ def _translate(error: grpc.aio.AioRpcError) -> Exception:
     if code == grpc.StatusCode.NOT_FOUND:
         return RunNotFound(error.details() or "")
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        return ExecutorRejected(reason or "EXECUTOR_UNIMPLEMENTED", error.details() or "not implemented")
-    return ExecutorRejected(reason or code.name, error.details() or "")
+        return ExecutorRejected(
+            reason or "EXECUTOR_UNIMPLEMENTED", error.details() or "not implemented", code.name
+        )
+    return ExecutorRejected(reason or code.name, error.details() or "", code.name)
+
+
+def _experiment(request: ExecRequest) -> pb.Experiment:
+    return pb.Experiment(
+        experiment_class=request.experiment_class,
+        experiment_module=request.experiment_module,
+        expt_config_json=request.expt_config_json,
+    )
 
 
 def _from_proto(update: pb.ExecutionUpdate) -> ExecUpdate:
@@ -76,14 +89,19 @@ class GrpcLabExecutor:
             job_id=request.job_id,
             task_id=request.task_id,
             owner=request.owner,
-            experiment=pb.Experiment(
-                experiment_class=request.experiment_class,
-                experiment_module=request.experiment_module,
-                expt_config_json=request.expt_config_json,
-            ),
+            experiment=_experiment(request),
             configs=[pb.PinnedConfig(config_type=t, revision_id=r, sha256=s) for t, r, s in request.configs],
         )
         return self._stream(self._stub.Execute(message))
+
+    async def validate(self, request: ExecRequest) -> list[Violation]:
+        try:
+            response = await self._stub.ValidateExperiment(
+                pb.ValidateExperimentRequest(experiment=_experiment(request)), timeout=VALIDATE_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from error
+        return [Violation(v.field, v.description) for v in response.violations]
 
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         return self._stream(self._stub.WatchRun(pb.WatchRunRequest(task_id=task_id, after_seq=after_seq)))

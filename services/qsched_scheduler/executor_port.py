@@ -40,6 +40,12 @@ class ExecUpdate:
         return self.kind in TERMINAL_UPDATES
 
 
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    description: str
+
+
 class ExecutorUnavailable(Exception):
     """The executor could not be reached; nothing was decided about the run."""
 
@@ -49,17 +55,22 @@ class RunNotFound(Exception):
 
 
 class ExecutorRejected(Exception):
-    """The executor refused the request; `reason` is its ErrorInfo reason."""
+    """The executor refused the request; `reason` is its ErrorInfo reason, `code`
+    the canonical status name (e.g. PERMISSION_DENIED)."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, code: str = "FAILED_PRECONDITION"):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.code = code
 
 
 class LabExecutor(Protocol):
     def execute(self, request: ExecRequest) -> AsyncIterator[ExecUpdate]:
         """Start a run and follow it to a terminal update."""
+
+    async def validate(self, request: ExecRequest) -> list[Violation]:
+        """Check an experiment against the board without running it."""
 
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         """Follow a run that is already on the executor (raises RunNotFound)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from qsched_runtime.tracing import current_traceparent
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.bus import EventBus, Subscription
-from qsched_scheduler.dispatcher import DeviceDispatcher
+from qsched_scheduler.dispatcher import DeviceDispatcher, exec_request
 from qsched_scheduler.domain import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -25,14 +26,16 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     ListView,
+    NewJob,
 )
-from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
-from qsched_scheduler.executor_port import LabExecutor
+from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, PermissionDenied, job_not_found
+from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, LabExecutor, RunNotFound
 from qsched_scheduler.pagination import PageTokens
 from qsched_scheduler.store.base import JobStore, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 REPLAY_BATCH = 1000
 QUEUE_SNAPSHOT_LIMIT = 1000
 RECENT_RUNS = 20
@@ -109,6 +112,8 @@ class Scheduler:
     # -- commands ------------------------------------------------------------------------------------
     async def submit(self, submission: Submission) -> SubmitResult:
         new = validate_submission(submission, self.devices)
+        if new.payload.kind is JobKind.LAB_EXPERIMENT:
+            await self._validate_on_device(new)
         new = replace(new, trace_parent=current_traceparent())
         outcome = await self._call(self._store.submit, new, self._clock())
         if not outcome.created:  # a retried request_id: answer with that job as it is now
@@ -257,6 +262,32 @@ class Scheduler:
         return out
 
     # -- helpers ---------------------------------------------------------------------------------------
+    async def _validate_on_device(self, new: NewJob) -> None:
+        """Ask the device's executor to check the experiment now, so a bad parameter is
+        refused at submit rather than after hours in the queue. Best effort: if the
+        executor cannot answer, the job is queued and the executor checks it at run time."""
+        executor = self._dispatchers[new.device].executor
+        try:
+            violations = await executor.validate(exec_request("", "", new.owner, new.payload.body))
+        except ExecutorRejected as exc:
+            if exc.code == "PERMISSION_DENIED":
+                raise PermissionDenied(exc.reason, exc.message, device=new.device) from exc
+            if exc.code == "INVALID_ARGUMENT":
+                raise InvalidArgument(exc.reason, exc.message, device=new.device) from exc
+            log.info("submit-time validation skipped on %s: %s", new.device, exc)
+            return
+        except (ExecutorUnavailable, RunNotFound) as exc:
+            log.info("submit-time validation skipped on %s: %s", new.device, exc)
+            return
+        if violations:
+            text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+            raise InvalidArgument(
+                "INVALID_EXPERIMENT_CONFIG",
+                f"the experiment cannot run on {new.device}: {text}",
+                field=violations[0].field,
+                device=new.device,
+            )
+
     async def _typical(self, device: str) -> float:
         recent = await self._call(self._store.recent_run_seconds, device, RECENT_RUNS)
         return estimates.typical_run_seconds(recent, self._default_run_seconds)

@@ -178,6 +178,16 @@ async def test_bad_submissions_are_refused_and_write_nothing(scheduler, request_
     assert not (await stub.ListJobs(pb.ListJobsRequest())).jobs
 
 
+async def test_submit_is_validated_by_the_executor(scheduler):
+    stub, _, _ = scheduler
+    bad = stub.SubmitJob(lab_request(config={"reject": ["expt.gain"]}))
+    await expect_error(bad, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EXPERIMENT_CONFIG")
+    forbidden = lab_request()
+    forbidden.payload.lab_experiment.experiment_module = "forbidden.module"
+    await expect_error(stub.SubmitJob(forbidden), grpc.StatusCode.PERMISSION_DENIED, "MODULE_NOT_ALLOWED")
+    assert not (await stub.ListJobs(pb.ListJobsRequest())).jobs
+
+
 async def test_bad_reads(scheduler):
     stub, _, _ = scheduler
     bad_id = stub.GetJob(pb.GetJobRequest(job_id="JOB-42"))

@@ -25,6 +25,10 @@ class Busy(DomainError):
     code = "FAILED_PRECONDITION"
 
 
+class Denied(DomainError):
+    code = "PERMISSION_DENIED"
+
+
 class Missing(DomainError):
     code = "NOT_FOUND"
 
@@ -133,6 +137,17 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
             return pb.CancelRunResponse(cancelling=False)
         run.cancel.set()
         return pb.CancelRunResponse(cancelling=True)
+
+    async def ValidateExperiment(self, request, context):
+        config = json.loads(request.experiment.expt_config_json or "{}")
+        if request.experiment.experiment_module.startswith("forbidden"):
+            error = Denied(
+                "MODULE_NOT_ALLOWED", f"module {request.experiment.experiment_module} is not allow-listed"
+            )
+            await abort(context, error, DOMAIN)
+        return pb.ValidateExperimentResponse(
+            violations=[pb.Violation(field=f, description="out of range") for f in config.get("reject", [])]
+        )
 
     async def GetDevice(self, request, context):
         state = pb.DeviceInfo.STATE_BUSY if self.current else pb.DeviceInfo.STATE_IDLE

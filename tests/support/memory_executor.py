@@ -4,10 +4,17 @@ waits for the test to finish it (or finishes after `auto_finish_s`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from qsched_scheduler.executor_port import ExecRequest, ExecUpdate, ExecutorUnavailable, RunNotFound
+from qsched_scheduler.executor_port import (
+    ExecRequest,
+    ExecUpdate,
+    ExecutorUnavailable,
+    RunNotFound,
+    Violation,
+)
 
 
 @dataclass
@@ -65,6 +72,12 @@ class MemoryExecutor:
             asyncio.get_running_loop().create_task(self._auto(script))
         async for update in self._follow(script, 0):
             yield update
+
+    async def validate(self, request: ExecRequest) -> list[Violation]:
+        if self.unavailable:
+            raise ExecutorUnavailable("down")
+        config = json.loads(request.expt_config_json)
+        return [Violation(key, "rejected by the test") for key in config.get("reject", [])]
 
     async def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         if self.unavailable:

@@ -333,3 +333,13 @@ async def test_list_pagination_and_tokens(env):
     with pytest.raises(InvalidArgument) as info:
         await scheduler.list_jobs(flt, -1, "")
     assert info.value.reason == "INVALID_PAGE_SIZE"
+
+
+async def test_submit_is_checked_on_the_device(env):
+    scheduler, executor, store = env
+    with pytest.raises(InvalidArgument) as info:
+        await scheduler.submit(sub(payload=lab(config={"reject": ["expt.gain"]})))
+    assert info.value.reason == "INVALID_EXPERIMENT_CONFIG" and info.value.metadata["field"] == "expt.gain"
+    assert store.list_jobs(JobFilter(), None, 10) == []
+    executor.unavailable = True  # the executor cannot answer: queued, checked at run time
+    assert (await scheduler.submit(sub(payload=lab(config={"reject": ["expt.gain"]})))).created
