@@ -102,6 +102,8 @@ def run_to_pb(run: Run) -> pb.Run:
         summary=run.summary,
         config_revisions=run.config_revisions,
         provider_task_ids=run.provider_task_ids,
+        payload=payload_to_pb(run.payload) if run.payload else None,
+        job_id=run.job_id,
     )
 
 

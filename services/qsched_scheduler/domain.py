@@ -74,6 +74,8 @@ class Run:
     config_revisions: dict[str, str] = field(default_factory=dict)
     provider_task_ids: list[str] = field(default_factory=list)
     executor_seq: int = 0  # last executor update applied (for re-attach)
+    payload: Payload | None = None  # the settings that produced this run (its memento)
+    job_id: str = ""
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Job:
     payload: Payload
     state: JobState
     create_time: datetime
-    order: int = 0  # submission order within the store; FIFO tie-breaker
+    order: int = 0  # submission order within the store: history is newest first by it
+    queue_order: int = 0  # FIFO tie-breaker within a priority; a re-run gets a new one (back of the queue)
     start_time: datetime | None = None
     end_time: datetime | None = None
     error: ErrorDetail | None = None

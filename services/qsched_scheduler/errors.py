@@ -22,6 +22,10 @@ class PermissionDenied(DomainError):
     code = "PERMISSION_DENIED"
 
 
+class Unavailable(DomainError):
+    code = "UNAVAILABLE"
+
+
 class Unimplemented(DomainError):
     code = "UNIMPLEMENTED"
 

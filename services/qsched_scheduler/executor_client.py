@@ -11,6 +11,7 @@ from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
 from qsched.errors import error_info
 from qsched_runtime.tracing import client_interceptors
 from qsched_scheduler.executor_port import (
+    DataChunk,
     ExecRequest,
     ExecUpdate,
     ExecutorRejected,
@@ -105,6 +106,16 @@ class GrpcLabExecutor:
 
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         return self._stream(self._stub.WatchRun(pb.WatchRunRequest(task_id=task_id, after_seq=after_seq)))
+
+    async def fetch_data(self, task_id: str) -> AsyncIterator[DataChunk]:
+        call = self._stub.FetchData(pb.FetchDataRequest(task_id=task_id))
+        try:
+            async for message in call:
+                yield DataChunk(message.offset, message.chunk, message.total_size, message.sha256)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from error
+        finally:
+            call.cancel()
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         try:

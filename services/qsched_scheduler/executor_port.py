@@ -41,6 +41,15 @@ class ExecUpdate:
 
 
 @dataclass(frozen=True)
+class DataChunk:
+    offset: int
+    data: bytes
+    total_size: int
+    sha256: str = ""  # on the first chunk
+    file_name: str = ""
+
+
+@dataclass(frozen=True)
 class Violation:
     field: str
     description: str
@@ -77,5 +86,8 @@ class LabExecutor(Protocol):
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         """Ask the executor to stop a run; True if it will."""
+
+    def fetch_data(self, task_id: str) -> AsyncIterator[DataChunk]:
+        """A run's data file in chunks (raises RunNotFound when the executor has none)."""
 
     async def close(self) -> None: ...

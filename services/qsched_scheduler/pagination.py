@@ -1,8 +1,9 @@
 """Opaque, tamper-evident page tokens (AIP-158).
 
-A token carries the keyset cursor and a fingerprint of the filter it was made
-for, signed with the server's key: a token is refused if it was altered or is
-reused with different filters."""
+A token carries the keyset cursor and a fingerprint of the request it was made
+for (its scope: the filters of ListJobs, the job of ListRuns), signed with the
+server's key: a token is refused if it was altered or is reused with another
+scope."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from qsched_scheduler.domain import JobFilter
 from qsched_scheduler.errors import InvalidArgument
 
 
-def _fingerprint(flt: JobFilter) -> str:
-    text = json.dumps(
+def filter_scope(flt: JobFilter) -> str:
+    """The part of a ListJobs request a token is bound to."""
+    return json.dumps(
         [
             flt.view.value,
             sorted(s.value for s in flt.states),
@@ -25,19 +27,22 @@ def _fingerprint(flt: JobFilter) -> str:
             flt.kind and flt.kind.value,
         ]
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fingerprint(scope: str) -> str:
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
 class PageTokens:
     def __init__(self, key: bytes):
         self._key = key
 
-    def encode(self, flt: JobFilter, cursor: tuple[int, ...]) -> str:
-        body = json.dumps({"f": _fingerprint(flt), "c": list(cursor)}, separators=(",", ":")).encode()
+    def encode(self, scope: str, cursor: tuple[int, ...]) -> str:
+        body = json.dumps({"f": _fingerprint(scope), "c": list(cursor)}, separators=(",", ":")).encode()
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
 
-    def decode(self, token: str, flt: JobFilter) -> tuple[int, ...]:
+    def decode(self, token: str, scope: str) -> tuple[int, ...]:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             mac, body = raw[:16], raw[16:]
@@ -49,8 +54,9 @@ class PageTokens:
             raise InvalidArgument(
                 "INVALID_PAGE_TOKEN", "page_token is not a token this server issued"
             ) from exc
-        if data.get("f") != _fingerprint(flt):
+        if data.get("f") != _fingerprint(scope):
             raise InvalidArgument(
-                "PAGE_TOKEN_MISMATCH", "page_token was issued for different filters; repeat the same request"
+                "PAGE_TOKEN_MISMATCH",
+                "page_token was issued for a different request; repeat the same request",
             )
         return cursor

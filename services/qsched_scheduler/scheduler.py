@@ -27,10 +27,25 @@ from qsched_scheduler.domain import (
     JobState,
     ListView,
     NewJob,
+    Payload,
+    Run,
 )
-from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, PermissionDenied, job_not_found
-from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, LabExecutor, RunNotFound
-from qsched_scheduler.pagination import PageTokens
+from qsched_scheduler.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    job_not_found,
+)
+from qsched_scheduler.executor_port import (
+    DataChunk,
+    ExecutorRejected,
+    ExecutorUnavailable,
+    LabExecutor,
+    RunNotFound,
+)
+from qsched_scheduler.pagination import PageTokens, filter_scope
 from qsched_scheduler.store.base import JobStore, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
 
@@ -130,16 +145,67 @@ class Scheduler:
         return await self._with_estimate(job)
 
     async def list_jobs(self, flt: JobFilter, page_size: int, page_token: str) -> tuple[list[Job], str]:
-        if page_size < 0:
-            raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", page_size=page_size)
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = self._tokens.decode(page_token, flt) if page_token else None
+        size = self._page_size(page_size)
+        scope = filter_scope(flt)
+        after = self._tokens.decode(page_token, scope) if page_token else None
         jobs = await self._call(self._store.list_jobs, flt, after, size + 1)
-        next_token = self._tokens.encode(flt, cursor_of(jobs[size - 1], flt)) if len(jobs) > size else ""
+        next_token = self._tokens.encode(scope, cursor_of(jobs[size - 1], flt)) if len(jobs) > size else ""
         # An unfiltered queue page is a contiguous slice of each device's run order:
         # one COUNT per device gives every position on the page.
         contiguous = flt.view is ListView.QUEUE and not (flt.owner or flt.kind or flt.states)
         return await self._with_estimates(jobs[:size], contiguous), next_token
+
+    async def rerun(
+        self, job_id: str, payload: Payload | None = None, payload_bytes: int = 0, request_id: str = ""
+    ) -> Job:
+        """Queue a finished job again; with `payload`, its next run uses those settings."""
+        job = await self.get(job_id)
+        if payload is not None:
+            checked = Submission(job.device, payload, job.priority, job.owner, payload_bytes=payload_bytes)
+            new = validate_submission(checked, self.devices)
+            if payload.kind is JobKind.LAB_EXPERIMENT:
+                await self._validate_on_device(new)
+        change = await self._call(self._store.rerun, job_id, payload, request_id, self._clock())
+        if change.previous_state is not change.job.state:  # not a retried request_id
+            self._publish(change)
+            self._dispatchers[job.device].wake()
+        return await self._with_estimate(change.job)
+
+    async def list_runs(self, job_id: str, page_size: int, page_token: str) -> tuple[list[Run], str]:
+        self._check_id(job_id)
+        size = self._page_size(page_size)
+        scope = f"runs:{job_id}"
+        after = self._tokens.decode(page_token, scope)[0] if page_token else 0
+        runs = await self._call(self._store.list_runs, job_id, after, size + 1)
+        next_token = self._tokens.encode(scope, (runs[size - 1].attempt,)) if len(runs) > size else ""
+        return runs[:size], next_token
+
+    async def fetch_data(self, job_id: str, task_id: str = "") -> AsyncIterator[DataChunk]:
+        """A run's data file, from the executor that wrote it."""
+        job = await self.get(job_id)
+        run = job.current_run
+        if task_id:
+            runs = await self._call(self._store.list_runs, job_id, 0, MAX_PAGE_SIZE)
+            run = next((r for r in runs if r.task_id == task_id), None)
+            if run is None:
+                raise NotFound(
+                    "RUN_NOT_FOUND", f"job {job_id} has no run {task_id}", job_id=job_id, task_id=task_id
+                )
+        dispatcher = self._dispatchers.get(job.device)
+        if run is None or not run.data_file_path or dispatcher is None:
+            raise FailedPrecondition("NO_DATA", f"job {job_id} has no data file (yet)", job_id=job_id)
+        name = run.data_file_path.rsplit("/", 1)[-1]
+        try:
+            async for chunk in dispatcher.executor.fetch_data(run.task_id):
+                yield replace(chunk, file_name=name)
+        except RunNotFound as exc:
+            raise NotFound(
+                "DATA_NOT_FOUND", f"the executor has no data for {job_id}: {exc}", job_id=job_id
+            ) from exc
+        except ExecutorUnavailable as exc:
+            raise Unavailable(
+                "EXECUTOR_UNAVAILABLE", f"the executor of {job.device} cannot be reached"
+            ) from exc
 
     async def cancel(self, job_id: str, reason: str = "") -> Job:
         job = await self.get(job_id)
@@ -236,8 +302,6 @@ class Scheduler:
         """A snapshot of the device's queue (running first, then run order), then
         every change to a job of that device."""
         if device not in self.devices:
-            from qsched_scheduler.errors import NotFound
-
             raise NotFound("DEVICE_NOT_FOUND", f"unknown device {device!r}", device=device)
         flt = JobFilter(view=ListView.QUEUE, device=device)
         with self.bus.subscribe_device(device) as sub:
@@ -315,6 +379,12 @@ class Scheduler:
             job.queue_position = position
             job.estimated_start_time = estimates.estimated_start(now, position, running, typical)
         return jobs
+
+    @staticmethod
+    def _page_size(page_size: int) -> int:
+        if page_size < 0:
+            raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", page_size=page_size)
+        return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
     @staticmethod
     def _check_id(job_id: str) -> None:

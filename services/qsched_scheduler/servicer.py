@@ -113,6 +113,48 @@ class JobServicer(pb_grpc.JobServiceServicer):
         except DomainError as error:
             await abort(context, error, DOMAIN)
 
+    async def RerunJob(
+        self, request: pb.RerunJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RerunJobResponse:
+        payload = convert.payload_from_pb(request.payload) if request.HasField("payload") else None
+        try:
+            job = await self._scheduler.rerun(
+                request.job_id, payload, request.payload.ByteSize(), request.request_id
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.RerunJobResponse(
+            job=convert.job_to_pb(job),
+            queue_position=job.queue_position,
+            estimated_start_time=convert.timestamp(job.estimated_start_time),
+        )
+
+    async def ListRuns(
+        self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRunsResponse:
+        try:
+            runs, token = await self._scheduler.list_runs(
+                request.job_id, request.page_size, request.page_token
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.ListRunsResponse(runs=[convert.run_to_pb(r) for r in runs], next_page_token=token)
+
+    async def FetchJobData(
+        self, request: pb.FetchJobDataRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FetchJobDataResponse]:
+        try:
+            async for chunk in self._scheduler.fetch_data(request.job_id, request.task_id):
+                yield pb.FetchJobDataResponse(
+                    offset=chunk.offset,
+                    chunk=chunk.data,
+                    total_size=chunk.total_size,
+                    sha256=chunk.sha256,
+                    file_name=chunk.file_name,
+                )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDevicesResponse:

@@ -181,7 +181,9 @@ def test_claim_next_marks_the_job_running_with_a_new_run(store: JobStore) -> Non
         None,
         1,
     )
-    assert claimed.current_run == Run(task_id="task-1", attempt=1, state=JobState.RUNNING)
+    assert claimed.current_run == Run(
+        task_id="task-1", attempt=1, state=JobState.RUNNING, payload=job.payload, job_id=job.job_id
+    )
     assert (change.event.seq, change.event.state, change.event.message, change.event.task_id) == (
         2,
         JobState.RUNNING,
@@ -610,3 +612,51 @@ def test_recent_run_seconds_are_successful_runs_newest_first(store: JobStore) ->
     assert store.recent_run_seconds(DEVICE, 10) == [30.5, 20.0, 10.0]
     assert store.recent_run_seconds(DEVICE, 2) == [30.5, 20.0]
     assert store.recent_run_seconds("qpu-idle", 10) == []
+
+
+# -- re-runs ---------------------------------------------------------------------------------------------
+def test_rerun_queues_a_finished_job_behind_waiting_ones_with_a_new_run(store: JobStore) -> None:
+    job = submit(store)
+    claim(store, DEVICE, "task-1", at(1))
+    finish(store, "task-1", at(2), state=JobState.FAILED)
+    waiting = submit(store, at(3))
+
+    fixed = Payload(JobKind.LAB_EXPERIMENT, {"experiment": "t1", "reps": 200})
+    change = store.rerun(job.job_id, fixed, "", at(4))
+    assert change.previous_state is JobState.FAILED
+    again = change.job
+    assert (again.state, again.error, again.end_time, again.start_time) == (JobState.QUEUED, None, None, None)
+    assert again.payload == fixed and again.run_count == 1
+    assert change.event.message == "queued again (run 2)"
+    assert store.queue_position(again) == 2  # behind the job that was already waiting
+
+    assert claim(store, DEVICE, "task-2", at(5)).job_id == waiting.job_id
+    finish(store, "task-2", at(6))
+    rerun = claim(store, DEVICE, "task-3", at(7))
+    assert (rerun.job_id, rerun.current_run.attempt, rerun.run_count) == (job.job_id, 2, 2)
+    finish(store, "task-3", at(8))
+
+    runs = store.list_runs(job.job_id, 0, 10)
+    assert [(r.task_id, r.attempt, r.state) for r in runs] == [
+        ("task-1", 1, JobState.FAILED),
+        ("task-3", 2, JobState.SUCCEEDED),
+    ]
+    assert runs[0].payload.body == {"experiment": "t1", "reps": 100}  # each run keeps its own settings
+    assert runs[1].payload == fixed and runs[1].job_id == job.job_id
+    assert [r.attempt for r in store.list_runs(job.job_id, 1, 10)] == [2]
+
+
+def test_rerun_refuses_active_jobs_and_dedups_by_request_id(store: JobStore) -> None:
+    job = submit(store)
+    with pytest.raises(FailedPrecondition) as info:
+        store.rerun(job.job_id, None, "", at(1))
+    assert info.value.reason == "JOB_NOT_TERMINAL"
+    store.cancel_queued(job.job_id, "", at(1))
+    first = store.rerun(job.job_id, None, "rr-1", at(2))
+    retry = store.rerun(job.job_id, None, "rr-1", at(3))
+    assert retry.job.last_seq == first.job.last_seq  # nothing queued twice
+    assert retry.job.state is JobState.QUEUED
+    with pytest.raises(NotFound):
+        store.rerun("JOB-20260314-09999", None, "", at(4))
+    with pytest.raises(NotFound):
+        store.list_runs("JOB-20260314-09999", 0, 10)

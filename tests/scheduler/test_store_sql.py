@@ -61,6 +61,7 @@ def test_the_database_refuses_a_second_running_job_on_a_device(sql_url: str) -> 
             "cancel_requested": False,
             "labels": "{}",
             "trace_parent": "",
+            "queue_order": 90000,
         }
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(insert(JobRow.__table__).values(**row))
@@ -218,7 +219,7 @@ def _schema_drift(url: str) -> list:
 
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0001"
+    assert db.head() == "0002"
 
     db.upgrade(empty_db_url)
     assert _tables(empty_db_url) == TABLES | {"alembic_version"}
@@ -234,5 +235,36 @@ def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> No
     store = SqlJobStore(make_engine(empty_db_url))
     try:
         assert store.submit(new_job(), T0).change.job.job_id == "JOB-20260314-00001"
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0001_keeps_queue_order_and_run_settings(empty_db_url: str) -> None:
+    db.upgrade(empty_db_url, "0001")
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            for n, priority in ((1, 0), (2, 0)):
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (job_id, owner, device, kind, priority, payload, state,"
+                        " create_time, last_seq, cancel_requested, labels, trace_parent) VALUES (:id,"
+                        " 'alice', 'qpu-a', 'LAB_EXPERIMENT', :p, :payload, 'QUEUED', :t, 1, false, '{}', '')"
+                    ),
+                    {"id": f"JOB-20260314-0000{n}", "p": priority, "payload": f'{{"n":{n}}}', "t": T0},
+                )
+            conn.execute(text("INSERT INTO id_counters (prefix, counter) VALUES ('JOB-20260314', 2)"))
+    finally:
+        engine.dispose()
+    db.upgrade(empty_db_url)
+    assert _schema_drift(empty_db_url) == []
+    store = SqlJobStore(make_engine(empty_db_url))
+    try:
+        third = store.submit(new_job(), T0).change.job
+        assert third.job_id == "JOB-20260314-00003"
+        first = store.claim_next("qpu-a", "task-1", T0).job  # FIFO order survived the upgrade
+        assert first.job_id == "JOB-20260314-00001"
+        assert first.current_run.payload.body == {"n": 1}
+        assert store.get("JOB-20260314-00002").queue_order < third.queue_order
     finally:
         store.close()

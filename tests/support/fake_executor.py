@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -148,6 +149,24 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
         return pb.ValidateExperimentResponse(
             violations=[pb.Violation(field=f, description="out of range") for f in config.get("reject", [])]
         )
+
+    def data_of(self, task_id: str) -> bytes:
+        """The bytes the fake serves as a run's data file."""
+        return (f"HDF5 stand-in for {task_id}\n" * 9000).encode()
+
+    async def FetchData(self, request, context):
+        run = self.runs.get(request.task_id)
+        if run is None or not run.done:
+            await abort(context, Missing("DATA_NOT_FOUND", f"no data for {request.task_id}"), DOMAIN)
+        data = self.data_of(request.task_id)
+        digest = hashlib.sha256(data).hexdigest()
+        for offset in range(0, len(data), 64 * 1024):
+            yield pb.FetchDataResponse(
+                offset=offset,
+                chunk=data[offset : offset + 64 * 1024],
+                total_size=len(data),
+                sha256=digest if offset == 0 else "",
+            )
 
     async def GetDevice(self, request, context):
         state = pb.DeviceInfo.STATE_BUSY if self.current else pb.DeviceInfo.STATE_IDLE

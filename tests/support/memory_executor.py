@@ -79,6 +79,10 @@ class MemoryExecutor:
         config = json.loads(request.expt_config_json)
         return [Violation(key, "rejected by the test") for key in config.get("reject", [])]
 
+    async def fetch_data(self, task_id: str):
+        raise RunNotFound(task_id)
+        yield  # an async generator, like the real one
+
     async def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         if self.unavailable:
             raise ExecutorUnavailable("down")

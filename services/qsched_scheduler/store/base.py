@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobState, NewJob
+from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobState, NewJob, Payload, Run
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,13 @@ class JobStore(Protocol):
         """Highest priority, oldest queued job on the device -> RUNNING with a new run.
         None when nothing is queued or the device already has a running job."""
 
+    def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
+        """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
+        A repeated non-empty request_id returns the job unchanged (the first rerun already queued it)."""
+
+    def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
+        """The job's runs with attempt > after_attempt, oldest first (NotFound for unknown jobs)."""
+
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
         """Undo a claim the executor never accepted: the run is dropped, the job is QUEUED again."""
 
@@ -84,10 +91,10 @@ class JobStore(Protocol):
 
 
 def cursor_of(job: Job, flt: JobFilter) -> tuple[int, ...]:
-    """Keyset position of a job in a list view: (-priority, order) for the queue
-    (running first), (order,) for history."""
+    """Keyset position of a job in a list view: (rank, -priority, queue_order) for the
+    queue (running first), (order,) for history."""
     from qsched_scheduler.domain import ListView
 
     if flt.view is ListView.QUEUE:
-        return (0 if job.state is JobState.RUNNING else 1, -job.priority, job.order)
+        return (0 if job.state is JobState.RUNNING else 1, -job.priority, job.queue_order)
     return (job.order,)

@@ -18,6 +18,7 @@ from qsched_scheduler.domain import (
     JobState,
     ListView,
     NewJob,
+    Payload,
     Run,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
@@ -34,6 +35,8 @@ class MemoryJobStore:
         self._counters: dict[str, int] = defaultdict(int)
         self._request_ids: dict[str, str] = {}
         self._order = 0
+        self._queue_order = 0
+        self._rerun_request_ids: dict[str, str] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _copy(self, job: Job) -> Job:
@@ -66,6 +69,7 @@ class MemoryJobStore:
             prefix = ids.day_prefix(now)
             self._counters[prefix] += 1
             self._order += 1
+            self._queue_order += 1
             job = Job(
                 job_id=ids.format_job_id(prefix, self._counters[prefix]),
                 owner=new.owner,
@@ -75,6 +79,7 @@ class MemoryJobStore:
                 state=JobState.QUEUED,
                 create_time=now,
                 order=self._order,
+                queue_order=self._queue_order,
                 labels=dict(new.labels),
                 trace_parent=new.trace_parent,
             )
@@ -125,7 +130,7 @@ class MemoryJobStore:
                 and other.state is JobState.QUEUED
                 and (
                     other.priority > job.priority
-                    or (other.priority == job.priority and other.order < job.order)
+                    or (other.priority == job.priority and other.queue_order < job.queue_order)
                 )
             )
             return ahead + 1
@@ -203,15 +208,53 @@ class MemoryJobStore:
             queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
             if not queued:
                 return None
-            job = min(queued, key=lambda j: (-j.priority, j.order))
+            job = min(queued, key=lambda j: (-j.priority, j.queue_order))
             runs = self._runs[job.job_id]
-            runs.append(Run(task_id=task_id, attempt=len(runs) + 1, state=JobState.RUNNING))
+            runs.append(
+                Run(
+                    task_id=task_id,
+                    attempt=len(runs) + 1,
+                    state=JobState.RUNNING,
+                    payload=job.payload,
+                    job_id=job.job_id,
+                )
+            )
             self._run_job[task_id] = job.job_id
             job.state = JobState.RUNNING
             job.cancel_requested = False
             job.error = None
             event = self._log(job, now, "dispatched to the device", 0.0, task_id)
             return Change(self._copy(job), event, JobState.QUEUED)
+
+    def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
+        with self._lock:
+            job = self._require(job_id)
+            if request_id and self._rerun_request_ids.get(request_id) == job_id:
+                return Change(self._copy(job), self._events[job_id][-1], job.state)
+            if not job.state.terminal:
+                raise FailedPrecondition(
+                    "JOB_NOT_TERMINAL",
+                    f"job {job_id} is {job.state.value}; only finished jobs can run again",
+                    job_id=job_id,
+                )
+            previous = job.state
+            self._queue_order += 1
+            job.queue_order = self._queue_order
+            job.state = JobState.QUEUED
+            job.start_time = job.end_time = job.error = None
+            job.cancel_requested = False
+            if payload is not None:
+                job.payload = payload
+            if request_id:
+                self._rerun_request_ids[request_id] = job_id
+            event = self._log(job, now, f"queued again (run {len(self._runs[job_id]) + 1})")
+            return Change(self._copy(job), event, previous)
+
+    def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
+        with self._lock:
+            self._require(job_id)
+            runs = [r for r in self._runs.get(job_id, []) if r.attempt > after_attempt]
+            return copy.deepcopy(runs[:limit])
 
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
         with self._lock:

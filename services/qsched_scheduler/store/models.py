@@ -106,13 +106,16 @@ class JobRow(Base):
     labels: Mapped[dict[str, str]] = mapped_column(JsonText)
     trace_parent: Mapped[str] = mapped_column(String(128))
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # FIFO key within a priority, from the QUEUE-ORDER counter; a re-run takes a new one.
+    queue_order: Mapped[int] = mapped_column(BigInteger)
+    rerun_request_id: Mapped[str | None] = mapped_column(String(128))
 
     # sqlite_autoincrement: never reuse an order, not even that of a deleted newest job.
     __table_args__ = {"sqlite_autoincrement": True}
 
 
 # The run order of a device's queue: claim_next, queue_position, queued_count.
-Index("ix_jobs_queue", JobRow.device, JobRow.state, JobRow.priority.desc(), JobRow.id)
+Index("ix_jobs_queue", JobRow.device, JobRow.state, JobRow.priority.desc(), JobRow.queue_order)
 Index(
     ONE_RUNNING_PER_DEVICE,
     JobRow.device,
@@ -139,6 +142,7 @@ class RunRow(Base):
     config_revisions: Mapped[dict[str, str]] = mapped_column(JsonText)
     provider_task_ids: Mapped[list[str]] = mapped_column(JsonText)
     executor_seq: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonText)  # the settings the run used
 
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 

@@ -54,6 +54,7 @@ from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, RunRow
 QUEUED = JobState.QUEUED.value
 RUNNING = JobState.RUNNING.value
 SUCCEEDED = JobState.SUCCEEDED.value
+QUEUE_ORDER_KEY = "QUEUE-ORDER"  # id_counters row handing out FIFO keys (a re-run takes a new one)
 
 
 class _ClaimLost(Exception):
@@ -177,6 +178,7 @@ class SqlJobStore:
                     labels=dict(new.labels),
                     trace_parent=new.trace_parent,
                     request_id=new.request_id or None,
+                    queue_order=self._next_counter(session, QUEUE_ORDER_KEY),
                 )
                 session.add(row)
                 session.flush()
@@ -215,9 +217,9 @@ class SqlJobStore:
         if flt.view is ListView.QUEUE:
             # The order of cursor_of: (running first, -priority, order).
             rank = case((JobRow.state == RUNNING, 0), else_=1)
-            stmt = stmt.order_by(rank, JobRow.priority.desc(), JobRow.id)
+            stmt = stmt.order_by(rank, JobRow.priority.desc(), JobRow.queue_order)
             if after is not None:
-                stmt = stmt.where(_sorts_after([rank, -JobRow.priority, JobRow.id], after))
+                stmt = stmt.where(_sorts_after([rank, -JobRow.priority, JobRow.queue_order], after))
         else:
             stmt = stmt.order_by(JobRow.id.desc())
             if after is not None:
@@ -233,7 +235,7 @@ class SqlJobStore:
             JobRow.state == QUEUED,
             or_(
                 JobRow.priority > job.priority,
-                and_(JobRow.priority == job.priority, JobRow.id < job.order),
+                and_(JobRow.priority == job.priority, JobRow.queue_order < job.queue_order),
             ),
         )
         with self._read() as session:
@@ -341,7 +343,7 @@ class SqlJobStore:
                 row = session.scalars(
                     select(JobRow)
                     .where(JobRow.device == device, JobRow.state == QUEUED)
-                    .order_by(JobRow.priority.desc(), JobRow.id)
+                    .order_by(JobRow.priority.desc(), JobRow.queue_order)
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 ).one_or_none()
@@ -355,11 +357,52 @@ class SqlJobStore:
                 except IntegrityError as exc:
                     raise _ClaimLost from exc
                 attempts = session.scalar(select(func.max(RunRow.attempt)).where(RunRow.job_pk == row.id))
-                session.add(_new_run(row.id, task_id, (attempts or 0) + 1))
+                session.add(_new_run(row, task_id, (attempts or 0) + 1))
                 event = self._log(session, row, now, "dispatched to the device", 0.0, task_id)
                 return Change(self._job(session, row), event, JobState.QUEUED)
         except _ClaimLost:
             return None
+
+    def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
+        with self._write() as session:
+            row = self._lock_job(session, job_id)
+            if request_id and row.rerun_request_id == request_id:
+                last = session.scalars(
+                    select(EventRow).where(EventRow.job_pk == row.id, EventRow.seq == row.last_seq)
+                ).one()
+                return Change(self._job(session, row), _event(last, row.job_id), JobState(row.state))
+            previous = JobState(row.state)
+            if not previous.terminal:
+                raise FailedPrecondition(
+                    "JOB_NOT_TERMINAL",
+                    f"job {job_id} is {row.state}; only finished jobs can run again",
+                    job_id=job_id,
+                )
+            row.state = QUEUED
+            row.queue_order = self._next_counter(session, QUEUE_ORDER_KEY)
+            row.start_time = row.end_time = None
+            row.cancel_requested = False
+            _set_error(row, None)
+            if payload is not None:
+                row.kind = payload.kind.value
+                row.payload = dict(payload.body)
+            row.rerun_request_id = request_id or None
+            runs = session.scalar(select(func.count()).where(RunRow.job_pk == row.id))
+            event = self._log(session, row, now, f"queued again (run {runs + 1})")
+            return Change(self._job(session, row), event, previous)
+
+    def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
+        with self._read() as session:
+            row = session.scalars(select(JobRow).where(JobRow.job_id == job_id)).one_or_none()
+            if row is None:
+                raise job_not_found(job_id)
+            runs = session.scalars(
+                select(RunRow)
+                .where(RunRow.job_pk == row.id, RunRow.attempt > after_attempt)
+                .order_by(RunRow.attempt)
+                .limit(limit)
+            ).all()
+            return [_run(run, row) for run in runs]
 
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
         with self._write() as session:
@@ -435,10 +478,11 @@ def _set_error(row: JobRow | RunRow, error: ErrorDetail | None) -> None:
     row.error_message = error.message if error else None
 
 
-def _new_run(job_pk: int, task_id: str, attempt: int) -> RunRow:
+def _new_run(job: JobRow, task_id: str, attempt: int) -> RunRow:
     return RunRow(
         task_id=task_id,
-        job_pk=job_pk,
+        job_pk=job.id,
+        payload=dict(job.payload),  # the run's memento: the settings it ran with
         attempt=attempt,
         state=RUNNING,
         progress=0.0,
@@ -450,7 +494,7 @@ def _new_run(job_pk: int, task_id: str, attempt: int) -> RunRow:
     )
 
 
-def _run(row: RunRow) -> Run:
+def _run(row: RunRow, job: JobRow) -> Run:
     return Run(
         task_id=row.task_id,
         attempt=row.attempt,
@@ -464,6 +508,8 @@ def _run(row: RunRow) -> Run:
         config_revisions=dict(row.config_revisions),
         provider_task_ids=list(row.provider_task_ids),
         executor_seq=row.executor_seq,
+        payload=Payload(JobKind(job.kind), dict(row.payload)),
+        job_id=job.job_id,
     )
 
 
@@ -477,13 +523,14 @@ def _job(row: JobRow, run: RunRow | None, run_count: int) -> Job:
         state=JobState(row.state),
         create_time=_utc(row.create_time),
         order=row.id,
+        queue_order=row.queue_order,
         start_time=_utc(row.start_time),
         end_time=_utc(row.end_time),
         error=_error(row.error_reason, row.error_message),
         last_seq=row.last_seq,
         cancel_requested=row.cancel_requested,
         labels=dict(row.labels),
-        current_run=_run(run) if run is not None else None,
+        current_run=_run(run, row) if run is not None else None,
         run_count=run_count,
         trace_parent=row.trace_parent,
     )
