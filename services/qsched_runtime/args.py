@@ -28,6 +28,45 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--database-url", default=None, help="scheduler database (default: SQLite in the data dir)"
     )
     parser.add_argument(
+        "--configs-database-url",
+        default=None,
+        help="config service database (default: SQLite configs.db in the data dir)",
+    )
+    parser.add_argument(
+        "--board",
+        default=None,
+        metavar="sim|pyro://HOST:PORT/NAME",
+        help="executor: the QICK board (default sim)",
+    )
+    parser.add_argument(
+        "--device-model", default=None, metavar="FILE", help="executor: simulated device model"
+    )
+    parser.add_argument(
+        "--hardware-config",
+        default=None,
+        metavar="FILE",
+        help="executor: hardware config used when none is pinned",
+    )
+    parser.add_argument(
+        "--data-root", default=None, metavar="DIR", help="executor: data files (default <data-dir>/data)"
+    )
+    parser.add_argument(
+        "--experiment-package",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="executor: a package lab experiment plug-ins may come from; repeatable",
+    )
+    parser.add_argument(
+        "--lock-dir", default=None, metavar="DIR", help="executor: board locks (default <data-dir>/locks)"
+    )
+    parser.add_argument(
+        "--no-config-pinning",
+        dest="pin_configs",
+        action="store_false",
+        help="scheduler: run lab jobs without pinning config revisions (sites without config versioning)",
+    )
+    parser.add_argument(
         "--lab-device",
         action="append",
         default=[],
@@ -44,13 +83,24 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
         if not sep or not name or not address:
             raise SystemExit(f"--lab-device expects NAME=HOST:PORT, got {item!r}")
         devices[name] = address
-    kwargs: dict[str, object] = {"endpoints": endpoints, "lab_devices": devices}
+    kwargs: dict[str, object] = {
+        "endpoints": endpoints,
+        "lab_devices": devices,
+        "pin_configs": getattr(args, "pin_configs", True),
+    }
     if args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir.expanduser()
     if args.trace_exporter is not None:
         kwargs["trace_exporter"] = args.trace_exporter
     if args.database_url is not None:
         kwargs["database_url"] = args.database_url
+    if getattr(args, "configs_database_url", None) is not None:
+        kwargs["configs_database_url"] = args.configs_database_url
+    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    if getattr(args, "experiment_package", None):
+        kwargs["experiment_packages"] = tuple(args.experiment_package)
     return ServiceConfig(service=service, **kwargs)  # type: ignore[arg-type]
 
 
@@ -65,6 +115,15 @@ def forward_args(args: argparse.Namespace) -> list[str]:
         out += ["--trace-exporter", args.trace_exporter]
     if args.database_url is not None:
         out += ["--database-url", args.database_url]
+    if getattr(args, "configs_database_url", None) is not None:
+        out += ["--configs-database-url", args.configs_database_url]
     for device in args.lab_device:
         out += ["--lab-device", device]
+    if not getattr(args, "pin_configs", True):
+        out.append("--no-config-pinning")
+    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
+        if getattr(args, name, None) is not None:
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    for package in getattr(args, "experiment_package", None) or []:
+        out += ["--experiment-package", package]
     return out

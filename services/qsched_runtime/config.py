@@ -53,8 +53,28 @@ class ServiceConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     trace_exporter: str = field(default_factory=lambda: os.environ.get("QSCHED_TRACE_EXPORTER", "none"))
     database_url: str = field(default_factory=lambda: os.environ.get("QSCHED_DATABASE_URL", ""))
+    # The config service's own database ("" = SQLite <data_dir>/configs.db).
+    configs_database_url: str = field(
+        default_factory=lambda: os.environ.get("QSCHED_CONFIGS_DATABASE_URL", "")
+    )
     # Lab devices the scheduler queues for: name -> executor address.
     lab_devices: dict[str, str] = field(default_factory=dict)
+    # Scheduler: pin config revisions (config service) for every lab run.
+    pin_configs: bool = True
+    # Hardware executor: "sim" or pyro://HOST:PORT/NAME.
+    board: str = field(default_factory=lambda: os.environ.get("QSCHED_BOARD", "sim"))
+    # Simulated board: device-model YAML ("" = the shipped default).
+    device_model: str = field(default_factory=lambda: os.environ.get("QSCHED_DEVICE_MODEL", ""))
+    # Local hardware-config file used when a run pins none ("" = the shipped default).
+    hardware_config: str = field(default_factory=lambda: os.environ.get("QSCHED_HARDWARE_CONFIG", ""))
+    # Where run data files go ("" = <data_dir>/data).
+    data_root: str = field(default_factory=lambda: os.environ.get("QSCHED_DATA_ROOT", ""))
+    # Packages lab experiment plug-ins may be imported from (nothing else is imported).
+    experiment_packages: tuple[str, ...] = ()
+    # Directory of the per-board lock files ("" = <data_dir>/locks).
+    lock_dir: str = field(default_factory=lambda: os.environ.get("QSCHED_LOCK_DIR", ""))
+    # HMAC key for a Pyro4 board (environment only, never a flag).
+    board_hmac_key: str = field(default_factory=lambda: os.environ.get("QSCHED_BOARD_HMAC_KEY", ""))
 
     @property
     def listen(self) -> str:

@@ -46,6 +46,7 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
                 "experiment_module": lab.experiment_module,
                 "expt_config_json": lab.expt_config_json,
                 "config_revisions": dict(lab.config_revisions),
+                "config_overrides": dict(lab.config_overrides),
             },
         )
     if which == "circuit":
@@ -72,6 +73,7 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 experiment_module=body.get("experiment_module", ""),
                 expt_config_json=body.get("expt_config_json", ""),
                 config_revisions=body.get("config_revisions", {}),
+                config_overrides=body.get("config_overrides", {}),
             )
         )
     if payload.kind is JobKind.CIRCUIT:

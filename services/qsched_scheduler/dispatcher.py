@@ -12,12 +12,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from qsched_runtime.tracing import context_from_traceparent, tracer
+from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinnedConfig, PinRefused
 from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState
 from qsched_scheduler.executor_port import (
     ExecRequest,
@@ -100,6 +102,7 @@ class DeviceDispatcher:
         publish: Callable[[Change], None],
         clock: Callable[[], datetime],
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
+        pinner: ConfigPinner | None = None,
     ):
         self.device = device
         self.executor = executor
@@ -108,6 +111,7 @@ class DeviceDispatcher:
         self._publish = publish
         self._clock = clock
         self._lost_after_s = lost_after_s
+        self._pinner = pinner
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -162,6 +166,18 @@ class DeviceDispatcher:
         assert job.current_run is not None
         task_id = job.current_run.task_id
         request = exec_request(job.job_id, task_id, job.owner, job.payload.body)
+        if self._pinner is not None:
+            try:
+                pinned = await self._pin(job)
+            except ConfigsUnavailable as exc:
+                await self._release(task_id, f"config service unavailable ({exc}); back in the queue")
+                return False
+            except PinRefused as exc:
+                await self._apply(task_id, _failed(exc.reason, exc.message))
+                return True
+            request = replace(
+                request, configs=tuple((p.config_type, p.revision_id, p.sha256) for p in pinned)
+            )
         with tracer().start_as_current_span(
             f"run {job.job_id}",
             context=context_from_traceparent(job.trace_parent),
@@ -187,6 +203,20 @@ class DeviceDispatcher:
                 return True
             await self._follow(job, lambda: stream, first)
         return True
+
+    async def _pin(self, job: Job) -> list[PinnedConfig]:
+        """Pin the config revisions this run uses and record them on the run."""
+        assert self._pinner is not None and job.current_run is not None
+        body = job.payload.body
+        pinned = await self._pinner.pin(
+            job.job_id, body.get("config_revisions") or {}, body.get("config_overrides") or {}, job.owner
+        )
+        revisions = {p.config_type: p.revision_id for p in pinned}
+        listing = ", ".join(f"{t} {r}" for t, r in sorted(revisions.items())) or "none"
+        await self._apply(
+            job.current_run.task_id, RunUpdate(config_revisions=revisions, message=f"pinned {listing}")
+        )
+        return pinned
 
     async def _follow(
         self,

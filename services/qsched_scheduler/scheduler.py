@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from qsched_runtime.tracing import current_traceparent
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.bus import EventBus, Subscription
+from qsched_scheduler.config_port import ConfigPinner
 from qsched_scheduler.dispatcher import DeviceDispatcher, exec_request
 from qsched_scheduler.domain import (
     DEFAULT_PAGE_SIZE,
@@ -90,6 +91,7 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
         executor_lost_after_s: float | None = None,
+        pinner: ConfigPinner | None = None,
     ):
         self._store = store
         self._clock = clock
@@ -100,7 +102,10 @@ class Scheduler:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-store")
         self.bus = EventBus()
         self.devices = {name: DeviceRoute(name, frozenset({JobKind.LAB_EXPERIMENT})) for name in executors}
-        extra = {} if executor_lost_after_s is None else {"lost_after_s": executor_lost_after_s}
+        self._pinner = pinner
+        extra: dict[str, Any] = {"pinner": pinner}
+        if executor_lost_after_s is not None:
+            extra["lost_after_s"] = executor_lost_after_s
         self._dispatchers = {
             name: DeviceDispatcher(name, executor, store, self._call, self._publish, clock, **extra)
             for name, executor in executors.items()
@@ -115,6 +120,8 @@ class Scheduler:
         for dispatcher in self._dispatchers.values():
             await dispatcher.stop()
             await dispatcher.executor.close()
+        if self._pinner is not None:
+            await self._pinner.close()
         self._db.shutdown(wait=True)
         self._store.close()
 

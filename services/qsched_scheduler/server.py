@@ -12,6 +12,7 @@ from qsched_runtime.config import ServiceConfig
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
+from qsched_scheduler.configs_client import GrpcConfigPinner
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
@@ -42,7 +43,8 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     db.upgrade(url)  # idempotent; a new data directory gets its schema here
     store = SqlJobStore(make_engine(url))
     executors = {name: GrpcLabExecutor(address) for name, address in config.devices().items()}
-    scheduler = Scheduler(store, executors, page_key(config.data_dir))
+    pinner = GrpcConfigPinner(config.endpoints.configs) if config.pin_configs else None
+    scheduler = Scheduler(store, executors, page_key(config.data_dir), pinner=pinner)
     name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
     registration = Registration(
         name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server)

@@ -62,6 +62,8 @@ async def running_service(service: str, data_dir: Path, **config: object):
 async def scheduler(tmp_path, fake_executor):
     """(JobService stub, fake executor, address) with the SQLite store in tmp_path."""
     fake, executor_address = fake_executor
-    service = running_service("scheduler", tmp_path, lab_devices={"qick": executor_address})
+    service = running_service(
+        "scheduler", tmp_path, lab_devices={"qick": executor_address}, pin_configs=False
+    )
     async with service as address, grpc.aio.insecure_channel(address) as channel:
         yield jobs_pb2_grpc.JobServiceStub(channel), fake, address

@@ -26,6 +26,7 @@ def scheduler_args(port: int, executor_address: str, data_dir) -> list[str]:
         f"qick={executor_address}",
         "--data-dir",
         str(data_dir),
+        "--no-config-pinning",
     ]
 
 

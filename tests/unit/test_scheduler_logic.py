@@ -343,3 +343,78 @@ async def test_submit_is_checked_on_the_device(env):
     assert store.list_jobs(JobFilter(), None, 10) == []
     executor.unavailable = True  # the executor cannot answer: queued, checked at run time
     assert (await scheduler.submit(sub(payload=lab(config={"reject": ["expt.gain"]})))).created
+
+
+class FakePinner:
+    """Pins a main revision per type; refuses or is down on request."""
+
+    def __init__(self):
+        self.main = {"hardware_config": ("CFG-HW-20260101-00001", "ab" * 32)}
+        self.down = False
+        self.refuse = ""
+        self.calls: list[tuple[str, dict, dict]] = []
+
+    async def pin(self, job_id, revision_ids, overrides, creator):
+        from qsched_scheduler.config_port import ConfigsUnavailable, PinnedConfig, PinRefused
+
+        self.calls.append((job_id, dict(revision_ids), dict(overrides)))
+        if self.down:
+            raise ConfigsUnavailable("down")
+        if self.refuse:
+            raise PinRefused(self.refuse, "no main revision of hardware_config")
+        picks = {t: revision_ids.get(t, rev) for t, (rev, _) in self.main.items()}
+        return [PinnedConfig(t, r, self.main[t][1]) for t, r in picks.items()]
+
+    async def close(self):
+        pass
+
+
+@pytest.fixture
+async def pinned_env():
+    store, executor, pinner = MemoryJobStore(), MemoryExecutor(auto_finish_s=0.01), FakePinner()
+    scheduler = Scheduler(store, {"qick": executor}, page_key=b"k" * 32, pinner=pinner)
+    await scheduler.start()
+    yield scheduler, executor, pinner
+    await scheduler.stop()
+
+
+async def test_runs_pin_configs_and_pass_them_to_the_executor(pinned_env):
+    scheduler, executor, pinner = pinned_env
+    job = (await scheduler.submit(sub())).job
+    done = await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
+    assert done.current_run.config_revisions == {"hardware_config": "CFG-HW-20260101-00001"}
+    assert executor.runs[done.current_run.task_id].request.configs == (
+        ("hardware_config", "CFG-HW-20260101-00001", "ab" * 32),
+    )
+    # A push to main between runs: the next job pins the new revision, the finished one keeps the old.
+    pinner.main["hardware_config"] = ("CFG-HW-20260101-00002", "cd" * 32)
+    later = await wait_state(scheduler, (await scheduler.submit(sub())).job.job_id, JobState.SUCCEEDED)
+    assert later.current_run.config_revisions == {"hardware_config": "CFG-HW-20260101-00002"}
+    assert (await scheduler.get(job.job_id)).current_run.config_revisions["hardware_config"].endswith("00001")
+
+
+async def test_named_revisions_and_overrides_go_to_the_pinner(pinned_env):
+    scheduler, _, pinner = pinned_env
+    body = {**lab().body, "config_revisions": {"hardware_config": "CFG-HW-20251231-00007"}}
+    body["config_overrides"] = {"multiphoton_config": "a: 1\n"}
+    job = (await scheduler.submit(sub(payload=Payload(JobKind.LAB_EXPERIMENT, body)))).job
+    done = await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
+    assert done.current_run.config_revisions == {"hardware_config": "CFG-HW-20251231-00007"}
+    assert pinner.calls[-1] == (
+        job.job_id,
+        {"hardware_config": "CFG-HW-20251231-00007"},
+        {"multiphoton_config": "a: 1\n"},
+    )
+
+
+async def test_pin_refused_fails_the_job_and_unavailable_keeps_it_queued(pinned_env):
+    scheduler, executor, pinner = pinned_env
+    pinner.refuse = "NO_MAIN_REVISION"
+    failed = await wait_state(scheduler, (await scheduler.submit(sub())).job.job_id, JobState.FAILED)
+    assert failed.error.reason == "NO_MAIN_REVISION" and not executor.runs
+    pinner.refuse, pinner.down = "", True
+    job = (await scheduler.submit(sub())).job
+    await asyncio.sleep(0.2)
+    assert (await scheduler.get(job.job_id)).state is JobState.QUEUED
+    pinner.down = False
+    await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
