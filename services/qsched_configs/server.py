@@ -1,20 +1,35 @@
-"""Builds the configs service. Not implemented yet: every RPC answers UNIMPLEMENTED."""
+"""Builds the config-versioning service from its configuration: migrates its own
+database (SQLite `<data_dir>/configs.db` unless `configs_database_url` names one,
+e.g. PostgreSQL) and serves qsched.configs.v1.ConfigService."""
 
 from __future__ import annotations
 
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+from qsched_configs import db
+from qsched_configs.pagination import page_key
+from qsched_configs.servicer import ConfigServicer
+from qsched_configs.store.sql import SqlConfigStore
+from qsched_configs.versioning import ConfigVersioning
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_runtime.unimplemented import unimplemented_registration
+from qsched_scheduler.store.engine import make_engine
+
+PAGE_KEY_FILE = "configs-page-token.key"
+
+
+def database_url(config: ServiceConfig) -> str:
+    return config.configs_database_url or db.sqlite_url_for(config.data_dir)
 
 
 async def build(config: ServiceConfig) -> ServiceHandle:
-    descriptor = pb.DESCRIPTOR.services_by_name["ConfigService"]
-    return ServiceHandle(
-        [
-            unimplemented_registration(
-                descriptor, pb_grpc.ConfigServiceServicer, pb_grpc.add_ConfigServiceServicer_to_server
-            )
-        ]
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(config)
+    db.upgrade(url)  # idempotent; a new data directory gets its schema (and the seed types) here
+    versioning = ConfigVersioning(SqlConfigStore(make_engine(url)), page_key(config.data_dir / PAGE_KEY_FILE))
+    name = pb.DESCRIPTOR.services_by_name["ConfigService"].full_name
+    registration = Registration(
+        name, lambda server: pb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(versioning), server)
     )
+    return ServiceHandle([registration], stop=versioning.close)

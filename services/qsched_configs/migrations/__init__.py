@@ -1,0 +1,1 @@
+"""Alembic migrations of the config database (see qsched_configs.db)."""

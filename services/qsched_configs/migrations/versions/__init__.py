@@ -1,0 +1,1 @@
+"""Migration scripts of the config database, oldest first."""

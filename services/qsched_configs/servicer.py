@@ -1,0 +1,163 @@
+"""qsched.configs.v1.ConfigService: translates requests into ConfigVersioning calls
+and domain results and errors back into protos and google.rpc.Status."""
+
+from __future__ import annotations
+
+import grpc
+
+from qsched.api.configs.v1 import configs_pb2 as pb
+from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+from qsched_configs import convert
+from qsched_configs.errors import DOMAIN
+from qsched_configs.versioning import ConfigVersioning, Upload
+from qsched_runtime.errors import DomainError, abort
+
+
+class ConfigServicer(pb_grpc.ConfigServiceServicer):
+    def __init__(self, versioning: ConfigVersioning):
+        self._v = versioning
+
+    async def CreateRevision(
+        self, request: pb.CreateRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateRevisionResponse:
+        try:
+            upload = Upload(
+                config_type=request.config_type,
+                content=request.content,
+                content_type=convert.content_type_from_pb(request.content_type),
+                original_filename=request.original_filename,
+                creator=request.creator,
+            )
+            revision, created = await self._v.create_revision(upload)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.CreateRevisionResponse(revision=convert.revision_to_pb(revision), deduplicated=not created)
+
+    async def GetRevision(
+        self, request: pb.GetRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRevisionResponse:
+        try:
+            revision = await self._v.get_revision(request.revision_id)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.GetRevisionResponse(revision=convert.revision_to_pb(revision, with_content=True))
+
+    async def ListRevisions(
+        self, request: pb.ListRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRevisionsResponse:
+        try:
+            revisions, token = await self._v.list_revisions(
+                request.config_type, request.page_size, request.page_token
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.ListRevisionsResponse(
+            revisions=[convert.revision_to_pb(r) for r in revisions], next_page_token=token
+        )
+
+    async def GetMain(
+        self, request: pb.GetMainRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMainResponse:
+        try:
+            state = await self._v.get_main(request.config_type, request.include_content)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.GetMainResponse(
+            revision=convert.revision_to_pb(state.revision, with_content=request.include_content),
+            etag=state.etag,
+            last_change=convert.change_to_pb(state.last_change),
+        )
+
+    async def SetMain(
+        self, request: pb.SetMainRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetMainResponse:
+        try:
+            outcome = await self._v.set_main(
+                request.config_type, request.revision_id, request.etag, request.changed_by
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.SetMainResponse(
+            change=convert.change_to_pb(outcome.state.last_change),
+            etag=outcome.state.etag,
+            changed=outcome.changed,
+        )
+
+    async def PushToMain(
+        self, request: pb.PushToMainRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PushToMainResponse:
+        try:
+            upload = Upload(
+                config_type=request.config_type,
+                content=request.content,
+                content_type=convert.content_type_from_pb(request.content_type),
+                original_filename=request.original_filename,
+                creator=request.creator,
+            )
+            outcome = await self._v.push_to_main(upload, request.etag)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.PushToMainResponse(
+            revision=convert.revision_to_pb(outcome.state.revision),
+            change=convert.change_to_pb(outcome.state.last_change),
+            etag=outcome.state.etag,
+            deduplicated=outcome.deduplicated,
+            changed=outcome.changed,
+        )
+
+    async def DiffRevisions(
+        self, request: pb.DiffRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DiffRevisionsResponse:
+        try:
+            text, identical = await self._v.diff(request.from_revision_id, request.to_revision_id)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.DiffRevisionsResponse(unified_diff=text, identical=identical)
+
+    async def ListMainHistory(
+        self, request: pb.ListMainHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMainHistoryResponse:
+        try:
+            changes, token = await self._v.list_main_history(
+                request.config_type, request.page_size, request.page_token
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.ListMainHistoryResponse(
+            changes=[convert.change_to_pb(c) for c in changes], next_page_token=token
+        )
+
+    async def ListConfigTypes(
+        self, request: pb.ListConfigTypesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListConfigTypesResponse:
+        try:
+            types, token = await self._v.list_types(request.page_size, request.page_token)
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.ListConfigTypesResponse(
+            config_types=[convert.config_type_to_pb(t) for t in types], next_page_token=token
+        )
+
+    async def RegisterConfigType(
+        self, request: pb.RegisterConfigTypeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterConfigTypeResponse:
+        try:
+            stored, created = await self._v.register_type(convert.config_type_from_pb(request.config_type))
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.RegisterConfigTypeResponse(config_type=convert.config_type_to_pb(stored), created=created)
+
+    async def PinConfigs(
+        self, request: pb.PinConfigsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PinConfigsResponse:
+        try:
+            pinned = await self._v.pin(
+                request.job_id,
+                list(request.config_types),
+                dict(request.revision_ids),
+                dict(request.overrides),
+                request.creator,
+            )
+        except DomainError as error:
+            await abort(context, error, DOMAIN)
+        return pb.PinConfigsResponse(pinned=[convert.pinned_to_pb(p) for p in pinned])
