@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from qsched_scheduler.store.engine import make_engine, read_only
+from qsched_runtime.sql import make_engine, read_only
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 VERSION_TABLE = "alembic_version_configs"

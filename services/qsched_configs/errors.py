@@ -35,29 +35,11 @@ repeated in the ErrorInfo metadata.
 
 from __future__ import annotations
 
-from qsched_runtime.errors import DomainError
+from qsched_runtime.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+__all__ = ["DOMAIN", "Aborted", "AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound"]
 
 DOMAIN = "qsched.configs.v1"
-
-
-class InvalidArgument(DomainError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class FailedPrecondition(DomainError):
-    code = "FAILED_PRECONDITION"
-
-
-class Aborted(DomainError):
-    code = "ABORTED"
-
-
-class AlreadyExists(DomainError):
-    code = "ALREADY_EXISTS"
 
 
 def type_not_found(config_type: str) -> NotFound:

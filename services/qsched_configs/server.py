@@ -7,14 +7,14 @@ from __future__ import annotations
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched_configs import db
-from qsched_configs.pagination import page_key
 from qsched_configs.servicer import ConfigServicer
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_configs.versioning import ConfigVersioning
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.pagination import page_key
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_scheduler.store.engine import make_engine
+from qsched_runtime.sql import make_engine
 
 PAGE_KEY_FILE = "configs-page-token.key"
 

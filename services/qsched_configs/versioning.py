@@ -35,8 +35,8 @@ from qsched_configs.domain import (
     SetMainOutcome,
 )
 from qsched_configs.errors import InvalidArgument, NotFound, revision_not_found, type_not_found
-from qsched_configs.pagination import PageTokens
 from qsched_configs.store.base import ConfigStore
+from qsched_runtime.pagination import PageTokens
 
 T = TypeVar("T")
 

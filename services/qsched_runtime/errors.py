@@ -30,6 +30,43 @@ class DomainError(Exception):
         return f"{type(self).__name__}({self.reason}: {self.message})"
 
 
+# The canonical codes qsched services answer with; each service adds its own reasons.
+class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DomainError):
+    code = "FAILED_PRECONDITION"
+
+
+class Aborted(DomainError):
+    code = "ABORTED"
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(DomainError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(DomainError):
+    code = "UNAVAILABLE"
+
+
+class Unimplemented(DomainError):
+    code = "UNIMPLEMENTED"
+
+
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
     detail = any_pb2.Any()

@@ -1,33 +1,26 @@
-"""Scheduler errors. Each names a canonical status and a stable UPPER_SNAKE reason;
-the servicer turns them into google.rpc.Status with an ErrorInfo."""
+"""Scheduler errors: the canonical classes from qsched_runtime.errors with the
+scheduler's reasons; the servicer turns them into google.rpc.Status with an ErrorInfo."""
 
 from __future__ import annotations
 
-from qsched_runtime.errors import DomainError
+from qsched_runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    Unimplemented,
+)
 
-
-class InvalidArgument(DomainError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class FailedPrecondition(DomainError):
-    code = "FAILED_PRECONDITION"
-
-
-class PermissionDenied(DomainError):
-    code = "PERMISSION_DENIED"
-
-
-class Unavailable(DomainError):
-    code = "UNAVAILABLE"
-
-
-class Unimplemented(DomainError):
-    code = "UNIMPLEMENTED"
+__all__ = [
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "Unavailable",
+    "Unimplemented",
+    "job_not_found",
+]
 
 
 def job_not_found(job_id: str) -> NotFound:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from qsched_runtime.pagination import PageTokens
 from qsched_runtime.tracing import current_traceparent
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.bus import EventBus, Subscription
@@ -46,7 +47,7 @@ from qsched_scheduler.executor_port import (
     LabExecutor,
     RunNotFound,
 )
-from qsched_scheduler.pagination import PageTokens, filter_scope
+from qsched_scheduler.pagination import filter_scope, runs_scope
 from qsched_scheduler.store.base import JobStore, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
 
@@ -181,7 +182,7 @@ class Scheduler:
     async def list_runs(self, job_id: str, page_size: int, page_token: str) -> tuple[list[Run], str]:
         self._check_id(job_id)
         size = self._page_size(page_size)
-        scope = f"runs:{job_id}"
+        scope = runs_scope(job_id)
         after = self._tokens.decode(page_token, scope)[0] if page_token else 0
         runs = await self._call(self._store.list_runs, job_id, after, size + 1)
         next_token = self._tokens.encode(scope, (runs[size - 1].attempt,)) if len(runs) > size else ""

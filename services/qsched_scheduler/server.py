@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from pathlib import Path
-
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.pagination import page_key
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
@@ -24,19 +21,6 @@ def database_url(config: ServiceConfig) -> str:
     return config.database_url or sqlite_url_for(config.data_dir)
 
 
-def page_key(data_dir: Path) -> bytes:
-    """The key that signs page tokens, kept so tokens survive a restart."""
-    path = data_dir / "page-token.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
-
-
 async def build(config: ServiceConfig) -> ServiceHandle:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     url = database_url(config)
@@ -44,7 +28,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     store = SqlJobStore(make_engine(url))
     executors = {name: GrpcLabExecutor(address) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs) if config.pin_configs else None
-    scheduler = Scheduler(store, executors, page_key(config.data_dir), pinner=pinner)
+    scheduler = Scheduler(store, executors, page_key(config.data_dir / "page-token.key"), pinner=pinner)
     name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
     registration = Registration(
         name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server)

@@ -22,7 +22,7 @@ from qsched.api.configs.v1 import configs_pb2_grpc
 from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_scheduler.store.engine import make_engine
+from qsched_runtime.sql import make_engine
 from tests.integration.conftest import running_service
 
 T0 = datetime(2026, 1, 14, 9, 30, tzinfo=UTC)

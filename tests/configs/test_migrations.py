@@ -16,8 +16,8 @@ from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.models import metadata
 from qsched_configs.store.sql import SqlConfigStore
+from qsched_runtime.sql import make_engine
 from qsched_scheduler import db as scheduler_db
-from qsched_scheduler.store.engine import make_engine
 
 TABLES = {
     "config_types",

@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 
 from qsched_configs.content import sha256_hex
 from qsched_configs.domain import ConfigType, ContentType, NewRevision, PinPick, PinSource
-from qsched_configs.errors import AlreadyExists, DomainError
+from qsched_configs.errors import AlreadyExists
 from qsched_configs.store.models import ContentRow, MainChangeRow, RevisionRow
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_scheduler.store.engine import make_engine
+from qsched_runtime.errors import DomainError
+from qsched_runtime.sql import make_engine
 from tests.configs.conftest import T0
 
 HW = "hardware_config"

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from qsched_configs.db import VERSION_TABLE
 from qsched_configs.store.models import metadata
-from qsched_scheduler.store.engine import make_engine
+from qsched_runtime.sql import make_engine
 
 config = context.config
 

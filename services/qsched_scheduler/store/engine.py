@@ -1,75 +1,17 @@
-"""Engines for the job store: an embedded SQLite file or a PostgreSQL server.
-
-SQLite is set up so several processes can share one file safely: WAL (readers
-never block the writer), synchronous=FULL (a commit is on disk before the call
-returns), a 10 s busy timeout, foreign keys on, and SQLAlchemy (not the sqlite3
-module) emitting BEGIN: `BEGIN IMMEDIATE` for every transaction, which takes the
-write lock up front, so two writers serialize instead of failing on a lock upgrade.
-Read-only work can opt into a plain deferred `BEGIN` with `read_only(engine)`."""
+"""The scheduler's database: an embedded SQLite file in the data directory, or
+PostgreSQL (engines and their settings live in qsched_runtime.sql)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from qsched_runtime.sql import make_engine, read_only, sqlite_url
 
 SQLITE_FILE_NAME = "scheduler.db"
-BUSY_TIMEOUT_MS = 10_000
 
-# Execution option read by the SQLite "begin" hook; set by `read_only`.
-_BEGIN_OPTION = "qsched_sqlite_begin"
+__all__ = ["make_engine", "read_only", "sqlite_url_for"]
 
 
 def sqlite_url_for(data_dir: Path) -> str:
     """The embedded database of a data directory."""
-    return f"sqlite:///{(Path(data_dir) / SQLITE_FILE_NAME).as_posix()}"
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for a `sqlite:///path` or `postgresql://` URL (PostgreSQL always uses psycopg 3)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
-    if backend == "sqlite":
-        return _sqlite_engine(parsed)
-    return create_engine(parsed)
-
-
-def read_only(engine: Engine) -> Engine:
-    """The same engine, but SQLite transactions begin deferred (no write lock): for reads only."""
-    if engine.dialect.name != "sqlite":
-        return engine
-    return engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
-
-
-def _is_file_db(url: URL) -> bool:
-    return bool(url.database) and url.database != ":memory:" and url.query.get("mode") != "memory"
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    file_db = _is_file_db(url)
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN itself (the sqlite3 module would defer it to the first write).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            if file_db:
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA synchronous = FULL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
-
-    return engine
+    return sqlite_url(Path(data_dir) / SQLITE_FILE_NAME)

@@ -7,15 +7,12 @@ are plain text so SQLite and PostgreSQL store them the same way."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -23,62 +20,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from qsched_runtime.sql import NAMING_CONVENTION, BigId, JsonText, UtcDateTime
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # The one index that makes "at most one RUNNING job per device" a database rule.
 ONE_RUNNING_PER_DEVICE = "uq_jobs_one_running_per_device"
 RUNNING_ONLY = "state = 'RUNNING'"
-
-# BIGINT that is still SQLite's INTEGER rowid alias (so it autoincrements there).
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """DateTime(timezone=True) that stores UTC and returns aware UTC datetimes
-    (SQLite keeps no offset: it would return naive values otherwise)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:  # the scheduler's clock is UTC: a naive value is UTC already
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class JsonText(TypeDecorator[Any]):
-    """JSON-able data stored as text."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
-        return None if value is None else json.loads(value)
 
 
 class Base(DeclarativeBase):

@@ -1,11 +1,8 @@
-"""Opaque, tamper-evident page tokens (AIP-158), the same approach as the
-scheduler's: the keyset cursor plus a fingerprint of the list and its filters,
-signed with the server's key. A token is refused if it was altered or is reused
-with other filters.
+"""Opaque, tamper-evident page tokens (AIP-158) for every List RPC.
 
-The scheduler's PageTokens is bound to its JobFilter (and its module may not be
-changed from here), so this one takes the filter as plain JSON-able values; the
-scheduler could switch to it without changing its tokens' behaviour."""
+A token carries the keyset cursor and a fingerprint of the request it was made
+for (the list and its filters), signed with the server's key: a token is
+refused if it was altered or is reused with other filters."""
 
 from __future__ import annotations
 
@@ -18,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from qsched_configs.errors import InvalidArgument
+from qsched_runtime.errors import InvalidArgument
 
 Cursor = tuple[int | str, ...]
 MAC_BYTES = 16

@@ -1,0 +1,136 @@
+"""SQL plumbing shared by the services that keep state (scheduler, config versioning):
+engines for an embedded SQLite file or a PostgreSQL server, and column types.
+
+SQLite is set up so several processes can share one file safely: WAL (readers
+never block the writer), synchronous=FULL (a commit is on disk before the call
+returns), a 10 s busy timeout, foreign keys on, and SQLAlchemy (not the sqlite3
+module) emitting BEGIN: `BEGIN IMMEDIATE` for every transaction, which takes the
+write lock up front, so two writers serialize instead of failing on a lock upgrade.
+Read-only work can opt into a plain deferred `BEGIN` with `read_only(engine)`.
+
+Timestamps are stored as UTC and always come back timezone-aware; JSON columns
+are plain text so SQLite and PostgreSQL store them the same way."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import URL, make_url
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT that is still SQLite's INTEGER rowid alias (so it autoincrements there).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+BUSY_TIMEOUT_MS = 10_000
+
+# Execution option read by the SQLite "begin" hook; set by `read_only`.
+_BEGIN_OPTION = "qsched_sqlite_begin"
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL of an embedded SQLite database file."""
+    return f"sqlite:///{Path(path).as_posix()}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a `sqlite:///path` or `postgresql://` URL (PostgreSQL always uses psycopg 3)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_engine(parsed)
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine, but SQLite transactions begin deferred (no write lock): for reads only."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+
+
+def _is_file_db(url: URL) -> bool:
+    return bool(url.database) and url.database != ":memory:" and url.query.get("mode") != "memory"
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    file_db = _is_file_db(url)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (the sqlite3 module would defer it to the first write).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if file_db:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """DateTime(timezone=True) that stores UTC and returns aware UTC datetimes
+    (SQLite keeps no offset: it would return naive values otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # the scheduler's clock is UTC: a naive value is UTC already
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON-able data stored as text."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
