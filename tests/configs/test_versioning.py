@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from qsched_configs.domain import ConfigType, ContentType, PinSource
-from qsched_runtime.errors import DomainError
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_configs.versioning import ConfigVersioning, Upload
+from qsched_runtime.errors import DomainError
 from qsched_runtime.sql import make_engine
 from tests.configs.conftest import T0
 
