@@ -41,13 +41,16 @@ async def fake_executor():
 
 
 @contextlib.asynccontextmanager
-async def running_service(service: str, data_dir: Path, **config: object):
+async def running_service(
+    service: str, data_dir: Path, peers: dict[str, str] | None = None, **config: object
+):
+    """One service built as `qsched serve` builds it, on an ephemeral port; `peers`
+    gives the addresses of the services it talks to."""
     import importlib
 
     module = importlib.import_module(f"qsched_{service}.server")
-    cfg = ServiceConfig(
-        service=service, endpoints=Endpoints(**{service: "127.0.0.1:0"}), data_dir=data_dir, **config
-    )
+    endpoints = Endpoints(**{**(peers or {}), service: "127.0.0.1:0"})
+    cfg = ServiceConfig(service=service, endpoints=endpoints, data_dir=data_dir, **config)
     handle = await module.build(cfg)
     server = await start_server(cfg.listen, handle.registrations)
     await handle.start()
