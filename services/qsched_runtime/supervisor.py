@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import getpass
 import signal
 import subprocess
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -69,6 +71,34 @@ def wait_serving(address: str, deadline: float) -> bool:
     return False
 
 
+def seed_main(address: str, config_type: str, path: Path) -> str:
+    """Push `path` as the main revision of `config_type` if the type has none yet.
+    Returns the new revision id, or "" when a main already existed."""
+    from qsched.api.configs.v1 import configs_pb2 as pb
+    from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.ConfigServiceStub(channel)
+        try:
+            stub.GetMain(pb.GetMainRequest(config_type=config_type), timeout=10)
+            return ""
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        request = pb.PushToMainRequest(
+            config_type=config_type,
+            content=path.read_bytes(),
+            original_filename=path.name,
+            creator=f"{getpass.getuser()} (qsched up)",
+        )
+        try:
+            return stub.PushToMain(request, timeout=10).revision.revision_id
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.ABORTED:  # someone else seeded it meanwhile
+                return ""
+            raise
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace, forward: list[str]):
         configs = {service: config_from_args(service, args) for service in SERVICES}
@@ -81,6 +111,7 @@ class Supervisor:
             for service in START_ORDER
         ]
         self.stopping = False
+        self.hardware_config = getattr(args, "hardware_config", None)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -99,11 +130,29 @@ class Supervisor:
                     f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr
                 )
                 return self.stop(1)
+        self._seed_hardware_config()
         print("qsched is up:", flush=True)
         for child in sorted(self.children, key=lambda c: SERVICES.index(c.service)):
             print(f"  {child.service:<10} {child.address}", flush=True)
         print("Press Ctrl+C to stop.", flush=True)
         return self.stop(self._watch())
+
+    def _seed_hardware_config(self) -> None:
+        """A fresh stack has no main hardware_config, and every lab run pins one: push
+        the executor's hardware config as the first main (once; later pushes are the lab's)."""
+        try:
+            from qsched_hardware.hwconfig import DEFAULT_HARDWARE_CONFIG
+        except ImportError:  # no qick extra: nothing to seed from
+            return
+        path = Path(self.hardware_config or DEFAULT_HARDWARE_CONFIG)
+        address = next(c.address for c in self.children if c.service == "configs")
+        try:
+            revision = seed_main(address, "hardware_config", path)
+        except (grpc.RpcError, OSError) as exc:
+            print(f"qsched up: could not seed hardware_config from {path}: {exc}", file=sys.stderr)
+            return
+        if revision:
+            print(f"Seeded the main hardware_config ({revision}) from {path}.", flush=True)
 
     def _watch(self) -> int:
         while not self.stopping:

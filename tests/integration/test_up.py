@@ -63,6 +63,8 @@ def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
         assert "qsched.configs.v1.ConfigService" in service_names(addresses["configs"])
         assert "qsched.gateway.v1.ProviderGatewayService" in service_names(addresses["gateway"])
         assert "qsched.executor.v1.HardwareExecutorService" in service_names(addresses["executor"])
+        # A fresh stack gets a first main hardware_config, so lab runs can pin one.
+        assert "Seeded the main hardware_config (CFG-HW-" in log.read_text()
 
         submitted = cli(
             "job", "submit", "--address", addresses["scheduler"], "--class", "AmplitudeRabiExperiment",
