@@ -1,61 +1,6 @@
-"""Alembic environment of the scheduler database.
+"""Alembic environment of the scheduler database (see qsched_runtime.migrations)."""
 
-Configured in code by qsched_scheduler.db (no alembic.ini): the caller passes an
-open connection in `config.attributes["connection"]`, or a URL in
-`config.attributes["url"]` (or the `sqlalchemy.url` main option)."""
-
-from __future__ import annotations
-
-from alembic import context
-from sqlalchemy.engine import Connection
-
-from qsched_scheduler.store.engine import make_engine
+from qsched_runtime.migrations import run_env
 from qsched_scheduler.store.models import metadata
 
-config = context.config
-
-
-def _url() -> str:
-    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError("no database: set config.attributes['connection'] or ['url']")
-    return url
-
-
-def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        # The SQLite engine emits BEGIN itself, so DDL is transactional there too:
-        # a failed migration leaves the schema as it was.
-        transactional_ddl=True,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
-    engine = make_engine(_url())
-    try:
-        with engine.connect() as connection:
-            _run(connection)
-    finally:
-        engine.dispose()
-
-
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+run_env(metadata)
