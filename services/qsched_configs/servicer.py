@@ -10,9 +10,10 @@ from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched_configs import convert
 from qsched_configs.errors import DOMAIN
 from qsched_configs.versioning import ConfigVersioning, Upload
-from qsched_runtime.errors import DomainError, abort
+from qsched_runtime.errors import translates_errors
 
 
+@translates_errors(DOMAIN)
 class ConfigServicer(pb_grpc.ConfigServiceServicer):
     def __init__(self, versioning: ConfigVersioning):
         self._v = versioning
@@ -20,37 +21,28 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def CreateRevision(
         self, request: pb.CreateRevisionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateRevisionResponse:
-        try:
-            upload = Upload(
-                config_type=request.config_type,
-                content=request.content,
-                content_type=convert.content_type_from_pb(request.content_type),
-                original_filename=request.original_filename,
-                creator=request.creator,
-            )
-            revision, created = await self._v.create_revision(upload)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        upload = Upload(
+            config_type=request.config_type,
+            content=request.content,
+            content_type=convert.content_type_from_pb(request.content_type),
+            original_filename=request.original_filename,
+            creator=request.creator,
+        )
+        revision, created = await self._v.create_revision(upload)
         return pb.CreateRevisionResponse(revision=convert.revision_to_pb(revision), deduplicated=not created)
 
     async def GetRevision(
         self, request: pb.GetRevisionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRevisionResponse:
-        try:
-            revision = await self._v.get_revision(request.revision_id)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        revision = await self._v.get_revision(request.revision_id)
         return pb.GetRevisionResponse(revision=convert.revision_to_pb(revision, with_content=True))
 
     async def ListRevisions(
         self, request: pb.ListRevisionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRevisionsResponse:
-        try:
-            revisions, token = await self._v.list_revisions(
-                request.config_type, request.page_size, request.page_token
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        revisions, token = await self._v.list_revisions(
+            request.config_type, request.page_size, request.page_token
+        )
         return pb.ListRevisionsResponse(
             revisions=[convert.revision_to_pb(r) for r in revisions], next_page_token=token
         )
@@ -58,10 +50,7 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def GetMain(
         self, request: pb.GetMainRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMainResponse:
-        try:
-            state = await self._v.get_main(request.config_type, request.include_content)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        state = await self._v.get_main(request.config_type, request.include_content)
         return pb.GetMainResponse(
             revision=convert.revision_to_pb(state.revision, with_content=request.include_content),
             etag=state.etag,
@@ -71,12 +60,9 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def SetMain(
         self, request: pb.SetMainRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetMainResponse:
-        try:
-            outcome = await self._v.set_main(
-                request.config_type, request.revision_id, request.etag, request.changed_by
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        outcome = await self._v.set_main(
+            request.config_type, request.revision_id, request.etag, request.changed_by
+        )
         return pb.SetMainResponse(
             change=convert.change_to_pb(outcome.state.last_change),
             etag=outcome.state.etag,
@@ -86,17 +72,14 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def PushToMain(
         self, request: pb.PushToMainRequest, context: grpc.aio.ServicerContext
     ) -> pb.PushToMainResponse:
-        try:
-            upload = Upload(
-                config_type=request.config_type,
-                content=request.content,
-                content_type=convert.content_type_from_pb(request.content_type),
-                original_filename=request.original_filename,
-                creator=request.creator,
-            )
-            outcome = await self._v.push_to_main(upload, request.etag)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        upload = Upload(
+            config_type=request.config_type,
+            content=request.content,
+            content_type=convert.content_type_from_pb(request.content_type),
+            original_filename=request.original_filename,
+            creator=request.creator,
+        )
+        outcome = await self._v.push_to_main(upload, request.etag)
         return pb.PushToMainResponse(
             revision=convert.revision_to_pb(outcome.state.revision),
             change=convert.change_to_pb(outcome.state.last_change),
@@ -108,21 +91,15 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def DiffRevisions(
         self, request: pb.DiffRevisionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DiffRevisionsResponse:
-        try:
-            text, identical = await self._v.diff(request.from_revision_id, request.to_revision_id)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        text, identical = await self._v.diff(request.from_revision_id, request.to_revision_id)
         return pb.DiffRevisionsResponse(unified_diff=text, identical=identical)
 
     async def ListMainHistory(
         self, request: pb.ListMainHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMainHistoryResponse:
-        try:
-            changes, token = await self._v.list_main_history(
-                request.config_type, request.page_size, request.page_token
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        changes, token = await self._v.list_main_history(
+            request.config_type, request.page_size, request.page_token
+        )
         return pb.ListMainHistoryResponse(
             changes=[convert.change_to_pb(c) for c in changes], next_page_token=token
         )
@@ -130,10 +107,7 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def ListConfigTypes(
         self, request: pb.ListConfigTypesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListConfigTypesResponse:
-        try:
-            types, token = await self._v.list_types(request.page_size, request.page_token)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        types, token = await self._v.list_types(request.page_size, request.page_token)
         return pb.ListConfigTypesResponse(
             config_types=[convert.config_type_to_pb(t) for t in types], next_page_token=token
         )
@@ -141,23 +115,17 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def RegisterConfigType(
         self, request: pb.RegisterConfigTypeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterConfigTypeResponse:
-        try:
-            stored, created = await self._v.register_type(convert.config_type_from_pb(request.config_type))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        stored, created = await self._v.register_type(convert.config_type_from_pb(request.config_type))
         return pb.RegisterConfigTypeResponse(config_type=convert.config_type_to_pb(stored), created=created)
 
     async def PinConfigs(
         self, request: pb.PinConfigsRequest, context: grpc.aio.ServicerContext
     ) -> pb.PinConfigsResponse:
-        try:
-            pinned = await self._v.pin(
-                request.job_id,
-                list(request.config_types),
-                dict(request.revision_ids),
-                dict(request.overrides),
-                request.creator,
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        pinned = await self._v.pin(
+            request.job_id,
+            list(request.config_types),
+            dict(request.revision_ids),
+            dict(request.overrides),
+            request.creator,
+        )
         return pb.PinConfigsResponse(pinned=[convert.pinned_to_pb(p) for p in pinned])

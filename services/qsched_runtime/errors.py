@@ -6,7 +6,9 @@ message, and a google.rpc.Status with an ErrorInfo in the status details."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import functools
+import inspect
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -77,3 +79,43 @@ def to_status(error: DomainError, domain: str) -> status_pb2.Status:
 async def abort(context: grpc.aio.ServicerContext, error: DomainError, domain: str) -> NoReturn:
     await context.abort_with_status(rpc_status.to_status(to_status(error, domain)))
     raise AssertionError("unreachable")  # abort_with_status always raises
+
+
+ServicerT = TypeVar("ServicerT", bound=type)
+
+
+def _translating(method: Any, domain: str) -> Any:
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except DomainError as error:
+                await abort(context, error, domain)
+
+        return stream
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except DomainError as error:
+            await abort(context, error, domain)
+
+    return unary
+
+
+def translates_errors(domain: str):
+    """Class decorator for a servicer: every RPC method defined on the class sends a
+    DomainError raised inside it as a google.rpc.Status with an ErrorInfo of `domain`."""
+
+    def decorate(cls: ServicerT) -> ServicerT:
+        for name, member in list(vars(cls).items()):
+            rpc = inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
+            if rpc and name[:1].isupper():
+                setattr(cls, name, _translating(member, domain))
+        return cls
+
+    return decorate

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched_runtime.errors import DomainError, abort
+from qsched_runtime.errors import translates_errors
 from qsched_scheduler import convert
 from qsched_scheduler.domain import Change, Event, Job
 from qsched_scheduler.scheduler import QueueSnapshot, Scheduler
@@ -19,6 +19,7 @@ from qsched_scheduler.validation import Submission
 DOMAIN = "qsched.jobs.v1"
 
 
+@translates_errors(DOMAIN)
 class JobServicer(pb_grpc.JobServiceServicer):
     def __init__(self, scheduler: Scheduler):
         self._scheduler = scheduler
@@ -35,10 +36,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             labels=dict(request.labels),
             payload_bytes=request.payload.ByteSize(),
         )
-        try:
-            result = await self._scheduler.submit(submission)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        result = await self._scheduler.submit(submission)
         job = result.job
         return pb.SubmitJobResponse(
             job=convert.job_to_pb(job),
@@ -48,81 +46,60 @@ class JobServicer(pb_grpc.JobServiceServicer):
         )
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.GetJobResponse:
-        try:
-            job = await self._scheduler.get(request.job_id)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        job = await self._scheduler.get(request.job_id)
         return pb.GetJobResponse(job=convert.job_to_pb(job))
 
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobsResponse:
-        try:
-            flt = convert.filter_from_pb(request)
-            jobs, token = await self._scheduler.list_jobs(flt, request.page_size, request.page_token)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        flt = convert.filter_from_pb(request)
+        jobs, token = await self._scheduler.list_jobs(flt, request.page_size, request.page_token)
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
 
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelJobResponse:
-        try:
-            job = await self._scheduler.cancel(request.job_id, request.reason)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        job = await self._scheduler.cancel(request.job_id, request.reason)
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
     async def DeleteJob(
         self, request: pb.DeleteJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteJobResponse:
-        try:
-            await self._scheduler.delete(request.job_id)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        await self._scheduler.delete(request.job_id)
         return pb.DeleteJobResponse(job_id=request.job_id)
 
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchJobResponse]:
-        try:
-            async for item in self._scheduler.watch(request.job_id, request.after_seq):
-                if isinstance(item, Job):
-                    yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
-                elif isinstance(item, Change):
-                    yield pb.WatchJobResponse(event=convert.change_to_event_pb(item))
-                elif isinstance(item, Event):
-                    yield pb.WatchJobResponse(event=convert.event_to_pb(item))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        async for item in self._scheduler.watch(request.job_id, request.after_seq):
+            if isinstance(item, Job):
+                yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
+            elif isinstance(item, Change):
+                yield pb.WatchJobResponse(event=convert.change_to_event_pb(item))
+            elif isinstance(item, Event):
+                yield pb.WatchJobResponse(event=convert.event_to_pb(item))
 
     async def WatchQueue(
         self, request: pb.WatchQueueRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchQueueResponse]:
-        try:
-            async for item in self._scheduler.watch_queue(request.device):
-                if isinstance(item, QueueSnapshot):
-                    snapshot = pb.QueueSnapshot(
-                        device=item.device, jobs=[convert.job_to_pb(j) for j in item.jobs]
-                    )
-                    yield pb.WatchQueueResponse(snapshot=snapshot)
-                else:
-                    previous = convert.STATE_TO_PB[item.previous_state] if item.previous_state else 0
-                    change = pb.QueueChange(job=convert.job_to_pb(item.job), previous_state=previous)
-                    yield pb.WatchQueueResponse(change=change)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        async for item in self._scheduler.watch_queue(request.device):
+            if isinstance(item, QueueSnapshot):
+                snapshot = pb.QueueSnapshot(
+                    device=item.device, jobs=[convert.job_to_pb(j) for j in item.jobs]
+                )
+                yield pb.WatchQueueResponse(snapshot=snapshot)
+            else:
+                previous = convert.STATE_TO_PB[item.previous_state] if item.previous_state else 0
+                change = pb.QueueChange(job=convert.job_to_pb(item.job), previous_state=previous)
+                yield pb.WatchQueueResponse(change=change)
 
     async def RerunJob(
         self, request: pb.RerunJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.RerunJobResponse:
         payload = convert.payload_from_pb(request.payload) if request.HasField("payload") else None
-        try:
-            job = await self._scheduler.rerun(
-                request.job_id, payload, request.payload.ByteSize(), request.request_id
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        job = await self._scheduler.rerun(
+            request.job_id, payload, request.payload.ByteSize(), request.request_id
+        )
         return pb.RerunJobResponse(
             job=convert.job_to_pb(job),
             queue_position=job.queue_position,
@@ -132,28 +109,20 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def ListRuns(
         self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRunsResponse:
-        try:
-            runs, token = await self._scheduler.list_runs(
-                request.job_id, request.page_size, request.page_token
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        runs, token = await self._scheduler.list_runs(request.job_id, request.page_size, request.page_token)
         return pb.ListRunsResponse(runs=[convert.run_to_pb(r) for r in runs], next_page_token=token)
 
     async def FetchJobData(
         self, request: pb.FetchJobDataRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FetchJobDataResponse]:
-        try:
-            async for chunk in self._scheduler.fetch_data(request.job_id, request.task_id):
-                yield pb.FetchJobDataResponse(
-                    offset=chunk.offset,
-                    chunk=chunk.data,
-                    total_size=chunk.total_size,
-                    sha256=chunk.sha256,
-                    file_name=chunk.file_name,
-                )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        async for chunk in self._scheduler.fetch_data(request.job_id, request.task_id):
+            yield pb.FetchJobDataResponse(
+                offset=chunk.offset,
+                chunk=chunk.data,
+                total_size=chunk.total_size,
+                sha256=chunk.sha256,
+                file_name=chunk.file_name,
+            )
 
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
