@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 
@@ -16,8 +15,9 @@ from qsched.api.executor.v1 import executor_pb2, executor_pb2_grpc
 from qsched.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import error_info
+from qsched_runtime.server import start_server
+from qsched_runtime.unimplemented import unimplemented_registration
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES
-from tests.integration.conftest import running_service
 
 JOB_ID = re.compile(r"^JOB-\d{8}-\d{5}$")
 
@@ -295,84 +295,20 @@ async def test_one_job_is_one_trace(scheduler, spans):
     assert fake.trace_headers[-1]
 
 
-@pytest.mark.parametrize(
-    ("service", "stub_cls", "call", "request_"),
-    [
-        (
-            "gateway",
-            gateway_pb2_grpc.ProviderGatewayServiceStub,
-            "ListProviders",
-            gateway_pb2.ListProvidersRequest(),
-        ),
-    ],
-)
-async def test_services_not_built_yet_answer_unimplemented(tmp_path, service, stub_cls, call, request_):
-    async with running_service(service, tmp_path) as address, grpc.aio.insecure_channel(address) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await getattr(stub_cls(channel), call)(request_)
+async def test_a_service_not_built_yet_answers_unimplemented():
+    descriptor = gateway_pb2.DESCRIPTOR.services_by_name["ProviderGatewayService"]
+    registration = unimplemented_registration(
+        descriptor,
+        gateway_pb2_grpc.ProviderGatewayServiceServicer,
+        gateway_pb2_grpc.add_ProviderGatewayServiceServicer_to_server,
+    )
+    server = await start_server("127.0.0.1:0", [registration])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = gateway_pb2_grpc.ProviderGatewayServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListProviders(gateway_pb2.ListProvidersRequest())
+    finally:
+        await server.stop(0)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert error_info(info.value).reason == "NOT_IMPLEMENTED_YET"
-
-
-async def test_rerun_adds_a_run_with_its_own_settings(scheduler):
-    stub, fake, _ = scheduler
-    job_id = (await stub.SubmitJob(lab_request(config={"fail": "PROGRAM_ERROR"}))).job.job_id
-    first = await wait_for_state(stub, job_id, pb.Job.STATE_FAILED)
-    fixed = lab_request(config={"reps": 2000}).payload
-    rerun = await stub.RerunJob(pb.RerunJobRequest(job_id=job_id, payload=fixed, request_id="rr-1"))
-    assert rerun.job.state == pb.Job.STATE_QUEUED and rerun.queue_position == 1
-    retry = await stub.RerunJob(pb.RerunJobRequest(job_id=job_id, payload=fixed, request_id="rr-1"))
-    assert retry.job.job_id == job_id
-    second = await wait_for_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
-    assert second.run_count == 2 and second.current_run.task_id != first.current_run.task_id
-    runs = (await stub.ListRuns(pb.ListRunsRequest(job_id=job_id))).runs
-    assert [(r.attempt, r.state) for r in runs] == [(1, pb.Job.STATE_FAILED), (2, pb.Job.STATE_SUCCEEDED)]
-    assert json.loads(runs[0].payload.lab_experiment.expt_config_json) == {"fail": "PROGRAM_ERROR"}
-    assert json.loads(runs[1].payload.lab_experiment.expt_config_json) == {"reps": 2000}
-    page = await stub.ListRuns(pb.ListRunsRequest(job_id=job_id, page_size=1))
-    rest = await stub.ListRuns(
-        pb.ListRunsRequest(job_id=job_id, page_size=1, page_token=page.next_page_token)
-    )
-    assert [r.attempt for r in [*page.runs, *rest.runs]] == [1, 2] and not rest.next_page_token
-    assert fake.execute_calls == 2
-    await expect_error(
-        stub.RerunJob(
-            pb.RerunJobRequest(
-                job_id=job_id, payload=lab_request(priority=0, config={"reject": ["x"]}).payload
-            )
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_EXPERIMENT_CONFIG",
-    )
-    fake.hold = asyncio.Event()
-    await stub.RerunJob(pb.RerunJobRequest(job_id=job_id))
-    await expect_error(
-        stub.RerunJob(pb.RerunJobRequest(job_id=job_id)),
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "JOB_NOT_TERMINAL",
-    )
-    fake.hold.set()
-
-
-async def test_fetch_job_data_streams_the_file_from_the_executor(scheduler):
-    stub, fake, _ = scheduler
-    job_id = (await stub.SubmitJob(lab_request())).job.job_id
-    job = await wait_for_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
-    chunks = [c async for c in stub.FetchJobData(pb.FetchJobDataRequest(job_id=job_id))]
-    data = b"".join(c.chunk for c in chunks)
-    assert data == fake.data_of(job.current_run.task_id) and len(chunks) > 1
-    assert chunks[0].sha256 == hashlib.sha256(data).hexdigest() and chunks[0].total_size == len(data)
-    assert chunks[0].file_name == f"{job_id}.h5"
-    await expect_error(
-        stub.FetchJobData(pb.FetchJobDataRequest(job_id=job_id, task_id="nope")).read(),
-        grpc.StatusCode.NOT_FOUND,
-        "RUN_NOT_FOUND",
-    )
-    fake.hold = asyncio.Event()
-    queued = (await stub.SubmitJob(lab_request())).job.job_id
-    await expect_error(
-        stub.FetchJobData(pb.FetchJobDataRequest(job_id=queued)).read(),
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "NO_DATA",
-    )
-    fake.hold.set()

@@ -67,17 +67,20 @@ def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
         assert "Seeded the main hardware_config (CFG-HW-" in log.read_text()
 
         submitted = cli(
-            "job", "submit", "--address", addresses["scheduler"], "--class", "AmplitudeRabiExperiment",
-            "--module", "qsched_hardware.experiments", "--config", '{"reps": 100}', "--owner", "alice",
+            "submit", "--address", addresses["scheduler"],
+            "--experiment", "qsched_hardware.experiments.AmplitudeRabiExperiment",
+            "--config", '{"reps": 100}', "--owner", "alice",
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.split()[0]
         assert job_id.startswith("JOB-")
-        view = cli("job", "view", job_id, "--address", addresses["scheduler"])
+        view = cli("show", job_id, "--address", addresses["scheduler"])
         assert view.returncode == 0 and "owner      alice" in view.stdout
+        alias = cli("job", "view", job_id, "--address", addresses["scheduler"])  # the old verbs stay
+        assert alias.returncode == 0 and "owner      alice" in alias.stdout
         history = cli("history", "--address", addresses["scheduler"])
         assert job_id in history.stdout
-        missing = cli("job", "view", "JOB-20260101-00001", "--address", addresses["scheduler"])
+        missing = cli("show", "JOB-20260101-00001", "--address", addresses["scheduler"])
         assert missing.returncode == 2 and "JOB_NOT_FOUND" in missing.stderr
 
         # A child that dies is reported and restarted.

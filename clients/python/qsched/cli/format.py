@@ -102,3 +102,47 @@ def event_line(event: pb.JobEvent) -> str:
         else datetime.now().strftime("%H:%M:%S")
     )
     return f"{stamp}  #{event.seq:<4} {state_name(event.state):<10} {event.message}"
+
+
+def run_rows(runs) -> str:
+    header = ["#", "TASK", "STATE", "STARTED", "ENDED", "DATA", "SETTINGS"]
+    rows = []
+    for run in runs:
+        settings = "-"
+        if run.payload.WhichOneof("payload") == "lab_experiment":
+            settings = run.payload.lab_experiment.expt_config_json
+            settings = settings if len(settings) <= 40 else settings[:37] + "..."
+        rows.append(
+            [
+                str(run.attempt),
+                run.task_id,
+                state_name(run.state),
+                when(run.start_time),
+                when(run.end_time),
+                run.data_file_path or "-",
+                settings,
+            ]
+        )
+    return table(rows, header) if rows else "no runs"
+
+
+def queue_view(device: str, jobs: list, owner: str = "") -> str:
+    """The live queue: running first, then queued jobs in run order (priority, then age)."""
+    running = [j for j in jobs if j.state == pb.Job.STATE_RUNNING]
+    queued = sorted(
+        (j for j in jobs if j.state == pb.Job.STATE_QUEUED),
+        key=lambda j: (-j.priority, j.create_time.seconds, j.create_time.nanos, j.job_id),
+    )
+    rows = []
+    for j in running:
+        progress = f"{j.current_run.progress:.0%}" if j.HasField("current_run") else "-"
+        rows.append(["run", j.job_id, "running", str(j.priority), j.owner, what(j), progress])
+    for position, j in enumerate(queued, start=1):
+        rows.append([str(position), j.job_id, "queued", str(j.priority), j.owner, what(j), "-"])
+    if owner:
+        rows = [r for r in rows if r[4] == owner]
+    stamp = datetime.now().strftime("%H:%M:%S")
+    head = f"{device}: {len(running)} running, {len(queued)} queued  ({stamp})"
+    if not rows:
+        return head + "\nthe queue is empty"
+    return head + "\n" + table(rows, ["POS", "JOB", "STATE", "PRIO", "OWNER", "WHAT", "DONE"])

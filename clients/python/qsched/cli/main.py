@@ -1,7 +1,17 @@
-"""`qsched`: submit and follow jobs, look at queues, run the stack.
+"""`qsched`: submit and follow lab jobs, look at queues, get data and plots, run the stack.
 
-Server-side commands (up, serve, db) import the services lazily, so the client
-commands stay quick and work with only the base install."""
+Lab verbs (thin over the SDK, `qsched.client.JobClient`):
+
+    qsched submit --experiment MODULE.CLASS --config '{...}' [--wait]
+    qsched wait JOB           qsched show JOB          qsched cancel JOB
+    qsched queue [--follow]   qsched history [--user U --status S --limit N]
+    qsched data JOB [-o FILE] qsched plot JOB -o FILE.png
+    qsched rerun JOB          qsched delete JOB        qsched devices
+
+`qsched job submit|view|show|watch|wait|cancel|delete|rerun` are kept as aliases. Server-side
+commands (up, serve, db) import the services lazily, so the client commands stay quick and work
+with only the base install. Exit status: 0 success; 1 the job did not succeed (wait); 2 the
+request failed (the reason is printed); 130 interrupted."""
 
 from __future__ import annotations
 
@@ -18,10 +28,10 @@ from qsched.errors import QschedError
 SERVER_EXTRA_HINT = "this command needs the server parts: pip install 'qsched[server]'"
 
 
-def _jobs_stub(args: argparse.Namespace):
-    from qsched.api.jobs.v1 import jobs_pb2_grpc
+def _client(args: argparse.Namespace):
+    from qsched.client import JobClient
 
-    return jobs_pb2_grpc.JobServiceStub(connection.channel(args.address))
+    return JobClient(args.address, timeout=args.timeout)
 
 
 def _pb():
@@ -30,75 +40,117 @@ def _pb():
     return jobs_pb2
 
 
-# -- client commands -----------------------------------------------------------------------------------
-def cmd_submit(args: argparse.Namespace) -> int:
-    pb = _pb()
-    config_text = Path(args.config_file).read_text() if args.config_file else args.config or "{}"
-    json.loads(config_text)  # fail here, with the JSON error, rather than at the server
-    request = pb.SubmitJobRequest(
-        device=args.device,
-        priority=args.priority,
-        owner=args.owner or connection.default_owner(),
-        request_id=args.request_id or "",
-        payload=pb.JobPayload(
-            lab_experiment=pb.LabExperiment(
-                experiment_class=args.experiment_class,
-                experiment_module=args.experiment_module,
-                expt_config_json=config_text,
-            )
-        ),
-    )
-    response = _jobs_stub(args).SubmitJob(request, timeout=args.timeout)
-    from qsched.cli.format import when
+def _get_job(client, job_id: str):
+    return client._call("GetJob", _pb().GetJobRequest(job_id=job_id)).job
 
-    print(
-        f"{response.job.job_id} queued on {response.job.device} at position {response.queue_position}, "
-        f"estimated start {when(response.estimated_start_time)}"
+
+# -- lab commands ----------------------------------------------------------------------------------------
+def _experiment(args: argparse.Namespace) -> tuple[str, str]:
+    if args.experiment:
+        module, _, cls = args.experiment.rpartition(".")
+        if not module:
+            raise ValueError("--experiment must be MODULE.CLASS, e.g. qsched_hardware.experiments.T1")
+        return module, cls
+    if not (args.experiment_class and args.experiment_module):
+        raise ValueError("give --experiment MODULE.CLASS (or --class and --module)")
+    return args.experiment_module, args.experiment_class
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from qsched.cli.format import state_name, when
+
+    module, cls = _experiment(args)
+    config_text = Path(args.config_file).read_text() if args.config_file else args.config or "{}"
+    config = json.loads(config_text)  # fail here, with the JSON error, rather than at the server
+    if not isinstance(config, dict):
+        raise ValueError("the experiment config must be a JSON object")
+    client = _client(args)
+    job_id = client.submit_job(
+        cls,
+        module,
+        config,
+        args.owner or connection.default_owner(),
+        args.priority,
+        device=args.device or None,
+        request_id=args.request_id,
     )
+    job = _get_job(client, job_id)
+    where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
+    print(f"{job_id} queued on {job.device} {where}, estimated start {when(job.estimated_start_time)}")
     if args.watch:
-        return _watch(args, response.job.job_id)
+        return _watch(args, job_id)
+    if args.wait:
+        return _wait(client, job_id, None)
     return 0
 
 
-def cmd_view(args: argparse.Namespace) -> int:
-    from qsched.cli.format import job_detail
+def _wait(client, job_id: str, timeout: float | None) -> int:
+    result = client.wait_for_completion(job_id, timeout=timeout)
+    if result.is_successful():
+        line = f"{job_id}: completed"
+        if result.data_file_path:
+            line += f", data in {result.data_file_path}"
+        print(line)
+        for key, value in sorted(result.summary.items()):
+            print(f"  {key} = {value:g}")
+        return 0
+    print(f"{job_id}: {result.status}" + (f" ({result.error_message})" if result.error_message else ""))
+    return 1
 
-    response = _jobs_stub(args).GetJob(_pb().GetJobRequest(job_id=args.job_id), timeout=args.timeout)
-    print(job_detail(response.job))
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return _wait(_client(args), args.job_id, args.wait_timeout)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from qsched.cli.format import job_detail, run_rows
+
+    client = _client(args)
+    job = _get_job(client, args.job_id)
+    print(job_detail(job))
+    if args.runs:
+        print()
+        print(run_rows(client._call("ListRuns", _pb().ListRunsRequest(job_id=args.job_id)).runs))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from qsched.cli.format import state_name
-
-    response = _jobs_stub(args).CancelJob(
-        _pb().CancelJobRequest(job_id=args.job_id, reason=args.reason), timeout=args.timeout
-    )
-    job = response.job
-    suffix = " (the executor is stopping it)" if job.cancel_requested else ""
-    print(f"{job.job_id}: {state_name(job.state)}{suffix}")
+    answer = _client(args).cancel_job(args.job_id, args.reason)
+    suffix = " (the executor is stopping it)" if answer["cancel_requested"] else ""
+    print(f"{args.job_id}: {answer['status']}{suffix}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    _jobs_stub(args).DeleteJob(_pb().DeleteJobRequest(job_id=args.job_id), timeout=args.timeout)
+    _client(args).delete_job(args.job_id)
     print(f"{args.job_id} deleted (its data files are kept)")
     return 0
 
 
+def cmd_rerun(args: argparse.Namespace) -> int:
+    client = _client(args)
+    config = json.loads(args.config) if args.config else None
+    job_id = client.rerun_job(args.job_id, config)
+    print(f"{job_id} queued again")
+    if args.wait:
+        return _wait(client, job_id, None)
+    return 0
+
+
 def _watch(args: argparse.Namespace, job_id: str) -> int:
+    from qsched._follow import follow
     from qsched.cli.format import event_line, state_name
 
+    client = _client(args)
     pb = _pb()
     last_state = pb.Job.STATE_UNSPECIFIED
-    for message in _jobs_stub(args).WatchJob(pb.WatchJobRequest(job_id=job_id)):
-        if message.HasField("snapshot"):
-            job = message.snapshot
-            last_state = job.state
+    for update in follow(client._stub, client._channel, job_id, address=client.address):
+        if update.event is None:
+            job = update.job
             print(f"{job.job_id}: {state_name(job.state)} (seq {job.last_seq})")
         else:
-            print(event_line(message.event))
-            last_state = message.event.state
+            print(event_line(update.event))
+        last_state = update.state
     return 0 if last_state == pb.Job.STATE_SUCCEEDED else 1
 
 
@@ -106,44 +158,71 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(args, args.job_id)
 
 
-def _list(args: argparse.Namespace, view: int, states: list[int], owner: str, limit: int) -> list:
-    pb = _pb()
-    stub = _jobs_stub(args)
-    jobs: list = []
-    token = ""
-    while len(jobs) < limit:
-        response = stub.ListJobs(
-            pb.ListJobsRequest(
-                view=view,
-                states=states,
-                owner=owner,
-                device=args.device or "",
-                page_size=min(limit - len(jobs), 1000),
-                page_token=token,
-            ),
-            timeout=args.timeout,
-        )
-        jobs.extend(response.jobs)
-        token = response.next_page_token
-        if not token:
-            break
-    return jobs
-
-
 def cmd_queue(args: argparse.Namespace) -> int:
     from qsched.cli.format import job_rows
 
-    jobs = _list(args, _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.limit)
+    if args.follow:
+        return _follow_queue(args)
+    client = _client(args)
+    jobs = client._list(_pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit)
     print(job_rows(jobs, queue=True) if jobs else "the queue is empty")
     return 0
 
 
+def _follow_queue(args: argparse.Namespace) -> int:
+    """A live view of one device's queue over WatchQueue: redrawn on every change."""
+    from qsched.cli.format import queue_view
+
+    client = _client(args)
+    pb = _pb()
+    device = args.device
+    if not device:
+        devices = client._call("ListDevices", pb.ListDevicesRequest()).devices
+        names = [d.name for d in devices]
+        device = client.device if client.device in names else (names[0] if names else client.device)
+    tty = sys.stdout.isatty()
+    jobs: dict[str, object] = {}
+    shown = 0
+    stream = client._stub.WatchQueue(pb.WatchQueueRequest(device=device))
+    try:
+        for message in stream:
+            if message.HasField("snapshot"):
+                jobs = {j.job_id: j for j in message.snapshot.jobs}
+            else:
+                job = message.change.job
+                if job.state in (pb.Job.STATE_QUEUED, pb.Job.STATE_RUNNING):
+                    jobs[job.job_id] = job
+                else:
+                    jobs.pop(job.job_id, None)
+            text = queue_view(device, list(jobs.values()), args.owner or "")
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J" + text + "\n(Ctrl+C to stop)\n")
+            else:
+                sys.stdout.write(text + "\n\n")
+            sys.stdout.flush()
+            shown += 1
+            if args.count and shown >= args.count:
+                break
+    except grpc.RpcError as error:
+        raise QschedError.from_rpc_error(error) from None
+    finally:
+        stream.cancel()
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    from qsched import _common as c
     from qsched.cli.format import job_rows
 
     pb = _pb()
-    states = [pb.Job.State.Value(f"STATE_{args.state.upper()}")] if args.state else []
-    jobs = _list(args, pb.LIST_VIEW_HISTORY, states, args.owner or "", args.limit)
+    states = []
+    if args.status:
+        if args.status not in c.SEED_STATUS_TO_PB:
+            valid = sorted(c.SEED_STATUS_TO_PB)
+            raise ValueError(f"unknown status {args.status!r} (one of {', '.join(valid)})")
+        states = [c.SEED_STATUS_TO_PB[args.status]]
+    client = _client(args)
+    jobs = client._list(pb.LIST_VIEW_HISTORY, states, args.user or "", args.device or "", args.limit)
     print(job_rows(jobs, queue=False) if jobs else "no jobs")
     return 0
 
@@ -151,7 +230,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from qsched.cli.format import table
 
-    response = _jobs_stub(args).ListDevices(_pb().ListDevicesRequest(), timeout=args.timeout)
+    response = _client(args)._call("ListDevices", _pb().ListDevicesRequest())
     rows = [
         [
             d.name,
@@ -163,6 +242,39 @@ def cmd_devices(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["DEVICE", "QUEUED", "RUNNING", "TYPICAL RUN"]))
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.output:
+        path = client.download(args.job_id, args.output, args.task)
+    else:
+        path = client.data_path(args.job_id, args.task)
+    print(path)
+    if args.list:
+        from qsched import data
+
+        run = data.read(path)
+        for name, array in run.arrays.items():
+            print(f"  {name:<20} {array.dtype}{list(array.shape)}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from qsched.cli.plot import plot_run
+
+    client = _client(args)
+    job = _get_job(client, args.job_id)
+    run = client.load_data(args.job_id, args.task)
+    out = plot_run(run, args.output, title=f"{args.job_id} {_what(job)}")
+    print(out)
+    return 0
+
+
+def _what(job) -> str:
+    from qsched.cli.format import what
+
+    return what(job)
 
 
 # -- server commands -----------------------------------------------------------------------------------
@@ -195,60 +307,119 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------------
+def _add_client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument(
+        "--address", help=f"scheduler address (env QSCHED_ADDRESS, default {connection.DEFAULT_ADDRESS})"
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
+    return p
+
+
+def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) -> None:
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        return _add_client_options(sub.add_parser(name, help=help_text))
+
+    p = client("submit", "queue a lab experiment")
+    p.add_argument(
+        "--experiment", help="MODULE.CLASS, e.g. qsched_hardware.experiments.AmplitudeRabiExperiment"
+    )
+    p.add_argument("--class", dest="experiment_class", help="experiment class name (with --module)")
+    p.add_argument("--module", dest="experiment_module", help="module holding the class")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--config", help="expt_config as a JSON object")
+    group.add_argument("--config-file", help="file holding the expt_config JSON object")
+    p.add_argument("--device", help=f"target device (env QSCHED_DEVICE, default {connection.DEFAULT_DEVICE})")
+    p.add_argument("--priority", type=int, default=0, help="higher runs sooner (-100..100, default 0)")
+    p.add_argument("--owner", help="submitting user (default: your login name)")
+    p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the first job")
+    p.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
+    p.add_argument("--watch", action="store_true", help="print the job's events until it ends")
+    p.set_defaults(func=cmd_submit)
+
+    p = client("wait", "wait for a job to finish, with a progress bar (exit 1 unless it succeeded)")
+    p.add_argument("job_id")
+    p.add_argument("--wait-timeout", type=float, help="give up after this many seconds")
+    p.set_defaults(func=cmd_wait)
+
+    names = [("show", "one job: state, run, data file, results")]
+    if aliases:
+        names.append(("view", "same as show"))
+    for name, help_text in names:
+        p = client(name, help_text)
+        p.add_argument("job_id")
+        p.add_argument("--runs", action="store_true", help="also list every run of the job")
+        p.set_defaults(func=cmd_show)
+
+    p = client("watch", "print a job's events until it ends")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_watch)
+
+    p = client("cancel", "cancel a queued or running job")
+    p.add_argument("job_id")
+    p.add_argument("--reason", default="", help="why (kept in the job's events)")
+    p.set_defaults(func=cmd_cancel)
+
+    p = client("delete", "forget a finished job (data files stay)")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_delete)
+
+    p = client("rerun", "queue a finished job again (a new run; earlier runs stay in its history)")
+    p.add_argument("job_id")
+    p.add_argument("--config", help="a new expt_config (JSON object) for the new run")
+    p.add_argument("--wait", action="store_true", help="wait for the new run")
+    p.set_defaults(func=cmd_rerun)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsched", description="Share quantum devices: a durable job queue over gRPC."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def client(name: str, help_text: str, parent=sub) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help_text)
-        p.add_argument(
-            "--address", help=f"scheduler address (env QSCHED_ADDRESS, default {connection.DEFAULT_ADDRESS})"
-        )
-        p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
-        return p
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        return _add_client_options(sub.add_parser(name, help=help_text))
 
-    job = sub.add_parser("job", help="submit, view, watch, cancel and delete jobs")
-    job_sub = job.add_subparsers(dest="job_command", required=True)
-    p = client("submit", "queue a lab experiment", job_sub)
-    p.add_argument("--device", default="qick", help="target device (default qick)")
-    p.add_argument("--class", dest="experiment_class", required=True, help="experiment class name")
-    p.add_argument("--module", dest="experiment_module", required=True, help="module holding the class")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--config", help="expt_config as a JSON object")
-    group.add_argument("--config-file", help="file holding the expt_config JSON object")
-    p.add_argument("--priority", type=int, default=0, help="higher runs sooner (-100..100, default 0)")
-    p.add_argument("--owner", help="submitting user (default: your login name)")
-    p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the first job")
-    p.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    p.set_defaults(func=cmd_submit)
-    for name, func, help_text in [
-        ("view", cmd_view, "show one job"),
-        ("watch", cmd_watch, "follow a job's events until it ends"),
-        ("delete", cmd_delete, "forget a finished job (data files stay)"),
-    ]:
-        p = client(name, help_text, job_sub)
-        p.add_argument("job_id")
-        p.set_defaults(func=func)
-    p = client("cancel", "cancel a queued or running job", job_sub)
-    p.add_argument("job_id")
-    p.add_argument("--reason", default="", help="why (kept in the job's events)")
-    p.set_defaults(func=cmd_cancel)
+    _add_job_commands(sub)
+    job = sub.add_parser("job", help="the job verbs again: submit, view, watch, wait, cancel, delete, rerun")
+    _add_job_commands(job.add_subparsers(dest="job_command", required=True), aliases=True)
 
     p = client("queue", "queued and running jobs in run order")
     p.add_argument("--device", help="only this device")
-    p.add_argument("--owner", help="only this user's jobs")
+    p.add_argument("--owner", "--user", dest="owner", help="only this user's jobs")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--follow", "-f", action="store_true", help="live view: redraw on every change")
+    p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # stop after N redraws
     p.set_defaults(func=cmd_queue)
+
     p = client("history", "recent jobs, newest first")
     p.add_argument("--device", help="only this device")
-    p.add_argument("--owner", help="only this user's jobs")
-    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--user", "--owner", dest="user", help="only this user's jobs")
+    p.add_argument("--status", "--state", dest="status", help="pending|running|completed|failed|cancelled")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_history)
+
     p = client("devices", "devices and their queues")
     p.set_defaults(func=cmd_devices)
+
+    p = client("data", "a run's HDF5 file: print its local path, or copy it with -o")
+    p.add_argument("job_id")
+    p.add_argument("-o", "--output", help="file or directory to copy the data file to")
+    p.add_argument("--task", help="the run's task id (default: the latest run)")
+    p.add_argument("--list", action="store_true", help="also list the datasets (needs h5py)")
+    p.set_defaults(func=cmd_data)
+
+    p = client("plot", "plot a run's data (with the fit, when the file has one) to an image")
+    p.add_argument("job_id")
+    p.add_argument("-o", "--output", required=True, help="image file, e.g. rabi.png")
+    p.add_argument("--task", help="the run's task id (default: the latest run)")
+    p.set_defaults(func=cmd_plot)
+
+    try:
+        from qsched.cli.config_commands import register as register_config_commands
+    except ImportError:
+        register_config_commands = None
+    if register_config_commands is not None:
+        register_config_commands(sub)
 
     try:
         from qsched_runtime.args import add_common_arguments
@@ -270,25 +441,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(err: QschedError, args: argparse.Namespace) -> None:
+    if err.code == grpc.StatusCode.UNAVAILABLE:
+        address = connection.scheduler_address(getattr(args, "address", None))
+        print(
+            f"qsched: cannot reach the scheduler at {address} "
+            "(is the stack running? start it with `qsched up` or `make run`)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"qsched: {err}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except QschedError as error:
+        _report(error, args)
+        return 2
     except grpc.RpcError as error:
-        err = QschedError.from_rpc_error(error)
-        if err.code == grpc.StatusCode.UNAVAILABLE:
-            print(
-                f"qsched: cannot reach the scheduler at {connection.scheduler_address(args.address)}",
-                file=sys.stderr,
-            )
-            print("  is the stack running? start it with `make run` or `qsched up`", file=sys.stderr)
-        else:
-            print(f"qsched: {err}", file=sys.stderr)
+        _report(QschedError.from_rpc_error(error), args)
         return 2
     except KeyboardInterrupt:
         return 130
-    except (json.JSONDecodeError, OSError) as error:
+    except TimeoutError as error:
         print(f"qsched: {error}", file=sys.stderr)
+        return 2
+    except (json.JSONDecodeError, OSError, ValueError) as error:
+        print(f"qsched: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(f"qsched: {error.name or error} is not installed: pip install 'qsched[plot]'", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,162 @@
+"""Following a job over WatchJob, resuming after a dropped connection.
+
+The scheduler sends a snapshot of the job, then its events in seq order until the job is
+terminal. When the stream breaks (network, scheduler restart), the follower waits for the
+channel to come back and calls WatchJob again with `after_seq` = the last seq it delivered:
+the scheduler replays everything after it, so no event is lost, and events already delivered
+are dropped, so none is seen twice. Snapshots after a resume are delivered with `resumed=True`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.errors import DeadlineExceeded, Unavailable, from_rpc_error
+
+# Codes after which a watch is simply called again (it is a read: always safe to repeat).
+RESUMABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.ABORTED}
+)
+MAX_FAILURES_WITHOUT_PROGRESS = 8
+DEFAULT_RECONNECT_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Update:
+    """One message of a followed job: a snapshot (`job` set, `event` None) or an event."""
+
+    job: pb.Job | None
+    event: pb.JobEvent | None
+    resumed: bool = False  # a snapshot sent after a reconnect
+
+    @property
+    def state(self) -> int:
+        return self.event.state if self.event is not None else self.job.state  # type: ignore[union-attr]
+
+    @property
+    def seq(self) -> int:
+        return self.event.seq if self.event is not None else self.job.last_seq  # type: ignore[union-attr]
+
+
+class _Cursor:
+    def __init__(self, after_seq: int, connected: bool):
+        self.last = after_seq
+        self.failures = 0
+        self.reconnects = 0
+        self.connected = connected  # reached the scheduler before: a failure is a dropped connection
+
+    def resumable(self, error: grpc.RpcError) -> bool:
+        if error.code() not in RESUMABLE or self.failures >= MAX_FAILURES_WITHOUT_PROGRESS:
+            return False
+        return self.connected
+
+    def accept(self, message: pb.WatchJobResponse) -> Update | None:
+        self.failures = 0
+        self.connected = True
+        if message.HasField("event"):
+            if message.event.seq <= self.last:
+                return None  # already delivered before the reconnect
+            self.last = message.event.seq
+            return Update(None, message.event)
+        resumed = self.reconnects > 0
+        if self.last == 0:
+            self.last = message.snapshot.last_seq
+        return Update(message.snapshot, None, resumed)
+
+
+def follow(
+    stub,
+    channel: grpc.Channel,
+    job_id: str,
+    after_seq: int = 0,
+    deadline: float | None = None,
+    reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
+    address: str = "",
+    connected: bool = False,
+) -> Iterator[Update]:
+    """Blocking follower. `deadline` is a time.monotonic() value; past it DeadlineExceeded is raised.
+    A scheduler that cannot be reached at all fails at once (Unavailable) unless `connected`
+    says it was reached before; a connection that drops later is resumed."""
+    cursor = _Cursor(after_seq, connected)
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "", f"{job_id} is not finished yet")
+        call = stub.WatchJob(
+            pb.WatchJobRequest(job_id=job_id, after_seq=cursor.last),
+            timeout=remaining,
+            wait_for_ready=cursor.reconnects > 0,
+        )
+        try:
+            for message in call:
+                update = cursor.accept(message)
+                if update is not None:
+                    yield update
+            return
+        except grpc.RpcError as error:
+            if not cursor.resumable(error):
+                raise from_rpc_error(error, address) from None
+        finally:
+            call.cancel()
+        cursor.failures += 1
+        cursor.reconnects += 1
+        wait = reconnect_timeout_s if remaining is None else min(reconnect_timeout_s, max(remaining, 0.01))
+        try:
+            grpc.channel_ready_future(channel).result(timeout=wait)
+        except grpc.FutureTimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, "", f"{job_id} is not finished yet"
+                ) from None
+            raise Unavailable(
+                grpc.StatusCode.UNAVAILABLE,
+                "",
+                f"lost the connection to the scheduler at {address or 'its address'} "
+                f"and could not reconnect within {wait:g} s",
+            ) from None
+
+
+async def follow_async(
+    stub,
+    channel: grpc.aio.Channel,
+    job_id: str,
+    after_seq: int = 0,
+    reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
+    address: str = "",
+    connected: bool = False,
+) -> AsyncIterator[Update]:
+    """asyncio follower; bound it with asyncio.timeout() (cancelling it cancels the call)."""
+    cursor = _Cursor(after_seq, connected)
+    while True:
+        call = stub.WatchJob(
+            pb.WatchJobRequest(job_id=job_id, after_seq=cursor.last), wait_for_ready=cursor.reconnects > 0
+        )
+        try:
+            async for message in call:
+                update = cursor.accept(message)
+                if update is not None:
+                    yield update
+            return
+        except grpc.RpcError as error:
+            if not cursor.resumable(error):
+                raise from_rpc_error(error, address) from None
+        finally:
+            call.cancel()
+        cursor.failures += 1
+        cursor.reconnects += 1
+        try:
+            async with asyncio.timeout(reconnect_timeout_s):
+                await channel.channel_ready()
+        except TimeoutError:
+            raise Unavailable(
+                grpc.StatusCode.UNAVAILABLE,
+                "",
+                f"lost the connection to the scheduler at {address or 'its address'} "
+                f"and could not reconnect within {reconnect_timeout_s:g} s",
+            ) from None

@@ -1,0 +1,735 @@
+"""Job handles with the OQC SDK's semantics, over the qsched scheduler.
+
+A `Job` is a mutable handle for one piece of work (a lab experiment or circuits) that keeps every
+run it made: `execute()` submits and follows it to the end (a finished job runs again: a new run
+with a new task id, the earlier ones stay in `history`), `reconfigure()` changes its settings,
+`save()`/`load()` persist it. The scheduler is the source of truth for state: a job is
+followed over the WatchJob stream, which survives dropped connections without losing events.
+
+States: CREATED (not sent) -> SUBMITTED (queued) -> RUNNING -> COMPLETED | FAILED | CANCELLED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from qsched import _common as c
+from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    QschedError,
+    Unavailable,
+    Unimplemented,
+)
+
+if TYPE_CHECKING:
+    from qsched.aio.client import Client
+
+
+class JobState(enum.StrEnum):
+    CREATED = "CREATED"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def active(self) -> bool:
+        return self in (JobState.SUBMITTED, JobState.RUNNING, JobState.UNKNOWN)
+
+    def __repr__(self) -> str:
+        return f"<JobState.{self.name}: {self.value!r}>"
+
+
+STATE_FROM_PB = {
+    pb.Job.STATE_QUEUED: JobState.SUBMITTED,
+    pb.Job.STATE_RUNNING: JobState.RUNNING,
+    pb.Job.STATE_SUCCEEDED: JobState.COMPLETED,
+    pb.Job.STATE_FAILED: JobState.FAILED,
+    pb.Job.STATE_CANCELLED: JobState.CANCELLED,
+}
+
+
+class JobFailed(Exception):
+    """Raised by `raise_for_status()` for a failed job."""
+
+    def __init__(
+        self,
+        task_id: str,
+        qpu_id: str | None = None,
+        code: str | None = None,
+        details: str | None = None,
+        job_id: str | None = None,
+    ):
+        self.task_id = task_id
+        self.qpu_id = qpu_id
+        self.code = code
+        self.details = details
+        self.job_id = job_id
+        super().__init__(
+            f"job {job_id or '<unsubmitted>'} (task {task_id}) on {qpu_id} failed: ({code}) {details}"
+        )
+
+
+@runtime_checkable
+class JobLike(Protocol):
+    async def execute(self, *, timeout_s: float | None = ...) -> JobOutputProxy: ...
+    async def cancel(self) -> None: ...
+    async def cancel_if_active(self) -> None: ...
+    @property
+    def completed(self) -> bool: ...
+    @property
+    def outputs(self) -> JobOutputProxy: ...
+
+
+def split_experiment(experiment: str | Sequence[str]) -> tuple[str, str]:
+    """("module", "Class") from "module.Class" or a (module, class) pair."""
+    if isinstance(experiment, str):
+        module, _, cls = experiment.rpartition(".")
+    elif isinstance(experiment, Sequence) and len(experiment) == 2:
+        module, cls = experiment
+    else:
+        raise ValueError(f"experiment must be 'module.Class' or (module, class), got {experiment!r}")
+    if not module or not cls:
+        raise ValueError(f"experiment must be 'module.Class' or (module, class), got {experiment!r}")
+    return str(module), str(cls)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Job:
+    """One job: its settings, its state on the scheduler, and every output it produced."""
+
+    _SETTINGS = (
+        "experiment",
+        "config",
+        "device",
+        "qpu_id",
+        "program",
+        "shots",
+        "priority",
+        "labels",
+        "config_revisions",
+    )
+
+    def __init__(
+        self,
+        client: Client | None,
+        *,
+        device: str,
+        experiment: str | Sequence[str] | None = None,
+        program: str | Sequence[str] | None = None,
+        config: Any = None,
+        shots: int | None = None,
+        priority: int = 0,
+        labels: dict[str, str] | None = None,
+        config_revisions: dict[str, str] | None = None,
+        fetch_diagnostics: bool = False,
+        owner: str | None = None,
+    ):
+        if (experiment is None) == (program is None):
+            raise ValueError("give exactly one of experiment= (a lab job) or program= (circuits)")
+        self.client = client
+        self.kind = "lab_experiment" if experiment is not None else "circuit"
+        self.device = device
+        self.experiment_module: str | None = None
+        self.experiment_class: str | None = None
+        if experiment is not None:
+            self.experiment = experiment
+        self._programs: list[str] | None = None
+        if program is not None:
+            self.program = program
+        self.config = config
+        self.shots = shots
+        self.priority = priority
+        self.labels = dict(labels or {})
+        self.config_revisions = dict(config_revisions or {})
+        self.fetch_diagnostics = fetch_diagnostics
+        self.owner = owner
+        self._raise_on_error = False
+        # state on the scheduler
+        self.job_id: str | None = None
+        self.task_id: str | None = None
+        self.state = JobState.CREATED
+        self.last_seq = 0
+        self.progress = 0.0
+        self.queue_position = 0
+        self.cancel_requested = False
+        self._server_device: str | None = None
+        self._submitted_at: datetime | None = None
+        # outputs
+        self._result: JobResult | None = None
+        self._error: JobError | None = None
+        self._history: list[JobOutput] = []
+        self.timings: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.metadata: dict[str, Any] | None = None
+
+    # -- settings ------------------------------------------------------------------------------------
+    @property
+    def experiment(self) -> str | None:
+        if self.experiment_class is None:
+            return None
+        return f"{self.experiment_module}.{self.experiment_class}"
+
+    @experiment.setter
+    def experiment(self, value: str | Sequence[str]) -> None:
+        if self.kind != "lab_experiment":
+            raise ValueError("a circuit job has no experiment; create a lab job instead")
+        self.experiment_module, self.experiment_class = split_experiment(value)
+
+    @property
+    def program(self) -> str | list[str] | None:
+        if self._programs is None:
+            return None
+        return self._programs[0] if len(self._programs) == 1 else list(self._programs)
+
+    @program.setter
+    def program(self, value: str | Sequence[str]) -> None:
+        if self.kind != "circuit":
+            raise ValueError("a lab job has no program; create a circuit job instead")
+        programs = [value] if isinstance(value, str) else list(value)
+        if not programs or not all(isinstance(p, str) and p.strip() for p in programs):
+            raise ValueError("program must be OpenQASM source text (or a list of them)")
+        self._programs = programs
+
+    @property
+    def qpu_id(self) -> str:
+        return self.device
+
+    @qpu_id.setter
+    def qpu_id(self, value: str) -> None:
+        self.device = value
+
+    def payload(self) -> pb.JobPayload:
+        """The request payload these settings make."""
+        if self.kind == "lab_experiment":
+            return c.lab_payload(
+                self.experiment_class or "",
+                self.experiment_module or "",
+                self.config if self.config is not None else {},
+                self.config_revisions,
+            )
+        return c.circuit_payload(self._programs or [], self.shots or 0, self.config)
+
+    def settings(self) -> dict[str, Any]:
+        return c.payload_to_dict(self.payload())
+
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        kind = settings.get("kind")
+        if kind != self.kind:
+            raise ValueError(f"cannot apply {kind} settings to a {self.kind} job")
+        if kind == "lab_experiment":
+            self.experiment = (settings["experiment_module"], settings["experiment_class"])
+            self.config = settings.get("config")
+            self.config_revisions = dict(settings.get("config_revisions") or {})
+        else:
+            self.program = settings["programs"]
+            self.shots = settings.get("shots") or None
+            self.config = settings.get("compiler_options")
+
+    def _snapshot_settings(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "experiment_module",
+                "experiment_class",
+                "_programs",
+                "config",
+                "device",
+                "shots",
+                "priority",
+                "labels",
+                "config_revisions",
+                "task_id",
+                "state",
+            )
+        }
+
+    def reconfigure(self, memento: JobOutput | dict[str, Any] | None = None, **overrides: Any) -> Job:
+        """Restore the settings of an earlier output (`memento`), then apply keyword overrides
+        (experiment, config, device/qpu_id, program, shots, priority, labels, config_revisions).
+        The job goes back to CREATED without a task id; result, error and history are kept.
+        An unknown attribute raises AttributeError and leaves the job unchanged."""
+        saved = self._snapshot_settings()
+        try:
+            if memento is not None:
+                if isinstance(memento, JobOutput):
+                    self._apply_settings(memento.settings)
+                    if memento.device:
+                        self.device = memento.device
+                elif isinstance(memento, dict):
+                    self._apply_settings(memento)
+                else:
+                    raise TypeError(f"memento must be a job output or a settings dict, got {memento!r}")
+            for name, value in overrides.items():
+                if name not in self._SETTINGS:
+                    raise AttributeError(
+                        f"Job has no setting {name!r} (settable: {', '.join(self._SETTINGS)})"
+                    )
+                setattr(self, name, value)
+        except BaseException:
+            for name, value in saved.items():
+                setattr(self, name, value)
+            raise
+        self.task_id = None
+        self.state = JobState.CREATED
+        return self
+
+    # -- outputs -------------------------------------------------------------------------------------
+    @property
+    def result(self) -> JobResult | None:
+        return self._result
+
+    @property
+    def error(self) -> JobError | None:
+        return self._error
+
+    @property
+    def outputs(self) -> JobOutputProxy:
+        """The latest run's result or error (empty before the first run ends, or when cancelled)."""
+        if self._result is not None:
+            return JobOutputProxy([self._result])
+        if self._error is not None:
+            return JobOutputProxy([self._error])
+        return JobOutputProxy([])
+
+    @property
+    def history(self) -> JobOutputProxy:
+        """Every output, oldest first; it only grows."""
+        return JobOutputProxy(self._history)
+
+    @property
+    def completed(self) -> bool:
+        return self.state is JobState.COMPLETED and self._error is None
+
+    @property
+    def ended(self) -> bool:
+        return self.state.terminal
+
+    def raise_for_status(self) -> Job:
+        if self.state is JobState.FAILED or self._error is not None:
+            err = self._error
+            raise JobFailed(
+                task_id=str(self.task_id) if self.task_id else "<unsubmitted>",
+                qpu_id=self.device,
+                code=err.code if err else None,
+                details=err.message if err else None,
+                job_id=self.job_id,
+            )
+        return self
+
+    def __repr__(self) -> str:
+        text = (
+            f"Job(id={self.job_id or '<unsubmitted>'}, task={self.task_id or '-'}, device={self.device!r}, "
+            f"state={self.state.value}, history_len={len(self._history)}"
+        )
+        if self._error is not None:
+            text += f", error={self._error.short}"
+        if self._result is not None:
+            text += f", result_keys={sorted(self._result.data)}"
+        return text + ")"
+
+    # -- talking to the scheduler --------------------------------------------------------------------
+    def _client(self) -> Client:
+        if self.client is None:
+            raise RuntimeError(
+                "this job has no client; load it with Client.load() or create it with a Client"
+            )
+        return self.client
+
+    def _reset_for_new_run(self) -> None:
+        self.task_id = None
+        self._result = None
+        self._error = None
+        self.timings = self.metrics = self.metadata = None
+        self.progress = 0.0
+        self.cancel_requested = False
+        self.state = JobState.CREATED
+
+    def _apply_job(self, job: pb.Job) -> None:
+        self.state = STATE_FROM_PB.get(job.state, JobState.UNKNOWN)
+        self.queue_position = job.queue_position
+        self.cancel_requested = job.cancel_requested
+        self.last_seq = max(self.last_seq, job.last_seq)
+        if job.state != pb.Job.STATE_QUEUED and job.HasField("current_run") and job.current_run.task_id:
+            self.task_id = job.current_run.task_id
+            self.progress = job.current_run.progress
+
+    async def submit(self, *, timeout_s: float = 30.0) -> Job:
+        """Send the job (a finished one runs again). A job already in flight is left alone.
+        A refusal by the scheduler (bad settings, unknown device, unsupported kind) is not
+        raised: the job becomes FAILED with the reason as its error code (history +1).
+        Transport failures (scheduler unreachable) raise Unavailable and leave it CREATED."""
+        client = self._client()
+        if self.state.active:
+            return self
+        if self.state.terminal:
+            self._reset_for_new_run()
+        payload = self.payload()
+        request_id = str(uuid.uuid4())
+        response = None
+        try:
+            if self.job_id and self._server_device == self.device:
+                try:
+                    response = await client._unary(
+                        "RerunJob",
+                        pb.RerunJobRequest(job_id=self.job_id, payload=payload, request_id=request_id),
+                        timeout_s,
+                    )
+                except Unimplemented:
+                    response = None  # an older scheduler: run it as a new job
+            if response is None:
+                response = await client._unary(
+                    "SubmitJob",
+                    pb.SubmitJobRequest(
+                        device=self.device,
+                        payload=payload,
+                        priority=self.priority,
+                        owner=self.owner or client.owner,
+                        request_id=request_id,
+                        labels=self.labels,
+                    ),
+                    timeout_s,
+                )
+        except (Unavailable, DeadlineExceeded):
+            raise
+        except QschedError as err:
+            self.state = JobState.FAILED
+            self.task_id = None
+            out = JobError(
+                code=err.reason or err.code.name,
+                message=err.message,
+                job_id=self.job_id,
+                device=self.device,
+                settings=c.payload_to_dict(payload),
+                received=_now(),
+                job=self,
+            )
+            self._error = out
+            self._result = None
+            self._history.append(out)
+            return self
+        job = response.job
+        self.job_id = job.job_id
+        self._server_device = self.device
+        self._submitted_at = _now()
+        self.task_id = None
+        self.last_seq = job.last_seq
+        self._apply_job(job)
+        if self.state.terminal:  # finished before we looked (possible for tiny runs)
+            self._finish(job)
+        return self
+
+    async def refresh(self) -> Job:
+        """Ask the scheduler for the job's state now (one call)."""
+        if self.job_id is None:
+            raise RuntimeError("the job has not been submitted")
+        job = (await self._client()._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
+        if c.is_terminal(job.state):
+            self._finish(job)
+        else:
+            self._apply_job(job)
+        return self
+
+    async def _follow(self, timeout_s: float | None) -> None:
+        from qsched._follow import follow_async
+
+        client = self._client()
+        assert self.job_id is not None
+        final: pb.Job | None = None
+        candidate: pb.Job | None = None
+        async with asyncio.timeout(timeout_s):
+            async for update in follow_async(
+                client.stub,
+                client.channel,
+                self.job_id,
+                self.last_seq,
+                client.reconnect_timeout_s,
+                client.address,
+                connected=True,  # the job was submitted or loaded: resume after any drop
+            ):
+                event = update.event
+                job = update.job if event is None else (event.job if event.HasField("job") else None)
+                if job is not None and job.job_id:
+                    self._apply_job(job)
+                else:
+                    self.state = STATE_FROM_PB.get(update.state, JobState.UNKNOWN)
+                    if event is not None and event.task_id and update.state != pb.Job.STATE_QUEUED:
+                        self.task_id = event.task_id
+                    if event is not None and event.progress:
+                        self.progress = event.progress
+                self.last_seq = max(self.last_seq, update.seq)
+                if c.is_terminal(update.state):
+                    if event is not None:
+                        final = job
+                        break
+                    candidate = job
+        if final is None:
+            final = candidate
+        if final is None or not c.is_terminal(final.state):
+            final = (await client._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
+        self._finish(final)
+
+    def _finish(self, job: pb.Job) -> None:
+        self._apply_job(job)
+        run = job.current_run if job.HasField("current_run") else None
+        task_id = (run.task_id or None) if run is not None else None
+        self.task_id = task_id
+        settings = c.payload_to_dict(run.payload) if run is not None and run.HasField("payload") else None
+        common = {
+            "job_id": job.job_id,
+            "task_id": task_id,
+            "device": job.device,
+            "settings": settings or c.payload_to_dict(job.payload),
+            "received": c.to_datetime(run.end_time if run is not None else job.end_time) or _now(),
+            "attempt": run.attempt if run is not None else 0,
+            "job": self,
+        }
+        if self.fetch_diagnostics:
+            self.timings = c.run_timings(job, run)
+            if self._submitted_at and self.timings.get("started") and "queue_s" not in self.timings:
+                started = datetime.fromisoformat(self.timings["started"])
+                self.timings["queue_s"] = max((started - self._submitted_at).total_seconds(), 0.0)
+            self.metrics = dict(run.summary) if run is not None else {}
+            self.metadata = {
+                "job_id": job.job_id,
+                "task_id": task_id,
+                "attempt": common["attempt"],
+                "device": job.device,
+                "owner": job.owner,
+                "priority": job.priority,
+                "labels": dict(job.labels),
+                "config_revisions": dict(run.config_revisions) if run is not None else {},
+                "data_file_path": (run.data_file_path or None) if run is not None else None,
+                "provider_task_ids": list(run.provider_task_ids) if run is not None else [],
+            }
+            common.update(timings=self.timings, metrics=self.metrics, metadata=self.metadata)
+        known = next((o for o in self._history if task_id and o.task_id == task_id), None)
+        if self.state is JobState.COMPLETED:
+            out = (
+                known
+                if isinstance(known, JobResult)
+                else JobResult(
+                    data=dict(run.summary) if run is not None else {},
+                    data_file_path=(run.data_file_path or None) if run is not None else None,
+                    config_revisions=dict(run.config_revisions) if run is not None else {},
+                    **common,
+                )
+            )
+            self._result, self._error = out, None
+        elif self.state is JobState.FAILED:
+            err = job.error if job.HasField("error") else (run.error if run is not None else None)
+            reason = err.reason if err is not None else ""
+            message = err.message if err is not None else ""
+            out = (
+                known
+                if isinstance(known, JobError)
+                else JobError(code=reason or "UNKNOWN", message=message or "Unknown error.", **common)
+            )
+            self._error, self._result = out, None
+        else:  # CANCELLED: no output, nothing added to history
+            return
+        if known is None:
+            self._history.append(out)
+
+    async def wait(self, timeout_s: float | None = 120.0) -> Job:
+        """Follow the job to a terminal state (submitting it first if it was never sent)."""
+        if self.state.terminal:
+            return self
+        if self.state is JobState.CREATED:
+            await self.submit()
+            if self.state.terminal:
+                return self
+        await self._follow(timeout_s)
+        return self
+
+    async def execute(self, *, timeout_s: float | None = 120.0) -> JobOutputProxy:
+        """Run the job and wait for it; returns `outputs`. A finished job runs again (a new run,
+        new task id, history +1); a job in flight is followed, never resubmitted. If the timeout
+        passes first, TimeoutError is raised and the job keeps its task and state (execute again
+        to keep waiting). `timeout_s=None` waits without limit. A failed run does not raise
+        (see `raise_for_status()`)."""
+        if self.state.terminal:
+            self._reset_for_new_run()
+        await self.wait(timeout_s)
+        if self._raise_on_error:
+            self.raise_for_status()
+        return self.outputs
+
+    async def cancel(self, *, wait_s: float = 30.0) -> None:
+        """Ask the scheduler to cancel the job (no call for a job never sent). A queued job ends
+        CANCELLED at once; for a running one this waits up to `wait_s` for the executor to stop
+        it. A job that finished first keeps its real final state."""
+        if self.job_id is None or self.state is JobState.CREATED:
+            return
+        client = self._client()
+        try:
+            response = await client._unary("CancelJob", pb.CancelJobRequest(job_id=self.job_id))
+        except FailedPrecondition:  # already finished: the scheduler is the truth
+            await self.refresh()
+            return
+        job = response.job
+        if c.is_terminal(job.state):
+            self._finish(job)
+            return
+        self._apply_job(job)
+        with contextlib.suppress(TimeoutError):  # still stopping: RUNNING with cancel_requested
+            await self._follow(wait_s)
+
+    async def cancel_if_active(self, *, wait_s: float = 30.0) -> None:
+        """Cancel only a job in flight (no call for a finished or never-sent job)."""
+        if self.state.active:
+            await self.cancel(wait_s=wait_s)
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        from qsched.aio.snapshot import job_to_snapshot
+
+        return job_to_snapshot(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the job as versioned JSON (schema_version "1", kind "job")."""
+        from qsched.aio.snapshot import write
+
+        return write(path, self.to_snapshot())
+
+
+class CompositeJob:
+    """Several jobs executed together: at most `max_concurrency` of them in flight at once, each
+    child's failure reported on that child (never raised), outputs in child order."""
+
+    def __init__(self, jobs: Sequence[Job] | None = None, *, max_concurrency: int = 8):
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._jobs: list[Job] = list(jobs or [])
+        self.max_concurrency = max_concurrency
+
+    def add(self, job: Job | Sequence[Job]) -> CompositeJob:
+        if isinstance(job, Job):
+            self._jobs.append(job)
+        else:
+            self._jobs.extend(job)
+        return self
+
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self._jobs)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self):
+        return iter(self._jobs)
+
+    def __getitem__(self, index: int) -> Job:
+        return self._jobs[index]
+
+    @property
+    def completed(self) -> bool:
+        return bool(self._jobs) and all(j.completed for j in self._jobs)
+
+    @property
+    def completed_jobs(self) -> list[Job]:
+        return [j for j in self._jobs if j.completed]
+
+    @property
+    def failed_jobs(self) -> list[Job]:
+        return [j for j in self._jobs if j.error is not None]
+
+    @property
+    def active_jobs(self) -> list[Job]:
+        return [j for j in self._jobs if not j.state.terminal]
+
+    @property
+    def terminal_jobs(self) -> list[Job]:
+        return [j for j in self._jobs if j.state.terminal]
+
+    @property
+    def outputs(self) -> JobOutputProxy:
+        return JobOutputProxy([o for j in self._jobs for o in j.outputs])
+
+    @property
+    def history(self) -> JobOutputProxy:
+        return JobOutputProxy([o for j in self._jobs for o in j.history])
+
+    def __repr__(self) -> str:
+        n = len(self._jobs)
+        done, failed = len(self.completed_jobs), len(self.failed_jobs)
+        return f"CompositeJob(jobs={n}, completed={done}, failed={failed}, active={n - done - failed})"
+
+    async def _gather(self, fn) -> list[Any]:
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(job: Job) -> Any:
+            async with semaphore:
+                return await fn(job)
+
+        return await asyncio.gather(*(one(j) for j in self._jobs), return_exceptions=True)
+
+    def _check_clients(self) -> None:
+        for job in self._jobs:
+            if job.client is None:
+                raise RuntimeError(f"{job!r} has no client")
+
+    async def execute(self, *, timeout_s: float | None = 120.0) -> JobOutputProxy:
+        """Execute every child (finished children run again; children in flight are followed).
+        Failed children do not raise. If any child timed out, TimeoutError is raised after all
+        the others settled; their outputs are kept on the children."""
+        if not self._jobs:
+            return JobOutputProxy([])
+        self._check_clients()
+        outcomes = await self._gather(lambda job: job.execute(timeout_s=timeout_s))
+        timeouts = [o for o in outcomes if isinstance(o, TimeoutError)]
+        others = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TimeoutError)]
+        if timeouts:
+            raise TimeoutError(f"{len(timeouts)} of {len(self._jobs)} jobs did not finish in time")
+        if others:
+            raise others[0]
+        return self.outputs
+
+    async def submit(self) -> CompositeJob:
+        self._check_clients()
+        outcomes = await self._gather(lambda job: job.submit())
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return self
+
+    async def cancel(self) -> None:
+        await asyncio.gather(*(j.cancel() for j in self._jobs))
+
+    async def cancel_if_active(self) -> None:
+        await asyncio.gather(*(j.cancel_if_active() for j in self._jobs))
+
+    def raise_for_status(self) -> CompositeJob:
+        for job in self._jobs:
+            job.raise_for_status()
+        return self
+
+    def to_snapshot(self) -> dict[str, Any]:
+        from qsched.aio.snapshot import composite_to_snapshot
+
+        return composite_to_snapshot(self)
+
+    def save(self, path: str | Path) -> Path:
+        from qsched.aio.snapshot import write
+
+        return write(path, self.to_snapshot())

@@ -1,0 +1,485 @@
+"""`JobClient`: the seed job server's synchronous client, over the qsched scheduler.
+
+Every call of the seed works with the same names, arguments and result fields; a notebook that
+did `from job_server import JobClient` needs only `from qsched import JobClient`. Differences:
+
+- `server_url` is the scheduler's gRPC address "host:port" (default `QSCHED_ADDRESS`, else
+  127.0.0.1:50051); an "http://host:port" string is accepted and its scheme dropped.
+- `wait_for_completion` follows the job's event stream instead of polling (`poll_interval` is
+  accepted and ignored), resumes after a dropped connection, and shows a progress bar.
+- `cancel_job` also stops a running job (the executor stops between averaging rounds).
+- Failed calls raise `qsched.errors.QschedError` subclasses (NotFound, InvalidArgument...), with the
+  scheduler's reason, instead of `requests.HTTPError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from qsched import _common as c
+from qsched import connection
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched.errors import QschedError, from_rpc_error
+
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+@dataclass
+class JobResult:
+    """A job as `get_status` / `wait_for_completion` see it (the seed's fields first)."""
+
+    job_id: str
+    status: str  # pending | running | completed | failed | cancelled
+    user: str = ""
+    experiment_class: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    data_file_path: str | None = None
+    expt_pickle_path: str | None = None  # qsched does not pickle experiments: always None
+    error_message: str | None = None
+    queue_position: int | None = None
+    hardware_config_version_id: str | None = None
+    multiphoton_config_version_id: str | None = None
+    floquet_storage_version_id: str | None = None
+    man1_storage_version_id: str | None = None
+    # qsched additions
+    priority: int = 0
+    device: str = ""
+    experiment_module: str | None = None
+    expt_config: dict[str, Any] | None = None
+    config_revisions: dict[str, str] = field(default_factory=dict)
+    error_reason: str | None = None
+    task_id: str | None = None
+    attempt: int = 0
+    run_count: int = 0
+    progress: float = 0.0
+    summary: dict[str, float] = field(default_factory=dict)
+    estimated_start_time: datetime | None = None
+    cancel_requested: bool = False
+    job: pb.Job | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_job(cls, job: pb.Job) -> JobResult:
+        run = job.current_run if job.HasField("current_run") else None
+        payload = c.payload_to_dict(job.payload)
+        revisions = dict(run.config_revisions) if run is not None else {}
+        error = job.error if job.HasField("error") else None
+        if error is None and run is not None and run.HasField("error"):
+            error = run.error
+        fields = {name: revisions.get(kind) for kind, name in c.SEED_CONFIG_FIELDS.items()}
+        return cls(
+            job_id=job.job_id,
+            status=c.SEED_STATUS.get(job.state, "unknown"),
+            user=job.owner,
+            experiment_class=payload.get("experiment_class"),
+            created_at=c.to_datetime(job.create_time),
+            started_at=c.to_datetime(job.start_time),
+            completed_at=c.to_datetime(job.end_time),
+            data_file_path=(run.data_file_path or None) if run is not None else None,
+            error_message=(f"{error.reason}: {error.message}" if error.reason else error.message)
+            if error is not None
+            else None,
+            queue_position=job.queue_position or None,
+            priority=job.priority,
+            device=job.device,
+            experiment_module=payload.get("experiment_module"),
+            expt_config=payload.get("config") if payload.get("kind") == "lab_experiment" else None,
+            config_revisions=revisions,
+            error_reason=error.reason if error is not None else None,
+            task_id=(run.task_id or None) if run is not None else None,
+            attempt=run.attempt if run is not None else 0,
+            run_count=job.run_count,
+            progress=run.progress if run is not None else 0.0,
+            summary=dict(run.summary) if run is not None else {},
+            estimated_start_time=c.to_datetime(job.estimated_start_time),
+            cancel_requested=job.cancel_requested,
+            job=job,
+            **fields,
+        )
+
+    def is_done(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+    def is_successful(self) -> bool:
+        return self.status == "completed"
+
+    def load_expt(self) -> Any:
+        raise ValueError(
+            "qsched does not pickle experiment objects; "
+            "use JobClient.load_data(job_id) for the data and config"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's JobStatus dict (ISO timestamps), plus qsched's fields."""
+        out = {k: v for k, v in self.__dict__.items() if k != "job"}
+        for key in ("created_at", "started_at", "completed_at", "estimated_start_time"):
+            out[key] = c.iso(out[key])
+        return out
+
+
+class JobClient:
+    """Submit lab experiments and follow them (the seed's JobClient, over gRPC)."""
+
+    def __init__(
+        self,
+        server_url: str | None = None,
+        *,
+        device: str | None = None,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
+    ):
+        self.address = connection.scheduler_address(server_url)
+        self.server_url = self.address
+        self.device = device or connection.default_device()
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self._channel = grpc.insecure_channel(self.address, options=connection.CHANNEL_OPTIONS)
+        self._stub = pb_grpc.JobServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> JobClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"JobClient({self.address!r})"
+
+    def _call(self, method: str, request: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, self.address) from None
+
+    # -- the seed's calls -------------------------------------------------------------------------------
+    def health_check(self) -> dict[str, Any]:
+        """{"status": "healthy"|"unhealthy", "database_connected", "pending_jobs", "running_jobs"}
+        from the scheduler's grpc.health.v1 status and its device queues. Never raises."""
+        out: dict[str, Any] = {
+            "status": "unhealthy",
+            "database_connected": False,
+            "pending_jobs": 0,
+            "running_jobs": 0,
+            "address": self.address,
+        }
+        try:
+            check = self._channel.unary_unary(
+                _HEALTH_CHECK, request_serializer=lambda b: b, response_deserializer=lambda b: b
+            )
+            raw = check(b"", timeout=min(self.timeout, 5.0))
+            serving = raw[:2] == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+            devices = self._stub.ListDevices(pb.ListDevicesRequest(), timeout=self.timeout).devices
+        except grpc.RpcError as error:
+            out["error"] = f"{error.code().name}: {error.details()}"
+            return out
+        out.update(
+            status="healthy" if serving else "unhealthy",
+            database_connected=True,  # ListDevices counts the queues in the database
+            pending_jobs=sum(d.queued for d in devices),
+            running_jobs=sum(1 for d in devices if d.running_job_id),
+            devices={
+                d.name: {"queued": d.queued, "running_job_id": d.running_job_id or None} for d in devices
+            },
+        )
+        return out
+
+    def submit_job(
+        self,
+        experiment_class: str,
+        experiment_module: str,
+        expt_config: dict[str, Any],
+        user: str,
+        priority: int = 0,
+        *,
+        device: str | None = None,
+        config_revisions: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Queue a lab experiment; returns its job id (JOB-YYYYMMDD-NNNNN)."""
+        for name, value in (
+            ("experiment_class", experiment_class),
+            ("experiment_module", experiment_module),
+            ("user", user),
+        ):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string")
+        if not isinstance(expt_config, dict):
+            raise ValueError("expt_config must be a dict")
+        request = pb.SubmitJobRequest(
+            device=device or self.device,
+            payload=c.lab_payload(experiment_class, experiment_module, expt_config, config_revisions),
+            priority=priority,
+            owner=user,
+            request_id=request_id or str(uuid.uuid4()),
+            labels=labels or {},
+        )
+        return self._call("SubmitJob", request).job.job_id
+
+    def get_status(self, job_id: str) -> JobResult:
+        return JobResult.from_job(self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job)
+
+    def wait_for_completion(
+        self,
+        job_id: str,
+        poll_interval: float | None = None,
+        timeout: float | None = None,
+        verbose: bool = True,
+    ) -> JobResult:
+        """Block until the job is completed, failed or cancelled and return its final status.
+
+        Follows the job's event stream (no polling; `poll_interval` is ignored) and resumes it
+        after a dropped connection. `timeout` (seconds, None = forever) raises TimeoutError.
+        Ctrl+C: a job still waiting in the queue is cancelled; for a running job the command that
+        cancels it is printed. KeyboardInterrupt is raised again in both cases."""
+        from qsched._follow import follow
+        from qsched._progress import Progress
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = self.get_status(job_id)  # fails fast (NotFound, Unavailable) before following
+        if first.is_done():
+            return first
+        display = Progress(job_id, verbose)
+        state = pb.Job.STATE_UNSPECIFIED
+        final: pb.Job | None = None
+        try:
+            for update in follow(
+                self._stub, self._channel, job_id, 0, deadline, self.reconnect_timeout, self.address, True
+            ):
+                state = update.state
+                job = (
+                    update.job
+                    if update.event is None
+                    else (update.event.job if update.event.HasField("job") else None)
+                )
+                if job is not None and job.job_id:
+                    final = job
+                fraction = update.event.progress if update.event is not None else None
+                if update.event is None and job is not None and job.HasField("current_run"):
+                    fraction = job.current_run.progress
+                message = update.event.message if update.event is not None else ""
+                display.update(
+                    c.SEED_STATUS.get(state, "unknown"),
+                    fraction,
+                    message if state != pb.Job.STATE_RUNNING else "",
+                )
+                if c.is_terminal(state) and update.event is not None:
+                    break
+        except TimeoutError:
+            display.close()
+            raise TimeoutError(
+                f"{job_id} still {c.SEED_STATUS.get(state, 'unknown')} after {timeout:g} s "
+                "(it keeps its place; wait again or cancel it)"
+            ) from None
+        except KeyboardInterrupt:
+            display.close()
+            self._interrupted(job_id)
+            raise
+        display.close()
+        if final is None or not c.is_terminal(final.state):
+            return self.get_status(job_id)
+        return JobResult.from_job(final)
+
+    def _interrupted(self, job_id: str) -> None:
+        try:
+            status = self.get_status(job_id)
+        except QschedError as error:
+            print(f"\nInterrupted; could not check {job_id}: {error}", file=sys.stderr)
+            return
+        if status.status == "pending":
+            try:
+                self.cancel_job(job_id)
+                print(f"\nInterrupted: {job_id} was still queued and has been cancelled.", file=sys.stderr)
+            except QschedError as error:  # it started in the meantime
+                print(f"\nInterrupted: could not cancel {job_id}: {error}", file=sys.stderr)
+        elif status.status == "running":
+            print(
+                f"\nInterrupted: {job_id} keeps running on {status.device or 'the device'}. "
+                f"To stop it: qsched cancel {job_id}  (or JobClient().cancel_job({job_id!r}))",
+                file=sys.stderr,
+            )
+
+    def _list(self, view: int, states: list[int], owner: str, device: str, limit: int) -> list[pb.Job]:
+        jobs: list[pb.Job] = []
+        token = ""
+        while len(jobs) < limit:
+            response = self._call(
+                "ListJobs",
+                pb.ListJobsRequest(
+                    view=view,
+                    states=states,
+                    owner=owner,
+                    device=device,
+                    page_size=min(limit - len(jobs), 1000),
+                    page_token=token,
+                ),
+            )
+            jobs.extend(response.jobs)
+            token = response.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def list_queue(self, device: str | None = None) -> dict[str, Any]:
+        """{"pending_jobs": [...], "running_job": {...}|None, "total_pending": n} (dicts as in the seed;
+        `running_jobs` lists every running job when several devices are queued)."""
+        jobs = [JobResult.from_job(j) for j in self._list(pb.LIST_VIEW_QUEUE, [], "", device or "", 1000)]
+        running = [j.to_dict() for j in jobs if j.status == "running"]
+        pending = [j.to_dict() for j in jobs if j.status == "pending"]
+        return {
+            "pending_jobs": pending,
+            "running_job": running[0] if running else None,
+            "running_jobs": running,
+            "total_pending": len(pending),
+        }
+
+    def print_queue(self, device: str | None = None) -> None:
+        queue = self.list_queue(device)
+        print("=" * 60)
+        print("JOB QUEUE")
+        print("=" * 60)
+        if queue["running_jobs"]:
+            for job in queue["running_jobs"]:
+                print(
+                    f"RUNNING: {job['job_id']} - {job['experiment_class']} ({job['user']}) on {job['device']}"
+                )
+        else:
+            print("RUNNING: none")
+        print(f"\nPENDING ({queue['total_pending']} jobs):")
+        for job in queue["pending_jobs"][:10]:
+            print(
+                f"  {job['queue_position'] or '-':>3}. {job['job_id']} - {job['experiment_class']} "
+                f"({job['user']}, priority {job['priority']})"
+            )
+        if queue["total_pending"] > 10:
+            print(f"  ... and {queue['total_pending'] - 10} more")
+        print("=" * 60)
+
+    def cancel_job(self, job_id: str, reason: str = "") -> dict[str, Any]:
+        """Cancel a queued job (at once) or a running one (the executor stops it).
+        Raises FailedPrecondition (JOB_ALREADY_FINISHED) for a finished job."""
+        job = self._call("CancelJob", pb.CancelJobRequest(job_id=job_id, reason=reason)).job
+        status = c.SEED_STATUS.get(job.state, "unknown")
+        message = f"Job {job_id} cancelled" if status == "cancelled" else f"Job {job_id} is being stopped"
+        return {
+            "message": message,
+            "job_id": job_id,
+            "status": status,
+            "cancel_requested": job.cancel_requested,
+        }
+
+    def get_history(
+        self, limit: int = 50, user: str | None = None, status: str | None = None, device: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Recent jobs, newest first: dicts with job_id, user, experiment_class, status, created_at,
+        completed_at, data_file_path (the seed's keys) and a few more."""
+        states: list[int] = []
+        if status is not None:
+            if status not in c.SEED_STATUS_TO_PB:
+                raise ValueError(f"Invalid status: {status}. Valid values: {c.SEED_STATUSES}")
+            states = [c.SEED_STATUS_TO_PB[status]]
+        jobs = self._list(pb.LIST_VIEW_HISTORY, states, user or "", device or "", limit)
+        out = []
+        for job in jobs:
+            r = JobResult.from_job(job)
+            out.append(
+                {
+                    "job_id": r.job_id,
+                    "user": r.user,
+                    "experiment_class": r.experiment_class,
+                    "status": r.status,
+                    "created_at": c.iso(r.created_at),
+                    "completed_at": c.iso(r.completed_at),
+                    "data_file_path": r.data_file_path,
+                    "priority": r.priority,
+                    "device": r.device,
+                    "error_message": r.error_message,
+                }
+            )
+        return out
+
+    # -- qsched additions -----------------------------------------------------------------------------
+    def delete_job(self, job_id: str) -> None:
+        """Forget a finished job (its data files are kept)."""
+        self._call("DeleteJob", pb.DeleteJobRequest(job_id=job_id))
+
+    def rerun_job(self, job_id: str, expt_config: dict[str, Any] | None = None) -> str:
+        """Queue a finished job again (a new run with a new task id); optionally with a new expt_config."""
+        payload = None
+        if expt_config is not None:
+            current = self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job.payload
+            lab = current.lab_experiment
+            payload = c.lab_payload(
+                lab.experiment_class, lab.experiment_module, expt_config, dict(lab.config_revisions)
+            )
+        request = pb.RerunJobRequest(job_id=job_id, payload=payload, request_id=str(uuid.uuid4()))
+        return self._call("RerunJob", request).job.job_id
+
+    def get_runs(self, job_id: str) -> list[dict[str, Any]]:
+        """Every run (attempt) of a job, oldest first, with the settings that produced it."""
+        runs: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            page = self._call("ListRuns", pb.ListRunsRequest(job_id=job_id, page_token=token))
+            for run in page.runs:
+                runs.append(
+                    {
+                        "task_id": run.task_id,
+                        "attempt": run.attempt,
+                        "status": c.SEED_STATUS.get(run.state, "unknown"),
+                        "started_at": c.iso(c.to_datetime(run.start_time)),
+                        "completed_at": c.iso(c.to_datetime(run.end_time)),
+                        "data_file_path": run.data_file_path or None,
+                        "summary": dict(run.summary),
+                        "config_revisions": dict(run.config_revisions),
+                        "error_message": run.error.message if run.HasField("error") else None,
+                        "settings": c.payload_to_dict(run.payload),
+                    }
+                )
+            token = page.next_page_token
+            if not token:
+                return runs
+
+    def download(self, job_id: str, path: str | Path | None = None, task_id: str | None = None) -> Path:
+        """Copy the run's HDF5 file to `path` (a file or a directory; default: the current directory)."""
+        import shutil
+
+        from qsched import data
+
+        source = data.locate(self._stub, job_id, task_id, timeout=self.timeout)
+        target = Path(path) if path is not None else Path.cwd()
+        if target.is_dir():
+            target = target / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        return target
+
+    def data_path(self, job_id: str, task_id: str | None = None) -> Path:
+        """A local path holding the run's data file (shared filesystem or fetched into the cache)."""
+        from qsched import data
+
+        return data.locate(self._stub, job_id, task_id, timeout=self.timeout)
+
+    def load_data(self, job_id: str, task_id: str | None = None):
+        """The run's arrays and config (`qsched.data.RunData`), whether or not this machine shares a
+        filesystem with the executor. Needs h5py and numpy (`pip install 'qsched[data]'`)."""
+        from qsched import data
+
+        return data.read(self.data_path(job_id, task_id))
+
+
+__all__ = ["JobClient", "JobResult"]
