@@ -1,22 +1,44 @@
-"""Builds the gateway service. Not implemented yet: every RPC answers UNIMPLEMENTED."""
+"""Builds the provider gateway service from its configuration.
+
+qiskit is imported here, in the main thread, before any worker thread exists: qiskit 2.5+ crashes when
+its first import happens in a thread that later exits (see docs/gateway.md)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
+with contextlib.suppress(ImportError):  # the local/ibm/ionq extras; the gateway also runs without
+    import qiskit
+    import qiskit.qasm2
+    import qiskit.qasm3  # noqa: F401
+
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qsched_gateway.gateway import Gateway
+from qsched_gateway.servicer import GatewayServicer
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_runtime.unimplemented import unimplemented_registration
+
+
+def _import_sdks_in_main_thread() -> None:
+    """build() runs on the main thread: import the SDKs here, before any worker pool exists."""
+    for module in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "braket.devices"):
+        with contextlib.suppress(ImportError):
+            __import__(module)
 
 
 async def build(config: ServiceConfig) -> ServiceHandle:
-    descriptor = pb.DESCRIPTOR.services_by_name["ProviderGatewayService"]
-    return ServiceHandle(
-        [
-            unimplemented_registration(
-                descriptor,
-                pb_grpc.ProviderGatewayServiceServicer,
-                pb_grpc.add_ProviderGatewayServiceServicer_to_server,
-            )
-        ]
+    _import_sdks_in_main_thread()
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # per-pass INFO lines would flood the log
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = Gateway(config.data_dir)
+    name = pb.DESCRIPTOR.services_by_name["ProviderGatewayService"].full_name
+    registration = Registration(
+        name,
+        lambda server: pb_grpc.add_ProviderGatewayServiceServicer_to_server(GatewayServicer(gateway), server),
     )
+    handle = ServiceHandle([registration], start=gateway.start, stop=gateway.stop)
+    handle.gateway = gateway  # for in-process tests and embedding
+    return handle

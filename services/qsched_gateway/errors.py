@@ -1,0 +1,60 @@
+"""Gateway errors: canonical status code + stable UPPER_SNAKE reason (see the proto's service comment)."""
+
+from __future__ import annotations
+
+from qsched_runtime.errors import DomainError
+
+DOMAIN = "qsched.gateway.v1"
+
+
+class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class FailedPrecondition(DomainError):
+    code = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    code = "UNAVAILABLE"
+
+
+class ProviderError(DomainError):
+    code = "ABORTED"
+
+
+def unknown_provider(name: str, known: list[str]) -> NotFound:
+    return NotFound(
+        "UNKNOWN_PROVIDER",
+        f"unknown provider {name!r}; installed providers: {', '.join(known) or 'none'}",
+        provider=name,
+    )
+
+
+def unknown_device(device: str, hint: str = "") -> NotFound:
+    suffix = f"; {hint}" if hint else ""
+    return NotFound("UNKNOWN_DEVICE", f"unknown device {device!r}{suffix}", device=device)
+
+
+def invalid_config(message: str, **metadata: object) -> InvalidArgument:
+    return InvalidArgument("INVALID_CONFIG", message, **metadata)
+
+
+def invalid_program(message: str, **metadata: object) -> InvalidArgument:
+    return InvalidArgument("INVALID_PROGRAM", message, **metadata)
+
+
+def unknown_task(task_id: str) -> NotFound:
+    return NotFound("UNKNOWN_TASK", f"unknown task {task_id!r}", task_id=task_id)
+
+
+def not_configured(provider: str, variables: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "PROVIDER_NOT_CONFIGURED",
+        f"provider {provider!r} has no credentials; set {variables} (see docs/gateway.md)",
+        provider=provider,
+    )

@@ -1,0 +1,1 @@
+"""Provider adapters, one per SDK: local (qiskit-aer), braket, ibm, azure, ionq."""
