@@ -1,22 +1,63 @@
-"""Builds the executor service. Not implemented yet: every RPC answers UNIMPLEMENTED."""
+"""Builds the hardware executor from its configuration: lock the board (one executor per
+board, OS-level), open it once, and serve qsched.executor.v1.HardwareExecutorService."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched_executor.configs_client import PinnedConfigs
+from qsched_executor.executor import HardwareExecutor, Settings
+from qsched_executor.lock import BoardLock
+from qsched_executor.servicer import ExecutorServicer
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_runtime.unimplemented import unimplemented_registration
+
+log = logging.getLogger(__name__)
 
 
-async def build(config: ServiceConfig) -> ServiceHandle:
-    descriptor = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"]
-    return ServiceHandle(
-        [
-            unimplemented_registration(
-                descriptor,
-                pb_grpc.HardwareExecutorServiceServicer,
-                pb_grpc.add_HardwareExecutorServiceServicer_to_server,
-            )
-        ]
+def settings_from(config: ServiceConfig) -> Settings:
+    data_root = Path(config.data_root).expanduser() if config.data_root else config.data_dir / "data"
+    return Settings(
+        data_root=data_root,
+        hardware_config=Path(config.hardware_config).expanduser() if config.hardware_config else None,
+        experiment_packages=tuple(config.experiment_packages),
     )
+
+
+async def build(config: ServiceConfig, board=None) -> ServiceHandle:
+    """`board` (an open qsched_hardware.board.Board) is for tests that bring their own."""
+    from qsched_hardware.board import board_identity, open_board
+
+    lock_dir = Path(config.lock_dir).expanduser() if config.lock_dir else config.data_dir / "locks"
+    lock = BoardLock(lock_dir, board.board_id if board is not None else board_identity(config.board))
+    lock.acquire()  # raises BoardLocked (an OSError: `qsched serve` prints it and exits 1)
+    try:
+        if board is None:
+            board = await asyncio.to_thread(
+                open_board, config.board, config.device_model or None, config.board_hmac_key or None
+            )
+        settings = settings_from(config)
+        settings.data_root.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    log.info("board %s (%s) opened; lock %s", board.board_id, board.uri, lock.path)
+    executor = HardwareExecutor(board, settings, PinnedConfigs(config.endpoints.configs))
+    servicer = ExecutorServicer(executor)
+    name = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"].full_name
+    registration = Registration(
+        name, lambda server: pb_grpc.add_HardwareExecutorServiceServicer_to_server(servicer, server)
+    )
+
+    async def stop() -> None:
+        await executor.close()
+        lock.release()
+
+    handle = ServiceHandle([registration], stop=stop)
+    handle.executor = executor  # type: ignore[attr-defined]  # for in-process tests
+    return handle

@@ -1,0 +1,178 @@
+"""qsched.executor.v1.HardwareExecutorService: translates protos to HardwareExecutor calls and
+domain results and errors back (google.rpc.Status with ErrorInfo)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
+
+from qsched.api.executor.v1 import executor_pb2 as pb
+from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched_executor.errors import DOMAIN
+from qsched_executor.executor import ExecRequest, HardwareExecutor, InvalidExperimentError
+from qsched_executor.runs import Update
+from qsched_runtime.errors import DomainError, abort, to_status
+
+CHUNK_BYTES = 1 << 20
+
+
+def _timestamp(ts: float) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromNanoseconds(int(ts * 1e9))
+    return out
+
+
+def update_to_pb(task_id: str, update: Update) -> pb.ExecutionUpdate:
+    f = update.fields
+    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=_timestamp(update.time))
+    if update.kind == "accepted":
+        msg.accepted.SetInParent()
+    elif update.kind == "started":
+        msg.started.SetInParent()
+    elif update.kind == "progress":
+        msg.progress.CopyFrom(
+            pb.RunProgress(
+                rounds_done=f.get("rounds_done", 0),
+                rounds_total=f.get("rounds_total", 0),
+                reps_done=f.get("reps_done", 0),
+                fraction=f.get("fraction", 0.0),
+            )
+        )
+    elif update.kind == "result":
+        msg.result.CopyFrom(
+            pb.RunResult(
+                data_file_path=f.get("data_file_path", ""),
+                summary=f.get("summary", {}),
+                data_sha256=f.get("data_sha256", ""),
+                data_size_bytes=f.get("data_size_bytes", 0),
+                config_updates=f.get("config_updates", {}),
+            )
+        )
+    elif update.kind == "error":
+        msg.error.CopyFrom(pb.RunError(reason=f.get("reason", ""), message=f.get("message", "")))
+    elif update.kind == "cancelled":
+        msg.cancelled.CopyFrom(
+            pb.RunCancelled(
+                reason=f.get("reason", ""),
+                data_file_path=f.get("data_file_path", ""),
+                data_sha256=f.get("data_sha256", ""),
+                rounds_done=f.get("rounds_done", 0),
+            )
+        )
+    return msg
+
+
+def _configs(items) -> tuple[tuple[str, str, str], ...]:
+    return tuple((c.config_type, c.revision_id, c.sha256) for c in items)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: DomainError) -> None:
+    if isinstance(error, InvalidExperimentError):
+        status = to_status(error, DOMAIN)
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        status.details.add().Pack(bad)
+        from grpc_status import rpc_status
+
+        await context.abort_with_status(rpc_status.to_status(status))
+    await abort(context, error, DOMAIN)
+
+
+class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
+    def __init__(self, executor: HardwareExecutor):
+        self._executor = executor
+
+    async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext):
+        exp = request.experiment
+        try:
+            run = await self._executor.execute(
+                ExecRequest(
+                    job_id=request.job_id,
+                    task_id=request.task_id,
+                    owner=request.owner,
+                    experiment_class=exp.experiment_class,
+                    experiment_module=exp.experiment_module,
+                    expt_config_json=exp.expt_config_json,
+                    configs=_configs(request.configs),
+                )
+            )
+        except DomainError as error:
+            await _abort(context, error)
+        async for update in run.follow(0):
+            yield pb.ExecuteResponse(update=update_to_pb(run.task_id, update))
+
+    async def WatchRun(self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext):
+        try:
+            run = self._executor.get_run(request.task_id)
+        except DomainError as error:
+            await _abort(context, error)
+        after = request.after_seq
+        if after <= 0 and run.updates:
+            after = len(run.updates) - 1  # 0 = from the latest update
+        async for update in run.follow(after):
+            yield pb.WatchRunResponse(update=update_to_pb(run.task_id, update))
+
+    async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext):
+        try:
+            cancelling = self._executor.cancel(request.task_id, request.reason)
+        except DomainError as error:
+            await _abort(context, error)
+        return pb.CancelRunResponse(cancelling=cancelling)
+
+    async def GetDevice(self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext):
+        d = self._executor.device()
+        return pb.GetDeviceResponse(
+            device=pb.DeviceInfo(
+                board_id=d["board_id"],
+                board_uri=d["board_uri"],
+                board_model=d["board_model"],
+                qick_version=d["qick_version"],
+                config_sha256=d["config_sha256"],
+                generator_count=d["generator_count"],
+                readout_count=d["readout_count"],
+                state=pb.DeviceInfo.STATE_BUSY if d["busy"] else pb.DeviceInfo.STATE_IDLE,
+                current_task_id=d["current_task_id"],
+                current_job_id=d["current_job_id"],
+                simulated=d["simulated"],
+            )
+        )
+
+    async def ValidateExperiment(
+        self, request: pb.ValidateExperimentRequest, context: grpc.aio.ServicerContext
+    ):
+        exp = request.experiment
+        try:
+            violations = await self._executor.validate(
+                exp.experiment_module, exp.experiment_class, exp.expt_config_json, _configs(request.configs)
+            )
+        except DomainError as error:
+            await _abort(context, error)
+        return pb.ValidateExperimentResponse(
+            violations=[pb.Violation(field=v.field, description=v.description) for v in violations]
+        )
+
+    async def FetchData(self, request: pb.FetchDataRequest, context: grpc.aio.ServicerContext):
+        try:
+            path, sha = self._executor.data_file(request.task_id)
+        except DomainError as error:
+            await _abort(context, error)
+        total = path.stat().st_size
+        offset = 0
+        with open(path, "rb") as handle:
+            while True:
+                chunk = await asyncio.to_thread(handle.read, CHUNK_BYTES)
+                if not chunk and offset > 0:
+                    break
+                yield pb.FetchDataResponse(
+                    offset=offset, chunk=chunk, total_size=total, sha256=sha if offset == 0 else ""
+                )
+                offset += len(chunk)
+                if not chunk:
+                    break
