@@ -49,8 +49,14 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def write_run_file(path: Path, datasets: dict[str, Any], attrs: dict[str, Any]) -> tuple[str, int]:
-    """Write atomically; returns (sha256 hex, size in bytes)."""
+def write_run_file(
+    path: Path,
+    datasets: dict[str, Any],
+    attrs: dict[str, Any],
+    dataset_attrs: dict[str, dict[str, Any]] | None = None,
+) -> tuple[str, int]:
+    """Write atomically; returns (sha256 hex, size in bytes). `dataset_attrs` label datasets
+    (e.g. {"xpts": {"long_name": "delay", "units": "us"}})."""
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         with h5py.File(tmp, "w") as f:
@@ -61,7 +67,9 @@ def write_run_file(path: Path, datasets: dict[str, Any], attrs: dict[str, Any]) 
                 arr = np.asarray(value)
                 if arr.dtype == object:
                     arr = arr.astype("S")
-                f.create_dataset(name, data=arr)
+                dataset = f.create_dataset(name, data=arr)
+                for key, value in (dataset_attrs or {}).get(name, {}).items():
+                    dataset.attrs[key] = _attr(value)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -1,9 +1,11 @@
-"""Fits used by the built-in experiments (scipy least squares with data-driven first guesses)."""
+"""Fits used by the built-in experiments (scipy least squares with data-driven first guesses).
+Each returns its parameters with their errors, and `curve`: the model at the data's x values."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
@@ -54,7 +56,7 @@ def _fit(f, x, y, p0, **kw):
     return popt, perr
 
 
-def fit_rabi(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def fit_rabi(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """y = c + a*cos(pi*x/x_pi): x_pi is the pi amplitude (or pi length)."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -76,10 +78,16 @@ def fit_rabi(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     if best is None:
         raise FitError("Rabi fit did not converge")
     _, popt, perr = best
-    return {"offset": popt[0], "amplitude": popt[1], "x_pi": abs(popt[2]), "x_pi_err": perr[2]}
+    return {
+        "offset": popt[0],
+        "amplitude": popt[1],
+        "x_pi": abs(popt[2]),
+        "x_pi_err": perr[2],
+        "curve": model(x, *popt),
+    }
 
 
-def fit_exp_decay(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def fit_exp_decay(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """y = c + a*exp(-x/tau)."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -89,10 +97,16 @@ def fit_exp_decay(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
     tau0 = (x[-1] - x[0]) / 3 or 1.0
     popt, perr = _fit(model, x, y, [y[-1], y[0] - y[-1], tau0])
-    return {"offset": popt[0], "amplitude": popt[1], "tau": abs(popt[2]), "tau_err": perr[2]}
+    return {
+        "offset": popt[0],
+        "amplitude": popt[1],
+        "tau": abs(popt[2]),
+        "tau_err": perr[2],
+        "curve": model(x, *popt),
+    }
 
 
-def fit_decaying_cos(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def fit_decaying_cos(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """y = c + a*exp(-x/tau)*cos(2*pi*f*x + phi)."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -121,10 +135,11 @@ def fit_decaying_cos(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "tau_err": perr[2],
         "freq": abs(popt[3]),
         "freq_err": perr[3],
+        "curve": model(x, *popt),
     }
 
 
-def fit_lorentzian(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def fit_lorentzian(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """y = c + a / (1 + ((x - x0) / (w/2))^2): a peak (a > 0) or a dip (a < 0)."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -138,4 +153,11 @@ def fit_lorentzian(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         return c + a / (1 + ((x - x0) / (w / 2)) ** 2)
 
     popt, perr = _fit(model, x, y, [base, a0, x[k], w0])
-    return {"offset": popt[0], "amplitude": popt[1], "x0": popt[2], "x0_err": perr[2], "fwhm": abs(popt[3])}
+    return {
+        "offset": popt[0],
+        "amplitude": popt[1],
+        "x0": popt[2],
+        "x0_err": perr[2],
+        "fwhm": abs(popt[3]),
+        "curve": model(x, *popt),
+    }

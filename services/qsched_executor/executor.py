@@ -257,7 +257,7 @@ class HardwareExecutor:
             ended = _now()
             path = run_file_path(self.settings.data_root, request.job_id or request.task_id, datetime.now())
             attrs = self._attrs(run, request, experiment, hw, result, started, ended)
-            sha, size = write_run_file(path, result.data, attrs)
+            sha, size = write_run_file(path, result.data, attrs, result.dataset_attrs)
             if result.partial:
                 self._post(
                     run,

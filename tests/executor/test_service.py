@@ -86,6 +86,14 @@ async def test_execute_streams_accepted_started_progress_result_with_hdf5(execut
         assert f.attrs["qick_version"] and len(f.attrs["board_config_sha256"]) == 64
         assert len(f.attrs["hardware_config_sha256"]) == 64
         assert f.attrs["start_time"] <= f.attrs["end_time"]
+        # Labelled axes and the fit, for plots: the fitted curve follows the fitted signal.
+        assert (f["xpts"].attrs["long_name"], f["xpts"].attrs["units"]) == (
+            "pulse gain",
+            "fraction of full scale",
+        )
+        signal, curve = f["signal"][()], f["fit_signal"][()]
+        assert signal.shape == curve.shape == (21,) and f["signal"].attrs["units"] == "ADC units"
+        assert abs(signal - curve).max() < 0.2 * (signal.max() - signal.min())
 
 
 async def test_a_second_run_of_the_same_job_gets_its_own_file(executor):

@@ -11,7 +11,8 @@ from qsched_hardware.fits import fit_rabi, project_iq
 
 class AmplitudeRabiExperiment(QickExperiment):
     NAME = "amplitude_rabi"
-    UNITS = "gain (fraction of full scale)"
+    X_LABEL = "pulse gain"
+    UNITS = "fraction of full scale"
     DEFAULTS = {
         "start": 0.0,
         "stop": lambda hw: min(1.0, 2.2 * float(hw["qubit"]["pi_pulse"]["gain"])),
@@ -70,7 +71,9 @@ class AmplitudeRabiExperiment(QickExperiment):
         return np.asarray(prog.get_pulse_param("drive", "gain", as_array=True), float)
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_rabi(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_rabi(x, signal)
+        self.record_fit(signal, fit)
         pi_gain = fit["x_pi"]
         summary = {"pi_gain": pi_gain, "pi_gain_err": fit["x_pi_err"], "pi2_gain": pi_gain / 2}
         updates = {}

@@ -51,6 +51,7 @@ class ExperimentResult:
     config_updates: dict[str, float] = field(default_factory=dict)
     partial: bool = False  # cancelled: data holds the rounds completed
     attrs: dict[str, Any] = field(default_factory=dict)
+    dataset_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)  # long_name, units
 
 
 class RunContext:
@@ -249,7 +250,9 @@ class QickExperiment(Experiment):
     hardware config), and implement `check`, `declare`, `play`, `xpts` and `analyze`."""
 
     NAME = ""
-    UNITS = ""  # of xpts
+    X_LABEL = "swept value"  # what xpts holds ...
+    UNITS = ""  # ... and its unit
+    SIGNAL_LABEL = "IQ along the |g>-|e> axis"  # what the fit was made to
     DEFAULTS: dict[str, Any] = {}
     COMMON = {"reps": 500, "rounds": 1, "relax_delay": None}
 
@@ -390,8 +393,18 @@ class QickExperiment(Experiment):
             "amps": np.abs(avgi + 1j * avgq),
             "phases": np.angle(avgi + 1j * avgq),
         }
+        self._fitted: tuple[np.ndarray, np.ndarray] | None = None
         summary, updates = self.analyze(x, avgi, avgq)
-        return ExperimentResult(data, {k: float(v) for k, v in summary.items()}, updates)
+        labels = {"xpts": {"long_name": self.X_LABEL, "units": self.UNITS}}
+        if self._fitted is not None:  # keep what was fitted, so a plot can overlay the fit
+            data["signal"], data["fit_signal"] = self._fitted
+            labels["signal"] = labels["fit_signal"] = {"long_name": self.SIGNAL_LABEL, "units": "ADC units"}
+        summary = {k: float(v) for k, v in summary.items()}
+        return ExperimentResult(data, summary, updates, dataset_attrs=labels)
+
+    def record_fit(self, signal: np.ndarray, fit: dict[str, Any]) -> None:
+        """Called by `analyze`: the data the fit was made to and the fitted curve go into the file."""
+        self._fitted = (np.asarray(signal), np.asarray(fit["curve"]))
 
 
 def sweep_values(start: float, stop: float, n: int) -> np.ndarray:

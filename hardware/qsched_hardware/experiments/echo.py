@@ -12,6 +12,7 @@ from qsched_hardware.fits import fit_exp_decay, project_iq
 
 class EchoExperiment(QickExperiment):
     NAME = "echo"
+    X_LABEL = "total delay"
     UNITS = "us"
     DEFAULTS = {"start": 0.0, "stop": 80.0, "step": None, "expts": 61}
 
@@ -54,5 +55,7 @@ class EchoExperiment(QickExperiment):
         return 2 * sweep_times(prog, "wait", {**self.p, "start": float(self.p["start"]) / 2})
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_exp_decay(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_exp_decay(x, signal)
+        self.record_fit(signal, fit)
         return {"t2e_us": fit["tau"], "t2e_err_us": fit["tau_err"]}, {}

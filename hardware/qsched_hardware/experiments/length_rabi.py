@@ -12,6 +12,7 @@ from qsched_hardware.fits import fit_rabi, project_iq
 
 class LengthRabiExperiment(QickExperiment):
     NAME = "length_rabi"
+    X_LABEL = "pulse length"
     UNITS = "us"
     DEFAULTS = {
         "start": 0.01,
@@ -54,6 +55,8 @@ class LengthRabiExperiment(QickExperiment):
         return np.asarray(prog.get_pulse_param("drive", "length", as_array=True), float)
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_rabi(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_rabi(x, signal)
+        self.record_fit(signal, fit)
         t_pi = fit["x_pi"]
         return {"pi_length_us": t_pi, "pi_length_err_us": fit["x_pi_err"], "rabi_mhz": 1.0 / (2 * t_pi)}, {}

@@ -12,6 +12,7 @@ from qsched_hardware.fits import fit_lorentzian, project_iq
 
 class QubitSpectroscopyExperiment(QickExperiment):
     NAME = "qubit_spectroscopy"
+    X_LABEL = "qubit drive frequency"
     UNITS = "MHz"
     DEFAULTS = {
         "start": lambda hw: float(hw["qubit"]["f_ge_mhz"]) - 4.0,
@@ -53,7 +54,9 @@ class QubitSpectroscopyExperiment(QickExperiment):
         return np.asarray(prog.get_pulse_param("probe", "freq", as_array=True), float)
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_lorentzian(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_lorentzian(x, signal)
+        self.record_fit(signal, fit)
         return {"f_ge_mhz": fit["x0"], "f_ge_err_mhz": fit["x0_err"], "linewidth_mhz": fit["fwhm"]}, {
             "qubit.f_ge_mhz": round(fit["x0"], 4)
         }

@@ -14,6 +14,7 @@ from qsched_hardware.fits import fit_decaying_cos, project_iq
 
 class RamseyExperiment(QickExperiment):
     NAME = "ramsey"
+    X_LABEL = "delay between pi/2 pulses"
     UNITS = "us"
     DEFAULTS = {"start": 0.0, "stop": 40.0, "step": None, "expts": 201, "ramsey_freq": 0.25}
 
@@ -55,7 +56,9 @@ class RamseyExperiment(QickExperiment):
         return sweep_times(prog, "wait", self.p)
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_decaying_cos(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_decaying_cos(x, signal)
+        self.record_fit(signal, fit)
         f_set = float(self.p["ramsey_freq"])
         f_drive = float(self.hardware["qubit"]["f_ge_mhz"])
         # fringes at |ramsey_freq + (f_drive - f_qubit)|: the qubit sits at drive + ramsey - fringe

@@ -12,7 +12,9 @@ from qsched_hardware.fits import fit_lorentzian
 
 class ResonatorSpectroscopyExperiment(QickExperiment):
     NAME = "resonator_spectroscopy"
+    X_LABEL = "readout frequency"
     UNITS = "MHz"
+    SIGNAL_LABEL = "transmitted amplitude |I + iQ|"
     DEFAULTS = {
         "start": lambda hw: float(hw["readout"]["frequency_mhz"]) - 4.0,
         "stop": lambda hw: float(hw["readout"]["frequency_mhz"]) + 4.0,
@@ -45,7 +47,9 @@ class ResonatorSpectroscopyExperiment(QickExperiment):
 
     def analyze(self, x, avgi, avgq):
         amps = np.abs(avgi + 1j * avgq)
-        fit = fit_lorentzian(x, amps)
+        signal = amps
+        fit = fit_lorentzian(x, signal)
+        self.record_fit(signal, fit)
         return {"f_res_mhz": fit["x0"], "f_res_err_mhz": fit["x0_err"], "kappa_mhz": fit["fwhm"]}, {
             "readout.frequency_mhz": round(fit["x0"], 4)
         }

@@ -11,6 +11,7 @@ from qsched_hardware.fits import fit_exp_decay, project_iq
 
 class T1Experiment(QickExperiment):
     NAME = "t1"
+    X_LABEL = "delay after the pi pulse"
     UNITS = "us"
     DEFAULTS = {"start": 0.0, "stop": 150.0, "step": None, "expts": 61}
 
@@ -39,7 +40,9 @@ class T1Experiment(QickExperiment):
         return sweep_times(prog, "wait", self.p)
 
     def analyze(self, x, avgi, avgq):
-        fit = fit_exp_decay(x, project_iq(avgi, avgq))
+        signal = project_iq(avgi, avgq)
+        fit = fit_exp_decay(x, signal)
+        self.record_fit(signal, fit)
         return {"t1_us": fit["tau"], "t1_err_us": fit["tau_err"]}, {}
 
 

@@ -29,7 +29,8 @@ X_NAMES = (
     "amps_sweep",
     "lengths",
 )
-Y_PREFERRED = (("avgi", "avgq"), ("amps", "phases"), ("i", "q"))
+# The fitted signal first when the file has one (its fit is overlaid), then the raw I and Q.
+Y_PREFERRED = (("signal", "avgi", "avgq"), ("avgi", "avgq"), ("amps", "phases"), ("i", "q"))
 DEFAULT_UNITS = {
     "avgi": ("I", "ADC units"),
     "avgq": ("Q", "ADC units"),
