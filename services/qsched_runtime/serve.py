@@ -51,6 +51,9 @@ def serve(service: str, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
     )
+    # Libraries' INFO chatter (migration plumbing, transpiler passes) is noise in a service log.
+    for noisy in ("alembic", "qiskit", "stevedore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = config_from_args(service, args)
     try:
         asyncio.run(run(config))
