@@ -76,6 +76,9 @@ class Run:
     executor_seq: int = 0  # last executor update applied (for re-attach)
     payload: Payload | None = None  # the settings that produced this run (its memento)
     job_id: str = ""
+    provider_submission_id: str = ""  # the gateway's id of a benchmark/suite submission
+    result_json: str = ""  # provider results, once fetched (the result cache)
+    result_time: datetime | None = None
 
 
 @dataclass

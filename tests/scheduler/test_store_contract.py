@@ -660,3 +660,24 @@ def test_rerun_refuses_active_jobs_and_dedups_by_request_id(store: JobStore) -> 
         store.rerun("JOB-20260314-09999", None, "", at(4))
     with pytest.raises(NotFound):
         store.list_runs("JOB-20260314-09999", 0, 10)
+
+
+# -- provider runs -----------------------------------------------------------------------------------
+def test_provider_devices_run_several_jobs_and_keep_provider_ids_and_results(store: JobStore) -> None:
+    jobs = [submit(store, kind=JobKind.CIRCUIT, device="local:aer_simulator") for _ in range(3)]
+    claimed = [store.claim_next("local:aer_simulator", f"t{i}", at(i), max_running=2) for i in range(3)]
+    assert [c.job.job_id if c else None for c in claimed] == [jobs[0].job_id, jobs[1].job_id, None]
+
+    update = RunUpdate(provider_task_ids=["local/1", "local/2"], provider_submission_id="sub-1", started=True)
+    run = store.update_run("t0", update, at(5)).job.current_run
+    assert (run.provider_task_ids, run.provider_submission_id) == (["local/1", "local/2"], "sub-1")
+    done = store.update_run("t0", RunUpdate(final_state=JobState.SUCCEEDED, result_json='{"a": 1}'), at(6))
+    assert (done.job.current_run.result_json, done.job.current_run.result_time) == ('{"a": 1}', at(6))
+    store.store_result("t0", '{"a": 2}', at(7))  # a refetch replaces the cache
+    cached = store.get(jobs[0].job_id).current_run
+    assert (cached.result_json, cached.result_time, cached.provider_task_ids) == (
+        '{"a": 2}',
+        at(7),
+        ["local/1", "local/2"],
+    )
+    assert store.claim_next("local:aer_simulator", "t3", at(8), max_running=2).job.job_id == jobs[2].job_id

@@ -27,9 +27,8 @@ TABLES = {"jobs", "runs", "events", "id_counters"}
 
 
 def new_job(device: str = "qpu-a", request_id: str = "") -> NewJob:
-    return NewJob(
-        "alice", device, 0, Payload(JobKind.CIRCUIT, {"qasm": "OPENQASM 3;"}), request_id=request_id
-    )
+    lab = Payload(JobKind.LAB_EXPERIMENT, {"experiment_class": "T1Experiment", "experiment_module": "exp"})
+    return NewJob("alice", device, 0, lab, request_id=request_id)
 
 
 def _counter(job_id: str) -> int:
@@ -52,7 +51,7 @@ def test_the_database_refuses_a_second_running_job_on_a_device(sql_url: str) -> 
             "job_id": "JOB-20260314-90000",
             "owner": "mallory",
             "device": "qpu-a",
-            "kind": "CIRCUIT",
+            "kind": "LAB_EXPERIMENT",
             "priority": 0,
             "payload": "{}",
             "state": "RUNNING",
@@ -65,6 +64,17 @@ def test_the_database_refuses_a_second_running_job_on_a_device(sql_url: str) -> 
         }
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(insert(JobRow.__table__).values(**row))
+
+        # Provider jobs (circuits, benchmarks) may run several at once on one device.
+        with engine.begin() as conn:
+            for n in (1, 2):
+                circuit = {
+                    **row,
+                    "job_id": f"JOB-20260314-9100{n}",
+                    "kind": "CIRCUIT",
+                    "queue_order": 91000 + n,
+                }
+                conn.execute(insert(JobRow.__table__).values(**circuit))
 
         # Other devices, and other states on this device, are not affected.
         with engine.begin() as conn:
@@ -219,7 +229,7 @@ def _schema_drift(url: str) -> list:
 
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0002"
+    assert db.head() == "0003"
 
     db.upgrade(empty_db_url)
     assert _tables(empty_db_url) == TABLES | {"alembic_version"}

@@ -26,6 +26,9 @@ class RunUpdate:
     executor_seq: int = 0
     # Config revisions pinned for the run, by type (set once, before the executor starts).
     config_revisions: dict[str, str] = field(default_factory=dict)
+    # Provider runs: the gateway's task ids and submission id (set once, when submitted).
+    provider_task_ids: list[str] = field(default_factory=list)
+    provider_submission_id: str = ""
     started: bool = False
     progress: float | None = None
     message: str = ""
@@ -34,6 +37,7 @@ class RunUpdate:
     error: ErrorDetail | None = None
     data_file_path: str = ""
     summary: dict[str, float] = field(default_factory=dict)
+    result_json: str = ""  # provider results fetched at the end
 
 
 class JobStore(Protocol):
@@ -65,9 +69,10 @@ class JobStore(Protocol):
     def delete(self, job_id: str) -> None:
         """Remove a terminal job with its runs and events."""
 
-    def claim_next(self, device: str, task_id: str, now: datetime) -> Change | None:
+    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
         """Highest priority, oldest queued job on the device -> RUNNING with a new run.
-        None when nothing is queued or the device already has a running job."""
+        None when nothing is queued or the device already runs `max_running` jobs (lab
+        devices: 1, which the database also enforces)."""
 
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
         """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
@@ -81,6 +86,9 @@ class JobStore(Protocol):
 
     def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
         """Apply an executor update to a RUNNING run (None if the run is already final)."""
+
+    def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
+        """Cache a run's provider results (also for a finished run: a refetch replaces them)."""
 
     def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]: ...
 

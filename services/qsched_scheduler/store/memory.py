@@ -201,9 +201,12 @@ class MemoryJobStore:
             for key in [k for k, v in self._request_ids.items() if v == job_id]:
                 del self._request_ids[key]
 
-    def claim_next(self, device: str, task_id: str, now: datetime) -> Change | None:
+    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
         with self._lock:
-            if any(j.device == device and j.state is JobState.RUNNING for j in self._jobs.values()):
+            running = sum(
+                1 for j in self._jobs.values() if j.device == device and j.state is JobState.RUNNING
+            )
+            if running >= max_running:
                 return None
             queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
             if not queued:
@@ -279,6 +282,10 @@ class MemoryJobStore:
             run.executor_seq = max(run.executor_seq, update.executor_seq)
             if update.config_revisions:
                 run.config_revisions = dict(update.config_revisions)
+            if update.provider_task_ids:
+                run.provider_task_ids = list(update.provider_task_ids)
+            if update.provider_submission_id:
+                run.provider_submission_id = update.provider_submission_id
             if update.started and run.start_time is None:
                 run.start_time = now
                 job.start_time = now
@@ -290,6 +297,8 @@ class MemoryJobStore:
                 run.error = update.error
                 run.data_file_path = update.data_file_path
                 run.summary = dict(update.summary)
+                if update.result_json:
+                    run.result_json, run.result_time = update.result_json, now
                 if update.final_state is JobState.SUCCEEDED:
                     run.progress = 1.0
                 job.state = update.final_state
@@ -298,6 +307,12 @@ class MemoryJobStore:
                 job.cancel_requested = False
             event = self._log(job, now, update.message, run.progress, task_id)
             return Change(self._copy(job), event, previous)
+
+    def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
+        with self._lock:
+            job_id = self._run_job[task_id]
+            run = next(r for r in self._runs[job_id] if r.task_id == task_id)
+            run.result_json, run.result_time = result_json, now
 
     def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
         with self._lock:

@@ -31,7 +31,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # The one index that makes "at most one RUNNING job per device" a database rule.
 ONE_RUNNING_PER_DEVICE = "uq_jobs_one_running_per_device"
-RUNNING_ONLY = "state = 'RUNNING'"
+# Lab runs only: a provider device (a cloud QPU, a simulator) takes several jobs at once.
+RUNNING_ONLY = "state = 'RUNNING' AND kind = 'LAB_EXPERIMENT'"
 
 
 class Base(DeclarativeBase):
@@ -96,6 +97,9 @@ class RunRow(Base):
     provider_task_ids: Mapped[list[str]] = mapped_column(JsonText)
     executor_seq: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonText)  # the settings the run used
+    provider_submission_id: Mapped[str | None] = mapped_column(String(128))
+    result_json: Mapped[str | None] = mapped_column(Text)  # cached provider results
+    result_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 

@@ -21,7 +21,6 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    exists,
     func,
     or_,
     select,
@@ -332,13 +331,13 @@ class SqlJobStore:
             )
 
     # -- JobStore: dispatch ----------------------------------------------------------------------------
-    def claim_next(self, device: str, task_id: str, now: datetime) -> Change | None:
+    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
         try:
             with self._write() as session:
-                busy = session.scalar(
-                    select(exists().where(JobRow.device == device, JobRow.state == RUNNING))
+                running = session.scalar(
+                    select(func.count()).where(JobRow.device == device, JobRow.state == RUNNING)
                 )
-                if busy:
+                if running >= max_running:
                     return None
                 row = session.scalars(
                     select(JobRow)
@@ -429,6 +428,10 @@ class SqlJobStore:
             run.executor_seq = max(run.executor_seq, update.executor_seq)
             if update.config_revisions:
                 run.config_revisions = dict(update.config_revisions)
+            if update.provider_task_ids:
+                run.provider_task_ids = list(update.provider_task_ids)
+            if update.provider_submission_id:
+                run.provider_submission_id = update.provider_submission_id
             if update.started and run.start_time is None:
                 run.start_time = now
                 row.start_time = now
@@ -440,6 +443,8 @@ class SqlJobStore:
                 _set_error(run, update.error)
                 run.data_file_path = update.data_file_path
                 run.summary = dict(update.summary)
+                if update.result_json:
+                    run.result_json, run.result_time = update.result_json, now
                 if update.final_state is JobState.SUCCEEDED:
                     run.progress = 1.0
                 row.state = update.final_state.value
@@ -448,6 +453,13 @@ class SqlJobStore:
                 row.cancel_requested = False
             event = self._log(session, row, now, update.message, run.progress, task_id)
             return Change(self._job(session, row), event, previous)
+
+    def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
+        with self._write() as session:
+            run = session.get(RunRow, task_id)
+            if run is None:
+                raise KeyError(task_id)
+            run.result_json, run.result_time = result_json, now
 
     def _lock_job_of_run(self, session: Session, task_id: str) -> JobRow | None:
         return session.scalars(
@@ -510,6 +522,9 @@ def _run(row: RunRow, job: JobRow) -> Run:
         executor_seq=row.executor_seq,
         payload=Payload(JobKind(job.kind), dict(row.payload)),
         job_id=job.job_id,
+        provider_submission_id=row.provider_submission_id or "",
+        result_json=row.result_json or "",
+        result_time=_utc(row.result_time),
     )
 
 
