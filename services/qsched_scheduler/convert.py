@@ -57,10 +57,14 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
                 "qasm": list(circuit.qasm),
                 "shots": circuit.shots,
                 "compiler_options_json": circuit.compiler_options_json,
+                "qpy_hex": [blob.hex() for blob in circuit.qpy],
             },
         )
     if which == "benchmark":
-        return Payload(JobKind.BENCHMARK, {"config_json": message.benchmark.config_json})
+        benchmark = message.benchmark
+        return Payload(
+            JobKind.BENCHMARK, {"config_json": benchmark.config_json, "suite_json": benchmark.suite_json}
+        )
     return None
 
 
@@ -82,9 +86,14 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 qasm=body.get("qasm", []),
                 shots=int(body.get("shots", 0)),
                 compiler_options_json=body.get("compiler_options_json", ""),
+                qpy=[bytes.fromhex(h) for h in body.get("qpy_hex", [])],
             )
         )
-    return pb.JobPayload(benchmark=pb.BenchmarkConfig(config_json=body.get("config_json", "")))
+    return pb.JobPayload(
+        benchmark=pb.BenchmarkConfig(
+            config_json=body.get("config_json", ""), suite_json=body.get("suite_json", "")
+        )
+    )
 
 
 def _error(error: ErrorDetail | None) -> pb.JobError | None:
@@ -106,6 +115,7 @@ def run_to_pb(run: Run) -> pb.Run:
         provider_task_ids=run.provider_task_ids,
         payload=payload_to_pb(run.payload) if run.payload else None,
         job_id=run.job_id,
+        provider_submission_id=run.provider_submission_id,
     )
 
 

@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 from qsched_runtime.tracing import context_from_traceparent, tracer
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinnedConfig, PinRefused
-from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState
+from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, Run
 from qsched_scheduler.executor_port import (
     ExecRequest,
     ExecUpdate,
@@ -127,13 +127,13 @@ class DeviceDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    async def cancel_run(self, task_id: str, reason: str) -> None:
+    async def cancel_run(self, run: Run, reason: str) -> None:
         try:
-            await self.executor.cancel(task_id, reason)
+            await self.executor.cancel(run.task_id, reason)
         except (ExecutorUnavailable, ExecutorRejected, RunNotFound) as exc:
             # The run goes on being followed; if the executor is gone, the follow loop
             # declares it lost. The job keeps cancel_requested for the operator to see.
-            log.warning("cancel of %s on %s not delivered: %s", task_id, self.device, exc)
+            log.warning("cancel of %s on %s not delivered: %s", run.task_id, self.device, exc)
 
     # -- the loop ------------------------------------------------------------------------------------
     async def _loop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -47,11 +48,15 @@ from qsched_scheduler.executor_port import (
     LabExecutor,
     RunNotFound,
 )
+from qsched_scheduler.gateway_port import GatewayRejected, GatewayUnavailable, ProviderGateway, Submitted
 from qsched_scheduler.pagination import filter_scope, runs_scope
+from qsched_scheduler.provider_dispatcher import ProviderDispatcher
 from qsched_scheduler.store.base import JobStore, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
 
 T = TypeVar("T")
+PROVIDER_KINDS = frozenset({JobKind.CIRCUIT, JobKind.BENCHMARK})
+PROVIDER_DEVICES_TTL_S = 30.0
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 1000
 QUEUE_SNAPSHOT_LIMIT = 1000
@@ -78,6 +83,29 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True)
+class ResultView:
+    """A provider run's results (JSON from the gateway) and where they came from."""
+
+    job_id: str
+    task_id: str
+    result_json: str
+    cached: bool
+    fetch_time: datetime | None
+
+
+def _from_gateway(exc: Exception) -> Exception:
+    if isinstance(exc, GatewayUnavailable):
+        return Unavailable("GATEWAY_UNAVAILABLE", f"the provider gateway cannot be reached: {exc}")
+    assert isinstance(exc, GatewayRejected)
+    kinds = {
+        "INVALID_ARGUMENT": InvalidArgument,
+        "NOT_FOUND": NotFound,
+        "PERMISSION_DENIED": PermissionDenied,
+    }
+    return kinds.get(exc.code, FailedPrecondition)(exc.reason, exc.message)
+
+
+@dataclass(frozen=True)
 class QueueSnapshot:
     device: str
     jobs: list[Job]
@@ -93,6 +121,7 @@ class Scheduler:
         default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
         executor_lost_after_s: float | None = None,
         pinner: ConfigPinner | None = None,
+        gateway: ProviderGateway | None = None,
     ):
         self._store = store
         self._clock = clock
@@ -102,27 +131,46 @@ class Scheduler:
         # blocking I/O off the event loop.
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-store")
         self.bus = EventBus()
-        self.devices = {name: DeviceRoute(name, frozenset({JobKind.LAB_EXPERIMENT})) for name in executors}
+        self._lab_routes = {
+            name: DeviceRoute(name, frozenset({JobKind.LAB_EXPERIMENT})) for name in executors
+        }
+        # Provider devices come from the gateway's device list, refreshed when stale or
+        # when a submit names a device not in it.
+        self._gateway = gateway
+        self._provider_routes: dict[str, DeviceRoute] = {}
+        self._provider_routes_at = -math.inf
+        self._started = False
         self._pinner = pinner
         extra: dict[str, Any] = {"pinner": pinner}
         if executor_lost_after_s is not None:
             extra["lost_after_s"] = executor_lost_after_s
-        self._dispatchers = {
+        self._dispatchers: dict[str, DeviceDispatcher | ProviderDispatcher] = {
             name: DeviceDispatcher(name, executor, store, self._call, self._publish, clock, **extra)
             for name, executor in executors.items()
         }
 
+    @property
+    def devices(self) -> dict[str, DeviceRoute]:
+        return {**self._provider_routes, **self._lab_routes}
+
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
+        self._started = True
         for dispatcher in self._dispatchers.values():
             dispatcher.start()
+        # Provider devices with work left from before a restart get their dispatcher now.
+        for device in await self._call(self._store.active_devices):
+            if device not in self._lab_routes and self._gateway is not None:
+                self._dispatcher(device)
 
     async def stop(self) -> None:
         for dispatcher in self._dispatchers.values():
             await dispatcher.stop()
-            await dispatcher.executor.close()
-        if self._pinner is not None:
-            await self._pinner.close()
+            if isinstance(dispatcher, DeviceDispatcher):
+                await dispatcher.executor.close()
+        for client in (self._pinner, self._gateway):
+            if client is not None:
+                await client.close()
         self._db.shutdown(wait=True)
         self._store.close()
 
@@ -134,7 +182,7 @@ class Scheduler:
 
     # -- commands ------------------------------------------------------------------------------------
     async def submit(self, submission: Submission) -> SubmitResult:
-        new = validate_submission(submission, self.devices)
+        new = validate_submission(submission, await self._routes(submission.device))
         if new.payload.kind is JobKind.LAB_EXPERIMENT:
             await self._validate_on_device(new)
         new = replace(new, trace_parent=current_traceparent())
@@ -142,7 +190,7 @@ class Scheduler:
         if not outcome.created:  # a retried request_id: answer with that job as it is now
             return SubmitResult(await self.get(outcome.change.job.job_id), created=False)
         self._publish(outcome.change)
-        self._dispatchers[new.device].wake()
+        self._dispatcher(new.device).wake()
         return SubmitResult(await self._with_estimate(outcome.change.job), created=True)
 
     async def get(self, job_id: str) -> Job:
@@ -170,13 +218,13 @@ class Scheduler:
         job = await self.get(job_id)
         if payload is not None:
             checked = Submission(job.device, payload, job.priority, job.owner, payload_bytes=payload_bytes)
-            new = validate_submission(checked, self.devices)
+            new = validate_submission(checked, await self._routes(job.device))
             if payload.kind is JobKind.LAB_EXPERIMENT:
                 await self._validate_on_device(new)
         change = await self._call(self._store.rerun, job_id, payload, request_id, self._clock())
         if change.previous_state is not change.job.state:  # not a retried request_id
             self._publish(change)
-            self._dispatchers[job.device].wake()
+            self._dispatcher(job.device).wake()
         return await self._with_estimate(change.job)
 
     async def list_runs(self, job_id: str, page_size: int, page_token: str) -> tuple[list[Run], str]:
@@ -200,7 +248,7 @@ class Scheduler:
                     "RUN_NOT_FOUND", f"job {job_id} has no run {task_id}", job_id=job_id, task_id=task_id
                 )
         dispatcher = self._dispatchers.get(job.device)
-        if run is None or not run.data_file_path or dispatcher is None:
+        if run is None or not run.data_file_path or not isinstance(dispatcher, DeviceDispatcher):
             raise FailedPrecondition("NO_DATA", f"job {job_id} has no data file (yet)", job_id=job_id)
         name = run.data_file_path.rsplit("/", 1)[-1]
         try:
@@ -231,7 +279,7 @@ class Scheduler:
             run = change.job.current_run
             dispatcher = self._dispatchers.get(job.device)
             if run is not None and dispatcher is not None:
-                await dispatcher.cancel_run(run.task_id, reason or "cancelled by user")
+                await dispatcher.cancel_run(run, reason or "cancelled by user")
             return change.job
         if job.state is JobState.CANCELLED:
             return job
@@ -309,7 +357,7 @@ class Scheduler:
     async def watch_queue(self, device: str) -> AsyncIterator[QueueSnapshot | Change]:
         """A snapshot of the device's queue (running first, then run order), then
         every change to a job of that device."""
-        if device not in self.devices:
+        if device not in await self._routes(device):
             raise NotFound("DEVICE_NOT_FOUND", f"unknown device {device!r}", device=device)
         flt = JobFilter(view=ListView.QUEUE, device=device)
         with self.bus.subscribe_device(device) as sub:
@@ -323,7 +371,7 @@ class Scheduler:
     # -- devices -------------------------------------------------------------------------------------
     async def device_statuses(self) -> list[DeviceStatus]:
         out = []
-        for name, route in sorted(self.devices.items()):
+        for name, route in sorted((await self._routes()).items()):
             queued = await self._call(self._store.queued_count, name)
             running = await self._call(self._store.running_job, name)
             out.append(
@@ -333,12 +381,97 @@ class Scheduler:
             )
         return out
 
+    # -- provider devices --------------------------------------------------------------------------------
+    async def estimate(self, device: str, payload: Payload | None, payload_bytes: int = 0) -> Any:
+        """The gateway's estimate for a circuit or benchmark payload on a provider device."""
+        routes = await self._routes(device)
+        if device in self._lab_routes:
+            raise InvalidArgument(
+                "KIND_NOT_SUPPORTED", f"{device} is a lab device: nothing to estimate", device=device
+            )
+        validate_submission(Submission(device, payload, 0, "estimate", payload_bytes=payload_bytes), routes)
+        assert self._gateway is not None and payload is not None
+        try:
+            return await self._gateway.estimate(device, payload)
+        except (GatewayUnavailable, GatewayRejected) as exc:
+            raise _from_gateway(exc) from exc
+
+    async def get_result(self, job_id: str, task_id: str = "", refresh: bool = False) -> ResultView:
+        """A provider run's results: from the cache, or fetched through the gateway (and cached)."""
+        job = await self.get(job_id)
+        if job.kind is JobKind.LAB_EXPERIMENT:
+            raise FailedPrecondition(
+                "NOT_A_PROVIDER_JOB",
+                f"{job_id} is a lab job: its data is a file (FetchJobData)",
+                job_id=job_id,
+            )
+        run = job.current_run
+        if task_id:
+            runs = await self._call(self._store.list_runs, job_id, 0, MAX_PAGE_SIZE)
+            run = next((r for r in runs if r.task_id == task_id), None)
+            if run is None:
+                raise NotFound(
+                    "RUN_NOT_FOUND", f"job {job_id} has no run {task_id}", job_id=job_id, task_id=task_id
+                )
+        if run is None or run.state not in (JobState.SUCCEEDED, JobState.FAILED):
+            raise FailedPrecondition(
+                "RESULT_NOT_READY", f"job {job_id} has no finished run yet", job_id=job_id
+            )
+        if run.result_json and not refresh:
+            return ResultView(job_id, run.task_id, run.result_json, cached=True, fetch_time=run.result_time)
+        if self._gateway is None or not (run.provider_task_ids or run.provider_submission_id):
+            raise FailedPrecondition(
+                "RESULT_NOT_READY", f"job {job_id} never reached the provider", job_id=job_id
+            )
+        submitted = Submitted(tuple(run.provider_task_ids), run.provider_submission_id)
+        try:
+            results = await self._gateway.fetch_result(job.device, submitted)
+        except (GatewayUnavailable, GatewayRejected) as exc:
+            raise _from_gateway(exc) from exc
+        now = self._clock()
+        await self._call(self._store.store_result, run.task_id, results, now)
+        return ResultView(job_id, run.task_id, results, cached=False, fetch_time=now)
+
+    async def _routes(self, device: str = "") -> dict[str, DeviceRoute]:
+        """Every device, with the gateway's list refreshed when it is stale or lacks `device`."""
+        stale = asyncio.get_running_loop().time() - self._provider_routes_at > PROVIDER_DEVICES_TTL_S
+        missing = bool(device) and device not in self._lab_routes and device not in self._provider_routes
+        if self._gateway is not None and (missing or stale):
+            try:
+                found = await self._gateway.devices()
+            except GatewayUnavailable as exc:
+                if missing:
+                    raise Unavailable(
+                        "GATEWAY_UNAVAILABLE", f"the provider gateway cannot be reached to look up {device!r}"
+                    ) from exc
+            except GatewayRejected as exc:
+                log.warning("the gateway did not list its devices: %s", exc)
+            else:
+                self._provider_routes = {d.name: DeviceRoute(d.name, PROVIDER_KINDS) for d in found}
+                self._provider_routes_at = asyncio.get_running_loop().time()
+        return self.devices
+
+    def _dispatcher(self, device: str) -> DeviceDispatcher | ProviderDispatcher:
+        """The device's dispatcher; a provider device gets one on first use."""
+        dispatcher = self._dispatchers.get(device)
+        if dispatcher is None:
+            assert self._gateway is not None
+            dispatcher = ProviderDispatcher(
+                device, self._gateway, self._store, self._call, self._publish, self._clock
+            )
+            self._dispatchers[device] = dispatcher
+            if self._started:
+                dispatcher.start()
+        return dispatcher
+
     # -- helpers ---------------------------------------------------------------------------------------
     async def _validate_on_device(self, new: NewJob) -> None:
         """Ask the device's executor to check the experiment now, so a bad parameter is
         refused at submit rather than after hours in the queue. Best effort: if the
         executor cannot answer, the job is queued and the executor checks it at run time."""
-        executor = self._dispatchers[new.device].executor
+        dispatcher = self._dispatchers[new.device]
+        assert isinstance(dispatcher, DeviceDispatcher)
+        executor = dispatcher.executor
         try:
             violations = await executor.validate(exec_request("", "", new.owner, new.payload.body))
         except ExecutorRejected as exc:

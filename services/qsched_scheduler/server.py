@@ -11,6 +11,7 @@ from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
 from qsched_scheduler.configs_client import GrpcConfigPinner
 from qsched_scheduler.executor_client import GrpcLabExecutor
+from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
@@ -28,7 +29,10 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     store = SqlJobStore(make_engine(url))
     executors = {name: GrpcLabExecutor(address) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs) if config.pin_configs else None
-    scheduler = Scheduler(store, executors, page_key(config.data_dir / "page-token.key"), pinner=pinner)
+    gateway = GrpcProviderGateway(config.endpoints.gateway)
+    scheduler = Scheduler(
+        store, executors, page_key(config.data_dir / "page-token.key"), pinner=pinner, gateway=gateway
+    )
     name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
     registration = Registration(
         name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server)

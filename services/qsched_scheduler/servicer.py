@@ -3,11 +3,13 @@ domain results and errors back into protos and google.rpc.Status."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 
+from qsched.api.gateway.v1 import gateway_pb2
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_runtime.errors import translates_errors
@@ -123,6 +125,30 @@ class JobServicer(pb_grpc.JobServiceServicer):
                 sha256=chunk.sha256,
                 file_name=chunk.file_name,
             )
+
+    async def EstimateJob(
+        self, request: pb.EstimateJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EstimateJobResponse:
+        payload = convert.payload_from_pb(request.payload)
+        estimate = await self._scheduler.estimate(request.device, payload, request.payload.ByteSize())
+        return pb.EstimateJobResponse(estimate=estimate)
+
+    async def GetJobResult(
+        self, request: pb.GetJobResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJobResultResponse:
+        view = await self._scheduler.get_result(request.job_id, request.task_id, request.refresh)
+        results = json.loads(view.result_json or "{}")
+        return pb.GetJobResultResponse(
+            job_id=view.job_id,
+            task_id=view.task_id,
+            tasks=[
+                json_format.ParseDict(t, gateway_pb2.TaskResult(), ignore_unknown_fields=True)
+                for t in results.get("tasks", [])
+            ],
+            benchmark_results_json=results.get("benchmark_results_json", ""),
+            cached=view.cached,
+            fetch_time=convert.timestamp(view.fetch_time),
+        )
 
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext

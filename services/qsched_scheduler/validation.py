@@ -70,7 +70,7 @@ def _check_lab(body: dict[str, Any]) -> None:
 
 
 def _check_circuit(body: dict[str, Any]) -> None:
-    if not body.get("qasm"):
+    if not body.get("qasm") and not body.get("qpy_hex"):
         raise InvalidArgument("INVALID_PROGRAM", "a circuit job needs at least one program", field="qasm")
     if int(body.get("shots", 0)) <= 0:
         raise InvalidArgument("INVALID_SHOTS", "shots must be positive", field="shots")
@@ -78,7 +78,14 @@ def _check_circuit(body: dict[str, Any]) -> None:
 
 
 def _check_benchmark(body: dict[str, Any]) -> None:
-    _json_object(body.get("config_json", ""), "config_json")
+    if bool(body.get("config_json")) == bool(body.get("suite_json")):
+        raise InvalidArgument(
+            "INVALID_BENCHMARK",
+            "a benchmark job needs exactly one of config_json and suite_json",
+            field="config_json",
+        )
+    field = "config_json" if body.get("config_json") else "suite_json"
+    _json_object(body[field], field)
 
 
 _CHECKS = {

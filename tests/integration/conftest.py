@@ -15,6 +15,7 @@ from qsched_runtime.config import Endpoints, ServiceConfig
 from qsched_runtime.server import start_server
 from qsched_runtime.tracing import configure_tracing
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
+from tests.support.fake_gateway import FakeGateway, start_fake_gateway
 
 _EXPORTER = configure_tracing("tests", "memory")
 
@@ -62,11 +63,21 @@ async def running_service(
 
 
 @pytest.fixture
-async def scheduler(tmp_path, fake_executor):
-    """(JobService stub, fake executor, address) with the SQLite store in tmp_path."""
+async def fake_gateway():
+    fake = FakeGateway()
+    server = await start_fake_gateway(fake)
+    yield fake, f"127.0.0.1:{server.port}"
+    await server.stop(0)
+
+
+@pytest.fixture
+async def scheduler(tmp_path, fake_executor, fake_gateway):
+    """(JobService stub, fake executor, address) with the SQLite store in tmp_path and the
+    test doubles of the executor (device "qick") and the gateway (device "fake:qpu")."""
     fake, executor_address = fake_executor
+    peers = {"gateway": fake_gateway[1]}
     service = running_service(
-        "scheduler", tmp_path, lab_devices={"qick": executor_address}, pin_configs=False
+        "scheduler", tmp_path, peers, lab_devices={"qick": executor_address}, pin_configs=False
     )
     async with service as address, grpc.aio.insecure_channel(address) as channel:
         yield jobs_pb2_grpc.JobServiceStub(channel), fake, address

@@ -272,7 +272,11 @@ async def test_busy_board_keeps_the_job_queued(scheduler, fake_executor):
 async def test_devices_health_and_reflection(scheduler):
     stub, _, address = scheduler
     devices = (await stub.ListDevices(pb.ListDevicesRequest())).devices
-    assert [d.name for d in devices] == ["qick"] and list(devices[0].kinds) == [pb.JOB_KIND_LAB_EXPERIMENT]
+    kinds = {d.name: list(d.kinds) for d in devices}
+    assert kinds == {
+        "qick": [pb.JOB_KIND_LAB_EXPERIMENT],
+        "fake:qpu": [pb.JOB_KIND_CIRCUIT, pb.JOB_KIND_BENCHMARK],  # from the gateway
+    }
     async with grpc.aio.insecure_channel(address) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -18,11 +18,11 @@ from tests.integration.test_job_service import lab_request, wait_for_state
 
 
 @pytest.fixture
-async def lab(tmp_path, fake_executor):
+async def lab(tmp_path, fake_executor, fake_gateway):
     """(jobs stub, configs stub, fake executor): scheduler + config service + executor double."""
     fake, executor_address = fake_executor
     async with running_service("configs", tmp_path / "configs") as configs_address:
-        peers = {"configs": configs_address}
+        peers = {"configs": configs_address, "gateway": fake_gateway[1]}
         service = running_service(
             "scheduler", tmp_path / "scheduler", peers, lab_devices={"qick": executor_address}
         )

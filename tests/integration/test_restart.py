@@ -27,6 +27,8 @@ def scheduler_args(port: int, executor_address: str, data_dir) -> list[str]:
         "--data-dir",
         str(data_dir),
         "--no-config-pinning",
+        "--gateway-address",  # nothing listens there: lab jobs never need the gateway
+        f"127.0.0.1:{processes.free_port()}",
     ]
 
 

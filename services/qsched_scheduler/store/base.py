@@ -92,6 +92,9 @@ class JobStore(Protocol):
 
     def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]: ...
 
+    def active_devices(self) -> list[str]:
+        """Devices with queued or running jobs."""
+
     def running_jobs(self) -> list[Job]:
         """Every RUNNING job with its current run (for reconciliation after a restart)."""
 

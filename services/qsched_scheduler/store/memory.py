@@ -318,6 +318,11 @@ class MemoryJobStore:
         with self._lock:
             return [e for e in self._events.get(job_id, []) if e.seq > after_seq][:limit]
 
+    def active_devices(self) -> list[str]:
+        with self._lock:
+            active = {JobState.QUEUED, JobState.RUNNING}
+            return sorted({j.device for j in self._jobs.values() if j.state in active})
+
     def running_jobs(self) -> list[Job]:
         with self._lock:
             return [self._copy(j) for j in self._jobs.values() if j.state is JobState.RUNNING]

@@ -454,6 +454,11 @@ class SqlJobStore:
             event = self._log(session, row, now, update.message, run.progress, task_id)
             return Change(self._job(session, row), event, previous)
 
+    def active_devices(self) -> list[str]:
+        with self._read() as session:
+            stmt = select(JobRow.device).where(JobRow.state.in_((QUEUED, RUNNING))).distinct()
+            return sorted(session.scalars(stmt).all())
+
     def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
         with self._write() as session:
             run = session.get(RunRow, task_id)

@@ -1,0 +1,71 @@
+"""What the scheduler needs from the provider gateway, in domain terms: send circuits
+and benchmarks to provider devices, follow them, cancel them, fetch their results.
+
+The gRPC adapter is gateway_client.GrpcProviderGateway; tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from qsched_scheduler.domain import Payload
+
+ProviderState = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+TERMINAL_PROVIDER_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class ProviderDevice:
+    name: str  # "<provider>:<device>"
+    simulator: bool
+    qubits: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_ids: tuple[str, ...]
+    submission_id: str
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    task_id: str
+    state: ProviderState
+    queue_position: int = 0
+    message: str = ""
+
+
+class GatewayUnavailable(Exception):
+    """The gateway could not be reached; nothing was decided."""
+
+
+class GatewayRejected(Exception):
+    """The gateway refused the request; `reason` is its ErrorInfo reason, `code` the status name."""
+
+    def __init__(self, reason: str, message: str, code: str = "FAILED_PRECONDITION"):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.code = code
+
+
+class ProviderGateway(Protocol):
+    async def devices(self) -> list[ProviderDevice]: ...
+
+    async def estimate(self, device: str, payload: Payload) -> Any:
+        """The gateway's estimate, passed through to the caller as it is."""
+
+    async def submit(self, device: str, payload: Payload, job_id: str, request_id: str) -> Submitted:
+        """Send the payload; the same request_id returns the first submission (idempotent)."""
+
+    def watch(self, device: str, submitted: Submitted) -> AsyncIterator[ProviderStatus]:
+        """Statuses of the submission's tasks until every task is terminal."""
+
+    async def cancel(self, device: str, submitted: Submitted) -> None: ...
+
+    async def fetch_result(self, device: str, submitted: Submitted) -> str:
+        """The results as JSON: {"tasks": [TaskResult as JSON...], "benchmark_results_json": str}."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,227 @@
+"""One dispatch loop per provider device (a cloud QPU or a simulator behind the gateway).
+
+Unlike a lab board, a provider device takes several jobs at once: the loop keeps up
+to `max_in_flight` runs submitted, each followed by its own task until the provider
+reports every task terminal, then fetches and caches the results. The gateway's task
+and submission ids are stored before following, so a restarted scheduler re-attaches
+to them and no cloud job is orphaned."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, Run
+from qsched_scheduler.gateway_port import (
+    TERMINAL_PROVIDER_STATES,
+    GatewayRejected,
+    GatewayUnavailable,
+    ProviderGateway,
+    Submitted,
+)
+from qsched_scheduler.store.base import RunUpdate
+
+log = logging.getLogger(__name__)
+
+StoreCall = Callable[..., Awaitable[Any]]
+MAX_IN_FLIGHT = 8
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 30.0
+
+
+def _failed(reason: str, message: str, result_json: str = "") -> RunUpdate:
+    return RunUpdate(
+        final_state=JobState.FAILED,
+        error=ErrorDetail(reason, message),
+        message=f"failed: {reason}",
+        result_json=result_json,
+    )
+
+
+class ProviderDispatcher:
+    def __init__(
+        self,
+        device: str,
+        gateway: ProviderGateway,
+        store: Any,
+        call: StoreCall,
+        publish: Callable[[Change], None],
+        clock: Callable[[], datetime],
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ):
+        self.device = device
+        self.gateway = gateway
+        self._store = store
+        self._call = call
+        self._publish = publish
+        self._clock = clock
+        self.max_in_flight = max_in_flight
+        self._wake = asyncio.Event()
+        self._runs: dict[str, asyncio.Task[None]] = {}  # task_id -> follower
+        self._hold_until = 0.0  # after the gateway was unreachable: wait before submitting again
+        self._backoff = RETRY_MIN_S
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"dispatch-{self.device}")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._runs.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel_run(self, run: Run, reason: str) -> None:
+        if not run.provider_task_ids and not run.provider_submission_id:
+            return  # not submitted yet: the follower sees cancel_requested... nothing to tell the provider
+        try:
+            await self.gateway.cancel(
+                self.device, Submitted(tuple(run.provider_task_ids), run.provider_submission_id)
+            )
+        except (GatewayUnavailable, GatewayRejected) as exc:
+            log.warning("cancel of %s on %s not delivered: %s", run.task_id, self.device, exc)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for job in await self._call(self._store.running_jobs):
+            if job.device == self.device and job.current_run is not None:
+                self._spawn(job.current_run.task_id, self._resume(job))
+        while True:
+            self._wake.clear()
+            delay = self._hold_until - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while len(self._runs) < self.max_in_flight:
+                task_id = str(uuid.uuid4())
+                change = await self._call(
+                    self._store.claim_next, self.device, task_id, self._clock(), self.max_in_flight
+                )
+                if change is None:
+                    break
+                self._publish(change)
+                self._spawn(task_id, self._run(change.job))
+            await self._wake.wait()
+
+    def _spawn(self, task_id: str, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._runs[task_id] = task
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self._runs.pop(task_id, None)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _resume(self, job: Job) -> None:
+        """After a restart: follow what was submitted, or submit what never got that far."""
+        run = job.current_run
+        assert run is not None
+        if run.provider_task_ids or run.provider_submission_id:
+            await self._follow(
+                run.task_id, Submitted(tuple(run.provider_task_ids), run.provider_submission_id)
+            )
+        else:  # claimed but not (known to be) submitted: the same request id makes this idempotent
+            await self._run(job)
+
+    async def _run(self, job: Job) -> None:
+        assert job.current_run is not None
+        task_id = job.current_run.task_id
+        try:
+            submitted = await self.gateway.submit(self.device, job.payload, job.job_id, request_id=task_id)
+        except GatewayUnavailable as exc:
+            self._hold_until = asyncio.get_running_loop().time() + self._backoff
+            self._backoff = min(self._backoff * 2, RETRY_MAX_S)
+            await self._update(task_id, None, release=f"gateway unavailable ({exc}); back in the queue")
+            return
+        except GatewayRejected as exc:
+            await self._update(task_id, _failed(exc.reason, exc.message))
+            return
+        self._backoff = RETRY_MIN_S
+        ids = ", ".join(submitted.task_ids) or submitted.submission_id
+        await self._update(
+            task_id,
+            RunUpdate(
+                provider_task_ids=list(submitted.task_ids),
+                provider_submission_id=submitted.submission_id,
+                message=f"submitted to {self.device}: {ids}",
+            ),
+        )
+        await self._follow(task_id, submitted)
+
+    async def _follow(self, task_id: str, submitted: Submitted) -> None:
+        """Follow the provider tasks to the end (re-attaching whenever the gateway was
+        unreachable), then record the outcome and cache the results."""
+        states: dict[str, str] = {}
+        messages: dict[str, str] = {}
+        started, last_position, backoff = False, -1, RETRY_MIN_S
+        while not (states and all(s in TERMINAL_PROVIDER_STATES for s in states.values())):
+            try:
+                async for status in self.gateway.watch(self.device, submitted):
+                    states[status.task_id] = status.state
+                    if status.message:
+                        messages[status.task_id] = status.message
+                    if status.state == "RUNNING" and not started:
+                        started = True
+                        await self._update(
+                            task_id, RunUpdate(started=True, message="running on the provider")
+                        )
+                    elif status.state == "QUEUED" and status.queue_position != last_position:
+                        last_position = status.queue_position
+                        if last_position:
+                            await self._update(
+                                task_id, RunUpdate(message=f"provider queue position {last_position}")
+                            )
+                backoff = RETRY_MIN_S
+                if not (states and all(s in TERMINAL_PROVIDER_STATES for s in states.values())):
+                    await asyncio.sleep(backoff)  # the stream ended early: ask again, patiently
+            except GatewayUnavailable:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+            except GatewayRejected as exc:
+                await self._update(task_id, _failed(exc.reason, exc.message))
+                return
+        final = set(states.values())
+        if "CANCELLED" in final:
+            cancelled = RunUpdate(
+                final_state=JobState.CANCELLED,
+                error=ErrorDetail("CANCELLED", "cancelled at the provider"),
+                message="cancelled at the provider",
+            )
+            await self._update(task_id, cancelled)
+            return
+        try:
+            results = await self.gateway.fetch_result(self.device, submitted)
+        except (GatewayUnavailable, GatewayRejected) as exc:
+            results = ""
+            fetch_error = str(exc)
+        else:
+            fetch_error = ""
+        if "FAILED" in final:
+            detail = "; ".join(f"{t}: {m}" for t, m in sorted(messages.items()) if states.get(t) == "FAILED")
+            await self._update(
+                task_id, _failed("PROVIDER_TASK_FAILED", detail or "a provider task failed", results)
+            )
+        elif fetch_error:
+            await self._update(
+                task_id, _failed("RESULT_UNAVAILABLE", f"results could not be fetched: {fetch_error}")
+            )
+        else:
+            await self._update(
+                task_id, RunUpdate(final_state=JobState.SUCCEEDED, message="succeeded", result_json=results)
+            )
+
+    async def _update(self, task_id: str, update: RunUpdate | None, release: str = "") -> None:
+        if release:
+            change = await self._call(self._store.release_claim, task_id, release, self._clock())
+        else:
+            change = await self._call(self._store.update_run, task_id, update, self._clock())
+        if change is not None:
+            self._publish(change)
