@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+# The stack fixtures (real services on ephemeral ports, test doubles) for every test folder.
+pytest_plugins = ["tests.support.stack"]
+
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_POSTGRES_HINT = (
     "start the local server with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,7 +213,15 @@ class Gateway:
             raise unknown_provider(provider, sorted(self.adapters))
         return adapter
 
-    async def list_devices(self, provider: str = "") -> tuple[list[DeviceInfo], dict[str, str]]:
+    async def list_devices(
+        self, provider: str = "", names: Sequence[str] = ()
+    ) -> tuple[list[DeviceInfo], dict[str, str]]:
+        if names:  # a lookup of a few devices: resolve each, leave out the unknown ones
+            found = []
+            for name in names:
+                with contextlib.suppress(DomainError):
+                    found.append((await self.resolve(name))[1])
+            return found, {}
         adapters = [self.adapter(provider)] if provider else list(self.adapters.values())
         devices: list[DeviceInfo] = []
         unavailable: dict[str, str] = {}

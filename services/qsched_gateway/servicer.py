@@ -112,7 +112,7 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
 
     async def ListDevices(self, request, context) -> pb.ListDevicesResponse:
         try:
-            devices, unavailable = await self._gateway.list_devices(request.provider)
+            devices, unavailable = await self._gateway.list_devices(request.provider, list(request.names))
         except DomainError as error:
             await abort(context, error, DOMAIN)
         return pb.ListDevicesResponse(devices=[device_to_pb(d) for d in devices], unavailable=unavailable)

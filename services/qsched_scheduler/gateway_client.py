@@ -83,8 +83,8 @@ class GrpcProviderGateway:
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from error
 
-    async def devices(self) -> list[ProviderDevice]:
-        response = await self._unary("ListDevices", pb.ListDevicesRequest())
+    async def devices(self, names: tuple[str, ...] = ()) -> list[ProviderDevice]:
+        response = await self._unary("ListDevices", pb.ListDevicesRequest(names=names))
         return [ProviderDevice(d.name, d.simulator, d.qubits, d.status) for d in response.devices]
 
     async def estimate(self, device: str, payload: Payload) -> pb.EstimateResponse:

@@ -52,7 +52,8 @@ class GatewayRejected(Exception):
 
 
 class ProviderGateway(Protocol):
-    async def devices(self) -> list[ProviderDevice]: ...
+    async def devices(self, names: tuple[str, ...] = ()) -> list[ProviderDevice]:
+        """Every provider device, or only those of `names` that exist (a quick lookup)."""
 
     async def estimate(self, device: str, payload: Payload) -> Any:
         """The gateway's estimate, passed through to the caller as it is."""

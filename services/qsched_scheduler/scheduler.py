@@ -433,22 +433,30 @@ class Scheduler:
         return ResultView(job_id, run.task_id, results, cached=False, fetch_time=now)
 
     async def _routes(self, device: str = "") -> dict[str, DeviceRoute]:
-        """Every device, with the gateway's list refreshed when it is stale or lacks `device`."""
-        stale = asyncio.get_running_loop().time() - self._provider_routes_at > PROVIDER_DEVICES_TTL_S
-        missing = bool(device) and device not in self._lab_routes and device not in self._provider_routes
-        if self._gateway is not None and (missing or stale):
+        """The devices known so far, after asking the gateway about `device` if it is new;
+        without `device`, every device (the gateway's full list, refreshed when stale)."""
+        if self._gateway is None or device in self._lab_routes or device in self._provider_routes:
+            return self.devices
+        now = asyncio.get_running_loop().time()
+        if device:  # one name: a quick lookup, not the whole list
+            try:
+                found = await self._gateway.devices((device,))
+            except GatewayUnavailable as exc:
+                raise Unavailable(
+                    "GATEWAY_UNAVAILABLE", f"the provider gateway cannot be reached to look up {device!r}"
+                ) from exc
+            except GatewayRejected as exc:
+                log.warning("the gateway could not look up %s: %s", device, exc)
+                found = []
+            self._provider_routes.update({d.name: DeviceRoute(d.name, PROVIDER_KINDS) for d in found})
+        elif now - self._provider_routes_at > PROVIDER_DEVICES_TTL_S:
             try:
                 found = await self._gateway.devices()
-            except GatewayUnavailable as exc:
-                if missing:
-                    raise Unavailable(
-                        "GATEWAY_UNAVAILABLE", f"the provider gateway cannot be reached to look up {device!r}"
-                    ) from exc
-            except GatewayRejected as exc:
+            except (GatewayUnavailable, GatewayRejected) as exc:
                 log.warning("the gateway did not list its devices: %s", exc)
             else:
                 self._provider_routes = {d.name: DeviceRoute(d.name, PROVIDER_KINDS) for d in found}
-                self._provider_routes_at = asyncio.get_running_loop().time()
+                self._provider_routes_at = now
         return self.devices
 
     def _dispatcher(self, device: str) -> DeviceDispatcher | ProviderDispatcher:

@@ -47,6 +47,13 @@ async def test_list_devices_local(gateway):
     assert manila.device_status == pb.DEVICE_STATUS_ONLINE
 
 
+async def test_list_devices_by_name_is_a_lookup(gateway):
+    stub, _ = gateway
+    names = ["local:aer_simulator", "ibm:fake_manila", "local:fake_nowhere", "nope:x"]
+    response = await stub.ListDevices(pb.ListDevicesRequest(names=names))
+    assert sorted(d.name for d in response.devices) == ["ibm:fake_manila", "local:aer_simulator"]
+
+
 async def test_unknown_provider_and_device(gateway):
     stub, _ = gateway
     with pytest.raises(grpc.aio.AioRpcError) as info:

@@ -10,9 +10,9 @@ import qiskit  # noqa: F401  (first import in the main thread: qiskit 2.5+ requi
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
-from tests.integration.conftest import running_service
 from tests.integration.test_job_service import wait_for_state
 from tests.integration.test_provider_jobs import BELL
+from tests.support.stack import running_service
 
 pytestmark = pytest.mark.slow
 BV = {

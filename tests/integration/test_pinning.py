@@ -13,8 +13,8 @@ from qsched.api.configs.v1 import configs_pb2 as cpb
 from qsched.api.configs.v1 import configs_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
-from tests.integration.conftest import running_service
 from tests.integration.test_job_service import lab_request, wait_for_state
+from tests.support.stack import running_service
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as epb
-from tests.integration.conftest import running_service, scheduler, spans  # noqa: F401 (fixtures)
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 
 CHUNK = 1000  # small chunks, so a fetch takes several messages

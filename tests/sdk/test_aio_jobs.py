@@ -22,8 +22,8 @@ from qsched.aio import (
 )
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import Unavailable
-from tests.integration.conftest import free_port
 from tests.sdk.helpers import RABI, address_of, wait_for_state
+from tests.support.stack import free_port
 
 EXPERIMENT = f"{RABI}.AmplitudeRabiExperiment"
 QASM = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; creg c[1]; h q[0]; measure q[0] -> c[0];'
@@ -54,7 +54,8 @@ async def test_02_default_device(scheduler):
         assert client.create_job(experiment=EXPERIMENT, device="other").device == "other"
         assert client.create_job(program=QASM, qpu_id="local:aer_simulator").qpu_id == "local:aer_simulator"
         devices = await client.list_devices()
-        assert [d["name"] for d in devices] == ["qick"] and devices[0]["kinds"] == ["lab_experiment"]
+        by_name = {d["name"]: d["kinds"] for d in devices}  # the lab board, and the gateway double's device
+        assert by_name == {"qick": ["lab_experiment"], "fake:qpu": ["circuit", "benchmark"]}
     with pytest.raises(ValueError):
         Client("127.0.0.1:1").create_job(experiment=EXPERIMENT, device="qick", program=QASM)
     with pytest.raises(ValueError):

@@ -10,8 +10,8 @@ import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.cli.main import main
-from tests.integration.conftest import free_port
 from tests.sdk.helpers import RABI, address_of, in_thread, wait_for_state
+from tests.support.stack import free_port
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import qsched
 from qsched import JobClient, JobResult
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import FailedPrecondition, InvalidArgument, NotFound, QschedError, Unavailable
-from tests.integration.conftest import free_port
 from tests.sdk.helpers import RABI, address_of, in_thread, wait_for_state
+from tests.support.stack import free_port
 
 
 def test_result_maps_states_and_config_revisions():

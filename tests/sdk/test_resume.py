@@ -17,9 +17,9 @@ from qsched.aio import Client, JobState
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched.errors import Unavailable
-from tests.integration.conftest import free_port
 from tests.sdk.helpers import RABI, in_thread, wait_for_state
 from tests.sdk.proxy import Proxy
+from tests.support.stack import free_port
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 
 import qiskit_ibm_runtime
@@ -56,6 +57,7 @@ class IbmAdapter(Adapter):
     def __init__(self, credentials):
         super().__init__(credentials)
         self._service = None
+        self._fake_devices: list[DeviceInfo] | None = None
 
     def sdk_version(self) -> str:
         return f"qiskit-ibm-runtime {qiskit_ibm_runtime.__version__}"
@@ -90,7 +92,10 @@ class IbmAdapter(Adapter):
     def list_devices(self) -> list[DeviceInfo]:
         from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-        devices = [_info(b, True) for b in FakeProviderForBackendV2().backends()]
+        # The fake backends never change and take seconds to build: describe them once.
+        if self._fake_devices is None:
+            self._fake_devices = [_info(b, True) for b in FakeProviderForBackendV2().backends()]
+        devices = [copy.copy(d) for d in self._fake_devices]
         if self.credentials.get("QISKIT_IBM_TOKEN"):
             for backend in self.service().backends():
                 info = _info(backend, False)

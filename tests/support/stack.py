@@ -1,5 +1,6 @@
-"""Real servers on ephemeral ports: the scheduler as `qsched serve` builds it,
-and a test double of the executor speaking the real protocol."""
+"""Shared fixtures (a pytest plugin, loaded by tests/conftest.py): real services on
+ephemeral ports, built as `qsched serve` builds them, and the test doubles of the
+executor and the gateway, which speak the real protocols."""
 
 from __future__ import annotations
 
