@@ -481,5 +481,163 @@ class JobClient:
 
         return data.read(self.data_path(job_id, task_id))
 
+    # -- provider devices and metriq-gym benchmarks (see qsched.benchmarks) ---------------------------
+    def get_job(self, job_id: str) -> pb.Job:
+        """The job as the scheduler holds it (the proto, any kind)."""
+        return self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job
+
+    def list_jobs(
+        self, kind: int = pb.JOB_KIND_UNSPECIFIED, owner: str | None = None, limit: int = 50
+    ) -> list[pb.Job]:
+        """Jobs newest first, optionally of one kind (pb.JOB_KIND_BENCHMARK...) and one owner."""
+        jobs: list[pb.Job] = []
+        token = ""
+        while len(jobs) < limit:
+            request = pb.ListJobsRequest(
+                view=pb.LIST_VIEW_HISTORY,
+                owner=owner or "",
+                kind=kind,
+                page_size=min(limit - len(jobs), 1000),
+                page_token=token,
+            )
+            response = self._call("ListJobs", request)
+            jobs.extend(response.jobs)
+            token = response.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def _submit_payload(
+        self,
+        payload: pb.JobPayload,
+        device: str,
+        owner: str | None,
+        priority: int,
+        labels: dict[str, str] | None,
+        request_id: str | None,
+    ) -> str:
+        request = pb.SubmitJobRequest(
+            device=device,
+            payload=payload,
+            priority=priority,
+            owner=owner or connection.default_owner(),
+            request_id=request_id or str(uuid.uuid4()),
+            labels=labels or {},
+        )
+        return self._call("SubmitJob", request).job.job_id
+
+    def dispatch_benchmark(
+        self,
+        config: str | Path | dict[str, Any],
+        device: str,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        labels: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Queue a metriq-gym job config (a file path, JSON text or dict) as a BENCHMARK job on a
+        provider device `<provider>:<device>` (e.g. "local:aer_simulator"); returns the job id."""
+        from qsched import benchmarks
+
+        _, text = benchmarks.load_config(config)
+        return self._submit_payload(
+            benchmarks.benchmark_payload(text), device, owner, priority, labels, request_id
+        )
+
+    def dispatch_suite(
+        self,
+        suite: str | Path | dict[str, Any],
+        device: str,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        labels: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Queue a metriq-gym suite file as one BENCHMARK job (all entries dispatch and poll as one)."""
+        from qsched import benchmarks
+
+        _, text = benchmarks.load_suite(suite)
+        return self._submit_payload(
+            benchmarks.suite_payload(text), device, owner, priority, labels, request_id
+        )
+
+    def estimate(
+        self, config: str | Path | dict[str, Any], device: str, *, suite: bool = False
+    ) -> dict[str, Any]:
+        """What a benchmark config (or a suite, suite=True) would run on a provider device: the gateway's
+        resource estimate as a dict (jobs, circuits, total_shots, max_qubits, gate totals, measurements,
+        resets, total_hqc, cost, cost_unit, cost_basis, params, per_circuit[])."""
+        import json as _json
+
+        from qsched import benchmarks
+
+        if suite:
+            payload = benchmarks.suite_payload(benchmarks.load_suite(config)[1])
+        else:
+            payload = benchmarks.benchmark_payload(benchmarks.load_config(config)[1])
+        e = self._call("EstimateJob", pb.EstimateJobRequest(device=device, payload=payload)).estimate
+        return {
+            "device": device,
+            "jobs": e.jobs,
+            "circuits": e.circuits,
+            "total_shots": e.total_shots,
+            "max_qubits": e.max_qubits,
+            "total_one_qubit_gates": e.total_one_qubit_gates,
+            "total_two_qubit_gates": e.total_two_qubit_gates,
+            "total_multi_qubit_gates": e.total_multi_qubit_gates,
+            "total_measurements": e.total_measurements,
+            "total_resets": e.total_resets,
+            "total_hqc": e.total_hqc,
+            "cost": e.cost,
+            "cost_unit": e.cost_unit,
+            "cost_basis": e.cost_basis,
+            "params": _json.loads(e.params_json) if e.params_json else None,
+            "per_circuit": [
+                {
+                    "qubits": c.qubits,
+                    "depth": c.depth,
+                    "one_qubit_gates": c.one_qubit_gates,
+                    "two_qubit_gates": c.two_qubit_gates,
+                    "multi_qubit_gates": c.multi_qubit_gates,
+                    "measurements": c.measurements,
+                    "resets": c.resets,
+                    "shots": c.shots,
+                    "hqc": c.hqc,
+                    "benchmark": c.benchmark,
+                }
+                for c in e.per_circuit
+            ],
+        }
+
+    def get_result(self, job_id: str, refresh: bool = False, task_id: str | None = None):
+        """A circuit or benchmark job's results (`qsched.benchmarks.Results`): counts per provider task
+        and the metriq-gym export record(s). Answered from the scheduler's cache unless refresh=True,
+        which fetches them again through the gateway."""
+        from qsched.benchmarks import Results
+
+        request = pb.GetJobResultRequest(job_id=job_id, task_id=task_id or "", refresh=refresh)
+        return Results.from_response(self._call("GetJobResult", request))
+
+    def cancel_and_delete(self, job_id: str, wait_timeout: float | None = 60.0) -> dict[str, Any]:
+        """Remove a job of any kind: a job still queued or running is cancelled first (its provider tasks
+        are cancelled by the scheduler) and waited for until it is terminal, then its record is deleted.
+        Returns {"job_id", "cancelled": bool, "state": the state it ended in}."""
+        job = self.get_job(job_id)
+        cancelled = False
+        if not c.is_terminal(job.state):
+            try:
+                self.cancel_job(job_id, "deleted by its owner")
+                cancelled = True
+            except QschedError as error:
+                if error.reason != "JOB_ALREADY_FINISHED":
+                    raise
+            job = self.get_job(job_id)
+            if not c.is_terminal(job.state):
+                job = self.wait_for_completion(job_id, timeout=wait_timeout, verbose=False).job or job
+        self.delete_job(job_id)
+        return {"job_id": job_id, "cancelled": cancelled, "state": c.SEED_STATUS.get(job.state, "unknown")}
+
 
 __all__ = ["JobClient", "JobResult"]

@@ -8,7 +8,15 @@ Lab verbs (thin over the SDK, `qsched.client.JobClient`):
     qsched data JOB [-o FILE] qsched plot JOB -o FILE.png
     qsched rerun JOB          qsched delete JOB        qsched devices
 
-`qsched job submit|view|show|watch|wait|cancel|delete|rerun` are kept as aliases. Server-side
+metriq-gym verbs for provider devices (`qsched.cli.job_commands`, `qsched.cli.suite_commands`):
+
+    qsched job dispatch|estimate CONFIG -p PROVIDER -d DEVICE
+    qsched job poll [JOB|latest] [--json FILE] [--no-cache] [--include-raw]
+    qsched job replay DEBUG_FILE   qsched job view [JOB]   qsched job delete [JOB]
+    qsched job upload [JOB]        qsched suite dispatch|estimate|poll|view|delete|upload
+
+`qsched job submit|show|watch|wait|cancel|rerun` are kept as aliases of the lab verbs; `qsched job view`
+and `qsched job delete` work for every kind of job (delete cancels an active job first). Server-side
 commands (up, serve, db) import the services lazily, so the client commands stay quick and work
 with only the base install. Exit status: 0 success; 1 the job did not succeed (wait); 2 the
 request failed (the reason is printed); 130 interrupted."""
@@ -341,14 +349,10 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument("--wait-timeout", type=float, help="give up after this many seconds")
     p.set_defaults(func=cmd_wait)
 
-    names = [("show", "one job: state, run, data file, results")]
-    if aliases:
-        names.append(("view", "same as show"))
-    for name, help_text in names:
-        p = client(name, help_text)
-        p.add_argument("job_id")
-        p.add_argument("--runs", action="store_true", help="also list every run of the job")
-        p.set_defaults(func=cmd_show)
+    p = client("show", "one job: state, run, data file, results")
+    p.add_argument("job_id")
+    p.add_argument("--runs", action="store_true", help="also list every run of the job")
+    p.set_defaults(func=cmd_show)
 
     p = client("watch", "print a job's events until it ends")
     p.add_argument("job_id")
@@ -359,9 +363,10 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument("--reason", default="", help="why (kept in the job's events)")
     p.set_defaults(func=cmd_cancel)
 
-    p = client("delete", "forget a finished job (data files stay)")
-    p.add_argument("job_id")
-    p.set_defaults(func=cmd_delete)
+    if not aliases:  # `qsched job delete` is the metriq-gym verb (job_commands): it cancels first
+        p = client("delete", "forget a finished job (data files stay)")
+        p.add_argument("job_id")
+        p.set_defaults(func=cmd_delete)
 
     p = client("rerun", "queue a finished job again (a new run; earlier runs stay in its history)")
     p.add_argument("job_id")
@@ -380,8 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
         return _add_client_options(sub.add_parser(name, help=help_text))
 
     _add_job_commands(sub)
-    job = sub.add_parser("job", help="the job verbs again: submit, view, watch, wait, cancel, delete, rerun")
-    _add_job_commands(job.add_subparsers(dest="job_command", required=True), aliases=True)
+    job = sub.add_parser(
+        "job",
+        help="metriq-gym job verbs (dispatch, estimate, poll, replay, view, delete, upload) "
+        "and the lab verbs again (submit, show, watch, wait, cancel, rerun)",
+    )
+    job_sub = job.add_subparsers(dest="job_command", required=True)
+    _add_job_commands(job_sub, aliases=True)
+    from qsched.cli import job_commands, suite_commands
+
+    job_commands.register(job_sub, _add_client_options)
+    suite_commands.register(sub, _add_client_options)
 
     p = client("queue", "queued and running jobs in run order")
     p.add_argument("--device", help="only this device")
