@@ -34,9 +34,7 @@ def test_cli_start_up_imports_nothing_heavy(statement):
 def test_upload_names_follow_metriq_gym():
     assert benchmarks.path_component("Linear Ramp QAOA") == "linear_ramp_qaoa"
     assert benchmarks.path_component("ibm/Fez!") == "ibm_fez"
-    assert (
-        benchmarks.default_upload_dir("0.8.1", "local", "fake_manila") == "metriq-gym/v0.8/local/fake_manila"
-    )
+    assert benchmarks.default_upload_dir("0.8.1", "local", "fake_manila") == "qsched/v0.8/local/fake_manila"
     assert benchmarks.minor_series("unknown") == "vunknown"
     stamp = datetime(2026, 11, 21, 19, 34, 7, tzinfo=UTC)
     name = benchmarks.upload_filename(stamp, "BSEQ", {"b": 1, "a": [1, 2]})

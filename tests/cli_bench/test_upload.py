@@ -52,10 +52,10 @@ def test_upload_opens_a_pull_request(qsched, github, finished):
     assert "✓ pull request opened: https://github.test/test-org/metriq-data/pull/1" in out
     branch = f"qsched/upload-{job_id}"
     assert branch in github.branches(REPO)
-    files = [f for f in github.files_on(REPO, branch) if f.startswith("metriq-gym/")]
+    files = [f for f in github.files_on(REPO, branch) if f.startswith("qsched/")]
     assert len(files) == 1
     directory, name = files[0].rsplit("/", 1)
-    assert directory == "metriq-gym/v0.1/local/aer_simulator"
+    assert directory == "qsched/v0.1/local/aer_simulator"
     match = NAME.match(name)
     assert match and match.group("label") == "wit"
     records = json.loads(github.show(REPO, branch, files[0]))
@@ -96,7 +96,7 @@ def test_suite_upload_writes_one_file_with_an_array(qsched, github, finished):
     code, _out, err = qsched("suite", "upload", finished["suite"], "--repo", REPO)
     assert code == 0, err
     branch = next(b for b in github.branches(REPO) if b.startswith("qsched/upload-suite-"))
-    files = [f for f in github.files_on(REPO, branch) if f.startswith("metriq-gym/")]
+    files = [f for f in github.files_on(REPO, branch) if f.startswith("qsched/")]
     assert len(files) == 1 and NAME.match(files[0].rsplit("/", 1)[1]).group("label") == "small_suite"
     records = json.loads(github.show(REPO, branch, files[0]))
     assert [r["job_type"] for r in records] == ["WIT", "QML Kernel"]
@@ -111,7 +111,7 @@ def test_dry_run_touches_nothing(qsched, github, finished, tmp_path, monkeypatch
     assert code == 0, err
     assert "DRY-RUN: wrote" in out and github.requests == []
     written = list((tmp_path / "w").rglob("*.json"))
-    assert len(written) == 1 and "metriq-gym/v0.1/local/aer_simulator" in written[0].as_posix()
+    assert len(written) == 1 and "qsched/v0.1/local/aer_simulator" in written[0].as_posix()
 
 
 def test_upload_failures_are_one_line(qsched, github, finished, monkeypatch):

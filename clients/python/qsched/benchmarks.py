@@ -380,7 +380,9 @@ def minor_series(version: str) -> str:
 
 
 def default_upload_dir(version: str, provider: str, device: str) -> str:
-    return f"metriq-gym/{minor_series(version)}/{path_component(provider)}/{path_component(device)}"
+    """metriq-data's layout under a root naming the producer: `qsched/v<major>.<minor>/...`.
+    (Under `metriq-gym/` our version numbers would pass for metriq-gym releases.)"""
+    return f"qsched/{minor_series(version)}/{path_component(provider)}/{path_component(device)}"
 
 
 def payload_hash(payload: Any) -> str:

@@ -1,8 +1,8 @@
 """Upload benchmark records to a metriq-data style GitHub repository through a pull request.
 
-Same place and names as metriq-gym's `mgym job upload`, so the data lands where metriq-data's tooling
-looks: `metriq-gym/v<major>.<minor>/<provider>/<device>/<YYYY-MM-DD_HH-MM-SS>_<job type>_<hash8>.json`,
-a JSON array of records, newest first.
+Same layout and file names as metriq-gym's `mgym job upload`, under a root that names the producer:
+`qsched/v<major>.<minor>/<provider>/<device>/<YYYY-MM-DD_HH-MM-SS>_<job type>_<hash8>.json` (a JSON
+array of records, newest first); `--dir` puts it anywhere else.
 
 Flow: GitHub API `GET /repos/{repo}` (clone URL, may the token push?) and `GET /user`; without push
 access a fork is used (`POST /repos/{repo}/forks`); shallow clone of the base branch; a new branch

@@ -29,7 +29,7 @@ UPLOAD_HELP = {
     "repo": "target GitHub repo OWNER/NAME (env MGYM_UPLOAD_REPO, default unitaryfoundation/metriq-data)",
     "base": "base branch of the pull request (env MGYM_UPLOAD_BASE_BRANCH, default main)",
     "dir": "directory in the repo for the file (env MGYM_UPLOAD_DIR, default "
-    "metriq-gym/v<major>.<minor>/<provider>/<device>)",
+    "qsched/v<major>.<minor>/<provider>/<device>)",
     "clone_dir": "working directory to clone into (env MGYM_UPLOAD_CLONE_DIR, default a temporary one)",
 }
 
