@@ -12,11 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from qsched.api.executor.v1 import executor_pb2, executor_pb2_grpc
-from qsched.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import error_info
-from qsched_runtime.server import start_server
-from qsched_runtime.unimplemented import unimplemented_registration
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES
 
 JOB_ID = re.compile(r"^JOB-\d{8}-\d{5}$")
@@ -297,22 +294,3 @@ async def test_one_job_is_one_trace(scheduler, spans):
     run = by_name[f"run {job_id}"]
     assert submit.context.trace_id == run.context.trace_id == execute.context.trace_id
     assert fake.trace_headers[-1]
-
-
-async def test_a_service_not_built_yet_answers_unimplemented():
-    descriptor = gateway_pb2.DESCRIPTOR.services_by_name["ProviderGatewayService"]
-    registration = unimplemented_registration(
-        descriptor,
-        gateway_pb2_grpc.ProviderGatewayServiceServicer,
-        gateway_pb2_grpc.add_ProviderGatewayServiceServicer_to_server,
-    )
-    server = await start_server("127.0.0.1:0", [registration])
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = gateway_pb2_grpc.ProviderGatewayServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await stub.ListProviders(gateway_pb2.ListProvidersRequest())
-    finally:
-        await server.stop(0)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert error_info(info.value).reason == "NOT_IMPLEMENTED_YET"
