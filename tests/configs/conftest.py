@@ -23,7 +23,7 @@ from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_runtime.sql import make_engine
-from tests.integration.conftest import running_service
+from tests.support.stack import running_service
 
 T0 = datetime(2026, 1, 14, 9, 30, tzinfo=UTC)
 TABLES = (

@@ -17,7 +17,7 @@ import pytest
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.integration.conftest import free_port, running_service
+from tests.support.stack import free_port, running_service
 
 pytestmark = pytest.mark.slow
 PYTHON = sys.executable
