@@ -8,10 +8,9 @@ claimed as soon as the executor reports the previous one terminal."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from opentelemetry import trace
 
 from qsched_runtime.tracing import context_from_traceparent, tracer
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinnedConfig, PinRefused
+from qsched_scheduler.dispatch_loop import DispatchLoop, StoreCall
 from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, Run
 from qsched_scheduler.executor_port import (
     ExecRequest,
@@ -33,7 +33,6 @@ from qsched_scheduler.store.base import RunUpdate
 
 log = logging.getLogger(__name__)
 
-StoreCall = Callable[..., Awaitable[Any]]
 
 # How long an unreachable executor may stay unreachable before its run is declared lost.
 EXECUTOR_LOST_AFTER_S = 30.0
@@ -92,7 +91,7 @@ def _failed(reason: str, message: str) -> RunUpdate:
     )
 
 
-class DeviceDispatcher:
+class DeviceDispatcher(DispatchLoop):
     def __init__(
         self,
         device: str,
@@ -104,28 +103,10 @@ class DeviceDispatcher:
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         pinner: ConfigPinner | None = None,
     ):
-        self.device = device
+        super().__init__(device, store, call, publish, clock)
         self.executor = executor
-        self._store = store
-        self._call = call
-        self._publish = publish
-        self._clock = clock
         self._lost_after_s = lost_after_s
         self._pinner = pinner
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"dispatch-{self.device}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def cancel_run(self, run: Run, reason: str) -> None:
         try:
@@ -266,12 +247,3 @@ class DeviceDispatcher:
                 return
             await asyncio.sleep(RETRY_MIN_S if now == unreachable_since else RETRY_MAX_S)
             stream = self.executor.attach(task_id, last_seq)
-
-    async def _apply(self, task_id: str, update: RunUpdate) -> None:
-        change = await self._call(self._store.update_run, task_id, update, self._clock())
-        if change is not None:
-            self._publish(change)
-
-    async def _release(self, task_id: str, message: str) -> None:
-        change = await self._call(self._store.release_claim, task_id, message, self._clock())
-        self._publish(change)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from qsched_scheduler.dispatch_loop import DispatchLoop, StoreCall, cancel_tasks
 from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, Run
 from qsched_scheduler.gateway_port import (
     TERMINAL_PROVIDER_STATES,
@@ -27,7 +28,6 @@ from qsched_scheduler.store.base import RunUpdate
 
 log = logging.getLogger(__name__)
 
-StoreCall = Callable[..., Awaitable[Any]]
 MAX_IN_FLIGHT = 8
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 30.0
@@ -42,7 +42,7 @@ def _failed(reason: str, message: str, result_json: str = "") -> RunUpdate:
     )
 
 
-class ProviderDispatcher:
+class ProviderDispatcher(DispatchLoop):
     def __init__(
         self,
         device: str,
@@ -53,30 +53,15 @@ class ProviderDispatcher:
         clock: Callable[[], datetime],
         max_in_flight: int = MAX_IN_FLIGHT,
     ):
-        self.device = device
+        super().__init__(device, store, call, publish, clock)
         self.gateway = gateway
-        self._store = store
-        self._call = call
-        self._publish = publish
-        self._clock = clock
         self.max_in_flight = max_in_flight
-        self._wake = asyncio.Event()
         self._runs: dict[str, asyncio.Task[None]] = {}  # task_id -> follower
         self._hold_until = 0.0  # after the gateway was unreachable: wait before submitting again
         self._backoff = RETRY_MIN_S
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"dispatch-{self.device}")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._runs.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def wake(self) -> None:
-        self._wake.set()
+        await cancel_tasks([t for t in (self._task, *self._runs.values()) if t is not None])
 
     async def cancel_run(self, run: Run, reason: str) -> None:
         if not run.provider_task_ids and not run.provider_submission_id:
@@ -139,14 +124,14 @@ class ProviderDispatcher:
         except GatewayUnavailable as exc:
             self._hold_until = asyncio.get_running_loop().time() + self._backoff
             self._backoff = min(self._backoff * 2, RETRY_MAX_S)
-            await self._update(task_id, None, release=f"gateway unavailable ({exc}); back in the queue")
+            await self._release(task_id, f"gateway unavailable ({exc}); back in the queue")
             return
         except GatewayRejected as exc:
-            await self._update(task_id, _failed(exc.reason, exc.message))
+            await self._apply(task_id, _failed(exc.reason, exc.message))
             return
         self._backoff = RETRY_MIN_S
         ids = ", ".join(submitted.task_ids) or submitted.submission_id
-        await self._update(
+        await self._apply(
             task_id,
             RunUpdate(
                 provider_task_ids=list(submitted.task_ids),
@@ -170,13 +155,11 @@ class ProviderDispatcher:
                         messages[status.task_id] = status.message
                     if status.state == "RUNNING" and not started:
                         started = True
-                        await self._update(
-                            task_id, RunUpdate(started=True, message="running on the provider")
-                        )
+                        await self._apply(task_id, RunUpdate(started=True, message="running on the provider"))
                     elif status.state == "QUEUED" and status.queue_position != last_position:
                         last_position = status.queue_position
                         if last_position:
-                            await self._update(
+                            await self._apply(
                                 task_id, RunUpdate(message=f"provider queue position {last_position}")
                             )
                 backoff = RETRY_MIN_S
@@ -186,7 +169,7 @@ class ProviderDispatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
             except GatewayRejected as exc:
-                await self._update(task_id, _failed(exc.reason, exc.message))
+                await self._apply(task_id, _failed(exc.reason, exc.message))
                 return
         final = set(states.values())
         if "CANCELLED" in final:
@@ -195,7 +178,7 @@ class ProviderDispatcher:
                 error=ErrorDetail("CANCELLED", "cancelled at the provider"),
                 message="cancelled at the provider",
             )
-            await self._update(task_id, cancelled)
+            await self._apply(task_id, cancelled)
             return
         try:
             results = await self.gateway.fetch_result(self.device, submitted)
@@ -206,22 +189,14 @@ class ProviderDispatcher:
             fetch_error = ""
         if "FAILED" in final:
             detail = "; ".join(f"{t}: {m}" for t, m in sorted(messages.items()) if states.get(t) == "FAILED")
-            await self._update(
+            await self._apply(
                 task_id, _failed("PROVIDER_TASK_FAILED", detail or "a provider task failed", results)
             )
         elif fetch_error:
-            await self._update(
+            await self._apply(
                 task_id, _failed("RESULT_UNAVAILABLE", f"results could not be fetched: {fetch_error}")
             )
         else:
-            await self._update(
+            await self._apply(
                 task_id, RunUpdate(final_state=JobState.SUCCEEDED, message="succeeded", result_json=results)
             )
-
-    async def _update(self, task_id: str, update: RunUpdate | None, release: str = "") -> None:
-        if release:
-            change = await self._call(self._store.release_claim, task_id, release, self._clock())
-        else:
-            change = await self._call(self._store.update_run, task_id, update, self._clock())
-        if change is not None:
-            self._publish(change)
