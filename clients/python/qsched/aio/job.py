@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -435,7 +437,7 @@ class Job:
         self.last_seq = job.last_seq
         self._apply_job(job)
         if self.state.terminal:  # finished before we looked (possible for tiny runs)
-            self._finish(job)
+            await self._settle(job)
         return self
 
     async def refresh(self) -> Job:
@@ -444,7 +446,7 @@ class Job:
             raise RuntimeError("the job has not been submitted")
         job = (await self._client()._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
         if c.is_terminal(job.state):
-            self._finish(job)
+            await self._settle(job)
         else:
             self._apply_job(job)
         return self
@@ -486,7 +488,16 @@ class Job:
             final = candidate
         if final is None or not c.is_terminal(final.state):
             final = (await client._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
-        self._finish(final)
+        await self._settle(final)
+
+    async def _settle(self, job: pb.Job) -> None:
+        """Record a finished run; a circuit or benchmark run's results come from the scheduler's
+        result cache (GetJobResult), so `result.data` holds the counts (or the benchmark records)."""
+        self._provider_data = None
+        if job.state == pb.Job.STATE_SUCCEEDED and job.kind in (pb.JOB_KIND_CIRCUIT, pb.JOB_KIND_BENCHMARK):
+            result = await self._client()._unary("GetJobResult", pb.GetJobResultRequest(job_id=job.job_id))
+            self._provider_data = provider_data(job, result)
+        self._finish(job)
 
     def _finish(self, job: pb.Job) -> None:
         self._apply_job(job)
@@ -528,7 +539,8 @@ class Job:
                 known
                 if isinstance(known, JobResult)
                 else JobResult(
-                    data=dict(run.summary) if run is not None else {},
+                    data=getattr(self, "_provider_data", None)
+                    or (dict(run.summary) if run is not None else {}),
                     data_file_path=(run.data_file_path or None) if run is not None else None,
                     config_revisions=dict(run.config_revisions) if run is not None else {},
                     **common,
@@ -588,7 +600,7 @@ class Job:
             return
         job = response.job
         if c.is_terminal(job.state):
-            self._finish(job)
+            await self._settle(job)
             return
         self._apply_job(job)
         with contextlib.suppress(TimeoutError):  # still stopping: RUNNING with cancel_requested
@@ -733,3 +745,24 @@ class CompositeJob:
         from qsched.aio.snapshot import write
 
         return write(path, self.to_snapshot())
+
+
+_CREG = re.compile(r"\b(?:creg\s+(\w+)\s*\[|bit\s*\[\s*\d+\s*\]\s+(\w+))")
+
+
+def provider_data(job: pb.Job, result: pb.GetJobResultResponse) -> dict[str, Any]:
+    """`result.data` of a circuit or benchmark run. Circuits: counts keyed by the program's
+    classical register when it has exactly one (`{"c": {"00": 512, "11": 488}}`, as in the OQC
+    SDK), else under "counts"; a list when the job had several circuits. Benchmarks: the
+    metriq-gym-shaped records under "results"."""
+    if job.kind == pb.JOB_KIND_BENCHMARK:
+        return {"results": json.loads(result.benchmark_results_json or "[]")}
+    counts = [dict(circuit.counts) for task in result.tasks for circuit in task.circuits]
+    programs = list(job.payload.circuit.qasm)
+    registers = (
+        {name for match in _CREG.finditer(programs[0]) for name in match.groups() if name}
+        if programs
+        else set()
+    )
+    key = registers.pop() if len(registers) == 1 else "counts"
+    return {key: counts[0] if len(counts) == 1 else counts}

@@ -1,0 +1,67 @@
+"""The SDK against a real `qsched up` stack: the seed's JobClient flow on the simulated
+board, and an OQC-style job handle running a circuit on the local simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qsched import JobClient
+from qsched.aio import Client, JobState
+from qsched_runtime.config import SERVICES
+from tests.integration.test_provider_jobs import BELL
+from tests.integration.test_up import wait_for_line
+from tests.support import processes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """`qsched up` on free ports; the scheduler's address."""
+    tmp = tmp_path_factory.mktemp("stack")
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp / "up.log"
+    up = processes.start(["up", *flags, "--data-dir", str(tmp / "data")], log)
+    try:
+        wait_for_line(log, "qsched is up", up)
+        yield addresses["scheduler"]
+    finally:
+        processes.stop(up)
+
+
+def test_job_client_runs_a_lab_experiment_end_to_end(stack):
+    client = JobClient(stack)
+    assert client.health_check()["status"] == "healthy"
+    job_id = client.submit_job(
+        experiment_class="AmplitudeRabiExperiment",
+        experiment_module="qsched_hardware.experiments",
+        expt_config={"expts": 41, "reps": 200},
+        user="alice",
+        priority=0,
+    )
+    result = client.wait_for_completion(job_id, timeout=120, verbose=False)
+    assert result.is_successful(), result.error_message
+    assert result.hardware_config_version_id.startswith("CFG-HW-")  # pinned from the seeded main
+    data = client.load_data(job_id)
+    assert data["xpts"].shape == (41,) and data["avgi"].shape == (41,)
+    assert data.attrs["hardware_config_revision_id"] == result.hardware_config_version_id
+    history = client.get_history(limit=5, user="alice")
+    assert history[0]["job_id"] == job_id and history[0]["status"] == "completed"
+
+
+def test_job_handle_runs_a_circuit_on_the_local_simulator_twice(stack):
+    async def run():
+        async with Client(stack) as client:
+            job = client.create_job(program=BELL, qpu_id="local:aer_simulator", shots=400)
+            await job.execute(timeout_s=120)
+            first_task = job.task_id
+            assert job.completed and job.state is JobState.COMPLETED
+            counts = job.result.data["c"]  # keyed by the program's classical register
+            assert set(counts) == {"00", "11"} and sum(counts.values()) == 400
+            await job.execute(timeout_s=120)  # terminal: a fresh run of the same job
+            assert job.task_id != first_task and len(job.history) == 2 and job.completed
+
+    asyncio.run(run())
