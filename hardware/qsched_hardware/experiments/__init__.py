@@ -15,6 +15,7 @@ from qsched_hardware.experiments.base import (
 )
 from qsched_hardware.experiments.echo import EchoExperiment
 from qsched_hardware.experiments.length_rabi import LengthRabiExperiment
+from qsched_hardware.experiments.noop import NoOpExperiment
 from qsched_hardware.experiments.qubit_spectroscopy import QubitSpectroscopyExperiment
 from qsched_hardware.experiments.ramsey import RamseyExperiment
 from qsched_hardware.experiments.resonator_spectroscopy import ResonatorSpectroscopyExperiment
@@ -36,6 +37,7 @@ CATALOG: dict[str, type[Experiment]] = {
     "T2EchoExperiment": EchoExperiment,
     "SingleShotExperiment": SingleShotExperiment,
     "HistogramExperiment": SingleShotExperiment,
+    "NoOpExperiment": NoOpExperiment,
 }
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "ExperimentResult",
     "InvalidExperiment",
     "LengthRabiExperiment",
+    "NoOpExperiment",
     "QickExperiment",
     "QubitSpectroscopyExperiment",
     "RamseyExperiment",

@@ -1,0 +1,235 @@
+"""A real qsched stack for the benchmarks: `qsched up` (four service processes) on loopback
+ports, a fresh data directory (embedded SQLite, simulated board), and the small client helpers
+the scenarios share."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+
+from qsched.api.executor.v1 import executor_pb2 as epb
+from qsched.api.executor.v1 import executor_pb2_grpc as epb_grpc
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+NOOP = "NoOpExperiment"
+BUILTINS = "qsched_hardware.experiments"
+UP_TIMEOUT_S = 120.0
+TERMINAL = frozenset({pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED})
+SERVICES = ("scheduler", "configs", "gateway", "executor")
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def noop_payload(sleep_s: float = 0.0) -> pb.JobPayload:
+    config = json.dumps({"sleep_s": sleep_s}) if sleep_s else "{}"
+    return pb.JobPayload(
+        lab_experiment=pb.LabExperiment(
+            experiment_class=NOOP, experiment_module=BUILTINS, expt_config_json=config
+        )
+    )
+
+
+def submit_request(owner: str, sleep_s: float = 0.0, priority: int = 0, device: str = "qick"):
+    """A SubmitJob request as the SDK builds it (a fresh request_id every time)."""
+    return pb.SubmitJobRequest(
+        device=device,
+        owner=owner,
+        priority=priority,
+        request_id=str(uuid.uuid4()),
+        payload=noop_payload(sleep_s),
+    )
+
+
+def ts(stamp) -> float:
+    """A protobuf Timestamp as Unix seconds (float)."""
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def iso_ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@dataclass
+class Stack:
+    """`qsched up` in a child process, on its own ports and data directory."""
+
+    data_dir: Path
+    addresses: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> Stack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.addresses = {service: f"127.0.0.1:{free_port()}" for service in SERVICES}
+        argv = [str(BIN / "qsched"), "up", "--data-dir", str(self.data_dir)]
+        for service, address in self.addresses.items():
+            argv += [f"--{service}-address", address]
+        self.log_path = self.data_dir / "qsched-up.log"
+        log = self.log_path.open("ab")
+        env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
+        env.pop("QSCHED_DATABASE_URL", None)  # the embedded SQLite database, always
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
+        deadline = time.monotonic() + UP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"qsched up exited ({self.process.returncode}); see {self.log_path}")
+            if "qsched is up" in self.log_path.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"qsched up was not up within {UP_TIMEOUT_S:.0f}s; see {self.log_path}")
+
+    @property
+    def scheduler(self) -> str:
+        return self.addresses["scheduler"]
+
+    @property
+    def executor(self) -> str:
+        return self.addresses["executor"]
+
+    def service_pids(self) -> dict[str, int]:
+        """The pids of the service processes (children of `qsched up`), by service name."""
+        assert self.process is not None
+        out: dict[str, int] = {}
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        for pid in children.read_text().split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for service in SERVICES:
+                if b"qsched_runtime.serve" in argv and service.encode() in argv:
+                    out[service] = int(pid)
+        return out
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Clients:
+    """Synchronous stubs for the scheduler and the executor."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.channel = grpc.insecure_channel(stack.scheduler)
+        self.jobs = pb_grpc.JobServiceStub(self.channel)
+        self.exec_channel = grpc.insecure_channel(stack.executor)
+        self.executor = epb_grpc.HardwareExecutorServiceStub(self.exec_channel)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.exec_channel.close()
+
+    def submit(self, owner: str, sleep_s: float = 0.0, priority: int = 0) -> pb.Job:
+        return self.jobs.SubmitJob(submit_request(owner, sleep_s, priority), timeout=60).job
+
+    def get(self, job_id: str) -> pb.Job:
+        return self.jobs.GetJob(pb.GetJobRequest(job_id=job_id), timeout=60).job
+
+    def wait_state(self, job_id: str, states, timeout: float = 120.0, poll_s: float = 0.02) -> pb.Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.state in states:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job_id} still {pb.Job.State.Name(job.state)} after {timeout:g}s")
+            time.sleep(poll_s)
+
+    def wait_done(self, job_id: str, timeout: float = 120.0, poll_s: float = 0.02) -> pb.Job:
+        return self.wait_state(job_id, TERMINAL, timeout, poll_s)
+
+    def queue_head(self, n: int, device: str = "qick") -> list[pb.Job]:
+        """The first `n` jobs of the device's queue (the running one first). ListJobs, not
+        ListDevices: ListDevices asks the provider gateway, which is slow and would load it."""
+        request = pb.ListJobsRequest(view=pb.LIST_VIEW_QUEUE, device=device, page_size=n)
+        return list(self.jobs.ListJobs(request, timeout=120).jobs)
+
+    def wait_idle(self, timeout: float = 600.0) -> None:
+        """Until the device has nothing queued or running."""
+        deadline = time.monotonic() + timeout
+        while self.queue_head(1):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"device still busy after {timeout:g}s")
+            time.sleep(0.1)
+
+    def hold(self, owner: str = "bench-hold") -> pb.Job:
+        """Occupy the board with a long no-op (priority 100: it runs next) until `release`."""
+        job = self.submit(owner, sleep_s=86_400.0, priority=100)
+        return self.wait_state(job.job_id, {pb.Job.STATE_RUNNING} | TERMINAL, timeout=600)
+
+    def release(self, holder: pb.Job) -> None:
+        self.jobs.CancelJob(pb.CancelJobRequest(job_id=holder.job_id, reason="bench: release"), timeout=60)
+
+    def exec_updates(self, task_id: str) -> dict[str, float]:
+        """The executor's own timestamps of a run ({"started": t, "result": t, ...}), from
+        WatchRun (the executor keeps the last 100 finished runs)."""
+        out: dict[str, float] = {}
+        request = epb.WatchRunRequest(task_id=task_id, after_seq=1)
+        for message in self.executor.WatchRun(request, timeout=30):
+            update = message.update
+            out.setdefault(update.WhichOneof("update"), ts(update.time))
+        return out
+
+    def jobs_of(self, owner: str, limit: int = 100_000) -> list[pb.Job]:
+        """Every job of `owner`, newest first (history view)."""
+        out: list[pb.Job] = []
+        token = ""
+        while len(out) < limit:
+            page = self.jobs.ListJobs(
+                pb.ListJobsRequest(
+                    view=pb.LIST_VIEW_HISTORY,
+                    owner=owner,
+                    page_size=min(1000, limit - len(out)),
+                    page_token=token,
+                ),
+                timeout=60,
+            )
+            out.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return out
+
+
+def file_times(path: str) -> tuple[float, float]:
+    """(start_time, end_time) of a run from its HDF5 file: the executor's board-thread
+    timestamps around `Experiment.run` (docs/data-files.md)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return iso_ts(str(f.attrs["start_time"])), iso_ts(str(f.attrs["end_time"]))
