@@ -5,6 +5,7 @@ revision from the config service; experiments read it, calibrations produce upda
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,22 @@ def parse_hardware_config(content: bytes | str, source: str = "<memory>") -> dic
     return _merge(DEFAULTS, data)
 
 
+@functools.lru_cache(maxsize=32)
+def _parsed(content: bytes, source: str) -> dict[str, Any]:
+    return parse_hardware_config(content, source)
+
+
+def parsed_hardware_config(content: bytes, source: str = "<memory>") -> dict[str, Any]:
+    """parse_hardware_config, cached by content: the executor meets the same few configs on every
+    validation and run, and parsing YAML was a quarter of a validation's CPU. Each caller gets
+    its own copy (experiments may adjust theirs)."""
+    return copy.deepcopy(_parsed(bytes(content), source))
+
+
 def load_hardware_config(path: str | Path | None = None) -> tuple[dict[str, Any], bytes]:
     path = Path(path) if path else DEFAULT_HARDWARE_CONFIG
     content = path.read_bytes()
-    return parse_hardware_config(content, str(path)), content
+    return parsed_hardware_config(content, str(path)), content
 
 
 def sha256_hex(content: bytes) -> str:

@@ -7,7 +7,7 @@ import grpc
 
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched_executor.errors import ConfigUnavailable
-from qsched_hardware.hwconfig import HardwareConfigError, parse_hardware_config, sha256_hex
+from qsched_hardware.hwconfig import HardwareConfigError, parsed_hardware_config, sha256_hex
 from qsched_runtime.server import MAX_MESSAGE_BYTES
 from qsched_runtime.tracing import client_interceptors
 
@@ -59,7 +59,7 @@ class PinnedConfigs:
     async def hardware_config(self, revision_id: str, sha256: str) -> tuple[dict, bytes]:
         content = await self.content(revision_id, sha256)
         try:
-            return parse_hardware_config(content, revision_id), content
+            return parsed_hardware_config(content, revision_id), content
         except HardwareConfigError as exc:
             raise ConfigUnavailable("CONFIG_INVALID", str(exc), revision_id=revision_id) from exc
 
