@@ -140,6 +140,7 @@ class Scheduler:
         self._provider_routes: dict[str, DeviceRoute] = {}
         self._provider_routes_at = -math.inf
         self._started = False
+        self._typical_seconds: dict[str, float] = {}  # per device, until its next successful run
         self._pinner = pinner
         extra: dict[str, Any] = {"pinner": pinner}
         if executor_lost_after_s is not None:
@@ -178,6 +179,8 @@ class Scheduler:
         return await asyncio.get_running_loop().run_in_executor(self._db, functools.partial(fn, *args))
 
     def _publish(self, change: Change) -> None:
+        if change.event.state is JobState.SUCCEEDED:  # a run ended: the device's typical run changed
+            self._typical_seconds.pop(change.job.device, None)
         self.bus.publish(change)
 
     # -- commands ------------------------------------------------------------------------------------
@@ -502,32 +505,44 @@ class Scheduler:
             )
 
     async def _typical(self, device: str) -> float:
-        recent = await self._call(self._store.recent_run_seconds, device, RECENT_RUNS)
-        return estimates.typical_run_seconds(recent, self._default_run_seconds)
+        return await self._call(self._typical_now, device)
+
+    def _typical_now(self, device: str) -> float:
+        """The device's typical run time (store thread); cached until a run on it succeeds."""
+        typical = self._typical_seconds.get(device)
+        if typical is None:
+            recent = self._store.recent_run_seconds(device, RECENT_RUNS)
+            typical = self._typical_seconds[device] = estimates.typical_run_seconds(
+                recent, self._default_run_seconds
+            )
+        return typical
 
     async def _with_estimate(self, job: Job) -> Job:
         return (await self._with_estimates([job], contiguous=False))[0]
 
     async def _with_estimates(self, jobs: list[Job], contiguous: bool) -> list[Job]:
-        """Fill queue_position and estimated_start_time of the QUEUED jobs."""
-        now = self._clock()
+        """Fill queue_position and estimated_start_time of the QUEUED jobs (one trip to the
+        store thread for all of them)."""
+        if any(job.state is JobState.QUEUED for job in jobs):
+            await self._call(self._fill_estimates, jobs, contiguous, self._clock())
+        return jobs
+
+    def _fill_estimates(self, jobs: list[Job], contiguous: bool, now: datetime) -> None:
         per_device: dict[str, tuple[Job | None, float]] = {}
         last_position: dict[str, int] = {}
         for job in jobs:
             if job.state is not JobState.QUEUED:
                 continue
             if job.device not in per_device:
-                running = await self._call(self._store.running_job, job.device)
-                per_device[job.device] = (running, await self._typical(job.device))
+                per_device[job.device] = (self._store.running_job(job.device), self._typical_now(job.device))
             if contiguous and job.device in last_position:
                 position = last_position[job.device] + 1
             else:
-                position = await self._call(self._store.queue_position, job)
+                position = self._store.queue_position(job)
             last_position[job.device] = position
             running, typical = per_device[job.device]
             job.queue_position = position
             job.estimated_start_time = estimates.estimated_start(now, position, running, typical)
-        return jobs
 
     @staticmethod
     def _page_size(page_size: int) -> int:

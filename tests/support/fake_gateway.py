@@ -38,6 +38,7 @@ class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
         self.by_request: dict[str, pb.SubmitResponse] = {}
         self.submit_calls = 0
         self.fetch_calls = 0
+        self.watches = 0  # Watch calls that found their tasks (a test can wait for the follower)
         self._ids = itertools.count(1)
 
     # -- test controls ---------------------------------------------------------------------------
@@ -91,6 +92,7 @@ class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
         unknown = [t for t in ids if t not in self.tasks]
         if unknown:
             await abort(context, NotFound("TASK_NOT_FOUND", f"unknown task {unknown[0]}"), DOMAIN)
+        self.watches += 1
         sent: dict[str, int] = {}
         while True:
             for task_id in ids:
