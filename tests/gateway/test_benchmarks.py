@@ -145,7 +145,8 @@ async def test_suite_scores_near_one_ideal_and_lower_on_a_noisy_fake_backend(gat
         next(iter(next(iter(record["results"]["circuit_metrics"].values())).values()))
     )
     wit = next(r for r in ideal if r["job_type"] == "WIT")
-    assert 0 < wit["results"]["expectation_value"]["uncertainty"] < 0.01
+    # Binomial sqrt(p(1-p)/N): exactly 0 when the ideal simulator measures every shot alike.
+    assert 0 <= wit["results"]["expectation_value"]["uncertainty"] < 0.01
 
     _, noisy = await _run(stub, "local:fake_lagos", _suite("noisy"))
     noisy_scores = {r["job_type"]: r["results"]["score"]["value"] for r in noisy}
