@@ -26,6 +26,7 @@ import grpc
 
 from qsched import _common as c
 from qsched import connection
+from qsched._pages import collect
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched.errors import QschedError, from_rpc_error
@@ -313,25 +314,13 @@ class JobClient:
             )
 
     def _list(self, view: int, states: list[int], owner: str, device: str, limit: int) -> list[pb.Job]:
-        jobs: list[pb.Job] = []
-        token = ""
-        while len(jobs) < limit:
-            response = self._call(
-                "ListJobs",
-                pb.ListJobsRequest(
-                    view=view,
-                    states=states,
-                    owner=owner,
-                    device=device,
-                    page_size=min(limit - len(jobs), 1000),
-                    page_token=token,
-                ),
+        def page(token: str, size: int) -> pb.ListJobsResponse:
+            request = pb.ListJobsRequest(
+                view=view, states=states, owner=owner, device=device, page_size=size, page_token=token
             )
-            jobs.extend(response.jobs)
-            token = response.next_page_token
-            if not token:
-                break
-        return jobs
+            return self._call("ListJobs", request)
+
+        return collect(page, lambda response: response.jobs, limit)
 
     def list_queue(self, device: str | None = None) -> dict[str, Any]:
         """{"pending_jobs": [...], "running_job": {...}|None, "total_pending": n} (dicts as in the seed;
@@ -430,28 +419,27 @@ class JobClient:
 
     def get_runs(self, job_id: str) -> list[dict[str, Any]]:
         """Every run (attempt) of a job, oldest first, with the settings that produced it."""
-        runs: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            page = self._call("ListRuns", pb.ListRunsRequest(job_id=job_id, page_token=token))
-            for run in page.runs:
-                runs.append(
-                    {
-                        "task_id": run.task_id,
-                        "attempt": run.attempt,
-                        "status": c.SEED_STATUS.get(run.state, "unknown"),
-                        "started_at": c.iso(c.to_datetime(run.start_time)),
-                        "completed_at": c.iso(c.to_datetime(run.end_time)),
-                        "data_file_path": run.data_file_path or None,
-                        "summary": dict(run.summary),
-                        "config_revisions": dict(run.config_revisions),
-                        "error_message": run.error.message if run.HasField("error") else None,
-                        "settings": c.payload_to_dict(run.payload),
-                    }
-                )
-            token = page.next_page_token
-            if not token:
-                return runs
+        runs = collect(
+            lambda token, size: self._call(
+                "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
+            ),
+            lambda page: page.runs,
+        )
+        return [
+            {
+                "task_id": run.task_id,
+                "attempt": run.attempt,
+                "status": c.SEED_STATUS.get(run.state, "unknown"),
+                "started_at": c.iso(c.to_datetime(run.start_time)),
+                "completed_at": c.iso(c.to_datetime(run.end_time)),
+                "data_file_path": run.data_file_path or None,
+                "summary": dict(run.summary),
+                "config_revisions": dict(run.config_revisions),
+                "error_message": run.error.message if run.HasField("error") else None,
+                "settings": c.payload_to_dict(run.payload),
+            }
+            for run in runs
+        ]
 
     def download(self, job_id: str, path: str | Path | None = None, task_id: str | None = None) -> Path:
         """Copy the run's HDF5 file to `path` (a file or a directory; default: the current directory)."""
@@ -490,22 +478,14 @@ class JobClient:
         self, kind: int = pb.JOB_KIND_UNSPECIFIED, owner: str | None = None, limit: int = 50
     ) -> list[pb.Job]:
         """Jobs newest first, optionally of one kind (pb.JOB_KIND_BENCHMARK...) and one owner."""
-        jobs: list[pb.Job] = []
-        token = ""
-        while len(jobs) < limit:
+
+        def page(token: str, size: int) -> pb.ListJobsResponse:
             request = pb.ListJobsRequest(
-                view=pb.LIST_VIEW_HISTORY,
-                owner=owner or "",
-                kind=kind,
-                page_size=min(limit - len(jobs), 1000),
-                page_token=token,
+                view=pb.LIST_VIEW_HISTORY, owner=owner or "", kind=kind, page_size=size, page_token=token
             )
-            response = self._call("ListJobs", request)
-            jobs.extend(response.jobs)
-            token = response.next_page_token
-            if not token:
-                break
-        return jobs
+            return self._call("ListJobs", request)
+
+        return collect(page, lambda response: response.jobs, limit)
 
     def _submit_payload(
         self,

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import grpc
 
+from qsched._pages import collect
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched.errors import QschedError
@@ -331,20 +332,15 @@ class ConfigClient:
 
     def list(self, config_type: str | None = None, limit: int = 50) -> builtins.list[Revision]:
         """Up to `limit` revisions, newest first, of one type or all."""
-        out: builtins.list[Revision] = []
-        token = ""
-        while len(out) < limit:
-            response = self._call(
+        revisions = collect(
+            lambda token, size: self._call(
                 "ListRevisions",
-                pb.ListRevisionsRequest(
-                    config_type=config_type or "", page_size=min(limit - len(out), 1000), page_token=token
-                ),
-            )
-            out += [_revision(r) for r in response.revisions]
-            token = response.next_page_token
-            if not token:
-                break
-        return out
+                pb.ListRevisionsRequest(config_type=config_type or "", page_size=size, page_token=token),
+            ),
+            lambda page: page.revisions,
+            limit,
+        )
+        return [_revision(r) for r in revisions]
 
     def diff(self, a: str, b: str) -> str:
         """Unified diff from revision `a` to revision `b` ("" when the contents are identical)."""
@@ -353,33 +349,25 @@ class ConfigClient:
 
     def history(self, config_type: str | None = None, limit: int = 50) -> builtins.list[MainChange]:
         """Changes of main (who, when, from, to), newest first, of one type or all."""
-        out: builtins.list[MainChange] = []
-        token = ""
-        while len(out) < limit:
-            response = self._call(
+        changes = collect(
+            lambda token, size: self._call(
                 "ListMainHistory",
-                pb.ListMainHistoryRequest(
-                    config_type=config_type or "", page_size=min(limit - len(out), 1000), page_token=token
-                ),
-            )
-            out += [_change(c) for c in response.changes]
-            token = response.next_page_token
-            if not token:
-                break
-        return out
+                pb.ListMainHistoryRequest(config_type=config_type or "", page_size=size, page_token=token),
+            ),
+            lambda page: page.changes,
+            limit,
+        )
+        return [_change(c) for c in changes]
 
     def types(self) -> builtins.list[ConfigType]:
         """Every registered config type, by name."""
-        out: builtins.list[ConfigType] = []
-        token = ""
-        while True:
-            response = self._call(
-                "ListConfigTypes", pb.ListConfigTypesRequest(page_size=1000, page_token=token)
-            )
-            out += [_type(t) for t in response.config_types]
-            token = response.next_page_token
-            if not token:
-                return out
+        types = collect(
+            lambda token, size: self._call(
+                "ListConfigTypes", pb.ListConfigTypesRequest(page_size=size, page_token=token)
+            ),
+            lambda page: page.config_types,
+        )
+        return [_type(t) for t in types]
 
     def _type_of(self, revision_id: str) -> str:
         """The config type of a revision, from the abbreviation in its id."""

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from qsched import connection
+from qsched._pages import collect_async
 from qsched.aio.job import CompositeJob, Job
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
@@ -263,14 +264,12 @@ class Client:
         return job
 
     async def _all_runs(self, job_id: str) -> list[pb.Run]:
-        runs: list[pb.Run] = []
-        token = ""
-        while True:
-            page = await self._unary("ListRuns", pb.ListRunsRequest(job_id=job_id, page_token=token))
-            runs.extend(page.runs)
-            token = page.next_page_token
-            if not token:
-                return runs
+        return await collect_async(
+            lambda token, size: self._unary(
+                "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
+            ),
+            lambda page: page.runs,
+        )
 
     # -- persistence -----------------------------------------------------------------------------------
     def load(self, path: str | Path) -> Job | CompositeJob:
