@@ -67,3 +67,12 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
 def postgres_url(postgres_databases: Callable[[], str]) -> str:
     """The URL of a fresh, empty database for this test session."""
     return postgres_databases()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'empty.db').as_posix()}"
+    make_database: Callable[[], str] = request.getfixturevalue("postgres_databases")
+    return make_database()

@@ -4,14 +4,11 @@ several processes sharing one database, durability, and the migrations."""
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from qsched_scheduler import db
@@ -20,6 +17,7 @@ from qsched_scheduler.store.base import RunUpdate
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.models import JobRow, metadata
 from qsched_scheduler.store.sql import SqlJobStore
+from tests.support.migrations import schema_drift, table_names
 
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 JOBS_PER_PROCESS = 150
@@ -201,43 +199,17 @@ def test_postgresql_urls_use_psycopg() -> None:
 
 
 # -- migrations ----------------------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url_for(tmp_path)
-    make_database: Callable[[], str] = request.getfixturevalue("postgres_databases")
-    return make_database()
-
-
-def _tables(url: str) -> set[str]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(inspect(conn).get_table_names())
-    finally:
-        engine.dispose()
-
-
-def _schema_drift(url: str) -> list:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
-    finally:
-        engine.dispose()
-
-
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
     assert db.head() == "0003"
 
     db.upgrade(empty_db_url)
-    assert _tables(empty_db_url) == TABLES | {"alembic_version"}
+    assert table_names(empty_db_url) == TABLES | {"alembic_version"}
     assert db.current(empty_db_url) == db.head()
-    assert _schema_drift(empty_db_url) == []  # the models and the migrations agree
+    assert schema_drift(empty_db_url, metadata) == []  # the models and the migrations agree
 
     db.downgrade(empty_db_url)
-    assert _tables(empty_db_url) <= {"alembic_version"}
+    assert table_names(empty_db_url) <= {"alembic_version"}
     assert db.current(empty_db_url) is None
 
     db.upgrade(empty_db_url)
@@ -267,7 +239,7 @@ def test_upgrade_from_0001_keeps_queue_order_and_run_settings(empty_db_url: str)
     finally:
         engine.dispose()
     db.upgrade(empty_db_url)
-    assert _schema_drift(empty_db_url) == []
+    assert schema_drift(empty_db_url, metadata) == []
     store = SqlJobStore(make_engine(empty_db_url))
     try:
         third = store.submit(new_job(), T0).change.job
