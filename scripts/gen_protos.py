@@ -19,7 +19,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 OUT = ROOT / "clients" / "python" / "qsched" / "api"
-IMPORT_RE = re.compile(r"^(from|import) qsched\.(?=(jobs|executor|configs|gateway)\.v\d)", re.MULTILINE)
+IMPORT_RE = re.compile(r"^(from|import) qsched\.(?=(jobs|executor|configs|gateway|admin)\.v\d)", re.MULTILINE)
 
 
 def main() -> int:

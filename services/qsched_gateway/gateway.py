@@ -111,6 +111,7 @@ class FetchOutcome:
     tasks: list[tuple[TaskRecord, TaskResultData | None]]
     benchmark_json: str
     submission_id: str
+    scoring_json: str = ""  # what scoring used (parts: params, data, circuit ranges), for offline re-scoring
 
 
 class Changes:
@@ -158,6 +159,7 @@ def installed_adapters(credentials: Credentials, registry: Registry, notify, loc
         ("ibm", "qsched_gateway.providers.ibm", "IbmAdapter"),
         ("braket", "qsched_gateway.providers.braket", "BraketAdapter"),
         ("ionq", "qsched_gateway.providers.ionq", "IonQAdapter"),
+        ("azure", "qsched_gateway.providers.azure", "AzureAdapter"),
     ]:
         try:
             import importlib
@@ -517,12 +519,16 @@ class Gateway:
             pairs.append((record, result))
         submission_ids = {r.submission_id for r in records}
         owner = submission_id or (submission_ids.pop() if len(submission_ids) == 1 else "")
-        scored = ""
+        scored = scoring = ""
         if owner:
             submission = self.registry.submission(owner)
             if submission.kind != "circuits" and {r.task_id for r in records} >= set(submission.task_ids):
                 scored = await asyncio.to_thread(self._score, submission, pairs)
-        return FetchOutcome(pairs, scored, owner)
+                spec = submission.spec
+                scoring = json.dumps(
+                    {"parts": spec["parts"], "suite": spec.get("suite")}, sort_keys=True, default=float
+                )
+        return FetchOutcome(pairs, scored, owner, scoring)
 
     def _score(self, submission: Submission, pairs: list[tuple[TaskRecord, TaskResultData | None]]) -> str:
         spec = submission.spec
@@ -570,6 +576,8 @@ class Gateway:
             }
             if transpiled:
                 circuit_metadata["transpiled_two_qubit_gate_counts"] = transpiled
+            if "qubit_chain" in part.data:  # EPLG, as metriq-gym exports it
+                circuit_metadata["qubit_chain"] = part.data["qubit_chain"]
             if failed:
                 first = failed[0]
                 record["outcome"] = "error"

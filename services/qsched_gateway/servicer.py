@@ -213,4 +213,5 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
             results=results,
             benchmark_results_json=outcome.benchmark_json,
             submission_id=outcome.submission_id,
+            scoring_json=outcome.scoring_json,
         )

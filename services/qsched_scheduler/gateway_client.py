@@ -12,8 +12,8 @@ from google.protobuf import json_format
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qsched.errors import error_info
+from qsched_runtime.security import PeerCredentials
 from qsched_runtime.server import MAX_MESSAGE_BYTES
-from qsched_runtime.tracing import client_interceptors
 from qsched_scheduler.domain import JobKind, Payload
 from qsched_scheduler.gateway_port import (
     GatewayRejected,
@@ -69,11 +69,9 @@ def workload(payload: Payload) -> pb.Workload:
 
 
 class GrpcProviderGateway:
-    def __init__(self, address: str):
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            interceptors=client_interceptors(),
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    def __init__(self, address: str, credentials: PeerCredentials | None = None):
+        self._channel = (credentials or PeerCredentials()).channel(
+            address, [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         )
         self._stub = pb_grpc.ProviderGatewayServiceStub(self._channel)
 
@@ -105,7 +103,9 @@ class GrpcProviderGateway:
         try:
             async for message in call:
                 s = message.status
-                yield ProviderStatus(s.task_id, _STATES.get(s.state, "QUEUED"), s.queue_position, s.message)
+                yield ProviderStatus(
+                    s.task_id, _STATES.get(s.state, "QUEUED"), s.queue_position, s.message, s.provider_status
+                )
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from error
         finally:
@@ -123,7 +123,13 @@ class GrpcProviderGateway:
         )
         response = await self._unary("FetchResult", request)
         tasks = [json_format.MessageToDict(t, preserving_proto_field_name=True) for t in response.results]
-        return json.dumps({"tasks": tasks, "benchmark_results_json": response.benchmark_results_json})
+        return json.dumps(
+            {
+                "tasks": tasks,
+                "benchmark_results_json": response.benchmark_results_json,
+                "scoring_json": response.scoring_json,
+            }
+        )
 
     async def close(self) -> None:
         await self._channel.close()

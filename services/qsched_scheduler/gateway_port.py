@@ -35,6 +35,7 @@ class ProviderStatus:
     state: ProviderState
     queue_position: int = 0
     message: str = ""
+    provider_status: str = ""  # the provider's own status word (e.g. QUEUED, ready, INITIALIZING)
 
 
 class GatewayUnavailable(Exception):
@@ -67,6 +68,7 @@ class ProviderGateway(Protocol):
     async def cancel(self, device: str, submitted: Submitted) -> None: ...
 
     async def fetch_result(self, device: str, submitted: Submitted) -> str:
-        """The results as JSON: {"tasks": [TaskResult as JSON...], "benchmark_results_json": str}."""
+        """The results as JSON: {"tasks": [TaskResult as JSON...], "benchmark_results_json": str,
+        "scoring_json": str}."""
 
     async def close(self) -> None: ...

@@ -22,6 +22,7 @@ from qsched_scheduler.gateway_port import (
     GatewayRejected,
     GatewayUnavailable,
     ProviderGateway,
+    ProviderStatus,
     Submitted,
 )
 from qsched_scheduler.store.base import RunUpdate
@@ -59,6 +60,12 @@ class ProviderDispatcher(DispatchLoop):
         self._runs: dict[str, asyncio.Task[None]] = {}  # task_id -> follower
         self._hold_until = 0.0  # after the gateway was unreachable: wait before submitting again
         self._backoff = RETRY_MIN_S
+        self._statuses: dict[str, dict[str, ProviderStatus]] = {}  # run task id -> provider task -> latest
+
+    def provider_statuses(self, run_task_id: str) -> list[ProviderStatus]:
+        """The latest status of each provider task of an active run, as the gateway last reported it
+        (in memory only: after a restart it is back with the follower's first Watch message)."""
+        return list(self._statuses.get(run_task_id, {}).values())
 
     async def stop(self) -> None:
         await cancel_tasks([t for t in (self._task, *self._runs.values()) if t is not None])
@@ -84,7 +91,7 @@ class ProviderDispatcher(DispatchLoop):
             delay = self._hold_until - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            while len(self._runs) < self.max_in_flight:
+            while len(self._runs) < self.max_in_flight and not self.held():
                 task_id = str(uuid.uuid4())
                 change = await self._call(
                     self._store.claim_next, self.device, task_id, self._clock(), self.max_in_flight
@@ -144,13 +151,21 @@ class ProviderDispatcher(DispatchLoop):
     async def _follow(self, task_id: str, submitted: Submitted) -> None:
         """Follow the provider tasks to the end (re-attaching whenever the gateway was
         unreachable), then record the outcome and cache the results."""
+        try:
+            await self._follow_tasks(task_id, submitted)
+        finally:
+            self._statuses.pop(task_id, None)
+
+    async def _follow_tasks(self, task_id: str, submitted: Submitted) -> None:
         states: dict[str, str] = {}
         messages: dict[str, str] = {}
+        latest = self._statuses.setdefault(task_id, {})
         started, last_position, backoff = False, -1, RETRY_MIN_S
         while not (states and all(s in TERMINAL_PROVIDER_STATES for s in states.values())):
             try:
                 async for status in self.gateway.watch(self.device, submitted):
                     states[status.task_id] = status.state
+                    latest[status.task_id] = status
                     if status.message:
                         messages[status.task_id] = status.message
                     if status.state == "RUNNING" and not started:

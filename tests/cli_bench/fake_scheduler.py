@@ -9,6 +9,7 @@ checks)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from qsched.api.gateway.v1 import gateway_pb2 as gpb
 from qsched.api.gateway.v1 import gateway_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
+from qsched_runtime.security import PeerCredentials
 
 TERMINAL = {pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED}
 
@@ -48,7 +50,10 @@ async def _pass_on(context, error: grpc.aio.AioRpcError):
 
 class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, gateway_address: str):
-        self.channel = grpc.aio.insecure_channel(gateway_address)
+        # as the scheduler does: the gateway takes calls from the scheduler's service principal only
+        self.channel = PeerCredentials(token=os.environ.get("QSCHED_SERVICE_TOKEN", "").strip()).channel(
+            gateway_address
+        )
         self.gateway = gateway_pb2_grpc.ProviderGatewayServiceStub(self.channel)
         self.jobs: dict[str, Entry] = {}
         self.fetches = 0
@@ -105,19 +110,26 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         return entry
 
     async def _refresh(self, entry: Entry) -> None:
-        if entry.job.state in TERMINAL or self.hold:
+        if entry.job.state in TERMINAL:
             return
-        states = []
+        statuses = []
         stream = self.gateway.Watch(gpb.WatchRequest(submission_id=entry.submission_id))
         async for item in stream:
-            states.append(item.status.state)
-            if len(states) >= len(entry.task_ids):
+            statuses.append(item.status)
+            if len(statuses) >= len(entry.task_ids):
                 break
         stream.cancel()
+        # as the scheduler does: the latest provider status of each task of an active run
+        del entry.job.current_run.provider_tasks[:]
+        entry.job.current_run.provider_tasks.extend(statuses)
+        states = [s.state for s in statuses]
+        if self.hold:
+            return
         if not all(
             s in (gpb.TASK_STATE_COMPLETED, gpb.TASK_STATE_FAILED, gpb.TASK_STATE_CANCELLED) for s in states
         ):
             return
+        del entry.job.current_run.provider_tasks[:]
         if gpb.TASK_STATE_FAILED in states:
             state = pb.Job.STATE_FAILED
             entry.job.error.reason = "PROVIDER_TASK_FAILED"
@@ -212,6 +224,7 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
             task_id=entry.job.current_run.task_id,
             tasks=fetched.results,
             benchmark_results_json=fetched.benchmark_results_json,
+            scoring_json=fetched.scoring_json,
         )
         response.fetch_time.GetCurrentTime()
         entry.cached = response

@@ -20,6 +20,7 @@ from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc
 from qsched_runtime.config import Endpoints, ServiceConfig
 from qsched_runtime.server import start_server
+from tests.support.identity import authed_channel
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -59,7 +60,7 @@ async def gateway_server(data_dir, **env):
     await handle.start()
     address = f"127.0.0.1:{server.port}"
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with authed_channel(address) as channel:
             yield gateway_pb2_grpc.ProviderGatewayServiceStub(channel), handle.gateway
     finally:
         await server.stop(0)

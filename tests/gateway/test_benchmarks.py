@@ -50,6 +50,7 @@ def test_every_listed_benchmark_validates_its_defaults():
     minimal = {
         "QML Kernel": {"num_qubits": 3},
         "Linear Ramp QAOA": {"graph_type": "1D", "num_qubits": 4},
+        "EPLG": {"num_qubits_in_chain": 4},
     }
     for name in benchmarks.BENCHMARKS:
         bench, params = benchmarks.validate({"benchmark_name": name, **minimal.get(name, {})})

@@ -27,6 +27,7 @@ class FakeTask:
     state: int = pb.TASK_STATE_QUEUED
     queue_position: int = 3
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    provider_status: str = ""  # the provider's own status word, sent with the state
 
 
 class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
@@ -104,6 +105,7 @@ class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
                         state=task.state,
                         queue_position=task.queue_position if task.state == pb.TASK_STATE_QUEUED else 0,
                         message="boom" if task.state == pb.TASK_STATE_FAILED else "",
+                        provider_status=task.provider_status,
                     )
                     yield pb.WatchResponse(status=status)
             if all(self.tasks[t].state in TERMINAL for t in ids):

@@ -167,6 +167,7 @@ class Results:
     benchmark: Any = None  # a record (dict), a list of records (suite), or None (plain circuits)
     cached: bool = False
     fetch_time: datetime | None = None
+    scoring: dict[str, Any] | None = None  # what the gateway scored with: {parts: [...], suite}
 
     @classmethod
     def from_response(cls, response: pb.GetJobResultResponse) -> Results:
@@ -194,7 +195,13 @@ class Results:
         fetched = None
         if response.HasField("fetch_time") and (response.fetch_time.seconds or response.fetch_time.nanos):
             fetched = response.fetch_time.ToDatetime(tzinfo=UTC)
-        return cls(response.job_id, response.task_id, tasks, document, response.cached, fetched)
+        scoring = None
+        if response.scoring_json:
+            try:
+                scoring = json.loads(response.scoring_json)
+            except ValueError:
+                scoring = None
+        return cls(response.job_id, response.task_id, tasks, document, response.cached, fetched, scoring)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -322,6 +329,12 @@ def debug_document(job: pb.Job, results: Results) -> dict[str, Any]:
             for n in (r.get("circuit_metadata") or {}).get("transpiled_two_qubit_gate_counts", [])
         ],
     }
+    if results.scoring and isinstance(results.scoring.get("parts"), list):
+        # What the gateway scored with (validated params, expected outcomes, drawn seeds, qubit chains,
+        # circuit ranges): replay re-scores from these without rebuilding anything.
+        job_data["parts"] = results.scoring["parts"]
+        if results.scoring.get("suite") and not job_data["suite"]:
+            job_data["suite"] = results.scoring["suite"]
     return {
         "job_id": job.job_id,
         "job_type": job_type,
@@ -505,13 +518,111 @@ def _replay_device(document: dict[str, Any], DeviceInfo):
     return info, known
 
 
+def _record(
+    job_type: str,
+    results: dict[str, Any],
+    runtime: float,
+    platform: dict[str, Any],
+    suite: dict[str, Any] | None,
+    input_counts: list[int],
+    transpiled: list[int],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """One export record, built as the gateway builds it when it scores."""
+    record: dict[str, Any] = {
+        "app_version": _version(),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "suite_id": (suite or {}).get("id") if suite else None,
+        "job_type": job_type,
+    }
+    if suite:
+        record["suite"] = suite
+    record["results"] = json.loads(json.dumps(results, sort_keys=True, default=float))
+    record["runtime_seconds"] = runtime
+    record["platform"] = platform
+    record["circuit_metadata"] = {"input_two_qubit_gate_counts": input_counts}
+    if transpiled:
+        record["circuit_metadata"]["transpiled_two_qubit_gate_counts"] = transpiled
+    if "qubit_chain" in data:
+        record["circuit_metadata"]["qubit_chain"] = data["qubit_chain"]
+    return record
+
+
+def _score(gb, bench, label: str, params, data, counts, runtime, platform) -> dict[str, Any]:
+    metadata = platform.get("device_metadata") or {}
+    context = gb.ScoreContext(execution_seconds=runtime, device_metadata=metadata)
+    try:
+        return bench.score(params, data, counts, context)
+    except ImportError as error:
+        raise ReplayError(
+            f"replay needs the local extra ({error.name or error} is missing): pip install 'qsched[local]'"
+        ) from None
+    except Exception as error:
+        raise ReplayError(f"scoring {label} failed: {error}") from None
+
+
+def _platform(job_data: dict[str, Any]) -> dict[str, Any]:
+    platform = job_data.get("platform")
+    if platform:
+        return platform
+    provider, _, device = str(job_data.get("device") or "").partition(":")
+    return {"provider": provider, "device": device, "device_metadata": {}}
+
+
+def _replay_parts(gb, document: dict[str, Any], parts: list[Any]) -> Any:
+    """Re-score with what the gateway scored with (job_data.parts): nothing is rebuilt, so this works
+    for any device, and for benchmarks that drew random numbers at dispatch."""
+    raw = document.get("raw_results") or []
+    counts = flatten_counts(raw)
+    seconds = _circuit_seconds(raw)
+    job_data = document.get("job_data") or {}
+    platform = _platform(job_data)
+    suite = job_data.get("suite")
+    transpiled = job_data.get("transpiled_two_qubit_gate_counts") or []
+    records = []
+    for part in parts:
+        if not isinstance(part, dict) or not {"job_type", "params", "data", "start", "end"} <= set(part):
+            raise ReplayError("the debug file's job_data.parts are damaged (a part lacks its fields)")
+        label = part.get("name") or part["job_type"]
+        try:
+            bench = gb.get(part["job_type"])
+        except KeyError:
+            raise ReplayError(f"no scoring code for {part['job_type']!r} ({label}) here") from None
+        start, end = int(part["start"]), int(part["end"])
+        if end > len(counts):
+            raise ReplayError(
+                f"the debug file holds counts for {len(counts)} circuits; {label} needs circuits "
+                f"{start}..{end - 1}"
+            )
+        runtime = sum(seconds.get(i, 0.0) for i in range(start, end))
+        results = _score(gb, bench, label, part["params"], part["data"], counts[start:end], runtime, platform)
+        records.append(
+            _record(
+                bench.name,
+                results,
+                runtime,
+                platform,
+                suite,
+                list(part.get("input_two_qubit_gate_counts") or []),
+                transpiled[start:end] if len(transpiled) >= end else [],
+                part["data"],
+            )
+        )
+    return records if suite else records[0]
+
+
 def replay(document: dict[str, Any]) -> Any:
     """Re-score a debug file offline with the gateway's scoring code: returns the export record (a list
-    of records for a suite), as `poll --json` would have written it."""
+    of records for a suite), as `poll --json` would have written it. With `job_data.parts` (what the
+    gateway scored with) the counts are re-scored from those; an older file without them is rebuilt from
+    its config and device."""
     gb, DeviceInfo = _gateway()
     params = document.get("params")
     if not isinstance(params, dict):
         raise ReplayError("the debug file's 'params' must be the job config (or the suite) as an object")
+    parts = (document.get("job_data") or {}).get("parts")
+    if isinstance(parts, list) and parts:
+        return _replay_parts(gb, document, parts)
     is_suite = SUITE_KEY in params and "benchmark_name" not in params
     try:
         if is_suite:
@@ -532,7 +643,10 @@ def replay(document: dict[str, Any]) -> Any:
         "device": device.native,
         "device_metadata": device.metadata(),
     }
-    suite = job_data.get("suite")
+    suite = None
+    if is_suite:
+        suite = {"id": (job_data.get("suite") or {}).get("id"), "name": suite_name}
+    transpiled = job_data.get("transpiled_two_qubit_gate_counts") or []
     records = []
     start = 0
     for name, bench, params_ in validated:
@@ -546,8 +660,9 @@ def replay(document: dict[str, Any]) -> Any:
             )
         if bench.name == "Mirror Circuits" and params_.get("seed") is None:
             raise ReplayError(
-                "Mirror Circuits without a 'seed' draws random circuits at dispatch: they cannot be rebuilt "
-                "offline (set a seed in the config to make runs replayable)"
+                "Mirror Circuits without a 'seed' drew random circuits at dispatch, and this debug file "
+                "does not hold the drawn seed (job_data.parts): write it again with `qsched job poll "
+                "--include-raw --no-cache`"
             )
         try:
             built = bench.build(params_, device)
@@ -556,37 +671,31 @@ def replay(document: dict[str, Any]) -> Any:
                 f"replay needs the local extra ({error.name or error} is missing): "
                 "pip install 'qsched[local]'"
             ) from None
+        except Exception as error:
+            raise ReplayError(
+                f"cannot rebuild {name or bench.name}: {getattr(error, 'message', error)}"
+            ) from None
         end = start + len(built.circuits)
         if end > len(counts):
             raise ReplayError(
                 f"the debug file holds counts for {len(counts)} circuits; {name or bench.name} needs "
                 f"circuits {start}..{end - 1}"
             )
-        part_counts = counts[start:end]
         runtime = sum(seconds.get(i, 0.0) for i in range(start, end))
-        context = gb.ScoreContext(
-            execution_seconds=runtime, device_metadata=platform.get("device_metadata") or {}
+        label = name or bench.name
+        results = _score(gb, bench, label, params_, built.data, counts[start:end], runtime, platform)
+        records.append(
+            _record(
+                bench.name,
+                results,
+                runtime,
+                platform,
+                suite,
+                _two_qubit_counts(built.circuits),
+                transpiled[start:end] if len(transpiled) >= end else [],
+                built.data,
+            )
         )
-        try:
-            results = bench.score(params_, built.data, part_counts, context)
-        except Exception as error:
-            raise ReplayError(f"scoring {name or bench.name} failed: {error}") from None
-        record: dict[str, Any] = {
-            "app_version": _version(),
-            "timestamp": datetime.now(UTC).isoformat(),
-            "suite_id": (suite or {}).get("id") if is_suite else None,
-            "job_type": bench.name,
-        }
-        if is_suite:
-            record["suite"] = {"id": (suite or {}).get("id"), "name": suite_name}
-        record["results"] = json.loads(json.dumps(results, default=float))
-        record["runtime_seconds"] = runtime
-        record["platform"] = platform
-        record["circuit_metadata"] = {"input_two_qubit_gate_counts": _two_qubit_counts(built.circuits)}
-        transpiled = job_data.get("transpiled_two_qubit_gate_counts") or []
-        if len(transpiled) >= end:
-            record["circuit_metadata"]["transpiled_two_qubit_gate_counts"] = transpiled[start:end]
-        records.append(record)
         start = end
     return records if is_suite else records[0]
 

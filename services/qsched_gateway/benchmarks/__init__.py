@@ -8,6 +8,8 @@ from typing import Any
 from qsched_gateway.benchmarks.bseq import BSEQ
 from qsched_gateway.benchmarks.clops import CLOPS
 from qsched_gateway.benchmarks.core import Benchmark, Built, ScoreContext
+from qsched_gateway.benchmarks.eplg import EPLG
+from qsched_gateway.benchmarks.eplg import available as eplg_available
 from qsched_gateway.benchmarks.mirror import MirrorCircuits
 from qsched_gateway.benchmarks.qaoa import LinearRampQAOA
 from qsched_gateway.benchmarks.qedc import (
@@ -28,6 +30,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         BSEQ(),
         CLOPS(),
+        EPLG(),
         QMLKernel(),
         MirrorCircuits(),
         WIT(),
@@ -40,7 +43,6 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 # Known to metriq-gym, not run by this gateway (see docs/gateway.md).
 NOT_SUPPORTED = {
-    "EPLG": "needs qiskit-experiments (LayerFidelity), which is not installed",
     "QAT OLE": "not implemented (optional)",
     "Quantum Volume": "removed from metriq-gym (PR #720)",
 }
@@ -55,6 +57,12 @@ def validate(config: Any, entry: str = "") -> tuple[Benchmark, dict]:
     if not isinstance(config, dict):
         raise invalid_config(f"{where}a benchmark config is a JSON object")
     name = config.get("benchmark_name")
+    if name == EPLG.name and not eplg_available():
+        raise InvalidArgument(
+            "UNKNOWN_BENCHMARK",
+            f"{where}benchmark 'EPLG' needs qiskit-experiments (LayerFidelity), which is not installed "
+            "here: pip install 'qsched[local]'",
+        )
     if name in NOT_SUPPORTED:
         raise InvalidArgument(
             "UNKNOWN_BENCHMARK", f"{where}benchmark {name!r} is not supported: {NOT_SUPPORTED[name]}"

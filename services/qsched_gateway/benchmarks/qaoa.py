@@ -124,8 +124,11 @@ class LinearRampQAOA(Benchmark):
         shots = params["shots"]
 
         def ratio(observed: dict[str, int]) -> float:
-            keys = np.array([int(k, 2) for k in observed], dtype=np.int64)
-            values = np.array(list(observed.values()), dtype=float)
+            # Sorted: a float sum depends on its order, and replay must reproduce the score exactly
+            # whatever order the counts were stored in.
+            items = sorted(observed.items())
+            keys = np.array([int(k, 2) for k, _ in items], dtype=np.int64)
+            values = np.array([v for _, v in items], dtype=float)
             return float((cut_values(n, edges, weights, keys) * values).sum() / (best * values.sum()))
 
         rng = np.random.default_rng(params["seed"] + 1)
