@@ -47,6 +47,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("board_gap", "gap_after_result_ms", "4   result update->next started", "ms"),
     ("board_gap", "run_end_to_result_ms", "4   run end->result (file write)", "ms"),
     ("board_gap", "drain_jobs_per_s", "4 drain rate (no-op jobs)", "jobs/s"),
+    ("board_gap", "gap_50ms_runs_ms", "4 board gap, 50 ms runs", "ms"),
     ("queue_depth", "ratio", "5 per-job cost, deep/shallow", "x"),
     ("queue_depth", "submit_ratio", "5   submit part, deep/shallow", "x"),
     ("queue_depth", "dispatch_ratio", "5   dispatch part, deep/shallow", "x"),

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from bench import workers
-from bench.stack import BIN, REPO, TERMINAL, Clients, Stack, file_times, submit_request, ts
+from bench.stack import BIN, REPO, TERMINAL, Clients, Stack, file_times, in_group, submit_request, ts
 from bench.stats import median, summary
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 
@@ -38,6 +38,7 @@ class Sizes:
     dispatch_samples: int = 60
     notify_samples: int = 50
     gap_jobs: int = 250
+    gap_jobs_50ms: int = 40
     depth_small: int = 1_000
     depth_large: int = 100_000
     depth_probe_submits: int = 100
@@ -57,6 +58,7 @@ QUICK = Sizes(
     dispatch_samples=5,
     notify_samples=3,
     gap_jobs=20,
+    gap_jobs_50ms=5,
     depth_small=50,
     depth_large=200,
     depth_probe_submits=10,
@@ -274,9 +276,20 @@ def board_gap(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
             updates.append((clients.exec_updates(task_id), end))
     update_gaps = [b["started"] - a["result"] for (a, _), (b, _) in itertools.pairwise(updates)]
     file_write = [u["result"] - end for u, end in updates]
+    # The same with runs that take 50 ms on the board, longer than the control plane's per-job
+    # time: what pipelined dispatch leaves of the gap when the board is the bottleneck.
+    holder = clients.hold()
+    short = [clients.submit("bench-gap-50ms", sleep_s=0.05) for _ in range(sizes.gap_jobs_50ms)]
+    clients.release(holder)
+    clients.wait_idle()
+    ran = [clients.get(j.job_id) for j in short]
+    errors += _failures(ran)
+    ok50 = sorted(file_times(j.current_run.data_file_path) for j in ran if j.state == pb.Job.STATE_SUCCEEDED)
+    gaps_50ms = [b[0] - a[1] for a, b in itertools.pairwise(ok50)]
     return _result(
         {
             "gap_ms": summary(gaps, 1e3),
+            "gap_50ms_runs_ms": summary(gaps_50ms, 1e3),
             "gap_after_result_ms": summary(update_gaps, 1e3),
             "run_end_to_result_ms": summary(file_write, 1e3),
             "start_to_start_ms": summary(cycle, 1e3),
@@ -314,12 +327,12 @@ def _depth_probe(stack: Stack, clients: Clients, sizes: Sizes, holder: pb.Job) -
     finished = clients.jobs.ListJobs(
         pb.ListJobsRequest(
             view=pb.LIST_VIEW_HISTORY,
-            owner="bench-depth",
             states=[pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED],
             page_size=sizes.depth_probe_runs + 100,
         ),
         timeout=120,
     ).jobs
+    finished = [j for j in finished if in_group(j, "bench-depth")]
     ran = [j for j in finished if ts(j.current_run.start_time) >= released_at]
     errors += _failures(ran)
     starts = sorted(file_times(j.current_run.data_file_path)[0] for j in ran)
@@ -470,7 +483,7 @@ def rabi(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
     for _ in range(sizes.rabi_runs):
         request = pb.SubmitJobRequest(
             device="qick",
-            owner="bench-rabi",
+            labels={"bench": "bench-rabi"},
             payload=pb.JobPayload(
                 lab_experiment=pb.LabExperiment(
                     experiment_class="AmplitudeRabiExperiment",

@@ -31,6 +31,21 @@ BUILTINS = "qsched_hardware.experiments"
 UP_TIMEOUT_S = 120.0
 TERMINAL = frozenset({pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED})
 SERVICES = ("scheduler", "configs", "gateway", "executor")
+GROUP_LABEL = "bench"  # which scenario a job belongs to (the owner is the stack's token's user)
+
+
+def channel(address: str, token: str | None = None) -> grpc.Channel:
+    """A channel that carries the stack's bearer token (see Stack.start), if there is one."""
+    from qsched.credentials import find_token, sync_channel
+
+    return sync_channel(address, find_token(token), None)
+
+
+def aio_channel(address: str) -> grpc.aio.Channel:
+    from qsched.credentials import aio_channel as make
+    from qsched.credentials import find_token
+
+    return make(address, find_token(), None)
 
 
 def free_port() -> int:
@@ -48,15 +63,20 @@ def noop_payload(sleep_s: float = 0.0) -> pb.JobPayload:
     )
 
 
-def submit_request(owner: str, sleep_s: float = 0.0, priority: int = 0, device: str = "qick"):
-    """A SubmitJob request as the SDK builds it (a fresh request_id every time)."""
+def submit_request(group: str, sleep_s: float = 0.0, priority: int = 0, device: str = "qick"):
+    """A SubmitJob request as the SDK builds it (a fresh request_id every time). The owner is
+    the caller (the stack's token); `group` goes into the label `bench`, which `jobs_of` reads."""
     return pb.SubmitJobRequest(
         device=device,
-        owner=owner,
         priority=priority,
         request_id=str(uuid.uuid4()),
         payload=noop_payload(sleep_s),
+        labels={GROUP_LABEL: group},
     )
+
+
+def in_group(job: pb.Job, group: str) -> bool:
+    return job.labels.get(GROUP_LABEL) == group
 
 
 def ts(stamp) -> float:
@@ -83,10 +103,19 @@ class Stack:
         argv = [str(BIN / "qsched"), "up", "--data-dir", str(self.data_dir)]
         for service, address in self.addresses.items():
             argv += [f"--{service}-address", address]
+        # One user (the token's) submits everything here, far beyond a user's default quota.
+        argv += ["--max-queued-per-user", str(10**9)]
         self.log_path = self.data_dir / "qsched-up.log"
         log = self.log_path.open("ab")
         env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
         env.pop("QSCHED_DATABASE_URL", None)  # the embedded SQLite database, always
+        # An installation of its own: users and tokens provisioned by this `up` in its data dir.
+        for name in ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_TOKEN"):
+            env.pop(name, None)
+            os.environ.pop(name, None)
+        # `qsched up` writes the token of the OS user who starts it here; the harness and the
+        # client processes it starts (which inherit os.environ) send it with every call.
+        os.environ["QSCHED_TOKEN_FILE"] = env["QSCHED_TOKEN_FILE"] = str(self.data_dir / "token")
         self.process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
         )
@@ -145,9 +174,13 @@ class Clients:
 
     def __init__(self, stack: Stack):
         self.stack = stack
-        self.channel = grpc.insecure_channel(stack.scheduler)
+        self.channel = channel(stack.scheduler)
         self.jobs = pb_grpc.JobServiceStub(self.channel)
-        self.exec_channel = grpc.insecure_channel(stack.executor)
+        # The executor answers services only: the harness reads run timestamps with the
+        # scheduler's own credential from the stack's (temporary) data directory.
+        service_token = stack.data_dir / "secrets" / "scheduler.token"
+        token = service_token.read_text().strip() if service_token.exists() else None
+        self.exec_channel = channel(stack.executor, token)
         self.executor = epb_grpc.HardwareExecutorServiceStub(self.exec_channel)
 
     def close(self) -> None:
@@ -205,21 +238,16 @@ class Clients:
             out.setdefault(update.WhichOneof("update"), ts(update.time))
         return out
 
-    def jobs_of(self, owner: str, limit: int = 100_000) -> list[pb.Job]:
-        """Every job of `owner`, newest first (history view)."""
+    def jobs_of(self, group: str, limit: int = 100_000) -> list[pb.Job]:
+        """Every job of a group (label `bench`), newest first (history view)."""
         out: list[pb.Job] = []
         token = ""
         while len(out) < limit:
             page = self.jobs.ListJobs(
-                pb.ListJobsRequest(
-                    view=pb.LIST_VIEW_HISTORY,
-                    owner=owner,
-                    page_size=min(1000, limit - len(out)),
-                    page_token=token,
-                ),
+                pb.ListJobsRequest(view=pb.LIST_VIEW_HISTORY, page_size=1000, page_token=token),
                 timeout=60,
             )
-            out.extend(page.jobs)
+            out.extend(j for j in page.jobs if in_group(j, group))
             token = page.next_page_token
             if not token:
                 break

@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 
 from bench.stack import TERMINAL, submit_request
+from bench.stack import aio_channel as stack_aio_channel
+from bench.stack import channel as stack_channel
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 
@@ -21,7 +23,7 @@ CTX = mp.get_context("spawn")
 def _submitter(address: str, owner: str, start_at: float, stop_at: float, max_jobs: int, out) -> None:
     """One client: single SubmitJob calls back to back from `start_at` until `stop_at`."""
     try:
-        channel = grpc.insecure_channel(address)
+        channel = stack_channel(address)
         stub = pb_grpc.JobServiceStub(channel)
         # Connected before the clock starts (ListJobs: ListDevices would ask the gateway).
         stub.ListJobs(pb.ListJobsRequest(view=pb.LIST_VIEW_QUEUE, page_size=1), timeout=60)
@@ -71,7 +73,7 @@ def run_submitters(address: str, owner: str, clients: int, duration_s: float, ma
 
 
 async def _load(address: str, owner: str, n: int, concurrency: int, channels: int) -> dict[str, Any]:
-    chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
+    chans = [stack_aio_channel(address) for _ in range(channels)]
     stubs = [pb_grpc.JobServiceStub(c) for c in chans]
     done = 0
     errors: list[str] = []
@@ -128,7 +130,7 @@ def load_queue(address: str, owner: str, n: int, processes: int = 2, concurrency
 
 
 async def _watch(address: str, job_id: str, n: int, ready, out) -> None:
-    chans = [grpc.aio.insecure_channel(address) for _ in range(n)]  # one connection per watcher
+    chans = [stack_aio_channel(address) for _ in range(n)]  # one connection per watcher
     snapshots: list[float] = []
     received: list[float] = []
     errors: list[str] = []

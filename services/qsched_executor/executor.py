@@ -1,17 +1,21 @@
 """The hardware executor's domain logic: one run at a time on the one board this process owns.
 
-Runs are driven by a single worker thread (qick's acquire blocks) and report through their
-update logs (runs.py), which the event-loop thread owns; the worker hands updates over with
-`call_soon_threadsafe`. The board is released *before* the terminal update is published, so the
-scheduler can start the next run as soon as it sees the previous one end."""
+Runs are driven by a single board thread (qick's acquire blocks) and report through their
+update logs (runs.py), which the event-loop thread owns; the threads hand updates over with
+`call_soon_threadsafe`. Pipelined dispatch: a run sent with `after_task_id` while the board is
+busy waits here and the board thread starts it the moment the previous run returns, without a
+round trip to the scheduler. The board is released as soon as a run returns: its data file is
+written on a separate writer thread (atomically), and its terminal update follows the write."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +28,8 @@ from qsched_executor.configs_client import HARDWARE_CONFIG, PinnedConfigs
 from qsched_executor.errors import DeviceBusy, InvalidRequest, RunNotFound
 from qsched_executor.plugins import resolve_experiment
 from qsched_executor.runs import Run, RunRegistry, Update
+from qsched_executor.seed_compat import SeedConfigError, find_seed_experiment
+from qsched_executor.seed_compat import provenance as seed_provenance
 from qsched_hardware.board import Board, Progress, RunCancelled
 from qsched_hardware.datafile import run_file_path, write_run_file
 from qsched_hardware.experiments import Experiment, RunContext, Violation
@@ -31,6 +37,7 @@ from qsched_hardware.hwconfig import load_hardware_config, sha256_hex
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 0.1  # at most ~10 progress updates per second
+MAX_WAITING_RUNS = 4  # runs accepted ahead of time (after_task_id), waiting for the board
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class ExecRequest:
     experiment_module: str
     expt_config_json: str
     configs: tuple[tuple[str, str, str], ...] = ()  # (config_type, revision_id, sha256)
+    after_task_id: str = ""  # pipelined dispatch: start right after this run (see the proto)
 
 
 @dataclass
@@ -65,6 +73,9 @@ class InvalidExperimentError(InvalidRequest):
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         super().__init__("INVALID_EXPERIMENT", f"the experiment cannot run: {text}")
         self.violations = violations
+
+
+_Item = tuple[Run, ExecRequest, Experiment, HardwareConfigUsed]
 
 
 def _now() -> float:
@@ -84,12 +95,20 @@ class HardwareExecutor:
         self.current: Run | None = None
         self._reserved: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
+        # Data files are written here, off the board thread, in run order.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datafile")
+        # Pipelined dispatch: runs accepted while the board is busy wait here (board thread
+        # takes the next at once); guarded by _board_lock, shared with the board thread.
+        self._board_lock = threading.Lock()
+        self._board_active = False
+        self._waiting: deque[_Item] = deque()
+        self._last_task = ""  # the last run taken (on the board or waiting)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- queries --------------------------------------------------------------------------------
     def device(self) -> dict[str, Any]:
         info = self.board.describe()
-        busy = self.current is not None or self._reserved is not None
+        busy = self._board_active or self._reserved is not None
         info.update(
             {
                 "qick_version": qick.__version__,
@@ -136,13 +155,16 @@ class HardwareExecutor:
         return HardwareConfigUsed(cfg, sha256_hex(content), "", source, pinned)
 
     def _experiment(self, module: str, class_name: str, expt_json: str, hw: dict) -> Experiment:
-        cls = resolve_experiment(module, class_name, self.settings.experiment_packages)
+        seed = find_seed_experiment(module, class_name, self.settings.experiment_packages)
+        cls = seed.cls if seed else resolve_experiment(module, class_name, self.settings.experiment_packages)
         try:
             expt = json.loads(expt_json or "{}")
         except json.JSONDecodeError as exc:
             raise InvalidRequest("EXPT_CONFIG_INVALID", f"expt_config_json is not JSON: {exc}") from exc
         if not isinstance(expt, dict):
             raise InvalidRequest("EXPT_CONFIG_INVALID", "expt_config_json must be a JSON object")
+        if seed is not None:  # a seed job-server module: its config is translated (seed_compat.py)
+            return seed.build(self.board.soccfg, hw, expt)
         try:
             return cls(self.board.soccfg, hw, expt)
         except Exception as exc:
@@ -159,6 +181,8 @@ class HardwareExecutor:
                 return [Violation("experiment_class", exc.message)]
             if exc.reason == "EXPT_CONFIG_INVALID":
                 return [Violation("expt_config_json", exc.message)]
+            if isinstance(exc, SeedConfigError):
+                return list(exc.violations)
             raise
         return await asyncio.to_thread(_safe_validate, experiment)
 
@@ -169,13 +193,7 @@ class HardwareExecutor:
             return existing  # the same run asked for again: follow it
         if not request.task_id:
             raise InvalidRequest("TASK_ID_MISSING", "task_id is required")
-        if self.current is not None or self._reserved is not None:
-            busy_with = self.current.task_id if self.current else self._reserved
-            raise DeviceBusy(
-                "DEVICE_BUSY",
-                f"the board is running another run ({busy_with})",
-                current_task_id=busy_with or "",
-            )
+        self._check_free(request)
         self._reserved = request.task_id
         try:
             hw = await self.hardware_config(request.configs)
@@ -187,6 +205,7 @@ class HardwareExecutor:
                 raise InvalidExperimentError(violations)
         finally:
             self._reserved = None
+        self._check_free(request)  # the board may have been taken meanwhile
         self._loop = asyncio.get_running_loop()
         run = Run(
             request.task_id,
@@ -196,30 +215,71 @@ class HardwareExecutor:
             request.experiment_module,
         )
         self.runs.add(run)
-        self.current = run
         run.append("accepted", _now())
-        self._loop.run_in_executor(self._pool, self._work, run, request, experiment, hw)
+        item = (run, request, experiment, hw)
+        with self._board_lock:
+            self._last_task = run.task_id
+            if self._board_active:  # after_task_id is on the board or waiting: run right after it
+                self._waiting.append(item)
+                return run
+            self._board_active = True
+        self.current = run
+        self._loop.run_in_executor(self._pool, self._board_worker, item)
         return run
 
-    def cancel(self, task_id: str, reason: str) -> bool:
+    def _check_free(self, request: ExecRequest) -> None:
+        """DEVICE_BUSY unless the board is free, or the request follows the last run taken."""
+        with self._board_lock:
+            active, waiting, last = self._board_active, len(self._waiting), self._last_task
+        if self._reserved is None and not active:
+            return
+        if (
+            request.after_task_id
+            and self._reserved is None
+            and request.after_task_id == last
+            and waiting < MAX_WAITING_RUNS
+        ):
+            return
+        busy_with = self.current.task_id if self.current else (self._reserved or last)
+        raise DeviceBusy(
+            "DEVICE_BUSY",
+            f"the board is running another run ({busy_with})",
+            current_task_id=busy_with or "",
+        )
+
+    def cancel(self, task_id: str, reason: str, only_if_waiting: bool = False) -> bool:
+        """Stop a run between rounds, or withdraw one still waiting for the board (it never
+        touches it). With `only_if_waiting`, a run that has started is left alone (False)."""
         run = self.get_run(task_id)
         if run.done:
             return False
+        with self._board_lock:
+            waiting = next((item for item in self._waiting if item[0] is run), None)
+            if waiting is not None:  # never reached the board: withdrawn
+                self._waiting.remove(waiting)
+        if waiting is None and only_if_waiting:
+            return False
         run.cancel_reason = reason or "cancelled"
+        if waiting is not None:
+            self._append(run, "cancelled", _now(), {"reason": run.cancel_reason, "rounds_done": 0})
+            return True
         run.cancel.set()
         return True
 
-    # ---- the worker thread ----------------------------------------------------------------------
+    # ---- the worker threads ---------------------------------------------------------------------
     def _post(self, run: Run, kind: str, **fields: Any) -> None:
+        self._post_at(run, kind, _now(), **fields)
+
+    def _post_at(self, run: Run, kind: str, ts: float, **fields: Any) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._append, run, kind, _now(), fields)
+        self._loop.call_soon_threadsafe(self._append, run, kind, ts, fields)
 
     def _append(self, run: Run, kind: str, ts: float, fields: dict) -> None:
         if run.done:
             return
+        if kind == "started":
+            self.current = run
         if kind in ("result", "error", "cancelled"):
-            if self.current is run:
-                self.current = None  # free the board before anyone hears the run ended
             run.data_file = fields.pop("_data_file", None)
             run.data_sha256 = fields.get("data_sha256", "")
             run.append(kind, ts, **fields)
@@ -227,9 +287,27 @@ class HardwareExecutor:
         else:
             run.append(kind, ts, **fields)
 
+    def _board_idle(self, run: Run) -> None:
+        if self.current is run:
+            self.current = None
+
+    def _board_worker(self, item: _Item) -> None:
+        """The board thread: runs the run it was given, then each run waiting behind it
+        (pipelined dispatch) at once; data files are written on the writer thread meanwhile."""
+        while True:
+            run = item[0]
+            self._work(*item)
+            with self._board_lock:
+                if not self._waiting:
+                    self._board_active = False
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(self._board_idle, run)
+                    return
+                item = self._waiting.popleft()
+
     def _work(self, run: Run, request: ExecRequest, experiment: Experiment, hw: HardwareConfigUsed) -> None:
         started = _now()
-        self._post(run, "started")
+        self._post_at(run, "started", started)
         last = [0.0]
 
         def progress(p: Progress) -> None:
@@ -249,12 +327,22 @@ class HardwareExecutor:
 
         ctx = RunContext(self.board, run.cancel, progress)
         try:
-            try:
-                result = experiment.run(ctx)
-            except RunCancelled as cancelled:  # a plug-in that let it through
-                self._post(run, "cancelled", reason=run.cancel_reason, rounds_done=cancelled.rounds_done)
-                return
-            ended = _now()
+            result = experiment.run(ctx)
+        except RunCancelled as cancelled:  # a plug-in that let it through
+            self._post(run, "cancelled", reason=run.cancel_reason, rounds_done=cancelled.rounds_done)
+            return
+        except Exception as exc:
+            self._failed(run, exc)
+            return
+        ended = _now()
+        # The board is free from here on: the data file is written on the writer thread
+        # (atomically: temporary name, fsync, rename) while the next run already goes.
+        self._writer.submit(self._write, run, request, experiment, hw, result, started, ended)
+
+    def _write(
+        self, run: Run, request: ExecRequest, experiment: Experiment, hw, result, started, ended
+    ) -> None:
+        try:
             path = run_file_path(self.settings.data_root, request.job_id or request.task_id, datetime.now())
             attrs = self._attrs(run, request, experiment, hw, result, started, ended)
             sha, size = write_run_file(path, result.data, attrs, result.dataset_attrs)
@@ -280,10 +368,13 @@ class HardwareExecutor:
                     _data_file=path,
                 )
         except Exception as exc:
-            log.exception("run %s failed", run.task_id)
-            reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
-            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            self._post(run, "error", reason=reason, message=tb)
+            self._failed(run, exc)
+
+    def _failed(self, run: Run, exc: Exception) -> None:
+        log.exception("run %s failed", run.task_id, exc_info=exc)
+        reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        self._post(run, "error", reason=reason, message=tb)
 
     def _attrs(self, run, request, experiment, hw, result, started, ended) -> dict[str, Any]:
         resolved = experiment.resolved_config()
@@ -312,6 +403,7 @@ class HardwareExecutor:
             "partial": bool(result.partial),
             "summary": dict(result.summary),
             "config_updates": dict(result.config_updates),
+            **seed_provenance(experiment),
             **{f"run_{k}": v for k, v in result.attrs.items()},
         }
 
@@ -319,7 +411,12 @@ class HardwareExecutor:
         for run in list(self.runs._runs.values()):
             if not run.done:
                 run.cancel.set()
+        with self._board_lock:
+            waiting, self._waiting = list(self._waiting), deque()
+        for run, *_ in waiting:
+            self._append(run, "cancelled", _now(), {"reason": "executor stopping", "rounds_done": 0})
         await asyncio.to_thread(self._pool.shutdown, wait=True)
+        await asyncio.to_thread(self._writer.shutdown, wait=True)
         if self.pinned is not None:
             await self.pinned.close()
 

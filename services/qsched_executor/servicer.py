@@ -101,6 +101,7 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
                     experiment_module=exp.experiment_module,
                     expt_config_json=exp.expt_config_json,
                     configs=_configs(request.configs),
+                    after_task_id=request.after_task_id,
                 )
             )
         except DomainError as error:
@@ -121,7 +122,7 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext):
         try:
-            cancelling = self._executor.cancel(request.task_id, request.reason)
+            cancelling = self._executor.cancel(request.task_id, request.reason, request.only_if_waiting)
         except DomainError as error:
             await _abort(context, error)
         return pb.CancelRunResponse(cancelling=cancelling)
@@ -141,6 +142,7 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
                 current_task_id=d["current_task_id"],
                 current_job_id=d["current_job_id"],
                 simulated=d["simulated"],
+                pipelined_dispatch=True,
             )
         )
 

@@ -156,9 +156,22 @@ def event_to_pb(event: Event, job: Job | None = None) -> pb.JobEvent:
 
 
 def change_to_event_pb(change: Change) -> pb.JobEvent:
-    """Live events carry the job when the state changed (or the job ended)."""
-    changed = change.previous_state is not change.event.state or change.event.state.terminal
-    return event_to_pb(change.event, change.job if changed else None)
+    """Live events carry the job when the state changed (or the job ended). One change goes to
+    every watcher of the job: it is converted once (the last few are remembered, by identity)
+    and shared: callers must not modify it (embedding it in a response copies it)."""
+    key = id(change)
+    cached = _EVENT_CACHE.get(key)
+    if cached is None or cached[0] is not change:
+        changed = change.previous_state is not change.event.state or change.event.state.terminal
+        cached = _EVENT_CACHE[key] = (change, event_to_pb(change.event, change.job if changed else None))
+        while len(_EVENT_CACHE) > _EVENT_CACHE_SIZE:
+            del _EVENT_CACHE[next(iter(_EVENT_CACHE))]
+    return cached[1]
+
+
+# id(change) -> (change, its JobEvent); holding the change keeps its id from being reused.
+_EVENT_CACHE: dict[int, tuple[Change, pb.JobEvent]] = {}
+_EVENT_CACHE_SIZE = 64
 
 
 def filter_from_pb(request: pb.ListJobsRequest) -> JobFilter:

@@ -29,6 +29,9 @@ class DispatchLoop:
         self._publish = publish
         self._clock = clock
         self._wake = asyncio.Event()
+        self._stage_wake = asyncio.Event()  # pipelined dispatch: something new may be stageable
+        # True while the device's queue is held (PauseDevice / DrainDevice): start nothing.
+        self.held: Callable[[], bool] = lambda: False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -39,6 +42,7 @@ class DispatchLoop:
 
     def wake(self) -> None:
         self._wake.set()
+        self._stage_wake.set()
 
     async def cancel_run(self, run: Run, reason: str) -> None:
         raise NotImplementedError

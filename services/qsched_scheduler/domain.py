@@ -101,6 +101,7 @@ class Job:
     current_run: Run | None = None
     run_count: int = 0
     trace_parent: str = ""  # W3C traceparent of the submit, so one job is one trace
+    staged_task_id: str = ""  # pipelined dispatch: a QUEUED job already handed to the executor
     # Filled on reads of queued jobs.
     queue_position: int = 0
     estimated_start_time: datetime | None = None

@@ -9,7 +9,7 @@ import grpc
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
 from qsched.errors import error_info
-from qsched_runtime.tracing import client_interceptors
+from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.executor_port import (
     DataChunk,
     ExecRequest,
@@ -71,9 +71,9 @@ def _from_proto(update: pb.ExecutionUpdate) -> ExecUpdate:
 
 
 class GrpcLabExecutor:
-    def __init__(self, address: str):
+    def __init__(self, address: str, credentials: PeerCredentials | None = None):
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+        self._channel = (credentials or PeerCredentials()).channel(address)
         self._stub = pb_grpc.HardwareExecutorServiceStub(self._channel)
 
     async def _stream(self, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[ExecUpdate]:
@@ -92,6 +92,7 @@ class GrpcLabExecutor:
             owner=request.owner,
             experiment=_experiment(request),
             configs=[pb.PinnedConfig(config_type=t, revision_id=r, sha256=s) for t, r, s in request.configs],
+            after_task_id=request.after_task_id,
         )
         return self._stream(self._stub.Execute(message))
 
@@ -103,6 +104,14 @@ class GrpcLabExecutor:
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from error
         return [Violation(v.field, v.description) for v in response.violations]
+
+    async def pipelining(self) -> bool:
+        """Whether the executor takes runs ahead of time (ExecuteRequest.after_task_id)."""
+        try:
+            response = await self._stub.GetDevice(pb.GetDeviceRequest(), timeout=VALIDATE_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from error
+        return response.device.pipelined_dispatch
 
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         return self._stream(self._stub.WatchRun(pb.WatchRunRequest(task_id=task_id, after_seq=after_seq)))
@@ -117,11 +126,10 @@ class GrpcLabExecutor:
         finally:
             call.cancel()
 
-    async def cancel(self, task_id: str, reason: str) -> bool:
+    async def cancel(self, task_id: str, reason: str, only_if_waiting: bool = False) -> bool:
         try:
-            response = await self._stub.CancelRun(
-                pb.CancelRunRequest(task_id=task_id, reason=reason), timeout=10
-            )
+            request = pb.CancelRunRequest(task_id=task_id, reason=reason, only_if_waiting=only_if_waiting)
+            response = await self._stub.CancelRun(request, timeout=10)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from error
         return response.cancelling

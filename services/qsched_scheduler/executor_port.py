@@ -21,6 +21,7 @@ class ExecRequest:
     experiment_module: str
     expt_config_json: str
     configs: tuple[tuple[str, str, str], ...] = ()  # (config_type, revision_id, sha256)
+    after_task_id: str = ""  # pipelined dispatch: run right after this run on the executor
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class LabExecutor(Protocol):
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
         """Follow a run that is already on the executor (raises RunNotFound)."""
 
-    async def cancel(self, task_id: str, reason: str) -> bool:
+    async def cancel(self, task_id: str, reason: str, only_if_waiting: bool = False) -> bool:
         """Ask the executor to stop a run; True if it will."""
 
     def fetch_data(self, task_id: str) -> AsyncIterator[DataChunk]:

@@ -48,10 +48,17 @@ from qsched_scheduler.executor_port import (
     LabExecutor,
     RunNotFound,
 )
-from qsched_scheduler.gateway_port import GatewayRejected, GatewayUnavailable, ProviderGateway, Submitted
+from qsched_scheduler.gateway_port import (
+    GatewayRejected,
+    GatewayUnavailable,
+    ProviderGateway,
+    ProviderStatus,
+    Submitted,
+)
+from qsched_scheduler.group_commit import GroupCommit
 from qsched_scheduler.pagination import filter_scope, runs_scope
 from qsched_scheduler.provider_dispatcher import ProviderDispatcher
-from qsched_scheduler.store.base import JobStore, cursor_of
+from qsched_scheduler.store.base import JobStore, SubmitOutcome, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
 
 T = TypeVar("T")
@@ -61,6 +68,8 @@ log = logging.getLogger(__name__)
 REPLAY_BATCH = 1000
 QUEUE_SNAPSHOT_LIMIT = 1000
 RECENT_RUNS = 20
+VALIDATION_CACHE_S = 1.0  # how long "nothing wrong" stands for an identical submission
+VALIDATION_CACHE_SIZE = 4096
 
 
 def utcnow() -> datetime:
@@ -131,6 +140,15 @@ class Scheduler:
         # blocking I/O off the event loop.
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-store")
         self.bus = EventBus()
+        self._submits: GroupCommit[NewJob, SubmitOutcome] = GroupCommit(self._write_submissions)
+        # The running job per device for submit's estimates (store thread), until a change
+        # starts or ends a run there.
+        self._running_jobs: dict[str, Job | None] = {}
+        self._running_changes: dict[str, int] = {}  # so a read racing a change is not kept
+        # Submit-time validation answers that found nothing wrong, by request, for a moment:
+        # identical submissions in a burst ask the executor once (it checks again at run time).
+        self._validated: dict[tuple[str, ...], float] = {}
+        self._validating: dict[tuple[str, ...], asyncio.Future[None]] = {}
         self._lab_routes = {
             name: DeviceRoute(name, frozenset({JobKind.LAB_EXPERIMENT})) for name in executors
         }
@@ -149,6 +167,10 @@ class Scheduler:
             name: DeviceDispatcher(name, executor, store, self._call, self._publish, clock, **extra)
             for name, executor in executors.items()
         }
+        # Whether a device's queue is held (set by the server to holds.DeviceHolds.held).
+        self.is_held: Callable[[str], bool] = lambda device: False
+        for name, dispatcher in self._dispatchers.items():
+            dispatcher.held = functools.partial(self._held, name)
 
     @property
     def devices(self) -> dict[str, DeviceRoute]:
@@ -181,20 +203,63 @@ class Scheduler:
     def _publish(self, change: Change) -> None:
         if change.event.state is JobState.SUCCEEDED:  # a run ended: the device's typical run changed
             self._typical_seconds.pop(change.job.device, None)
+        if JobState.RUNNING in (change.previous_state, change.job.state):  # for submit's estimates
+            self._running_jobs.pop(change.job.device, None)
+            self._running_changes[change.job.device] = self._running_changes.get(change.job.device, 0) + 1
         self.bus.publish(change)
 
     # -- commands ------------------------------------------------------------------------------------
-    async def submit(self, submission: Submission) -> SubmitResult:
+    async def check(self, submission: Submission) -> NewJob:
+        """Everything submit checks before it queues a job (SubmitJobs checks every entry
+        before it queues any)."""
         new = validate_submission(submission, await self._routes(submission.device))
         if new.payload.kind is JobKind.LAB_EXPERIMENT:
             await self._validate_on_device(new)
+        return new
+
+    async def submit(self, submission: Submission) -> SubmitResult:
+        new = await self.check(submission)
         new = replace(new, trace_parent=current_traceparent())
-        outcome = await self._call(self._store.submit, new, self._clock())
+        # Group commit: durable (committed) before this returns, in one transaction with
+        # whatever other submissions arrived meanwhile; the estimate comes with it.
+        outcome = await self._submits.submit(new)
+        return await self._submitted(outcome)
+
+    async def _submitted(self, outcome: SubmitOutcome) -> SubmitResult:
         if not outcome.created:  # a retried request_id: answer with that job as it is now
             return SubmitResult(await self.get(outcome.change.job.job_id), created=False)
         self._publish(outcome.change)
-        self._dispatcher(new.device).wake()
-        return SubmitResult(await self._with_estimate(outcome.change.job), created=True)
+        dispatcher = self._dispatcher(outcome.change.job.device)
+        if isinstance(dispatcher, DeviceDispatcher):  # jobs handed over ahead may make way for it
+            dispatcher.queued(outcome.change.job.priority)
+        dispatcher.wake()
+        return SubmitResult(outcome.change.job, created=True)
+
+    async def _write_submissions(self, news: list[NewJob]) -> list[SubmitOutcome]:
+        return await self._call(self._submit_batch, news)
+
+    def _submit_batch(self, news: list[NewJob]) -> list[SubmitOutcome]:
+        """Store thread: one transaction for the batch, then the estimates of the new jobs
+        (their positions come from the store's queue counters, not from counting the queue)."""
+        outcomes = self._store.submit_many(news, self._clock())
+        now = self._clock()
+        running: dict[str, tuple[Job | None, float]] = {}
+        for outcome in outcomes:
+            job = outcome.change.job
+            if not outcome.created or job.state is not JobState.QUEUED:
+                continue
+            if job.device not in running:
+                current = self._running_jobs.get(job.device, False)
+                if current is False:
+                    seen = self._running_changes.get(job.device, 0)
+                    current = self._store.running_job(job.device)
+                    if self._running_changes.get(job.device, 0) == seen:
+                        self._running_jobs[job.device] = current
+                running[job.device] = (current, self._typical_now(job.device))
+            current, typical = running[job.device]
+            job.queue_position = outcome.position
+            job.estimated_start_time = estimates.estimated_start(now, outcome.position, current, typical)
+        return outcomes
 
     async def get(self, job_id: str) -> Job:
         self._check_id(job_id)
@@ -202,6 +267,13 @@ class Scheduler:
         if job is None:
             raise job_not_found(job_id)
         return await self._with_estimate(job)
+
+    def provider_statuses(self, job: Job) -> list[ProviderStatus]:
+        """The latest provider status of each task of the job's active provider run (empty otherwise)."""
+        dispatcher = self._dispatchers.get(job.device)
+        if job.current_run is None or not isinstance(dispatcher, ProviderDispatcher):
+            return []
+        return dispatcher.provider_statuses(job.current_run.task_id)
 
     async def list_jobs(self, flt: JobFilter, page_size: int, page_token: str) -> tuple[list[Job], str]:
         size = self._page_size(page_size)
@@ -227,7 +299,10 @@ class Scheduler:
         change = await self._call(self._store.rerun, job_id, payload, request_id, self._clock())
         if change.previous_state is not change.job.state:  # not a retried request_id
             self._publish(change)
-            self._dispatcher(job.device).wake()
+            dispatcher = self._dispatcher(job.device)
+            if isinstance(dispatcher, DeviceDispatcher):
+                dispatcher.queued(change.job.priority)
+            dispatcher.wake()
         return await self._with_estimate(change.job)
 
     async def list_runs(self, job_id: str, page_size: int, page_token: str) -> tuple[list[Run], str]:
@@ -275,9 +350,15 @@ class Scheduler:
                 job = await self.get(job_id)
             else:
                 self._publish(change)
+                dispatcher = self._dispatchers.get(job.device)
+                if isinstance(dispatcher, DeviceDispatcher):  # handed to the executor ahead of time?
+                    dispatcher.cancel_staged(job_id)
                 return change.job
         if job.state is JobState.RUNNING:
-            change = await self._call(self._store.request_cancel, job_id, reason, self._clock())
+            try:
+                change = await self._call(self._store.request_cancel, job_id, reason, self._clock())
+            except FailedPrecondition:  # its claim was undone meanwhile (back in the queue): again
+                return await self.cancel(job_id, reason)
             self._publish(change)
             run = change.job.current_run
             dispatcher = self._dispatchers.get(job.device)
@@ -462,6 +543,22 @@ class Scheduler:
                 self._provider_routes_at = now
         return self.devices
 
+    def _held(self, device: str) -> bool:
+        return self.is_held(device)
+
+    def held_now(self, device: str) -> None:
+        """The device's queue was just held (PauseDevice / DrainDevice): jobs handed to its
+        executor ahead of time that have not started are taken back (they stay queued)."""
+        dispatcher = self._dispatchers.get(device)
+        if isinstance(dispatcher, DeviceDispatcher):
+            dispatcher.take_back_all()
+
+    def wake(self, device: str) -> None:
+        """Let the device's dispatcher look at its queue again (e.g. after ResumeDevice)."""
+        dispatcher = self._dispatchers.get(device)
+        if dispatcher is not None:
+            dispatcher.wake()
+
     def _dispatcher(self, device: str) -> DeviceDispatcher | ProviderDispatcher:
         """The device's dispatcher; a provider device gets one on first use."""
         dispatcher = self._dispatchers.get(device)
@@ -470,6 +567,7 @@ class Scheduler:
             dispatcher = ProviderDispatcher(
                 device, self._gateway, self._store, self._call, self._publish, self._clock
             )
+            dispatcher.held = functools.partial(self._held, device)
             self._dispatchers[device] = dispatcher
             if self._started:
                 dispatcher.start()
@@ -480,6 +578,37 @@ class Scheduler:
         """Ask the device's executor to check the experiment now, so a bad parameter is
         refused at submit rather than after hours in the queue. Best effort: if the
         executor cannot answer, the job is queued and the executor checks it at run time."""
+        body = new.payload.body
+        key = (
+            new.device,
+            body.get("experiment_module", ""),
+            body.get("experiment_class", ""),
+            body.get("expt_config_json", "") or "{}",
+        )
+        loop = asyncio.get_running_loop()
+        if self._validated.get(key, -math.inf) > loop.time():
+            return
+        running = self._validating.get(key)
+        if running is not None:  # the same check is under way: share its answer
+            await asyncio.shield(running)
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        self._validating[key] = future
+        try:
+            await self._ask_device(new)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: sharers re-raise it, nobody else has to
+            raise
+        else:
+            future.set_result(None)
+            if len(self._validated) > VALIDATION_CACHE_SIZE:
+                self._validated.clear()
+            self._validated[key] = loop.time() + VALIDATION_CACHE_S
+        finally:
+            del self._validating[key]
+
+    async def _ask_device(self, new: NewJob) -> None:
         dispatcher = self._dispatchers[new.device]
         assert isinstance(dispatcher, DeviceDispatcher)
         executor = dispatcher.executor

@@ -681,3 +681,138 @@ def test_provider_devices_run_several_jobs_and_keep_provider_ids_and_results(sto
         ["local/1", "local/2"],
     )
     assert store.claim_next("local:aer_simulator", "t3", at(8), max_running=2).job.job_id == jobs[2].job_id
+
+
+# -- group commit and pipelined dispatch ---------------------------------------------------------------------
+def test_submit_many_queues_every_job_in_order_with_positions(store: JobStore) -> None:
+    before = submit(store, priority=5)
+    outcomes = store.submit_many(
+        [
+            new_job(priority=0, request_id="r-1"),
+            new_job(priority=5),
+            new_job(priority=0, request_id="r-1"),  # the same request twice in one batch
+            new_job(device=OTHER),
+            new_job(priority=0),
+        ],
+        at(1),
+    )
+
+    assert [o.created for o in outcomes] == [True, True, False, True, True]
+    jobs = [o.change.job for o in outcomes]
+    assert [j.job_id for j in jobs] == [
+        "JOB-20260314-00002",
+        "JOB-20260314-00003",
+        "JOB-20260314-00002",
+        "JOB-20260314-00004",
+        "JOB-20260314-00005",
+    ]
+    # Positions right after the batch: the priority-5 job overtakes the batch's priority-0 jobs.
+    assert [o.position for o in outcomes if o.created] == [3, 2, 1, 4]
+    for outcome in outcomes:
+        if outcome.created:
+            assert store.get(outcome.change.job.job_id) == outcome.change.job
+            assert store.queue_position(outcome.change.job) == outcome.position
+    assert store.queued_count(DEVICE) == 4 and store.queued_count(OTHER) == 1
+    again = store.submit_many([new_job(request_id="r-1"), new_job(priority=9)], at(2))
+    assert [o.created for o in again] == [False, True]
+    assert again[0].change.job.job_id == jobs[0].job_id and again[1].position == 1
+    assert store.queue_position(store.get(before.job_id)) == 2  # behind the priority-9 job
+
+
+def test_queued_counts_follow_every_way_in_and_out_of_the_queue(store: JobStore) -> None:
+    a = submit(store, priority=1)
+    b = submit(store, priority=1)
+    claim(store, DEVICE, "task-a")
+    assert store.queued_count(DEVICE) == 1
+    store.release_claim("task-a", "back", at(1))
+    assert store.queued_count(DEVICE) == 2
+    claim(store, DEVICE, "task-a2")
+    finish(store, "task-a2", at(2))
+    store.cancel_queued(b.job_id, "", at(3))
+    assert store.queued_count(DEVICE) == 0
+    store.rerun(a.job_id, None, "", at(4))
+    assert store.queued_count(DEVICE) == 1
+    assert store.queue_position(store.get(a.job_id)) == 1
+
+
+def test_a_staged_job_stays_queued_is_skipped_by_claims_and_starts_when_told(store: JobStore) -> None:
+    first = submit(store)
+    second = submit(store)
+    third = submit(store)
+    claim(store, DEVICE, "task-1")
+
+    staged = store.stage_next(DEVICE, "task-2")
+    assert staged is not None and staged.job_id == second.job_id
+    assert staged.state is JobState.QUEUED and staged.staged_task_id == "task-2"
+    assert store.stage_next(DEVICE, "task-x") is None  # limit 1
+    assert [j.job_id for j in store.staged_jobs(DEVICE)] == [second.job_id]
+    assert store.get(second.job_id).queue_position == 0 and store.queued_count(DEVICE) == 2
+
+    finish(store, "task-1", at(1))
+    # An ordinary claim never takes a staged job.
+    assert claim(store, DEVICE, "task-3", at(2)).job_id == third.job_id
+    finish(store, "task-3", at(3))
+
+    change = store.start_staged("task-2", at(4), {"hardware_config": "CFG-HW-1"})
+    assert change is not None and change.previous_state is JobState.QUEUED
+    assert store.get(second.job_id).current_run.config_revisions == {"hardware_config": "CFG-HW-1"}
+    assert (change.job.job_id, change.job.state, change.job.current_run.task_id) == (
+        second.job_id,
+        JobState.RUNNING,
+        "task-2",
+    )
+    assert change.job.staged_task_id == "" and change.event.message == "dispatched to the device"
+    assert store.staged_jobs(DEVICE) == [] and store.queued_count(DEVICE) == 0
+    assert store.get(first.job_id).state is JobState.SUCCEEDED
+
+
+def test_a_cancelled_or_unstaged_job_is_not_started_from_its_staging(store: JobStore) -> None:
+    submit(store)
+    second = submit(store)
+    third = submit(store)
+    claim(store, DEVICE, "task-1")
+    store.stage_next(DEVICE, "task-2")
+    store.cancel_queued(second.job_id, "changed my mind", at(1))
+    finish(store, "task-1", at(2))
+    assert store.start_staged("task-2", at(3)) is None
+    assert store.get(second.job_id).state is JobState.CANCELLED
+
+    assert store.stage_next(DEVICE, "task-3").job_id == third.job_id
+    store.unstage("task-3")
+    assert store.staged_jobs(DEVICE) == [] and store.start_staged("task-3", at(4)) is None
+    assert claim(store, DEVICE, "task-4", at(5)).job_id == third.job_id
+
+
+def test_update_runs_applies_what_arrived_at_once_in_order(store: JobStore) -> None:
+    job = submit(store)
+    claim(store, DEVICE, "task-1")
+    changes = store.update_runs(
+        "task-1",
+        [
+            RunUpdate(1, message="accepted"),
+            RunUpdate(2, started=True, message="started"),
+            RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data_file_path="/d/a.h5"),
+            RunUpdate(4, progress=0.5, message="too late"),  # the run is over: ignored
+        ],
+        at(1),
+    )
+    assert [c.event.message for c in changes] == ["accepted", "started", "succeeded"]
+    assert [c.event.seq for c in changes] == [3, 4, 5]
+    done = store.get(job.job_id)
+    assert done.state is JobState.SUCCEEDED and done.current_run.executor_seq == 3
+    assert done.current_run.data_file_path == "/d/a.h5" and done.start_time == at(1)
+    assert [e.message for e in store.events_after(job.job_id, 0)][-3:] == ["accepted", "started", "succeeded"]
+
+
+def test_claim_with_pinned_revisions_takes_only_the_job_that_was_looked_at(store: JobStore) -> None:
+    low = submit(store, priority=0)
+    assert store.next_claimable(DEVICE).job_id == low.job_id
+    high = submit(store, priority=5)  # arrives between the look and the claim
+    assert store.claim_next(DEVICE, "task-1", at(1), 1, low.job_id, {"hardware_config": "CFG-1"}) is None
+    assert store.get(low.job_id).state is JobState.QUEUED
+    head = store.next_claimable(DEVICE)
+    assert head.job_id == high.job_id
+    change = store.claim_next(DEVICE, "task-1", at(1), 1, head.job_id, {"hardware_config": "CFG-2"})
+    assert change.job.job_id == high.job_id
+    assert store.get(high.job_id).current_run.config_revisions == {"hardware_config": "CFG-2"}
+    assert store.next_claimable(DEVICE) is None  # the device is busy

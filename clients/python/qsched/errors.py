@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -41,6 +40,9 @@ def error_info(error: grpc.RpcError) -> ErrorInfo:
     for key, value in trailers or ():
         if key != _DETAILS_KEY:
             continue
+        # Imported here, not at the top: only a failed call needs them (CLI start-up time).
+        from google.rpc import error_details_pb2, status_pb2
+
         status = status_pb2.Status.FromString(value)
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -17,6 +17,7 @@ from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, 
 class SubmitOutcome:
     change: Change
     created: bool  # False when request_id matched an earlier submission
+    position: int = 0  # queue position right after the commit (created jobs of submit_many)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class JobStore(Protocol):
     def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
         """Allocate an id and queue the job; with a known request_id return the first job."""
 
+    def submit_many(self, news: list[NewJob], now: datetime) -> list[SubmitOutcome]:
+        """`submit` for several jobs in one transaction (group commit: one commit for all);
+        each created outcome carries its queue position after that commit."""
+
     def get(self, job_id: str) -> Job | None:
         """The job with its current run, or None."""
 
@@ -69,10 +74,22 @@ class JobStore(Protocol):
     def delete(self, job_id: str) -> None:
         """Remove a terminal job with its runs and events."""
 
-    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
-        """Highest priority, oldest queued job on the device -> RUNNING with a new run.
-        None when nothing is queued or the device already runs `max_running` jobs (lab
-        devices: 1, which the database also enforces)."""
+    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
+        """The job claim_next would take now, without claiming it (None: nothing, or busy)."""
+
+    def claim_next(
+        self,
+        device: str,
+        task_id: str,
+        now: datetime,
+        max_running: int = 1,
+        expect_job_id: str = "",
+        config_revisions: dict[str, str] | None = None,
+    ) -> Change | None:
+        """Highest priority, oldest queued (and not staged) job on the device -> RUNNING with a
+        new run that records `config_revisions`. None when nothing is queued, the device already
+        runs `max_running` jobs (lab devices: 1, which the database also enforces), or
+        `expect_job_id` is given and is no longer the one to take."""
 
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
         """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
@@ -81,11 +98,32 @@ class JobStore(Protocol):
     def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
         """The job's runs with attempt > after_attempt, oldest first (NotFound for unknown jobs)."""
 
+    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
+        """Pipelined dispatch: mark the next queued, not yet staged job of the device (run
+        order) as handed to the executor under `task_id`; it stays QUEUED. None when nothing
+        is left or `limit` jobs are staged already. claim_next skips staged jobs."""
+
+    def start_staged(
+        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
+    ) -> Change | None:
+        """The executor started a staged run: QUEUED -> RUNNING with that run (as claim_next),
+        which records `config_revisions`. None, and the staging dropped, when the job is no
+        longer QUEUED. May be committed without an fsync (the staging itself was durable)."""
+
+    def unstage(self, task_id: str) -> None:
+        """Drop a staging: the job is an ordinary queued job again."""
+
+    def staged_jobs(self, device: str) -> list[Job]:
+        """The device's staged jobs, in run order."""
+
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
         """Undo a claim the executor never accepted: the run is dropped, the job is QUEUED again."""
 
     def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
         """Apply an executor update to a RUNNING run (None if the run is already final)."""
+
+    def update_runs(self, task_id: str, updates: list[RunUpdate], now: datetime) -> list[Change]:
+        """`update_run` for several updates in one transaction; the changes that applied."""
 
     def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
         """Cache a run's provider results (also for a finished run: a refetch replaces them)."""

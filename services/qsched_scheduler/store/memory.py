@@ -15,6 +15,7 @@ from qsched_scheduler.domain import (
     Event,
     Job,
     JobFilter,
+    JobKind,
     JobState,
     ListView,
     NewJob,
@@ -88,6 +89,18 @@ class MemoryJobStore:
                 self._request_ids[new.request_id] = job.job_id
             event = self._log(job, now, "queued")
             return SubmitOutcome(Change(self._copy(job), event), created=True)
+
+    def submit_many(self, news: list[NewJob], now: datetime) -> list[SubmitOutcome]:
+        with self._lock:
+            out = []
+            for new in news:
+                outcome = self.submit(new, now)
+                out.append(outcome)
+            # Positions after the whole batch (as the SQL store's single commit).
+            return [
+                SubmitOutcome(o.change, o.created, self.queue_position(o.change.job) if o.created else 0)
+                for o in out
+            ]
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -167,6 +180,7 @@ class MemoryJobStore:
                 )
             job.state = JobState.CANCELLED
             job.end_time = now
+            job.staged_task_id = ""
             job.error = ErrorDetail("CANCELLED", reason or "cancelled while queued")
             event = self._log(job, now, f"cancelled: {reason}" if reason else "cancelled")
             return Change(self._copy(job), event, JobState.QUEUED)
@@ -201,33 +215,68 @@ class MemoryJobStore:
             for key in [k for k, v in self._request_ids.items() if v == job_id]:
                 del self._request_ids[key]
 
-    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
+    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
+        with self._lock:
+            running = sum(
+                1 for j in self._jobs.values() if j.device == device and j.state is JobState.RUNNING
+            )
+            queued = [
+                j
+                for j in self._jobs.values()
+                if j.device == device and j.state is JobState.QUEUED and not j.staged_task_id
+            ]
+            if running >= max_running or not queued:
+                return None
+            return self._copy(min(queued, key=lambda j: (-j.priority, j.queue_order)))
+
+    def claim_next(
+        self,
+        device: str,
+        task_id: str,
+        now: datetime,
+        max_running: int = 1,
+        expect_job_id: str = "",
+        config_revisions: dict[str, str] | None = None,
+    ) -> Change | None:
         with self._lock:
             running = sum(
                 1 for j in self._jobs.values() if j.device == device and j.state is JobState.RUNNING
             )
             if running >= max_running:
                 return None
-            queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
+            queued = [
+                j
+                for j in self._jobs.values()
+                if j.device == device and j.state is JobState.QUEUED and not j.staged_task_id
+            ]
             if not queued:
                 return None
             job = min(queued, key=lambda j: (-j.priority, j.queue_order))
-            runs = self._runs[job.job_id]
-            runs.append(
-                Run(
-                    task_id=task_id,
-                    attempt=len(runs) + 1,
-                    state=JobState.RUNNING,
-                    payload=job.payload,
-                    job_id=job.job_id,
-                )
+            if expect_job_id and job.job_id != expect_job_id:
+                return None
+            change = self._start_run(job, task_id, now)
+            if config_revisions:
+                self._runs[job.job_id][-1].config_revisions = dict(config_revisions)
+                change.job.current_run.config_revisions = dict(config_revisions)
+            return change
+
+    def _start_run(self, job: Job, task_id: str, now: datetime) -> Change:
+        runs = self._runs[job.job_id]
+        runs.append(
+            Run(
+                task_id=task_id,
+                attempt=len(runs) + 1,
+                state=JobState.RUNNING,
+                payload=job.payload,
+                job_id=job.job_id,
             )
-            self._run_job[task_id] = job.job_id
-            job.state = JobState.RUNNING
-            job.cancel_requested = False
-            job.error = None
-            event = self._log(job, now, "dispatched to the device", 0.0, task_id)
-            return Change(self._copy(job), event, JobState.QUEUED)
+        )
+        self._run_job[task_id] = job.job_id
+        job.state = JobState.RUNNING
+        job.cancel_requested = False
+        job.error = None
+        event = self._log(job, now, "dispatched to the device", 0.0, task_id)
+        return Change(self._copy(job), event, JobState.QUEUED)
 
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
         with self._lock:
@@ -258,6 +307,52 @@ class MemoryJobStore:
             self._require(job_id)
             runs = [r for r in self._runs.get(job_id, []) if r.attempt > after_attempt]
             return copy.deepcopy(runs[:limit])
+
+    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
+            if sum(1 for j in queued if j.staged_task_id) >= limit:
+                return None
+            free = [j for j in queued if not j.staged_task_id]
+            if not free:
+                return None
+            job = min(free, key=lambda j: (-j.priority, j.queue_order))
+            job.staged_task_id = task_id
+            return self._copy(job)
+
+    def start_staged(
+        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
+    ) -> Change | None:
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.staged_task_id == task_id), None)
+            if job is None:
+                return None
+            job.staged_task_id = ""
+            if job.state is not JobState.QUEUED:
+                return None
+            if job.kind is JobKind.LAB_EXPERIMENT and any(
+                j.device == job.device and j.state is JobState.RUNNING and j.kind is JobKind.LAB_EXPERIMENT
+                for j in self._jobs.values()
+            ):
+                job.staged_task_id = task_id
+                return None
+            change = self._start_run(job, task_id, now)
+            if config_revisions:
+                self._runs[job.job_id][-1].config_revisions = dict(config_revisions)
+                change.job.current_run.config_revisions = dict(config_revisions)
+            return change
+
+    def unstage(self, task_id: str) -> None:
+        with self._lock:
+            for job in self._jobs.values():
+                if job.staged_task_id == task_id:
+                    job.staged_task_id = ""
+
+    def staged_jobs(self, device: str) -> list[Job]:
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.device == device and j.staged_task_id]
+            jobs.sort(key=lambda j: (-j.priority, j.queue_order))
+            return [self._copy(j) for j in jobs]
 
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
         with self._lock:
@@ -307,6 +402,11 @@ class MemoryJobStore:
                 job.cancel_requested = False
             event = self._log(job, now, update.message, run.progress, task_id)
             return Change(self._copy(job), event, previous)
+
+    def update_runs(self, task_id: str, updates: list[RunUpdate], now: datetime) -> list[Change]:
+        with self._lock:
+            changes = [self.update_run(task_id, update, now) for update in updates]
+            return [change for change in changes if change is not None]
 
     def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
         with self._lock:

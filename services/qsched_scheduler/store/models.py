@@ -63,6 +63,9 @@ class JobRow(Base):
     # FIFO key within a priority, from the QUEUE-ORDER counter; a re-run takes a new one.
     queue_order: Mapped[int] = mapped_column(BigInteger)
     rerun_request_id: Mapped[str | None] = mapped_column(String(128))
+    # Pipelined dispatch: the task id of a run handed to the executor ahead of time, while
+    # the job is still QUEUED (it becomes the job's run when the executor starts it).
+    staged_task_id: Mapped[str | None] = mapped_column(String(36))
 
     # sqlite_autoincrement: never reuse an order, not even that of a deleted newest job.
     __table_args__ = {"sqlite_autoincrement": True}
@@ -70,6 +73,15 @@ class JobRow(Base):
 
 # The run order of a device's queue: claim_next, queue_position, queued_count.
 Index("ix_jobs_queue", JobRow.device, JobRow.state, JobRow.priority.desc(), JobRow.queue_order)
+# Pipelined dispatch: the few staged jobs only (partial, so the queue's "IS NULL" never uses it).
+STAGED_ONLY = "staged_task_id IS NOT NULL"
+Index(
+    "ix_jobs_staged_task_id",
+    JobRow.staged_task_id,
+    unique=True,
+    sqlite_where=text(STAGED_ONLY),
+    postgresql_where=text(STAGED_ONLY),
+)
 Index(
     ONE_RUNNING_PER_DEVICE,
     JobRow.device,
@@ -104,6 +116,10 @@ class RunRow(Base):
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 
 
+# The most recent finished runs (typical run time, for estimates).
+Index("ix_runs_state", RunRow.state, RunRow.end_time)
+
+
 class EventRow(Base):
     __tablename__ = "events"
 
@@ -126,3 +142,29 @@ class IdCounterRow(Base):
 
     prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
     counter: Mapped[int] = mapped_column(BigInteger)
+
+
+class QueueCountRow(Base):
+    """Queued jobs per (device, priority), kept in step with jobs.state in the same
+    transactions: queue depths and the position of a new job without counting the queue."""
+
+    __tablename__ = "queue_counts"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queued: Mapped[int] = mapped_column(BigInteger)
+
+
+Index("ix_jobs_owner_state", JobRow.owner, JobRow.state)
+
+
+class DeviceHoldRow(Base):
+    """A held device queue (PauseDevice / DrainDevice); no row = open."""
+
+    __tablename__ = "device_holds"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # PAUSED | DRAINING
+    reason: Mapped[str] = mapped_column(Text)
+    held_by: Mapped[str] = mapped_column(String(64))
+    hold_time: Mapped[datetime] = mapped_column(UtcDateTime)

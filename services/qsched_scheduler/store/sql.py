@@ -14,14 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     and_,
     case,
     delete,
+    event,
     func,
+    insert,
     or_,
     select,
     true,
@@ -47,13 +52,19 @@ from qsched_scheduler.domain import (
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
 from qsched_scheduler.store.base import RunUpdate, SubmitOutcome
-from qsched_scheduler.store.engine import read_only
-from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, RunRow
+from qsched_scheduler.store.engine import make_engine, read_only
+from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, QueueCountRow, RunRow
 
 QUEUED = JobState.QUEUED.value
 RUNNING = JobState.RUNNING.value
 SUCCEEDED = JobState.SUCCEEDED.value
 QUEUE_ORDER_KEY = "QUEUE-ORDER"  # id_counters row handing out FIFO keys (a re-run takes a new one)
+
+JOBS = JobRow.__table__
+RUNS = RunRow.__table__
+EVENTS = EventRow.__table__
+COUNTERS = IdCounterRow.__table__
+QUEUE_COUNTS = QueueCountRow.__table__
 
 
 class _ClaimLost(Exception):
@@ -66,6 +77,20 @@ class SqlJobStore:
         self._dialect = engine.dialect.name
         self._writes = sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self._reads = sessionmaker(read_only(engine), expire_on_commit=False, autoflush=True)
+        self._read_engine = read_only(engine)
+        # Replayable run progress (accepted, started, progress) is committed without waiting
+        # for the disk; the next durable commit makes it durable too (README, durability).
+        self._relaxed_engine = _relaxed(engine)
+        insert_ = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        counted = insert_(QUEUE_COUNTS)
+        self._count_upsert = counted.on_conflict_do_update(
+            index_elements=[QUEUE_COUNTS.c.device, QUEUE_COUNTS.c.priority],
+            set_={"queued": QUEUE_COUNTS.c.queued + counted.excluded.queued},
+        )
+        bump = insert_(COUNTERS)
+        self._counter_bump = bump.on_conflict_do_update(
+            index_elements=[COUNTERS.c.prefix], set_={"counter": COUNTERS.c.counter + bump.excluded.counter}
+        ).returning(COUNTERS.c.counter)
 
     # -- transactions --------------------------------------------------------------------------------
     @contextmanager
@@ -77,6 +102,24 @@ class SqlJobStore:
     def _read(self) -> Iterator[Session]:
         with self._reads() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _tx(self, durable: bool = True) -> Iterator[Connection]:
+        """A Core write transaction; `durable=False` for replayable progress only."""
+        engine = self._engine if durable else self._relaxed_engine
+        with engine.begin() as conn:
+            if not durable and self._dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
+
+    def _count(self, conn: Connection, device: str, priority: int, delta: int) -> None:
+        """Keep queue_counts in step with a job entering (+) or leaving (-) QUEUED."""
+        conn.execute(self._count_upsert, {"device": device, "priority": priority, "queued": delta})
+
+    def _bump(self, conn: Connection, prefix: str, n: int) -> int:
+        """Add n to a counter (created at 0 if new), in one statement; the new value (so the n
+        values handed out end there). The row lock serializes concurrent writers."""
+        return conn.execute(self._counter_bump, {"prefix": prefix, "counter": n}).scalar_one()
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _lock_job(self, session: Session, job_id: str) -> JobRow:
@@ -109,19 +152,7 @@ class SqlJobStore:
         return _event(event, row.job_id)
 
     def _next_counter(self, session: Session, prefix: str) -> int:
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(IdCounterRow)
-            .values(prefix=prefix, counter=0)
-            .on_conflict_do_nothing(index_elements=["prefix"])
-        )
-        return session.execute(
-            update(IdCounterRow)
-            .where(IdCounterRow.prefix == prefix)
-            .values(counter=IdCounterRow.counter + 1)
-            .returning(IdCounterRow.counter)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
+        return self._bump(session.connection(), prefix, 1)
 
     def _by_request_id(self, session: Session, request_id: str) -> SubmitOutcome | None:
         row = session.scalars(select(JobRow).where(JobRow.request_id == request_id)).one_or_none()
@@ -156,47 +187,154 @@ class SqlJobStore:
 
     # -- JobStore: submit and reads --------------------------------------------------------------------
     def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
+        return self.submit_many([new], now)[0]
+
+    def submit_many(self, news: Sequence[NewJob], now: datetime) -> list[SubmitOutcome]:
+        """Queue several jobs in one transaction (one commit, one fsync): group commit."""
         try:
-            with self._write() as session:
-                if new.request_id:
-                    earlier = self._by_request_id(session, new.request_id)
-                    if earlier is not None:
-                        return earlier
-                prefix = ids.day_prefix(now)
-                row = JobRow(
-                    job_id=ids.format_job_id(prefix, self._next_counter(session, prefix)),
-                    owner=new.owner,
-                    device=new.device,
-                    kind=new.payload.kind.value,
-                    priority=new.priority,
-                    payload=new.payload.body,
-                    state=QUEUED,
-                    create_time=now,
-                    last_seq=0,
-                    cancel_requested=False,
-                    labels=dict(new.labels),
-                    trace_parent=new.trace_parent,
-                    request_id=new.request_id or None,
-                    queue_order=self._next_counter(session, QUEUE_ORDER_KEY),
-                )
-                session.add(row)
-                session.flush()
-                event = self._log(session, row, now, "queued")
-                return SubmitOutcome(Change(self._job(session, row), event), created=True)
+            with self._tx() as conn:
+                outcomes = self._submit_many(conn, news, now)
         except IntegrityError:
-            # A concurrent submit with the same request_id committed first: answer with its job.
-            if not new.request_id:
+            # A concurrent submit (another process) with one of these request_ids committed
+            # first: take them one at a time, each answering with the earlier job if so.
+            if not any(new.request_id for new in news):
                 raise
+            if len(news) > 1:
+                return [self.submit_many([new], now)[0] for new in news]
             with self._read() as session:
-                earlier = self._by_request_id(session, new.request_id)
+                earlier = self._by_request_id(session, news[0].request_id)
             if earlier is None:
                 raise
-            return earlier
+            return [earlier]
+        if any(outcome is None for outcome in outcomes):  # request_ids submitted before
+            with self._read() as session:
+                for i, outcome in enumerate(outcomes):
+                    if outcome is None:
+                        outcomes[i] = self._by_request_id(session, news[i].request_id)
+        return outcomes  # type: ignore[return-value]
+
+    def _submit_many(
+        self, conn: Connection, news: Sequence[NewJob], now: datetime
+    ) -> list[SubmitOutcome | None]:
+        """The jobs are built from the rows written, not read back. None: a request_id that
+        an earlier transaction already used (read after the commit)."""
+        out: list[SubmitOutcome | None] = [None] * len(news)
+        request_ids = [new.request_id for new in news if new.request_id]
+        known: set[str] = set()
+        if request_ids:
+            known = set(
+                conn.execute(select(JOBS.c.request_id).where(JOBS.c.request_id.in_(request_ids))).scalars()
+            )
+        fresh: list[int] = []
+        first_of: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []  # (index, index of the same request_id earlier in the batch)
+        for i, new in enumerate(news):
+            if new.request_id in known:
+                continue
+            if new.request_id and new.request_id in first_of:
+                repeats.append((i, first_of[new.request_id]))
+                continue
+            if new.request_id:
+                first_of[new.request_id] = i
+            fresh.append(i)
+        if not fresh:
+            return out
+        when = _utc(now)
+        prefix = ids.day_prefix(now)
+        last_number = self._bump(conn, prefix, len(fresh))
+        last_order = self._bump(conn, QUEUE_ORDER_KEY, len(fresh))
+        first_number = last_number - len(fresh) + 1
+        first_order = last_order - len(fresh) + 1
+        rows = []
+        for n, i in enumerate(fresh):
+            new = news[i]
+            rows.append(
+                {
+                    "job_id": ids.format_job_id(prefix, first_number + n),
+                    "owner": new.owner,
+                    "device": new.device,
+                    "kind": new.payload.kind.value,
+                    "priority": new.priority,
+                    "payload": new.payload.body,
+                    "state": QUEUED,
+                    "create_time": when,
+                    "start_time": None,
+                    "end_time": None,
+                    "error_reason": None,
+                    "error_message": None,
+                    "last_seq": 1,
+                    "cancel_requested": False,
+                    "labels": dict(new.labels),
+                    "trace_parent": new.trace_parent,
+                    "request_id": new.request_id or None,
+                    "queue_order": first_order + n,
+                    "rerun_request_id": None,
+                    "staged_task_id": None,
+                }
+            )
+        pks = (
+            conn.execute(insert(JOBS).returning(JOBS.c.id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            insert(EVENTS),
+            [
+                {
+                    "job_pk": pk,
+                    "seq": 1,
+                    "time": when,
+                    "state": QUEUED,
+                    "message": "queued",
+                    "progress": 0.0,
+                    "task_id": "",
+                }
+                for pk in pks
+            ],
+        )
+        added: dict[tuple[str, int], int] = {}
+        for row in rows:
+            key = (row["device"], row["priority"])
+            added[key] = added.get(key, 0) + 1
+        for (device, priority), n in added.items():
+            self._count(conn, device, priority, n)
+        counts: dict[str, dict[int, int]] = {}
+        for device in {device for device, _ in added}:
+            counts[device] = dict(
+                conn.execute(
+                    select(QUEUE_COUNTS.c.priority, QUEUE_COUNTS.c.queued).where(
+                        QUEUE_COUNTS.c.device == device
+                    )
+                ).all()
+            )
+        # Position after this commit: everything queued at a higher priority, plus the same
+        # priority except the jobs of this batch that come after this one.
+        later = dict(added)
+        for i, pk, row in zip(fresh, pks, rows, strict=True):
+            key = (row["device"], row["priority"])
+            later[key] -= 1
+            by_priority = counts[row["device"]]
+            ahead = sum(q for p, q in by_priority.items() if p > row["priority"])
+            position = ahead + by_priority.get(row["priority"], 0) - later[key]
+            job = _job(SimpleNamespace(id=pk, **row), None, 0)
+            event = Event(job.job_id, 1, when, JobState.QUEUED, "queued", 0.0, "")
+            out[i] = SubmitOutcome(Change(job, event), created=True, position=position)
+        for i, first in repeats:
+            done = out[first]
+            assert done is not None
+            out[i] = SubmitOutcome(done.change, created=False)
+        return out
 
     def get(self, job_id: str) -> Job | None:
-        with self._read() as session:
-            row = session.scalars(select(JobRow).where(JobRow.job_id == job_id)).one_or_none()
-            return self._job(session, row) if row is not None else None
+        with self._read_engine.begin() as conn:
+            row = conn.execute(select(JOBS).where(JOBS.c.job_id == job_id)).one_or_none()
+            if row is None:
+                return None
+            run = conn.execute(
+                select(RUNS).where(RUNS.c.job_pk == row.id).order_by(RUNS.c.attempt.desc()).limit(1)
+            ).one_or_none()
+            # Attempts are numbered 1, 2, ... without gaps (a claim given back removes its run).
+            return _job(row, run, run.attempt if run is not None else 0)
 
     def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
         states = {state.value for state in flt.states}
@@ -229,31 +367,36 @@ class SqlJobStore:
     def queue_position(self, job: Job) -> int:
         if job.state is not JobState.QUEUED:
             return 0
-        stmt = select(func.count()).where(
-            JobRow.device == job.device,
-            JobRow.state == QUEUED,
-            or_(
-                JobRow.priority > job.priority,
-                and_(JobRow.priority == job.priority, JobRow.queue_order < job.queue_order),
-            ),
+        higher = select(func.coalesce(func.sum(QUEUE_COUNTS.c.queued), 0)).where(
+            QUEUE_COUNTS.c.device == job.device, QUEUE_COUNTS.c.priority > job.priority
         )
-        with self._read() as session:
-            return session.scalar(stmt) + 1
+        same = select(func.count()).where(
+            JOBS.c.device == job.device,
+            JOBS.c.state == QUEUED,
+            JOBS.c.priority == job.priority,
+            JOBS.c.queue_order < job.queue_order,
+        )
+        with self._read_engine.begin() as conn:
+            return int(conn.scalar(higher)) + conn.scalar(same) + 1
 
     def queued_count(self, device: str) -> int:
-        with self._read() as session:
-            return session.scalar(select(func.count()).where(JobRow.device == device, JobRow.state == QUEUED))
+        total = func.coalesce(func.sum(QUEUE_COUNTS.c.queued), 0)
+        stmt = select(total).where(QUEUE_COUNTS.c.device == device)
+        with self._read_engine.begin() as conn:
+            return int(conn.scalar(stmt))
 
     def running_job(self, device: str) -> Job | None:
         stmt = (
-            select(JobRow)
-            .where(JobRow.device == device, JobRow.state == RUNNING)
-            .order_by(JobRow.id)
-            .limit(1)
+            select(JOBS).where(JOBS.c.device == device, JOBS.c.state == RUNNING).order_by(JOBS.c.id).limit(1)
         )
-        with self._read() as session:
-            row = session.scalars(stmt).one_or_none()
-            return self._job(session, row) if row is not None else None
+        with self._read_engine.begin() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                return None
+            run = conn.execute(
+                select(RUNS).where(RUNS.c.job_pk == row.id).order_by(RUNS.c.attempt.desc()).limit(1)
+            ).one_or_none()
+            return _job(row, run, run.attempt if run is not None else 0)
 
     def recent_run_seconds(self, device: str, limit: int) -> list[float]:
         stmt = (
@@ -297,6 +440,8 @@ class SqlJobStore:
                 )
             row.state = JobState.CANCELLED.value
             row.end_time = now
+            row.staged_task_id = None
+            self._count(session.connection(), row.device, row.priority, -1)
             _set_error(row, ErrorDetail("CANCELLED", reason or "cancelled while queued"))
             event = self._log(session, row, now, f"cancelled: {reason}" if reason else "cancelled")
             return Change(self._job(session, row), event, JobState.QUEUED)
@@ -331,36 +476,177 @@ class SqlJobStore:
             )
 
     # -- JobStore: dispatch ----------------------------------------------------------------------------
-    def claim_next(self, device: str, task_id: str, now: datetime, max_running: int = 1) -> Change | None:
+    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
+        """The job claim_next would take now (a read: nothing is claimed)."""
+        with self._read_engine.begin() as conn:
+            busy = select(func.count()).where(JOBS.c.device == device, JOBS.c.state == RUNNING)
+            if conn.scalar(busy) >= max_running:
+                return None
+            row = conn.execute(self._head(device)).one_or_none()
+            return _job(row, None, 0) if row is not None else None
+
+    def claim_next(
+        self,
+        device: str,
+        task_id: str,
+        now: datetime,
+        max_running: int = 1,
+        expect_job_id: str = "",
+        config_revisions: dict[str, str] | None = None,
+    ) -> Change | None:
         try:
-            with self._write() as session:
-                running = session.scalar(
-                    select(func.count()).where(JobRow.device == device, JobRow.state == RUNNING)
+            with self._tx() as conn:
+                running = conn.scalar(
+                    select(func.count()).where(JOBS.c.device == device, JOBS.c.state == RUNNING)
                 )
                 if running >= max_running:
                     return None
-                row = session.scalars(
-                    select(JobRow)
-                    .where(JobRow.device == device, JobRow.state == QUEUED)
-                    .order_by(JobRow.priority.desc(), JobRow.queue_order)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                row = conn.execute(self._head(device).with_for_update(skip_locked=True)).one_or_none()
+                if row is None or (expect_job_id and row.job_id != expect_job_id):
+                    return None
+                return self._start_run(conn, row, task_id, now, config_revisions)
+        except _ClaimLost:
+            return None
+
+    @staticmethod
+    def _head(device: str) -> Any:
+        return (
+            select(JOBS)
+            .where(JOBS.c.device == device, JOBS.c.state == QUEUED, JOBS.c.staged_task_id.is_(None))
+            .order_by(JOBS.c.priority.desc(), JOBS.c.queue_order)
+            .limit(1)
+        )
+
+    def _start_run(
+        self, conn: Connection, row: Any, task_id: str, now: datetime, revisions: dict[str, str] | None = None
+    ) -> Change:
+        """A QUEUED job -> RUNNING with a new run (its claim); raises _ClaimLost when the
+        device already runs a lab job (the partial unique index)."""
+        when = _utc(now)
+        seq = row.last_seq + 1
+        try:
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == row.id)
+                .values(
+                    state=RUNNING,
+                    cancel_requested=False,
+                    error_reason=None,
+                    error_message=None,
+                    staged_task_id=None,
+                    last_seq=seq,
+                )
+            )
+        except IntegrityError as exc:
+            raise _ClaimLost from exc
+        attempts = conn.scalar(select(func.max(RUNS.c.attempt)).where(RUNS.c.job_pk == row.id)) or 0
+        run = _new_run_values(row, task_id, attempts + 1)
+        if revisions:
+            run["config_revisions"] = dict(revisions)
+        conn.execute(insert(RUNS), run)
+        message = "dispatched to the device"
+        conn.execute(
+            insert(EVENTS),
+            {
+                "job_pk": row.id,
+                "seq": seq,
+                "time": when,
+                "state": RUNNING,
+                "message": message,
+                "progress": 0.0,
+                "task_id": task_id,
+            },
+        )
+        self._count(conn, row.device, row.priority, -1)
+        values = {
+            **row._mapping,
+            "state": RUNNING,
+            "cancel_requested": False,
+            "error_reason": None,
+            "error_message": None,
+            "staged_task_id": None,
+            "last_seq": seq,
+        }
+        job = _job(SimpleNamespace(**values), SimpleNamespace(**run), attempts + 1)
+        event = Event(job.job_id, seq, when, JobState.RUNNING, message, 0.0, task_id)
+        return Change(job, event, JobState.QUEUED)
+
+    # -- pipelined dispatch ------------------------------------------------------------------------------
+    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
+        """Hand the next queued job that is not staged yet to the executor ahead of time: it
+        stays QUEUED and records `task_id` (durably, before the executor hears of it). None
+        when nothing is left to stage or `limit` jobs of the device are staged already."""
+        head = (
+            select(JOBS.c.id)
+            .where(JOBS.c.device == device, JOBS.c.state == QUEUED, JOBS.c.staged_task_id.is_(None))
+            .limit(1)
+        )
+        with self._read_engine.begin() as conn:  # nothing to stage: no write transaction at all
+            if conn.scalar(head) is None:
+                return None
+        with self._tx() as conn:
+            # Every staged job (a handful at most), through their index: `> ''` rather than
+            # IS NOT NULL so that SQLite searches the index instead of counting the queue.
+            staged = sum(
+                1
+                for other, state in conn.execute(
+                    select(JOBS.c.device, JOBS.c.state).where(JOBS.c.staged_task_id > "")
+                )
+                if other == device and state == QUEUED
+            )
+            if staged >= limit:
+                return None
+            row = conn.execute(
+                select(JOBS)
+                .where(JOBS.c.device == device, JOBS.c.state == QUEUED, JOBS.c.staged_task_id.is_(None))
+                .order_by(JOBS.c.priority.desc(), JOBS.c.queue_order)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).one_or_none()
+            if row is None:
+                return None
+            conn.execute(update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=task_id))
+            run = conn.execute(
+                select(RUNS).where(RUNS.c.job_pk == row.id).order_by(RUNS.c.attempt.desc()).limit(1)
+            ).one_or_none()
+            staged = SimpleNamespace(**{**row._mapping, "staged_task_id": task_id})
+            return _job(staged, run, run.attempt if run else 0)
+
+    def start_staged(
+        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
+    ) -> Change | None:
+        """The executor started a staged run: its job -> RUNNING with that run (recording the
+        config revisions pinned for it). None (and the staging forgotten) if the job is no
+        longer QUEUED, e.g. it was cancelled. Not fsynced: the staging was, so a restart after
+        a crash finds the job staged and re-attaches to the run (see README, durability)."""
+        try:
+            with self._tx(durable=False) as conn:
+                row = conn.execute(
+                    select(JOBS).where(JOBS.c.staged_task_id == task_id).with_for_update()
                 ).one_or_none()
                 if row is None:
                     return None
-                row.state = RUNNING
-                row.cancel_requested = False
-                _set_error(row, None)
-                try:
-                    session.flush()
-                except IntegrityError as exc:
-                    raise _ClaimLost from exc
-                attempts = session.scalar(select(func.max(RunRow.attempt)).where(RunRow.job_pk == row.id))
-                session.add(_new_run(row, task_id, (attempts or 0) + 1))
-                event = self._log(session, row, now, "dispatched to the device", 0.0, task_id)
-                return Change(self._job(session, row), event, JobState.QUEUED)
+                if row.state != QUEUED:
+                    conn.execute(update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=None))
+                    return None
+                return self._start_run(conn, row, task_id, now, config_revisions or {})
         except _ClaimLost:
             return None
+
+    def unstage(self, task_id: str) -> None:
+        """Forget a staging (the executor never took the run, or gave it back)."""
+        with self._tx() as conn:
+            conn.execute(update(JOBS).where(JOBS.c.staged_task_id == task_id).values(staged_task_id=None))
+
+    def staged_jobs(self, device: str) -> list[Job]:
+        """The device's staged jobs in run order (re-attach after a restart)."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(JobRow)
+                .where(JobRow.device == device, JobRow.staged_task_id.is_not(None))
+                .order_by(JobRow.priority.desc(), JobRow.queue_order)
+            ).all()
+            return self._jobs(session, rows)
 
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
         with self._write() as session:
@@ -386,6 +672,7 @@ class SqlJobStore:
                 row.kind = payload.kind.value
                 row.payload = dict(payload.body)
             row.rerun_request_id = request_id or None
+            self._count(session.connection(), row.device, row.priority, 1)
             runs = session.scalar(select(func.count()).where(RunRow.job_pk == row.id))
             event = self._log(session, row, now, f"queued again (run {runs + 1})")
             return Change(self._job(session, row), event, previous)
@@ -413,46 +700,96 @@ class SqlJobStore:
             )
             row.state = QUEUED
             row.start_time = None
+            self._count(session.connection(), row.device, row.priority, 1)
             event = self._log(session, row, now, message)
             return Change(self._job(session, row), event, JobState.RUNNING)
 
     def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
-        with self._write() as session:
-            row = self._lock_job_of_run(session, task_id)
-            if row is None:
-                return None
-            run = session.get(RunRow, task_id, populate_existing=True)
-            if run is None or run.state != RUNNING:
-                return None
-            previous = JobState(row.state)
-            run.executor_seq = max(run.executor_seq, update.executor_seq)
-            if update.config_revisions:
-                run.config_revisions = dict(update.config_revisions)
-            if update.provider_task_ids:
-                run.provider_task_ids = list(update.provider_task_ids)
-            if update.provider_submission_id:
-                run.provider_submission_id = update.provider_submission_id
-            if update.started and run.start_time is None:
-                run.start_time = now
-                row.start_time = now
-            if update.progress is not None:
-                run.progress = update.progress
-            if update.final_state is not None:
-                run.state = update.final_state.value
-                run.end_time = now
-                _set_error(run, update.error)
-                run.data_file_path = update.data_file_path
-                run.summary = dict(update.summary)
-                if update.result_json:
-                    run.result_json, run.result_time = update.result_json, now
-                if update.final_state is JobState.SUCCEEDED:
-                    run.progress = 1.0
-                row.state = update.final_state.value
-                row.end_time = now
-                _set_error(row, update.error)
-                row.cancel_requested = False
-            event = self._log(session, row, now, update.message, run.progress, task_id)
-            return Change(self._job(session, row), event, previous)
+        with self._tx(_needs_fsync(update)) as conn:
+            return self._update_run(conn, task_id, update, now)
+
+    def update_runs(self, task_id: str, updates: Sequence[RunUpdate], now: datetime) -> list[Change]:
+        """Several updates of one run in one transaction (what arrived from the executor at
+        once); the changes of those that applied, in order."""
+        changes = []
+        with self._tx(any(_needs_fsync(u) for u in updates)) as conn:
+            for update in updates:
+                change = self._update_run(conn, task_id, update, now)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def _update_run(self, conn: Connection, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
+        run = conn.execute(select(RUNS).where(RUNS.c.task_id == task_id)).one_or_none()
+        if run is None:
+            return None
+        row = conn.execute(select(JOBS).where(JOBS.c.id == run.job_pk).with_for_update()).one()
+        if self._dialect == "postgresql":  # re-read under the job's lock
+            run = conn.execute(select(RUNS).where(RUNS.c.task_id == task_id)).one()
+        if run.state != RUNNING:
+            return None
+        when = _utc(now)
+        previous = JobState(row.state)
+        r: dict[str, Any] = {"executor_seq": max(run.executor_seq, update.executor_seq)}
+        j: dict[str, Any] = {"last_seq": row.last_seq + 1}
+        if update.config_revisions:
+            r["config_revisions"] = dict(update.config_revisions)
+        if update.provider_task_ids:
+            r["provider_task_ids"] = list(update.provider_task_ids)
+        if update.provider_submission_id:
+            r["provider_submission_id"] = update.provider_submission_id
+        if update.started and run.start_time is None:
+            r["start_time"] = j["start_time"] = when
+        if update.progress is not None:
+            r["progress"] = update.progress
+        if update.final_state is not None:
+            error = update.error
+            r.update(
+                state=update.final_state.value,
+                end_time=when,
+                error_reason=error.reason if error else None,
+                error_message=error.message if error else None,
+                data_file_path=update.data_file_path,
+                summary=dict(update.summary),
+            )
+            if update.result_json:
+                r["result_json"], r["result_time"] = update.result_json, when
+            if update.final_state is JobState.SUCCEEDED:
+                r["progress"] = 1.0
+            j.update(
+                state=update.final_state.value,
+                end_time=when,
+                error_reason=error.reason if error else None,
+                error_message=error.message if error else None,
+                cancel_requested=False,
+            )
+        conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
+        conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
+        new_run = {**run._mapping, **r}
+        new_job = {**row._mapping, **j}
+        event = Event(
+            row.job_id,
+            j["last_seq"],
+            when,
+            JobState(new_job["state"]),
+            update.message,
+            new_run["progress"],
+            task_id,
+        )
+        conn.execute(
+            insert(EVENTS),
+            {
+                "job_pk": row.id,
+                "seq": event.seq,
+                "time": when,
+                "state": new_job["state"],
+                "message": event.message,
+                "progress": event.progress,
+                "task_id": task_id,
+            },
+        )
+        job = _job(SimpleNamespace(**new_job), SimpleNamespace(**new_run), run.attempt)
+        return Change(job, event, previous)
 
     def active_devices(self) -> list[str]:
         with self._read() as session:
@@ -476,6 +813,8 @@ class SqlJobStore:
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._relaxed_engine is not self._engine:
+            self._relaxed_engine.dispose()
 
 
 # -- rows <-> domain -------------------------------------------------------------------------------------
@@ -495,20 +834,61 @@ def _set_error(row: JobRow | RunRow, error: ErrorDetail | None) -> None:
     row.error_message = error.message if error else None
 
 
-def _new_run(job: JobRow, task_id: str, attempt: int) -> RunRow:
-    return RunRow(
-        task_id=task_id,
-        job_pk=job.id,
-        payload=dict(job.payload),  # the run's memento: the settings it ran with
-        attempt=attempt,
-        state=RUNNING,
-        progress=0.0,
-        data_file_path="",
-        summary={},
-        config_revisions={},
-        provider_task_ids=[],
-        executor_seq=0,
+def _new_run_values(job: Any, task_id: str, attempt: int) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "job_pk": job.id,
+        "payload": dict(job.payload),  # the run's memento: the settings it ran with
+        "attempt": attempt,
+        "state": RUNNING,
+        "start_time": None,
+        "end_time": None,
+        "progress": 0.0,
+        "error_reason": None,
+        "error_message": None,
+        "data_file_path": "",
+        "summary": {},
+        "config_revisions": {},
+        "provider_task_ids": [],
+        "executor_seq": 0,
+        "provider_submission_id": None,
+        "result_json": None,
+        "result_time": None,
+    }
+
+
+def _needs_fsync(update: RunUpdate) -> bool:
+    """Replayable progress (the executor sends it again on re-attach from the last applied
+    seq) need not wait for the disk; anything else is durable when the call returns."""
+    return bool(
+        update.final_state is not None
+        or update.config_revisions
+        or update.provider_task_ids
+        or update.provider_submission_id
     )
+
+
+def _relaxed(engine: Engine) -> Engine:
+    """An engine whose commits do not wait for the disk: SQLite's synchronous=NORMAL (in WAL
+    mode a commit is then made durable by the next synchronous=FULL commit on the file, or a
+    checkpoint; a process crash loses nothing, an OS crash or power cut may lose the last
+    few); PostgreSQL gets `SET LOCAL synchronous_commit TO OFF` per transaction instead."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or not url.database or url.database == ":memory:":
+        return engine
+    if url.query.get("mode") == "memory":
+        return engine
+    relaxed = make_engine(url.render_as_string(hide_password=False))
+
+    @event.listens_for(relaxed, "connect")
+    def _normal(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    return relaxed
 
 
 def _run(row: RunRow, job: JobRow) -> Run:
@@ -553,6 +933,7 @@ def _job(row: JobRow, run: RunRow | None, run_count: int) -> Job:
         current_run=_run(run, row) if run is not None else None,
         run_count=run_count,
         trace_parent=row.trace_parent,
+        staged_task_id=getattr(row, "staged_task_id", None) or "",
     )
 
 

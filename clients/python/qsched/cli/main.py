@@ -375,7 +375,14 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.set_defaults(func=cmd_rerun)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands defined in this module besides the lab verbs: with one of them (or a lab verb)
+# on the command line, the parser leaves out the other modules' commands (start-up time).
+_LOCAL_COMMANDS = frozenset({"queue", "history", "devices", "data", "plot"})
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command` one of this module's own commands, only those
+    (the metriq-gym, config, admin and server commands import more modules)."""
     parser = argparse.ArgumentParser(
         prog="qsched", description="Share quantum devices: a durable job queue over gRPC."
     )
@@ -385,17 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
         return _add_client_options(sub.add_parser(name, help=help_text))
 
     _add_job_commands(sub)
-    job = sub.add_parser(
-        "job",
-        help="metriq-gym job verbs (dispatch, estimate, poll, replay, view, delete, upload) "
-        "and the lab verbs again (submit, show, watch, wait, cancel, rerun)",
-    )
-    job_sub = job.add_subparsers(dest="job_command", required=True)
-    _add_job_commands(job_sub, aliases=True)
-    from qsched.cli import job_commands, suite_commands
+    local_only = command is not None and (command in sub.choices or command in _LOCAL_COMMANDS)
+    if not local_only:
+        job = sub.add_parser(
+            "job",
+            help="metriq-gym job verbs (dispatch, estimate, poll, replay, view, delete, upload) "
+            "and the lab verbs again (submit, show, watch, wait, cancel, rerun)",
+        )
+        job_sub = job.add_subparsers(dest="job_command", required=True)
+        _add_job_commands(job_sub, aliases=True)
+        from qsched.cli import job_commands, suite_commands
 
-    job_commands.register(job_sub, _add_client_options)
-    suite_commands.register(sub, _add_client_options)
+        job_commands.register(job_sub, _add_client_options)
+        suite_commands.register(sub, _add_client_options)
 
     p = client("queue", "queued and running jobs in run order")
     p.add_argument("--device", help="only this device")
@@ -427,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="image file, e.g. rabi.png")
     p.add_argument("--task", help="the run's task id (default: the latest run)")
     p.set_defaults(func=cmd_plot)
+    if local_only:
+        return parser
 
     try:
         from qsched.cli.config_commands import register as register_config_commands
@@ -434,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
         register_config_commands = None
     if register_config_commands is not None:
         register_config_commands(sub)
+
+    from qsched.cli import admin_commands
+
+    try:
+        import qsched_runtime  # noqa: F401  (the server parts: `qsched admin init`, up, serve)
+
+        server_parts = True
+    except ImportError:
+        server_parts = False
+    admin_commands.register(sub, _add_client_options, server_parts)
 
     try:
         from qsched_runtime.args import add_common_arguments
@@ -467,8 +488,14 @@ def _report(err: QschedError, args: argparse.Namespace) -> None:
         print(f"qsched: {err}", file=sys.stderr)
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (None for none, or for `--help` alone)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_of(argv)).parse_args(argv)
     try:
         return args.func(args)
     except QschedError as error:
