@@ -38,3 +38,4 @@ async def in_thread(fn, *args, **kwargs):
 
 
 RABI = "experiments.single_qubit.amplitude_rabi"
+PERSON = "Claude"  # the seed examples' user

@@ -74,8 +74,8 @@ def test_submit_validates_arguments_like_the_seed():
         client.get_history(status="done")
 
 
-async def test_status_fields_and_failure_message(scheduler):
-    client = JobClient(address_of(scheduler))
+async def test_status_fields_and_failure_message(scheduler, identity):
+    client = JobClient(address_of(scheduler), token=identity.token_for("bob"))
     job_id = await in_thread(client.submit_job, "T1Experiment", RABI, {"fail": "PROGRAM_ERROR"}, "bob", 3)
     queued = await in_thread(client.get_status, job_id)
     assert queued.job_id == job_id and queued.user == "bob" and queued.priority == 3
