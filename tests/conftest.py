@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-# The stack fixtures (real services on ephemeral ports, test doubles) for every test folder.
-pytest_plugins = ["tests.support.stack"]
+# Every test runs authenticated (tests.support.identity); the stack fixtures (real services on
+# ephemeral ports, test doubles) serve every test folder.
+pytest_plugins = ["tests.support.identity", "tests.support.stack"]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_POSTGRES_HINT = (

@@ -10,8 +10,12 @@ from qsched_configs import db
 from qsched_configs.servicer import ConfigServicer
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_configs.versioning import ConfigVersioning
+from qsched_identity.principal import Role
+from qsched_runtime.audit import AuditLog
+from qsched_runtime.auth import Anyone
 from qsched_runtime.config import ServiceConfig
 from qsched_runtime.pagination import page_key
+from qsched_runtime.security import server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_runtime.sql import make_engine
@@ -23,13 +27,35 @@ def database_url(config: ServiceConfig) -> str:
     return config.configs_database_url or db.sqlite_url_for(config.data_dir)
 
 
+# Reads are open to every authenticated principal (the executor reads pinned revisions);
+# new revisions come from people; moving "main" is a calibrator's decision.
+POLICY = {
+    "CreateRevision": Anyone.PERSON,
+    "GetRevision": Anyone.PRINCIPAL,
+    "ListRevisions": Anyone.PRINCIPAL,
+    "GetMain": Anyone.PRINCIPAL,
+    "SetMain": Role.CALIBRATOR,
+    "PushToMain": Role.CALIBRATOR,
+    "DiffRevisions": Anyone.PRINCIPAL,
+    "ListMainHistory": Anyone.PRINCIPAL,
+    "ListConfigTypes": Anyone.PRINCIPAL,
+    "RegisterConfigType": Role.ADMIN,
+    "PinConfigs": Role.SCHEDULER,
+}
+
+
 async def build(config: ServiceConfig) -> ServiceHandle:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    security = server_security(config)
     url = database_url(config)
     db.upgrade(url)  # idempotent; a new data directory gets its schema (and the seed types) here
     versioning = ConfigVersioning(SqlConfigStore(make_engine(url)), page_key(config.data_dir / PAGE_KEY_FILE))
     name = pb.DESCRIPTOR.services_by_name["ConfigService"].full_name
     registration = Registration(
-        name, lambda server: pb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(versioning), server)
+        name,
+        lambda server: pb_grpc.add_ConfigServiceServicer_to_server(
+            ConfigServicer(versioning, AuditLog(security.authenticator)), server
+        ),
+        POLICY,
     )
-    return ServiceHandle([registration], stop=versioning.close)
+    return ServiceHandle([registration], stop=versioning.close, security=security)

@@ -10,13 +10,17 @@ from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched_configs import convert
 from qsched_configs.errors import DOMAIN
 from qsched_configs.versioning import ConfigVersioning, Upload
+from qsched_identity.principal import attributed
+from qsched_runtime.audit import AuditLog
+from qsched_runtime.auth import caller
 from qsched_runtime.errors import translates_errors
 
 
 @translates_errors(DOMAIN)
 class ConfigServicer(pb_grpc.ConfigServiceServicer):
-    def __init__(self, versioning: ConfigVersioning):
+    def __init__(self, versioning: ConfigVersioning, audit: AuditLog | None = None):
         self._v = versioning
+        self._audit = audit or AuditLog(None)
 
     async def CreateRevision(
         self, request: pb.CreateRevisionRequest, context: grpc.aio.ServicerContext
@@ -26,7 +30,7 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             content=request.content,
             content_type=convert.content_type_from_pb(request.content_type),
             original_filename=request.original_filename,
-            creator=request.creator,
+            creator=attributed(request.creator, caller()),
         )
         revision, created = await self._v.create_revision(upload)
         return pb.CreateRevisionResponse(revision=convert.revision_to_pb(revision), deduplicated=not created)
@@ -60,9 +64,14 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def SetMain(
         self, request: pb.SetMainRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetMainResponse:
+        who = caller()
         outcome = await self._v.set_main(
-            request.config_type, request.revision_id, request.etag, request.changed_by
+            request.config_type, request.revision_id, request.etag, attributed(request.changed_by, who)
         )
+        if outcome.changed:
+            await self._audit.record(
+                who, "config.set_main", request.config_type, revision_id=request.revision_id
+            )
         return pb.SetMainResponse(
             change=convert.change_to_pb(outcome.state.last_change),
             etag=outcome.state.etag,
@@ -77,9 +86,16 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             content=request.content,
             content_type=convert.content_type_from_pb(request.content_type),
             original_filename=request.original_filename,
-            creator=request.creator,
+            creator=attributed(request.creator, caller()),
         )
         outcome = await self._v.push_to_main(upload, request.etag)
+        if outcome.changed:
+            await self._audit.record(
+                caller(),
+                "config.push_to_main",
+                request.config_type,
+                revision_id=outcome.state.revision.revision_id,
+            )
         return pb.PushToMainResponse(
             revision=convert.revision_to_pb(outcome.state.revision),
             change=convert.change_to_pb(outcome.state.last_change),
@@ -116,6 +132,8 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         self, request: pb.RegisterConfigTypeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterConfigTypeResponse:
         stored, created = await self._v.register_type(convert.config_type_from_pb(request.config_type))
+        if created:
+            await self._audit.record(caller(), "config.register_type", stored.name)
         return pb.RegisterConfigTypeResponse(config_type=convert.config_type_to_pb(stored), created=created)
 
     async def PinConfigs(

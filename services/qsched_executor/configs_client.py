@@ -8,15 +8,16 @@ import grpc
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched_executor.errors import ConfigUnavailable
 from qsched_hardware.hwconfig import HardwareConfigError, parsed_hardware_config, sha256_hex
+from qsched_runtime.security import PeerCredentials
 from qsched_runtime.server import MAX_MESSAGE_BYTES
-from qsched_runtime.tracing import client_interceptors
 
 HARDWARE_CONFIG = "hardware_config"
 
 
 class PinnedConfigs:
-    def __init__(self, address: str, timeout_s: float = 10.0):
+    def __init__(self, address: str, credentials: PeerCredentials | None = None, timeout_s: float = 10.0):
         self.address = address
+        self._credentials = credentials or PeerCredentials()
         self.timeout_s = timeout_s
         self._cache: dict[str, bytes] = {}  # sha256 -> content
         self._channel: grpc.aio.Channel | None = None
@@ -27,10 +28,8 @@ class PinnedConfigs:
         if self._channel is None:
             # Revisions may be up to the config service's content limit (4 MiB): lift gRPC's
             # 4 MiB default receive limit to the size every qsched server accepts.
-            self._channel = grpc.aio.insecure_channel(
-                self.address,
-                interceptors=client_interceptors(),
-                options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+            self._channel = self._credentials.channel(
+                self.address, [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
             )
         stub = configs_pb2_grpc.ConfigServiceStub(self._channel)
         try:

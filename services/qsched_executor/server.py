@@ -13,7 +13,9 @@ from qsched_executor.configs_client import PinnedConfigs
 from qsched_executor.executor import HardwareExecutor, Settings
 from qsched_executor.lock import BoardLock
 from qsched_executor.servicer import ExecutorServicer
+from qsched_identity.principal import Role
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 
@@ -47,17 +49,24 @@ async def build(config: ServiceConfig, board=None) -> ServiceHandle:
         lock.release()
         raise
     log.info("board %s (%s) opened; lock %s", board.board_id, board.uri, lock.path)
-    executor = HardwareExecutor(board, settings, PinnedConfigs(config.endpoints.configs))
+    configs = PinnedConfigs(config.endpoints.configs, peer_credentials(config))
+    executor = HardwareExecutor(board, settings, configs)
     servicer = ExecutorServicer(executor)
     name = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"].full_name
     registration = Registration(
-        name, lambda server: pb_grpc.add_HardwareExecutorServiceServicer_to_server(servicer, server)
+        name,
+        lambda server: pb_grpc.add_HardwareExecutorServiceServicer_to_server(servicer, server),
+        # The executor is driven by the scheduler alone.
+        {
+            method.name: Role.SCHEDULER
+            for method in pb.DESCRIPTOR.services_by_name["HardwareExecutorService"].methods
+        },
     )
 
     async def stop() -> None:
         await executor.close()
         lock.release()
 
-    handle = ServiceHandle([registration], stop=stop)
+    handle = ServiceHandle([registration], stop=stop, security=server_security(config))
     handle.executor = executor  # type: ignore[attr-defined]  # for in-process tests
     return handle

@@ -17,14 +17,16 @@ from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qsched_gateway.gateway import Gateway
 from qsched_gateway.servicer import GatewayServicer
+from qsched_identity.principal import Role
 from qsched_runtime.config import ServiceConfig
+from qsched_runtime.security import server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 
 
 def _import_sdks_in_main_thread() -> None:
     """build() runs on the main thread: import the SDKs here, before any worker pool exists."""
-    for module in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "braket.devices"):
+    for module in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "qiskit_experiments", "braket.devices"):
         with contextlib.suppress(ImportError):
             __import__(module)
 
@@ -38,7 +40,14 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     registration = Registration(
         name,
         lambda server: pb_grpc.add_ProviderGatewayServiceServicer_to_server(GatewayServicer(gateway), server),
+        # Provider accounts are the site's: only the scheduler spends them.
+        {
+            method.name: Role.SCHEDULER
+            for method in pb.DESCRIPTOR.services_by_name["ProviderGatewayService"].methods
+        },
     )
-    handle = ServiceHandle([registration], start=gateway.start, stop=gateway.stop)
+    handle = ServiceHandle(
+        [registration], start=gateway.start, stop=gateway.stop, security=server_security(config)
+    )
     handle.gateway = gateway  # for in-process tests and embedding
     return handle

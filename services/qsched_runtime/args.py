@@ -66,6 +66,50 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="scheduler: run lab jobs without pinning config revisions (sites without config versioning)",
     )
+    security = parser.add_argument_group("security (README: Users, roles and tokens)")
+    security.add_argument(
+        "--identity-database-url",
+        default=None,
+        help="users, tokens and audit log (default: SQLite identity.db in the data dir)",
+    )
+    security.add_argument(
+        "--tls-cert", dest="tls_cert_file", default=None, metavar="PEM", help="server certificate"
+    )
+    security.add_argument(
+        "--tls-key", dest="tls_key_file", default=None, metavar="PEM", help="server private key"
+    )
+    security.add_argument(
+        "--tls-client-ca",
+        dest="tls_client_ca_file",
+        default=None,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    security.add_argument(
+        "--tls-ca",
+        dest="tls_ca_file",
+        default=None,
+        metavar="PEM",
+        help="CA trusted when calling peer services",
+    )
+    security.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without TLS (a private network only)",
+    )
+    security.add_argument(
+        "--max-queued-per-user", type=int, default=None, help="scheduler quota (default 1000)"
+    )
+    security.add_argument(
+        "--max-payload-bytes-per-job", type=int, default=None, help="scheduler quota (default 1 MiB)"
+    )
+    security.add_argument(
+        "--max-user-priority",
+        type=int,
+        default=None,
+        help="above this, priority needs the operator role (default 10)",
+    )
     parser.add_argument(
         "--lab-device",
         action="append",
@@ -73,6 +117,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=HOST:PORT",
         help="a lab device and its executor (default qick=<executor address>); repeatable",
     )
+
+
+# ServiceConfig field -> flag, for the security options `up` passes on.
+_SECURITY = {
+    "identity_database_url": "--identity-database-url",
+    "tls_cert_file": "--tls-cert",
+    "tls_key_file": "--tls-key",
+    "tls_client_ca_file": "--tls-client-ca",
+    "tls_ca_file": "--tls-ca",
+    "allow_plaintext": "--allow-plaintext",
+    "max_queued_per_user": "--max-queued-per-user",
+    "max_payload_bytes_per_job": "--max-payload-bytes-per-job",
+    "max_user_priority": "--max-user-priority",
+}
 
 
 def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
@@ -96,7 +154,7 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
         kwargs["database_url"] = args.database_url
     if getattr(args, "configs_database_url", None) is not None:
         kwargs["configs_database_url"] = args.configs_database_url
-    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
+    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir", *_SECURITY):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
     if getattr(args, "experiment_package", None):
@@ -124,6 +182,12 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
         if getattr(args, name, None) is not None:
             out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    for name, flag in _SECURITY.items():
+        value = getattr(args, name, None)
+        if value is True:
+            out.append(flag)
+        elif value is not None and value is not False:
+            out += [flag, str(value)]
     for package in getattr(args, "experiment_package", None) or []:
         out += ["--experiment-package", package]
     return out

@@ -23,6 +23,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("qsched"))
 
 
+def secrets_dir(data_dir: Path) -> Path:
+    """Service credentials written by `qsched up` / `qsched admin init` (0700)."""
+    return Path(data_dir) / "secrets"
+
+
 def default_address(service: str) -> str:
     env = os.environ.get(f"QSCHED_{service.upper()}_ADDRESS")
     return env or f"127.0.0.1:{DEFAULT_PORTS[service]}"
@@ -75,10 +80,40 @@ class ServiceConfig:
     lock_dir: str = field(default_factory=lambda: os.environ.get("QSCHED_LOCK_DIR", ""))
     # HMAC key for a Pyro4 board (environment only, never a flag).
     board_hmac_key: str = field(default_factory=lambda: os.environ.get("QSCHED_BOARD_HMAC_KEY", ""))
+    # -- security (README "Users, roles and tokens") --
+    # Users, tokens and the audit log ("" = SQLite <data_dir>/identity.db).
+    identity_database_url: str = field(
+        default_factory=lambda: os.environ.get("QSCHED_IDENTITY_DATABASE_URL", "")
+    )
+    # How long a resolved token is trusted before the database is asked again.
+    auth_cache_seconds: float = 1.0
+    # This service's own credential for calls to its peers ("" = <data_dir>/secrets/<service>.token;
+    # $QSCHED_SERVICE_TOKEN, if set, wins).
+    service_token_file: str = field(default_factory=lambda: os.environ.get("QSCHED_SERVICE_TOKEN_FILE", ""))
+    # TLS: this server's certificate and key (PEM); with a client CA, clients must present a
+    # certificate it signed (mutual TLS). `tls_ca_file` is what this service trusts when it
+    # calls its peers.
+    tls_cert_file: str = field(default_factory=lambda: os.environ.get("QSCHED_TLS_SERVER_CERT", ""))
+    tls_key_file: str = field(default_factory=lambda: os.environ.get("QSCHED_TLS_SERVER_KEY", ""))
+    tls_client_ca_file: str = field(default_factory=lambda: os.environ.get("QSCHED_TLS_CLIENT_CA", ""))
+    tls_ca_file: str = field(default_factory=lambda: os.environ.get("QSCHED_TLS_CA", ""))
+    # Listen on a non-loopback address without TLS (e.g. inside a private container network).
+    allow_plaintext: bool = False
+    # -- scheduler quotas and limits (operators are exempt from the priority limit) --
+    max_queued_per_user: int = 1000
+    max_payload_bytes_per_job: int = 1024 * 1024
+    max_user_priority: int = 10
 
     @property
     def listen(self) -> str:
         return self.endpoints.of(self.service)
+
+    def token_path(self) -> Path:
+        return (
+            Path(self.service_token_file)
+            if self.service_token_file
+            else secrets_dir(self.data_dir) / (f"{self.service}.token")
+        )
 
     def devices(self) -> dict[str, str]:
         return self.lab_devices or {"qick": self.endpoints.executor}

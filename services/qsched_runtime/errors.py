@@ -61,6 +61,14 @@ class ResourceExhausted(DomainError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class QuotaExceeded(ResourceExhausted):
+    """A per-user limit: sent with a google.rpc.QuotaFailure naming the subject and limit."""
+
+    def __init__(self, reason: str, message: str, subject: str, **metadata: object) -> None:
+        super().__init__(reason, message, subject=subject, **metadata)
+        self.subject = subject
+
+
 class Unavailable(DomainError):
     code = "UNAVAILABLE"
 
@@ -71,9 +79,17 @@ class Unimplemented(DomainError):
 
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    details = [_packed(info)]
+    if isinstance(error, QuotaExceeded):
+        violation = error_details_pb2.QuotaFailure.Violation(subject=error.subject, description=error.message)
+        details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=details)
+
+
+def _packed(message: object) -> any_pb2.Any:
     detail = any_pb2.Any()
-    detail.Pack(info)
-    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=[detail])
+    detail.Pack(message)
+    return detail
 
 
 async def abort(context: grpc.aio.ServicerContext, error: DomainError, domain: str) -> NoReturn:

@@ -25,7 +25,7 @@ async def run(config: ServiceConfig, stop: asyncio.Event | None = None) -> None:
     configure_tracing(config.service, config.trace_exporter)
     module = importlib.import_module(BUILDERS[config.service])
     handle = await module.build(config)
-    running = await start_server(config.listen, handle.registrations)
+    running = await start_server(config.listen, handle.registrations, handle.security)
     await handle.start()
     host = config.listen.rsplit(":", 1)[0]
     print(f"qsched {config.service} serving on {host}:{running.port}", flush=True)

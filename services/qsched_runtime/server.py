@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from qsched_runtime.auth import Policy, ServerAuthInterceptor, full_policy
+from qsched_runtime.security import ServerSecurity, check_listen
 from qsched_runtime.tracing import ServerTracingInterceptor
 
 log = logging.getLogger(__name__)
@@ -18,10 +20,12 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Registration:
-    """One gRPC service to host: its full name and the function adding it to a server."""
+    """One gRPC service to host: its full name, the function adding it to a server, and
+    what each of its RPCs demands of the caller (qsched_runtime.auth)."""
 
     full_name: str
     add_to_server: Callable[[grpc.aio.Server], None]
+    policy: Policy = field(default_factory=dict)
 
 
 class RunningServer:
@@ -35,11 +39,24 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_server(listen: str, registrations: Sequence[Registration]) -> RunningServer:
+async def start_server(
+    listen: str, registrations: Sequence[Registration], security: ServerSecurity | None = None
+) -> RunningServer:
     """Bind `listen` (host:port; port 0 picks a free one), register the services
-    plus grpc.health.v1.Health and reflection, and mark them all SERVING."""
+    plus grpc.health.v1.Health and reflection, and mark them all SERVING.
+
+    With `security` (every qsched service), each call is authenticated and checked
+    against its registration's policy, and the port is TLS when certificates are set.
+    Without it (test doubles only) calls are neither authenticated nor encrypted."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ServerTracingInterceptor()]
+    if security is not None:
+        check_listen(listen, security)
+        policies = {}
+        for registration in registrations:
+            policies.update(full_policy(registration.full_name, registration.policy))
+        interceptors.append(ServerAuthInterceptor(security.authenticator, policies))
     server = grpc.aio.server(
-        interceptors=[ServerTracingInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -52,7 +69,10 @@ async def start_server(listen: str, registrations: Sequence[Registration]) -> Ru
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [r.full_name for r in registrations]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(listen)
+    if security is not None and security.credentials is not None:
+        port = server.add_secure_port(listen, security.credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     await server.start()

@@ -1,9 +1,11 @@
-"""What a service module hands the host: its gRPC registrations and lifecycle hooks."""
+"""What a service module hands the host: its gRPC registrations, lifecycle hooks and
+the security (authenticator, TLS) its server must be started with."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from qsched_runtime.security import ServerSecurity
 from qsched_runtime.server import Registration
 
 
@@ -17,7 +19,14 @@ class ServiceHandle:
         registrations: Sequence[Registration],
         start: Callable[[], Awaitable[None]] = _nothing,
         stop: Callable[[], Awaitable[None]] = _nothing,
+        security: ServerSecurity | None = None,
     ):
         self.registrations = list(registrations)
         self.start = start
-        self.stop = stop
+        self._stop = stop
+        self.security = security
+
+    async def stop(self) -> None:
+        await self._stop()
+        if self.security is not None:
+            self.security.authenticator.close()

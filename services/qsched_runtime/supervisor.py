@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from qsched.credentials import Tls, find_token, sync_channel, token_file
 from qsched_runtime.args import config_from_args, forward_args
 from qsched_runtime.config import SERVICES
 
@@ -58,7 +59,7 @@ class Child:
 
 
 def wait_serving(address: str, deadline: float) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, "", Tls.from_env()) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -71,13 +72,13 @@ def wait_serving(address: str, deadline: float) -> bool:
     return False
 
 
-def seed_main(address: str, config_type: str, path: Path) -> str:
+def seed_main(address: str, config_type: str, path: Path, token: str = "") -> str:
     """Push `path` as the main revision of `config_type` if the type has none yet.
     Returns the new revision id, or "" when a main already existed."""
     from qsched.api.configs.v1 import configs_pb2 as pb
     from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, find_token(token), Tls.from_env()) as channel:
         stub = pb_grpc.ConfigServiceStub(channel)
         try:
             stub.GetMain(pb.GetMainRequest(config_type=config_type), timeout=10)
@@ -112,6 +113,8 @@ class Supervisor:
         ]
         self.stopping = False
         self.hardware_config = getattr(args, "hardware_config", None)
+        self.config = configs["scheduler"]
+        self.person_token = ""
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -119,6 +122,11 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        try:
+            self._provision()
+        except (OSError, ValueError) as exc:
+            print(f"qsched up: could not provision users and tokens: {exc}", file=sys.stderr)
+            return 1
         for child in self.children:
             child.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -137,6 +145,21 @@ class Supervisor:
         print("Press Ctrl+C to stop.", flush=True)
         return self.stop(self._watch())
 
+    def _provision(self) -> None:
+        """Users and tokens before any service starts: the services authenticate every call."""
+        from qsched_identity.bootstrap import provision
+        from qsched_runtime.security import identity_url
+
+        report = provision(identity_url(self.config), self.config.data_dir, token_file())
+        for name in report.created:
+            print(f"Created the qsched user {name}.", flush=True)
+        if report.person_token_file is not None:
+            self.person_token = report.person_token_file.read_text().strip()
+            if report.person in report.issued:
+                print(f"Your token is in {report.person_token_file} (readable by you only).", flush=True)
+        for note in report.notes:
+            print(f"qsched up: {note}", file=sys.stderr, flush=True)
+
     def _seed_hardware_config(self) -> None:
         """A fresh stack has no main hardware_config, and every lab run pins one: push
         the executor's hardware config as the first main (once; later pushes are the lab's)."""
@@ -147,7 +170,7 @@ class Supervisor:
         path = Path(self.hardware_config or DEFAULT_HARDWARE_CONFIG)
         address = next(c.address for c in self.children if c.service == "configs")
         try:
-            revision = seed_main(address, "hardware_config", path)
+            revision = seed_main(address, "hardware_config", path, self.person_token)
         except (grpc.RpcError, OSError) as exc:
             print(f"qsched up: could not seed hardware_config from {path}: {exc}", file=sys.stderr)
             return

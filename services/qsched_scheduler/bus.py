@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 from qsched_scheduler.domain import Change
 
@@ -50,6 +51,11 @@ class EventBus:
     def __init__(self, maxsize: int = 1000):
         self._maxsize = maxsize
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        """Called synchronously with every published change (cheap bookkeeping only)."""
+        self._listeners.append(listener)
 
     def subscribe_job(self, job_id: str) -> Subscription:
         return self._add(("job", job_id))
@@ -58,6 +64,8 @@ class EventBus:
         return self._add(("device", device))
 
     def publish(self, change: Change) -> None:
+        for listener in self._listeners:
+            listener(change)
         for key in (("job", change.job.job_id), ("device", change.job.device)):
             for sub in tuple(self._subs.get(key, ())):
                 sub.offer(change)

@@ -9,7 +9,7 @@ import grpc
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched.errors import error_info
-from qsched_runtime.tracing import client_interceptors
+from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.config_port import ConfigsUnavailable, PinnedConfig, PinRefused
 
 PIN_TIMEOUT_S = 10.0
@@ -17,8 +17,8 @@ _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class GrpcConfigPinner:
-    def __init__(self, address: str):
-        self._channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+    def __init__(self, address: str, credentials: PeerCredentials | None = None):
+        self._channel = (credentials or PeerCredentials()).channel(address)
         self._stub = pb_grpc.ConfigServiceStub(self._channel)
 
     async def pin(

@@ -1,40 +1,91 @@
-"""Builds the scheduler service from its configuration."""
+"""Builds the scheduler service from its configuration: the JobService, and the
+AdminService of the installation's users and tokens (qsched_identity)."""
 
 from __future__ import annotations
 
+import asyncio
+
+from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched_identity import servicer as admin_servicer
+from qsched_identity.admin import AdminDesk
+from qsched_identity.principal import Role
+from qsched_runtime.audit import AuditLog
+from qsched_runtime.auth import Anyone
 from qsched_runtime.config import ServiceConfig
 from qsched_runtime.pagination import page_key
+from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
+from qsched_scheduler.access import JobDesk, Limits
 from qsched_scheduler.configs_client import GrpcConfigPinner
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.gateway_client import GrpcProviderGateway
+from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
+from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
+
+# People use the JobService (ownership is checked per job by access.JobDesk); holding a
+# device queue is an operator's call.
+JOB_POLICY = {
+    **{m.name: Anyone.PERSON for m in pb.DESCRIPTOR.services_by_name["JobService"].methods},
+    "PauseDevice": Role.OPERATOR,
+    "ResumeDevice": Role.OPERATOR,
+    "DrainDevice": Role.OPERATOR,
+}
 
 
 def database_url(config: ServiceConfig) -> str:
     return config.database_url or sqlite_url_for(config.data_dir)
 
 
+def limits(config: ServiceConfig) -> Limits:
+    return Limits(config.max_queued_per_user, config.max_payload_bytes_per_job, config.max_user_priority)
+
+
 async def build(config: ServiceConfig) -> ServiceHandle:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    security = server_security(config)
+    peers = peer_credentials(config)
     url = database_url(config)
     db.upgrade(url)  # idempotent; a new data directory gets its schema here
-    store = SqlJobStore(make_engine(url))
-    executors = {name: GrpcLabExecutor(address) for name, address in config.devices().items()}
-    pinner = GrpcConfigPinner(config.endpoints.configs) if config.pin_configs else None
-    gateway = GrpcProviderGateway(config.endpoints.gateway)
+    engine = make_engine(url)
+    store = SqlJobStore(engine)
+    executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
+    pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
+    gateway = GrpcProviderGateway(config.endpoints.gateway, peers)
     scheduler = Scheduler(
         store, executors, page_key(config.data_dir / "page-token.key"), pinner=pinner, gateway=gateway
     )
-    name = pb.DESCRIPTOR.services_by_name["JobService"].full_name
-    registration = Registration(
-        name, lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler), server)
+    control = SqlControlStore(engine)
+    holds = DeviceHolds(control, on_release=scheduler.wake)
+    scheduler.is_held = holds.held
+    audit = AuditLog(security.authenticator)
+
+    async def count_queued(owner: str) -> int:
+        return await asyncio.to_thread(control.queued_count_of, owner)
+
+    desk = JobDesk(scheduler, holds, count_queued, limits(config), audit)
+    jobs = Registration(
+        pb.DESCRIPTOR.services_by_name["JobService"].full_name,
+        lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler, desk), server),
+        JOB_POLICY,
     )
-    return ServiceHandle([registration], start=scheduler.start, stop=scheduler.stop)
+    admin = Registration(
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        lambda server: admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            admin_servicer.AdminServicer(AdminDesk(security.authenticator)), server
+        ),
+        admin_servicer.POLICY,
+    )
+
+    async def start() -> None:
+        await holds.load()  # before dispatching: a held device must not start anything
+        await scheduler.start()
+
+    return ServiceHandle([jobs, admin], start=start, stop=scheduler.stop, security=security)

@@ -3,8 +3,10 @@ domain results and errors back into protos and google.rpc.Status."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 from google.protobuf import duration_pb2, json_format
@@ -12,10 +14,13 @@ from google.protobuf import duration_pb2, json_format
 from qsched.api.gateway.v1 import gateway_pb2
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched_runtime.errors import translates_errors
+from qsched_identity.principal import acting_as
+from qsched_runtime.auth import caller
+from qsched_runtime.errors import DomainError, InvalidArgument, translates_errors
 from qsched_scheduler import convert
+from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
-from qsched_scheduler.scheduler import QueueSnapshot, Scheduler
+from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
 DOMAIN = "qsched.jobs.v1"
@@ -23,8 +28,33 @@ DOMAIN = "qsched.jobs.v1"
 
 @translates_errors(DOMAIN)
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, scheduler: Scheduler):
+    def __init__(self, scheduler: Scheduler, desk: JobDesk):
         self._scheduler = scheduler
+        self._desk = desk
+
+    async def SubmitJobs(
+        self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitJobsResponse:
+        """SubmitJob for several jobs: all are checked before any is queued; then each goes the
+        SubmitJob way at once, so they share the store's group commit (one transaction)."""
+        if len(request.requests) > MAX_SUBMIT_JOBS:
+            raise InvalidArgument(
+                "TOO_MANY_JOBS",
+                f"SubmitJobs takes at most {MAX_SUBMIT_JOBS} jobs, got {len(request.requests)}",
+                limit=MAX_SUBMIT_JOBS,
+            )
+        submissions = [_submission(r) for r in request.requests]
+        who = caller()
+
+        async def check(submission: Submission) -> None:
+            await self._scheduler.check(replace(submission, owner=acting_as(submission.owner, who)))
+
+        _first_error(await asyncio.gather(*map(check, submissions), return_exceptions=True))
+        results = await asyncio.gather(
+            *(self._desk.submit(who, s) for s in submissions), return_exceptions=True
+        )
+        _first_error(results)
+        return pb.SubmitJobsResponse(responses=[_submit_response(r) for r in results])
 
     async def SubmitJob(
         self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext
@@ -38,7 +68,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             labels=dict(request.labels),
             payload_bytes=request.payload.ByteSize(),
         )
-        result = await self._scheduler.submit(submission)
+        result = await self._desk.submit(caller(), submission)
         job = result.job
         return pb.SubmitJobResponse(
             job=convert.job_to_pb(job),
@@ -49,7 +79,16 @@ class JobServicer(pb_grpc.JobServiceServicer):
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.GetJobResponse:
         job = await self._scheduler.get(request.job_id)
-        return pb.GetJobResponse(job=convert.job_to_pb(job))
+        message = convert.job_to_pb(job)
+        for status in self._scheduler.provider_statuses(job):
+            message.current_run.provider_tasks.add(
+                task_id=status.task_id,
+                state=gateway_pb2.TaskState.Value(f"TASK_STATE_{status.state}"),
+                queue_position=status.queue_position,
+                message=status.message,
+                provider_status=status.provider_status,
+            )
+        return pb.GetJobResponse(job=message)
 
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -61,13 +100,13 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelJobResponse:
-        job = await self._scheduler.cancel(request.job_id, request.reason)
+        job = await self._desk.cancel(caller(), request.job_id, request.reason)
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
     async def DeleteJob(
         self, request: pb.DeleteJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteJobResponse:
-        await self._scheduler.delete(request.job_id)
+        await self._desk.delete(caller(), request.job_id)
         return pb.DeleteJobResponse(job_id=request.job_id)
 
     async def WatchJob(
@@ -99,8 +138,8 @@ class JobServicer(pb_grpc.JobServiceServicer):
         self, request: pb.RerunJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.RerunJobResponse:
         payload = convert.payload_from_pb(request.payload) if request.HasField("payload") else None
-        job = await self._scheduler.rerun(
-            request.job_id, payload, request.payload.ByteSize(), request.request_id
+        job = await self._desk.rerun(
+            caller(), request.job_id, payload, request.payload.ByteSize(), request.request_id
         )
         return pb.RerunJobResponse(
             job=convert.job_to_pb(job),
@@ -146,6 +185,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
                 for t in results.get("tasks", [])
             ],
             benchmark_results_json=results.get("benchmark_results_json", ""),
+            scoring_json=results.get("scoring_json", ""),
             cached=view.cached,
             fetch_time=convert.timestamp(view.fetch_time),
         )
@@ -153,17 +193,79 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDevicesResponse:
-        devices = []
-        for status in await self._scheduler.device_statuses():
-            typical = duration_pb2.Duration()
-            typical.FromMilliseconds(int(status.typical_run_seconds * 1000))
-            devices.append(
-                pb.Device(
-                    name=status.name,
-                    kinds=sorted(convert.KIND_TO_PB[k] for k in status.kinds),
-                    queued=status.queued,
-                    running_job_id=status.running_job_id,
-                    typical_run_duration=typical,
-                )
-            )
-        return pb.ListDevicesResponse(devices=devices)
+        return pb.ListDevicesResponse(devices=[_device(view) for view in await self._desk.devices()])
+
+    async def GetDevice(
+        self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDeviceResponse:
+        return pb.GetDeviceResponse(device=_device(await self._desk.device(request.name)))
+
+    async def PauseDevice(
+        self, request: pb.PauseDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseDeviceResponse:
+        view = await self._desk.pause(caller(), request.name, request.reason)
+        return pb.PauseDeviceResponse(device=_device(view))
+
+    async def ResumeDevice(
+        self, request: pb.ResumeDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeDeviceResponse:
+        return pb.ResumeDeviceResponse(device=_device(await self._desk.resume(caller(), request.name)))
+
+    async def DrainDevice(
+        self, request: pb.DrainDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DrainDeviceResponse:
+        view = await self._desk.drain(caller(), request.name, request.reason)
+        return pb.DrainDeviceResponse(device=_device(view))
+
+
+def _device(view: DeviceView) -> pb.Device:
+    status = view.status
+    typical = duration_pb2.Duration()
+    typical.FromMilliseconds(int(status.typical_run_seconds * 1000))
+    return pb.Device(
+        name=status.name,
+        kinds=sorted(convert.KIND_TO_PB[k] for k in status.kinds),
+        queued=status.queued,
+        running_job_id=status.running_job_id,
+        typical_run_duration=typical,
+        queue_state=pb.DeviceQueueState.Value(f"DEVICE_QUEUE_STATE_{view.queue_state.value}"),
+        hold_reason=view.hold_reason,
+        held_by=view.held_by,
+        hold_time=convert.timestamp(view.hold_time),
+    )
+
+
+MAX_SUBMIT_JOBS = 1000
+
+
+def _submission(request: pb.SubmitJobRequest) -> Submission:
+    return Submission(
+        device=request.device,
+        payload=convert.payload_from_pb(request.payload),
+        priority=request.priority,
+        owner=request.owner,
+        request_id=request.request_id,
+        labels=dict(request.labels),
+        payload_bytes=request.payload.ByteSize(),
+    )
+
+
+def _submit_response(result: SubmitResult) -> pb.SubmitJobResponse:
+    job = result.job
+    return pb.SubmitJobResponse(
+        job=convert.job_to_pb(job),
+        queue_position=job.queue_position,
+        estimated_start_time=convert.timestamp(job.estimated_start_time),
+        deduplicated=not result.created,
+    )
+
+
+def _first_error(results: list) -> None:
+    """Raise the first failure of a SubmitJobs entry, naming its index."""
+    for index, result in enumerate(results):
+        if isinstance(result, DomainError):
+            result.metadata["index"] = str(index)
+            result.message = f"jobs[{index}]: {result.message}"
+            raise result
+        if isinstance(result, BaseException):
+            raise result

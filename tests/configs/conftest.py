@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 import pytest
 
 from qsched.api.configs.v1 import configs_pb2_grpc
@@ -23,6 +22,7 @@ from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_runtime.sql import make_engine
+from tests.support.identity import authed_channel
 from tests.support.stack import running_service
 
 T0 = datetime(2026, 1, 14, 9, 30, tzinfo=UTC)
@@ -108,7 +108,7 @@ async def stub(
 ) -> AsyncIterator[configs_pb2_grpc.ConfigServiceStub]:
     async with (
         configs_service(tmp_path / "data", configs_sqlite_template) as address,
-        grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel,
+        authed_channel(address, options=CHANNEL_OPTIONS) as channel,
     ):
         yield configs_pb2_grpc.ConfigServiceStub(channel)
 

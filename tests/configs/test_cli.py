@@ -47,8 +47,10 @@ def test_the_seed_push_pull_and_set_main_examples(service_thread: str, tmp_path:
             "man1_storage_swap": None,
             "multiphoton_config": None,
         }
-        # A new revision, then SET MAIN back to the first (the etag is read for us).
+        # A new revision, then SET MAIN back to the first (the etag is read for us). The
+        # creator is the authenticated caller (alice); the name the push gives is kept as a note.
         newer = cfg.push(CALIBRATED_YAML, HW, "bob", filename="hw.yml")
+        assert newer.creator == "alice (bob)"
         assert [r.revision_id for r in cfg.list(HW)] == [newer.revision_id, rev.revision_id]
         change = cfg.set_main(rev.revision_id)
         assert (change.from_revision_id, change.to_revision_id, change.changed_by) == (
@@ -59,7 +61,7 @@ def test_the_seed_push_pull_and_set_main_examples(service_thread: str, tmp_path:
         assert cfg.main(HW).revision.revision_id == rev.revision_id
         assert [(c.to_revision_id, c.changed_by) for c in cfg.history(HW)] == [
             (rev.revision_id, "alice"),
-            (newer.revision_id, "bob"),
+            (newer.revision_id, "alice (bob)"),
             (rev.revision_id, "alice"),
         ]
 
@@ -141,7 +143,9 @@ def test_cli_push_pull_list_show_set_main_diff_history(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["REVISION", "TYPE"]
     assert (
-        lines[1].startswith(f"*{second}") and "bob" in lines[1] and "hardware_config_202506.yml" in lines[1]
+        lines[1].startswith(f"*{second}")
+        and "alice (bob)" in lines[1]  # the caller, with the creator the push named as a note
+        and "hardware_config_202506.yml" in lines[1]
     )
     assert lines[2].startswith(first) and "alice" in lines[2]
 
@@ -161,9 +165,9 @@ def test_cli_push_pull_list_show_set_main_diff_history(
     assert cli("history", "--type", HW, *addr) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == ["WHEN", "(UTC)", "TYPE", "FROM", "TO", "BY"]
-    assert [row[3:] for row in rows[1:]] == [
-        [second, first, "carol"],
-        [first, second, "bob"],
+    assert [row[3:] for row in rows[1:]] == [  # the caller (alice), other names kept as notes
+        [second, first, "alice", "(carol)"],
+        [first, second, "alice", "(bob)"],
         ["-", first, "alice"],
     ]
 

@@ -20,6 +20,7 @@ from qsched.api.configs.v1 import configs_pb2_grpc
 from qsched.errors import QschedError, error_info
 from qsched_configs.domain import MAX_CONTENT_BYTES
 from tests.configs.conftest import CHANNEL_OPTIONS, configs_service
+from tests.support.identity import authed_channel
 
 HW = "hardware_config"
 MP = "multiphoton_config"
@@ -157,15 +158,17 @@ async def test_history_records_who_when_from_and_to(stub: Stub) -> None:
         pb.PushToMainRequest(config_type=MP, content=b"m: 1\n", creator="carol", original_filename="mp.yml")
     )
     history = await stub.ListMainHistory(pb.ListMainHistoryRequest(config_type=HW))
+    # changed_by is the caller (alice); a different name in the request is kept as a note.
     assert [(c.config_type, c.from_revision_id, c.to_revision_id, c.changed_by) for c in history.changes] == [
-        (HW, one, two, "bob"),
+        (HW, one, two, "alice (bob)"),
         (HW, "", one, "alice"),
     ]
     for change in history.changes:
         assert before <= change.change_time.ToDatetime(tzinfo=UTC) <= datetime.now(UTC)
     assert history.changes[0] == second.change
     everything = await stub.ListMainHistory(pb.ListMainHistoryRequest(page_size=2))
-    assert [c.changed_by for c in everything.changes] == ["carol", "bob"] and everything.next_page_token
+    assert [c.changed_by for c in everything.changes] == ["alice (carol)", "alice (bob)"]
+    assert everything.next_page_token
     rest = await stub.ListMainHistory(
         pb.ListMainHistoryRequest(page_size=2, page_token=everything.next_page_token)
     )
@@ -188,7 +191,7 @@ async def test_concurrent_set_main_with_the_same_etag_lets_exactly_one_win(
     )
     async with (
         configs_service(tmp_path / "data", configs_sqlite_template, **extra) as address,
-        grpc.aio.insecure_channel(address) as channel,
+        authed_channel(address) as channel,
     ):
         stub = Stub(channel)
         base = await stub.PushToMain(pb.PushToMainRequest(config_type=HW, content=b"v: 0\n", creator="lab"))
@@ -224,7 +227,9 @@ async def test_push_to_main(stub: Stub) -> None:
     second = await stub.PushToMain(
         pb.PushToMainRequest(config_type=HW, content=b"v: 2\n", creator="bob", etag=first.etag)
     )
-    assert second.change.from_revision_id == first.revision.revision_id and second.change.changed_by == "bob"
+    assert second.change.from_revision_id == first.revision.revision_id
+    # The caller (alice) pushed; the creator the request names is kept as a note.
+    assert second.change.changed_by == second.revision.creator == "alice (bob)"
     assert second.revision.content_type == pb.CONTENT_TYPE_BINARY  # no file name, no content type
     # Re-pushing the main content: nothing to change, same etag.
     same = await stub.PushToMain(
@@ -333,7 +338,6 @@ BAD_INPUT = {
     "unknown content type": (_create(content_type=42), INVALID, "INVALID_CONTENT_TYPE"),
     "file name too long": (_create(original_filename="a" * 256 + ".yml"), INVALID, "INVALID_FILENAME"),
     "file name with a newline": (_create(original_filename="a\n.yml"), INVALID, "INVALID_FILENAME"),
-    "no creator": (_create(creator=""), INVALID, "MISSING_USER"),
     "malformed revision id": (
         ("GetRevision", pb.GetRevisionRequest(revision_id="CFG-HW-2026-1")),
         INVALID,
@@ -368,11 +372,6 @@ BAD_INPUT = {
         ("SetMain", pb.SetMainRequest(revision_id="CFG-HW-{today}-00002", etag="{stale}", changed_by="eve")),
         ABORTED,
         "ETAG_MISMATCH",
-    ),
-    "set main without a user": (
-        ("SetMain", pb.SetMainRequest(revision_id="CFG-HW-{today}-00002", etag="{etag}")),
-        INVALID,
-        "MISSING_USER",
     ),
     "push with a stale etag": (_push(etag="{stale}"), ABORTED, "ETAG_MISMATCH"),
     "push without an etag while there is a main": (_push(), ABORTED, "ETAG_MISMATCH"),
@@ -505,12 +504,28 @@ async def test_bad_input_is_refused_and_stores_nothing(stub: Stub, case) -> None
     assert await snapshot(stub) == before
 
 
+async def test_without_a_creator_or_user_the_caller_is_recorded(stub: Stub) -> None:
+    # Formerly refused (MISSING_USER): the authenticated caller is who created and who changed.
+    first = await stub.CreateRevision(
+        pb.CreateRevisionRequest(config_type=HW, content=b"a: 1\n", original_filename="hw.yml")
+    )
+    assert first.revision.creator == "alice"
+    pushed = await stub.PushToMain(pb.PushToMainRequest(config_type=MP, content=b"m: 1\n"))
+    assert pushed.revision.creator == pushed.change.changed_by == "alice"
+    moved = await stub.SetMain(pb.SetMainRequest(revision_id=first.revision.revision_id))
+    assert moved.changed and moved.change.changed_by == "alice"
+    stored = await stub.GetRevision(pb.GetRevisionRequest(revision_id=first.revision.revision_id))
+    assert stored.revision.creator == "alice"
+    history = await stub.ListMainHistory(pb.ListMainHistoryRequest(config_type=HW))
+    assert [c.changed_by for c in history.changes] == ["alice"]
+
+
 async def test_health_reports_the_config_service_serving(
     tmp_path: Path, configs_sqlite_template: Path
 ) -> None:
     async with (
         configs_service(tmp_path / "data", configs_sqlite_template) as address,
-        grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel,
+        authed_channel(address, options=CHANNEL_OPTIONS) as channel,
     ):
         health = health_pb2_grpc.HealthStub(channel)
         response = await health.Check(

@@ -8,12 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
-import grpc
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2_grpc
 from qsched_runtime.config import Endpoints, ServiceConfig
 from qsched_runtime.server import start_server
+from tests.support.identity import authed_channel
 
 HARDWARE_DIR = Path(__file__).resolve().parents[2] / "hardware"
 if str(HARDWARE_DIR) not in sys.path:  # the example plug-in package (not installed until `make install`)
@@ -56,7 +56,7 @@ async def executor_service(data_dir: Path, gate: RoundGate | None = None, **conf
     cfg = ServiceConfig(service="executor", endpoints=endpoints, data_dir=data_dir, **config)
     handle = await build(cfg, board=board)
     server = await start_server(cfg.listen, handle.registrations)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    channel = authed_channel(f"127.0.0.1:{server.port}")
     try:
         yield executor_pb2_grpc.HardwareExecutorServiceStub(channel), handle.executor, board
     finally:

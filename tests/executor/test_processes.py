@@ -11,12 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from tests.support.identity import authed_channel
 from tests.support.stack import free_port, running_service
 
 pytestmark = pytest.mark.slow
@@ -102,8 +102,8 @@ async def test_executor_killed_mid_run_fails_the_run_and_a_restarted_executor_ta
             running_service(
                 "scheduler", tmp_path / "sched", lab_devices={"qick": address}, pin_configs=False
             ) as sched,
-            grpc.aio.insecure_channel(sched) as channel,
-            grpc.aio.insecure_channel(address) as exec_channel,
+            authed_channel(sched) as channel,
+            authed_channel(address) as exec_channel,
         ):
             jobs = jobs_pb2_grpc.JobServiceStub(channel)
             long_rabi = {"expts": 101, "reps": 1000, "rounds": 50, "relax_delay": 200}  # ~20 s per round

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pytest
 import qiskit  # noqa: F401  (first import in the main thread: qiskit 2.5+ requires it)
 
@@ -12,6 +11,7 @@ from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.integration.test_job_service import wait_for_state
 from tests.integration.test_provider_jobs import BELL
+from tests.support.identity import authed_channel
 from tests.support.stack import running_service
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ async def stack(tmp_path, fake_executor):
             lab_devices={"qick": fake_executor[1]},
             pin_configs=False,
         )
-        async with service as address, grpc.aio.insecure_channel(address) as channel:
+        async with service as address, authed_channel(address) as channel:
             yield jobs_pb2_grpc.JobServiceStub(channel)
 
 
@@ -48,7 +48,7 @@ async def test_bell_circuit_and_bv_benchmark_on_the_local_simulator(stack):
     bell = (
         await stub.SubmitJob(
             pb.SubmitJobRequest(
-                device="local:aer_simulator", owner="bob", payload=pb.JobPayload(circuit=circuit)
+                device="local:aer_simulator", owner="alice", payload=pb.JobPayload(circuit=circuit)
             )
         )
     ).job
@@ -63,7 +63,7 @@ async def test_bell_circuit_and_bv_benchmark_on_the_local_simulator(stack):
     assert estimate.circuits >= 2 and estimate.total_shots >= 800
     bv = (
         await stub.SubmitJob(
-            pb.SubmitJobRequest(device="local:aer_simulator", owner="bob", payload=benchmark)
+            pb.SubmitJobRequest(device="local:aer_simulator", owner="alice", payload=benchmark)
         )
     ).job
     await wait_for_state(stub, bv.job_id, pb.Job.STATE_SUCCEEDED, timeout=120)

@@ -13,8 +13,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from qsched.api.executor.v1 import executor_pb2, executor_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched.errors import error_info
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES
+from tests.support.identity import authed_channel
 
 JOB_ID = re.compile(r"^JOB-\d{8}-\d{5}$")
 
@@ -154,7 +156,8 @@ async def test_delete_refuses_active_jobs(scheduler):
             grpc.StatusCode.INVALID_ARGUMENT,
             "PAYLOAD_REQUIRED",
         ),
-        (lab_request(owner=""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_OWNER"),
+        # The owner is the authenticated caller (alice): naming someone else is refused.
+        (lab_request(owner="bob"), grpc.StatusCode.PERMISSION_DENIED, "USER_MISMATCH"),
         (
             lab_request(config={"blob": "x" * (MAX_PAYLOAD_BYTES + 10)}),
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -175,6 +178,28 @@ async def test_bad_submissions_are_refused_and_write_nothing(scheduler, request_
     stub, _, _ = scheduler
     await expect_error(stub.SubmitJob(request_), code, reason)
     assert not (await stub.ListJobs(pb.ListJobsRequest())).jobs
+
+
+async def test_an_empty_owner_is_the_caller(scheduler, identity):
+    # Formerly refused (INVALID_OWNER): the server fills the owner from the token.
+    stub, fake, address = scheduler
+    fake.hold = asyncio.Event()  # alice's job keeps the board: bob's stay queued
+    job = (await stub.SubmitJob(lab_request(owner=""))).job
+    assert job.owner == "alice"
+    assert (await stub.GetJob(pb.GetJobRequest(job_id=job.job_id))).job.owner == "alice"
+    async with authed_channel(address, identity.token_for("bob")) as channel:
+        bob = pb_grpc.JobServiceStub(channel)  # bob has no role
+        bobs = (await bob.SubmitJob(lab_request(owner=""))).job
+        assert bobs.owner == "bob"
+        # His name with a note (as the seed's `user=` may carry) is accepted, and the job is
+        # still his: listed under his name, and his to cancel without the operator role.
+        noted = (await bob.SubmitJob(lab_request(owner="bob (lab laptop)"))).job
+        assert noted.owner == "bob"
+        listed = await stub.ListJobs(pb.ListJobsRequest(owner="bob"))
+        assert {j.job_id for j in listed.jobs} == {bobs.job_id, noted.job_id}
+        cancelled = (await bob.CancelJob(pb.CancelJobRequest(job_id=noted.job_id))).job
+        assert cancelled.state == pb.Job.STATE_CANCELLED
+    fake.hold.set()
 
 
 async def test_submit_is_validated_by_the_executor(scheduler):
@@ -201,12 +226,17 @@ async def test_bad_reads(scheduler):
     await expect_error(watch.read(), grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND")
 
 
-async def test_history_pagination_with_filters(scheduler):
-    stub, fake, _ = scheduler
+async def test_history_pagination_with_filters(scheduler, identity):
+    stub, fake, address = scheduler
     fake.hold = asyncio.Event()
-    ids = [
-        (await stub.SubmitJob(lab_request(owner="bob" if i % 2 else "alice"))).job.job_id for i in range(9)
-    ]
+    async with authed_channel(address, identity.token_for("bob")) as bob_channel:
+        bob = pb_grpc.JobServiceStub(bob_channel)  # bob's jobs are submitted with bob's token
+        ids = [
+            (
+                await (bob if i % 2 else stub).SubmitJob(lab_request(owner="bob" if i % 2 else "alice"))
+            ).job.job_id
+            for i in range(9)
+        ]
     seen, token = [], ""
     while True:
         page = await stub.ListJobs(pb.ListJobsRequest(owner="bob", page_size=2, page_token=token))
@@ -250,7 +280,7 @@ async def test_busy_board_keeps_the_job_queued(scheduler, fake_executor):
     _, executor_address = fake_executor
     fake.hold = asyncio.Event()
     # Somebody else's run occupies the board (as after a mis-configured second scheduler).
-    async with grpc.aio.insecure_channel(executor_address) as channel:
+    async with authed_channel(executor_address) as channel:
         other = executor_pb2_grpc.HardwareExecutorServiceStub(channel).Execute(
             executor_pb2.ExecuteRequest(
                 job_id="JOB-20260101-09999", task_id="other", experiment=executor_pb2.Experiment()
@@ -274,7 +304,7 @@ async def test_devices_health_and_reflection(scheduler):
         "qick": [pb.JOB_KIND_LAB_EXPERIMENT],
         "fake:qpu": [pb.JOB_KIND_CIRCUIT, pb.JOB_KIND_BENCHMARK],  # from the gateway
     }
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with authed_channel(address) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(

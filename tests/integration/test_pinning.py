@@ -14,6 +14,7 @@ from qsched.api.configs.v1 import configs_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.integration.test_job_service import lab_request, wait_for_state
+from tests.support.identity import authed_channel
 from tests.support.stack import running_service
 
 
@@ -28,8 +29,8 @@ async def lab(tmp_path, fake_executor, fake_gateway):
         )
         async with (
             service as address,
-            grpc.aio.insecure_channel(address) as jobs_channel,
-            grpc.aio.insecure_channel(configs_address) as configs_channel,
+            authed_channel(address) as jobs_channel,
+            authed_channel(configs_address) as configs_channel,
         ):
             yield (
                 jobs_pb2_grpc.JobServiceStub(jobs_channel),

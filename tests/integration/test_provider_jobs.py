@@ -15,6 +15,7 @@ from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.integration.test_job_service import expect_error, lab_request, wait_for_state
 from tests.support import processes
+from tests.support.identity import authed_channel
 
 BELL = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
 
@@ -25,7 +26,7 @@ def circuit_request(
     program = pb.CircuitProgram(
         qasm=[BELL] * circuits, shots=100, compiler_options_json=json.dumps(options or {})
     )
-    return pb.SubmitJobRequest(device=device, owner="bob", payload=pb.JobPayload(circuit=program))
+    return pb.SubmitJobRequest(device=device, owner="alice", payload=pb.JobPayload(circuit=program))
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -141,7 +142,7 @@ async def test_kill_9_reattaches_to_provider_tasks_without_resubmitting(
     log = tmp_path / "scheduler.log"
     process = processes.start(args, log)
     assert await asyncio.to_thread(processes.serving, address), log.read_text()
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with authed_channel(address) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         job_id = (await stub.SubmitJob(circuit_request())).job.job_id
         await wait_until(lambda: len(gateway.tasks) == 1)
@@ -158,7 +159,7 @@ async def test_kill_9_reattaches_to_provider_tasks_without_resubmitting(
     process = processes.start(args, log)
     try:
         assert await asyncio.to_thread(processes.serving, address), log.read_text()
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with authed_channel(address) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             await wait_for_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
             result = await stub.GetJobResult(pb.GetJobResultRequest(job_id=job_id))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import grpc
 import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.integration.test_job_service import lab_request, wait_for_state
 from tests.support import processes
+from tests.support.identity import authed_channel
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ async def test_kill_9_keeps_the_queue_and_reattaches(tmp_path, fake_executor):
     args = scheduler_args(port, executor_address, tmp_path / "data")
     log = tmp_path / "scheduler.log"
     process = await start_scheduler(args, log)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with authed_channel(address) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         running = (await stub.SubmitJob(lab_request(0))).job.job_id
         await wait_for_state(stub, running, pb.Job.STATE_RUNNING)
@@ -56,7 +56,7 @@ async def test_kill_9_keeps_the_queue_and_reattaches(tmp_path, fake_executor):
 
     process = await start_scheduler(args, log)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with authed_channel(address) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             queue = await stub.ListJobs(pb.ListJobsRequest(view=pb.LIST_VIEW_QUEUE))
             expected = [running, queued[1], queued[3], queued[0], queued[2]]
@@ -81,7 +81,7 @@ async def test_run_gone_from_the_executor_is_failed_executor_lost(tmp_path, fake
     args = scheduler_args(port, executor_address, tmp_path / "data")
     log = tmp_path / "scheduler.log"
     process = await start_scheduler(args, log)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with authed_channel(address) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         running = (await stub.SubmitJob(lab_request(0))).job.job_id
         await wait_for_state(stub, running, pb.Job.STATE_RUNNING)
@@ -94,7 +94,7 @@ async def test_run_gone_from_the_executor_is_failed_executor_lost(tmp_path, fake
 
     process = await start_scheduler(args, log)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with authed_channel(address) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             lost = await wait_for_state(stub, running, pb.Job.STATE_FAILED)
             assert lost.error.reason == "EXECUTOR_LOST"

@@ -4,36 +4,56 @@ board, and an OQC-style job handle running a circuit on the local simulator."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 
 from qsched import JobClient
 from qsched.aio import Client, JobState
+from qsched_identity.db import sqlite_url_for
+from qsched_identity.store import IdentityStore
 from qsched_runtime.config import SERVICES
+from qsched_runtime.sql import make_engine
 from tests.integration.test_provider_jobs import BELL
 from tests.integration.test_up import wait_for_line
 from tests.support import processes
+from tests.support.identity import TestIdentity as UpIdentity  # not "Test*": pytest would collect it
+from tests.support.identity import up_environment
+
+
+@dataclass(frozen=True)
+class Stack:
+    address: str  # the scheduler's
+    token: str  # alice's, a person of this stack's own installation
+
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """`qsched up` on free ports; the scheduler's address."""
+    """`qsched up` on free ports, provisioning an installation of its own (not the session's
+    identity); alice is added to it as a person without roles."""
     tmp = tmp_path_factory.mktemp("stack")
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
     log = tmp / "up.log"
-    up = processes.start(["up", *flags, "--data-dir", str(tmp / "data")], log)
+    env = up_environment(tmp / "config")
+    up = processes.start(["up", *flags, "--data-dir", str(tmp / "data")], log, env)
+    store = None
     try:
         wait_for_line(log, "qsched is up", up)
-        yield addresses["scheduler"]
+        url = sqlite_url_for(tmp / "data")
+        store = IdentityStore(make_engine(url))
+        yield Stack(addresses["scheduler"], UpIdentity(url, tmp, store).token_for("alice"))
     finally:
         processes.stop(up)
+        if store is not None:
+            store.close()
 
 
 def test_job_client_runs_a_lab_experiment_end_to_end(stack):
-    client = JobClient(stack)
+    client = JobClient(stack.address, token=stack.token)
     assert client.health_check()["status"] == "healthy"
     job_id = client.submit_job(
         experiment_class="AmplitudeRabiExperiment",
@@ -54,7 +74,7 @@ def test_job_client_runs_a_lab_experiment_end_to_end(stack):
 
 def test_job_handle_runs_a_circuit_on_the_local_simulator_twice(stack):
     async def run():
-        async with Client(stack) as client:
+        async with Client(stack.address, token=stack.token) as client:
             job = client.create_job(program=BELL, qpu_id="local:aer_simulator", shots=400)
             await job.execute(timeout_s=120)
             first_task = job.task_id

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -38,8 +39,9 @@ def serving(address: str, timeout: float = 30.0) -> bool:
     return False
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
+def start(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`env` replaces this process's environment (e.g. identity.up_environment for `qsched up`)."""
+    env = {**(os.environ if env is None else env), "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
     handle = log.open("ab")
     return subprocess.Popen([*QSCHED, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 

@@ -8,7 +8,6 @@ import contextlib
 import socket
 from pathlib import Path
 
-import grpc
 import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2_grpc
@@ -17,6 +16,7 @@ from qsched_runtime.server import start_server
 from qsched_runtime.tracing import configure_tracing
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 from tests.support.fake_gateway import FakeGateway, start_fake_gateway
+from tests.support.identity import authed_channel
 
 _EXPORTER = configure_tracing("tests", "memory")
 
@@ -54,7 +54,7 @@ async def running_service(
     endpoints = Endpoints(**{**(peers or {}), service: "127.0.0.1:0"})
     cfg = ServiceConfig(service=service, endpoints=endpoints, data_dir=data_dir, **config)
     handle = await module.build(cfg)
-    server = await start_server(cfg.listen, handle.registrations)
+    server = await start_server(cfg.listen, handle.registrations, handle.security)
     await handle.start()
     try:
         yield f"127.0.0.1:{server.port}"
@@ -80,5 +80,5 @@ async def scheduler(tmp_path, fake_executor, fake_gateway):
     service = running_service(
         "scheduler", tmp_path, peers, lab_devices={"qick": executor_address}, pin_configs=False
     )
-    async with service as address, grpc.aio.insecure_channel(address) as channel:
+    async with service as address, authed_channel(address) as channel:
         yield jobs_pb2_grpc.JobServiceStub(channel), fake, address

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +138,14 @@ class JobClient:
         device: str | None = None,
         timeout: float = 30.0,
         reconnect_timeout: float = 60.0,
+        token: str | None = None,
     ):
         self.address = connection.scheduler_address(server_url)
         self.server_url = self.address
         self.device = device or connection.default_device()
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
-        self._channel = grpc.insecure_channel(self.address, options=connection.CHANNEL_OPTIONS)
+        self._channel = connection.channel(self.address, token)
         self._stub = pb_grpc.JobServiceStub(self._channel)
 
     def close(self) -> None:
@@ -202,7 +203,7 @@ class JobClient:
         experiment_class: str,
         experiment_module: str,
         expt_config: dict[str, Any],
-        user: str,
+        user: str = "",
         priority: int = 0,
         *,
         device: str | None = None,
@@ -210,14 +211,13 @@ class JobClient:
         labels: dict[str, str] | None = None,
         request_id: str | None = None,
     ) -> str:
-        """Queue a lab experiment; returns its job id (JOB-YYYYMMDD-NNNNN)."""
-        for name, value in (
-            ("experiment_class", experiment_class),
-            ("experiment_module", experiment_module),
-            ("user", user),
-        ):
+        """Queue a lab experiment; returns its job id (JOB-YYYYMMDD-NNNNN). The owner is the
+        token's user; `user` (the seed's argument) may be given only when it names that user."""
+        for name, value in (("experiment_class", experiment_class), ("experiment_module", experiment_module)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string")
+        if not isinstance(user, str) or (user and not user.strip()):
+            raise ValueError("user must be your user name, or empty for the token's user")
         if not isinstance(expt_config, dict):
             raise ValueError("expt_config must be a dict")
         request = pb.SubmitJobRequest(
@@ -356,6 +356,27 @@ class JobClient:
         if queue["total_pending"] > 10:
             print(f"  ... and {queue['total_pending'] - 10} more")
         print("=" * 60)
+
+    # -- device queues ---------------------------------------------------------------------------------
+    def list_devices(self) -> list[dict[str, Any]]:
+        """Every device: name, queued, running_job_id and queue_state ("open", "paused",
+        "draining", "drained") with hold_reason / held_by / hold_time when held."""
+        return [device_dict(d) for d in self._call("ListDevices", pb.ListDevicesRequest()).devices]
+
+    def get_device(self, name: str) -> dict[str, Any]:
+        return device_dict(self._call("GetDevice", pb.GetDeviceRequest(name=name)).device)
+
+    def pause_device(self, name: str, reason: str = "") -> dict[str, Any]:
+        """Hold the device's queue at once (operator role): jobs are accepted, none starts."""
+        return device_dict(self._call("PauseDevice", pb.PauseDeviceRequest(name=name, reason=reason)).device)
+
+    def drain_device(self, name: str, reason: str = "") -> dict[str, Any]:
+        """Let the current run finish, then hold (operator role): "draining", then "drained"."""
+        return device_dict(self._call("DrainDevice", pb.DrainDeviceRequest(name=name, reason=reason)).device)
+
+    def resume_device(self, name: str) -> dict[str, Any]:
+        """Open a held device's queue again (operator role)."""
+        return device_dict(self._call("ResumeDevice", pb.ResumeDeviceRequest(name=name)).device)
 
     def cancel_job(self, job_id: str, reason: str = "") -> dict[str, Any]:
         """Cancel a queued job (at once) or a running one (the executor stops it).
@@ -621,3 +642,16 @@ class JobClient:
 
 
 __all__ = ["JobClient", "JobResult"]
+
+
+def device_dict(device: Any) -> dict[str, Any]:
+    state = pb.DeviceQueueState.Name(device.queue_state).removeprefix("DEVICE_QUEUE_STATE_").lower()
+    return {
+        "name": device.name,
+        "queued": device.queued,
+        "running_job_id": device.running_job_id,
+        "queue_state": "open" if state == "unspecified" else state,
+        "hold_reason": device.hold_reason,
+        "held_by": device.held_by,
+        "hold_time": device.hold_time.ToDatetime(tzinfo=UTC) if device.HasField("hold_time") else None,
+    }

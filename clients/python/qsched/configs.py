@@ -39,7 +39,6 @@ Errors are raised as qsched.errors.QschedError (code, reason, message)."""
 from __future__ import annotations
 
 import builtins
-import getpass
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ import grpc
 from qsched._pages import collect
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+from qsched.credentials import Tls, find_token, sync_channel
 from qsched.errors import QschedError
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
@@ -72,7 +72,9 @@ def configs_address(explicit: str | None = None) -> str:
 
 
 def default_user() -> str:
-    return os.environ.get("QSCHED_USER") or getpass.getuser()
+    """ "" lets the config service record the authenticated user ($QSCHED_USER overrides,
+    and must then match the token)."""
+    return os.environ.get("QSCHED_USER", "")
 
 
 # -- results ------------------------------------------------------------------------------------------------
@@ -159,13 +161,21 @@ class ConfigClient:
     (or `with ConfigClient() as cfg:`) releases the channel."""
 
     def __init__(
-        self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, user: str | None = None
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        user: str | None = None,
+        token: str | None = None,
     ):
         self.address = configs_address(address)
         self.timeout = timeout
         self.user = user or default_user()
-        self._channel = grpc.insecure_channel(
-            self.address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        self._channel = sync_channel(
+            self.address,
+            find_token(token),
+            Tls.from_env(),
+            [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
         self._stub = pb_grpc.ConfigServiceStub(self._channel)
 

@@ -6,10 +6,12 @@ must still be the scheduler's gRPC port."""
 
 from __future__ import annotations
 
-import getpass
 import os
 
 import grpc
+
+from qsched.credentials import Tls, find_token, sync_channel
+from qsched.credentials import aio_channel as _aio_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DEVICE = "qick"
@@ -38,16 +40,19 @@ def scheduler_address(explicit: str | None = None) -> str:
 
 
 def default_owner() -> str:
-    return os.environ.get("QSCHED_USER") or getpass.getuser()
+    """The owner a submission names: "" (the server takes the authenticated user) unless
+    $QSCHED_USER says otherwise, which the server accepts only when it matches the token."""
+    return os.environ.get("QSCHED_USER", "")
 
 
 def default_device() -> str:
     return os.environ.get("QSCHED_DEVICE") or DEFAULT_DEVICE
 
 
-def channel(address: str | None = None) -> grpc.Channel:
-    return grpc.insecure_channel(scheduler_address(address), options=CHANNEL_OPTIONS)
+def channel(address: str | None = None, token: str | None = None) -> grpc.Channel:
+    """A channel to the scheduler carrying the caller's token (qsched.credentials)."""
+    return sync_channel(scheduler_address(address), find_token(token), Tls.from_env(), CHANNEL_OPTIONS)
 
 
-def aio_channel(address: str | None = None) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(scheduler_address(address), options=CHANNEL_OPTIONS)
+def aio_channel(address: str | None = None, token: str | None = None) -> grpc.aio.Channel:
+    return _aio_channel(scheduler_address(address), find_token(token), Tls.from_env(), CHANNEL_OPTIONS)

@@ -74,8 +74,10 @@ class Client:
         max_concurrency: int = 8,
         reconnect_timeout_s: float = 60.0,
         call_timeout_s: float = 30.0,
+        token: str | None = None,
     ):
         self.address = connection.scheduler_address(address)
+        self._token = token
         self._default_device = default_device
         self.owner = owner or connection.default_owner()
         self.max_concurrency = max_concurrency
@@ -88,7 +90,7 @@ class Client:
     # -- lifecycle -------------------------------------------------------------------------------------
     async def open(self) -> Client:
         if self._channel is None:
-            self._channel = connection.aio_channel(self.address)
+            self._channel = connection.aio_channel(self.address, self._token)
             self._stub = pb_grpc.JobServiceStub(self._channel)
         return self
 
@@ -113,7 +115,7 @@ class Client:
     @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:  # used without open(): open lazily (we are inside the loop)
-            self._channel = connection.aio_channel(self.address)
+            self._channel = connection.aio_channel(self.address, self._token)
             self._stub = pb_grpc.JobServiceStub(self._channel)
         return self._channel
 
@@ -289,7 +291,7 @@ class Client:
         from qsched import data
 
         if self._sync_channel is None:
-            self._sync_channel = connection.channel(self.address)
+            self._sync_channel = connection.channel(self.address, self._token)
         stub = pb_grpc.JobServiceStub(self._sync_channel)
         return await asyncio.to_thread(data.locate, stub, job_id, task_id, None, self.call_timeout_s)
 

@@ -51,6 +51,14 @@ def is_suite_job(job) -> bool:
     return job.payload.WhichOneof("payload") == "benchmark" and bool(job.payload.benchmark.suite_json)
 
 
+def _whoami(args) -> str:
+    """The caller's user name ("latest" means the caller's latest job)."""
+    from qsched.admin import AdminClient
+
+    with AdminClient(getattr(args, "address", None)) as admin:
+        return admin.whoami()["name"]
+
+
 def _matches(job, want: str) -> bool:
     which = job.payload.WhichOneof("payload")
     if want == "suite":
@@ -71,7 +79,7 @@ def resolve_job_id(args: argparse.Namespace, jc, want: str = "provider") -> str:
     if job_id and job_id != "latest":
         return job_id
     kind = pb().JOB_KIND_BENCHMARK if want in ("benchmark", "suite") else pb().JOB_KIND_UNSPECIFIED
-    owner = connection.default_owner()
+    owner = connection.default_owner() or _whoami(args)
     candidates = [j for j in jc.list_jobs(kind=kind, owner=owner, limit=200) if _matches(j, want)]
     noun = {"suite": "suite", "benchmark": "benchmark", "provider": "benchmark or circuit"}.get(want, "")
     if job_id == "latest":
@@ -219,6 +227,37 @@ def _print_counts(results) -> None:
             print(f"  circuit {index}: " + ", ".join(f"{k}: {v}" for k, v in top) + more)
 
 
+TASK_STATE_WORDS = {1: "QUEUED", 2: "RUNNING", 3: "COMPLETED", 4: "FAILED", 5: "CANCELLED"}
+
+
+def task_status_lines(job) -> list[str]:
+    """`- <task id>: <STATE> [<provider's word>] (position N) - <message>` per provider task of the
+    job's active run, from the statuses the gateway last reported (GetJob's run.provider_tasks); tasks
+    the scheduler has no status for yet show the run's state."""
+    from qsched.cli.format import state_name
+
+    if not job.HasField("current_run"):
+        return []
+    run = job.current_run
+    known = {t.task_id: t for t in run.provider_tasks}
+    lines = []
+    for task_id in [*run.provider_task_ids, *(t for t in known if t not in run.provider_task_ids)]:
+        status = known.get(task_id)
+        if status is None:
+            lines.append(f"- {task_id}: {state_name(run.state).upper()} (no provider status yet)")
+            continue
+        word = TASK_STATE_WORDS.get(status.state, "UNKNOWN")
+        line = f"- {task_id}: {word}"
+        if status.provider_status and status.provider_status.upper() != word:
+            line += f" [{status.provider_status}]"
+        if status.queue_position:
+            line += f" (position {status.queue_position})"
+        if status.message:
+            line += f" - {status.message}"
+        lines.append(line)
+    return lines
+
+
 def poll(args: argparse.Namespace, want: str) -> int:
     from qsched import _common as c
     from qsched import benchmarks
@@ -235,11 +274,12 @@ def poll(args: argparse.Namespace, want: str) -> int:
             f"{job_id} is a lab experiment: use `qsched show {job_id}` or `qsched data {job_id}`"
         )
     if not c.is_terminal(job.state):
-        where = f" (position {job.queue_position})" if job.queue_position else ""
+        where = f" (position {job.queue_position} in the qsched queue)" if job.queue_position else ""
         print(f"{job_id} is not yet completed. Current status: {state_name(job.state)}{where}")
-        run = job.current_run if job.HasField("current_run") else None
-        for task_id in run.provider_task_ids if run is not None else []:
-            print(f"- {task_id}: {state_name(run.state)}")
+        lines = task_status_lines(job)
+        if lines:
+            print("Current status of tasks:")
+            print("\n".join(lines))
         print("Please try again later.")
         return 0
     failed = job.state != pb().Job.STATE_SUCCEEDED

@@ -1,0 +1,204 @@
+"""Who may do what to jobs and devices, and the per-user quotas: the layer between the
+JobService servicer and the Scheduler for every call that changes something.
+
+The caller is the authenticated principal (qsched_runtime.auth). A person acts on their
+own jobs; the operator role acts on anyone's, holds device queues and may submit above
+the user priority limit. Acting on someone else's job, holding a queue and a privileged
+priority are written to the audit log. Reads (queue views, job details) are open to
+every authenticated user: the queue is shared and its transparency is the point."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from qsched_identity.principal import Principal, Role, acting_as
+from qsched_runtime.audit import AuditLog
+from qsched_runtime.errors import NotFound, PermissionDenied, QuotaExceeded
+from qsched_scheduler.domain import MAX_PAYLOAD_BYTES, Change, Job, JobState, Payload
+from qsched_scheduler.holds import DRAINING, PAUSED, DeviceHolds
+from qsched_scheduler.scheduler import DeviceStatus, Scheduler, SubmitResult, utcnow
+from qsched_scheduler.validation import Submission
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_queued_per_user: int = 1000
+    max_payload_bytes_per_job: int = MAX_PAYLOAD_BYTES
+    max_user_priority: int = 10
+
+
+class QueuedByOwner:
+    """How many jobs each owner has queued, kept from the scheduler's change stream after
+    one count from the store per owner, plus submissions in flight (reserved), so
+    concurrent submits of one user cannot overshoot the limit."""
+
+    def __init__(self, count_stored: Callable[[str], Awaitable[int]]):
+        self._count_stored = count_stored
+        self._queued: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}
+
+    def on_change(self, change: Change) -> None:
+        owner = change.job.owner
+        if owner not in self._queued:
+            return  # not loaded yet: the first count will see this change in the store
+        was = change.previous_state is JobState.QUEUED
+        now = change.job.state is JobState.QUEUED
+        if now and not was:
+            self._queued[owner] += 1
+        elif was and not now:
+            self._queued[owner] = max(0, self._queued[owner] - 1)
+
+    async def count(self, owner: str) -> int:
+        if owner not in self._queued:
+            stored = await self._count_stored(owner)
+            self._queued.setdefault(owner, stored)
+        return self._queued[owner] + self._reserved.get(owner, 0)
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, owner: str, limit: int) -> AsyncIterator[None]:
+        queued = await self.count(owner)
+        if queued >= limit:
+            raise QuotaExceeded(
+                "QUEUED_JOBS_QUOTA",
+                f"{owner} already has {queued} queued jobs; the limit is {limit} per user",
+                subject=f"user:{owner}",
+                queued=queued,
+                limit=limit,
+            )
+        self._reserved[owner] = self._reserved.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            self._reserved[owner] -= 1
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    status: DeviceStatus
+    queue_state: Any  # holds.QueueState
+    hold_reason: str = ""
+    held_by: str = ""
+    hold_time: datetime | None = None
+
+
+class JobDesk:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        holds: DeviceHolds,
+        count_stored: Callable[[str], Awaitable[int]],
+        limits: Limits = Limits(),
+        audit: AuditLog | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self._scheduler = scheduler
+        self._clock = clock
+        self._holds = holds
+        self._limits = limits
+        self._audit = audit or AuditLog(None)
+        self._queued = QueuedByOwner(count_stored)
+        scheduler.bus.add_listener(self._queued.on_change)
+
+    # -- jobs ------------------------------------------------------------------------------------------
+    async def submit(self, who: Principal, submission: Submission) -> SubmitResult:
+        owner = acting_as(submission.owner, who)
+        privileged = submission.priority > self._limits.max_user_priority
+        if privileged and not who.has(Role.OPERATOR):
+            raise PermissionDenied(
+                "PRIORITY_ABOVE_USER_LIMIT",
+                f"priority {submission.priority} is above the user limit "
+                f"{self._limits.max_user_priority}; it needs the operator role",
+                role=str(Role.OPERATOR),
+                limit=self._limits.max_user_priority,
+            )
+        size, quota = submission.payload_bytes, self._limits.max_payload_bytes_per_job
+        if quota < size <= MAX_PAYLOAD_BYTES:  # larger than the hard limit: validation refuses it
+            raise QuotaExceeded(
+                "PAYLOAD_SIZE_QUOTA",
+                f"the payload is {size} bytes; the per-user limit is {quota}",
+                subject=f"user:{owner}",
+                size=size,
+                limit=quota,
+            )
+        async with self._queued.reserve(owner, self._limits.max_queued_per_user):
+            result = await self._scheduler.submit(replace(submission, owner=owner))
+        if privileged and result.created:
+            await self._audit.record(
+                who, "job.submit_privileged_priority", result.job.job_id, priority=submission.priority
+            )
+        return result
+
+    async def cancel(self, who: Principal, job_id: str, reason: str) -> Job:
+        job = await self._own_or_operator(who, job_id, "cancel")
+        cancelled = await self._scheduler.cancel(job_id, reason)
+        if job.owner != who.name:
+            await self._audit.record(who, "job.cancel", job_id, owner=job.owner, reason=reason)
+        return cancelled
+
+    async def delete(self, who: Principal, job_id: str) -> None:
+        job = await self._own_or_operator(who, job_id, "delete")
+        await self._scheduler.delete(job_id)
+        if job.owner != who.name:
+            await self._audit.record(who, "job.delete", job_id, owner=job.owner)
+
+    async def rerun(
+        self, who: Principal, job_id: str, payload: Payload | None, payload_bytes: int, request_id: str
+    ) -> Job:
+        job = await self._own_or_operator(who, job_id, "rerun")
+        async with self._queued.reserve(job.owner, self._limits.max_queued_per_user):
+            rerun = await self._scheduler.rerun(job_id, payload, payload_bytes, request_id)
+        if job.owner != who.name:
+            await self._audit.record(who, "job.rerun", job_id, owner=job.owner)
+        return rerun
+
+    async def _own_or_operator(self, who: Principal, job_id: str, verb: str) -> Job:
+        job = await self._scheduler.get(job_id)
+        if job.owner != who.name and not who.has(Role.OPERATOR):
+            raise PermissionDenied(
+                "NOT_JOB_OWNER",
+                f"{job_id} belongs to {job.owner}; only its owner or an operator may {verb} it",
+                job_id=job_id,
+                owner=job.owner,
+                role=str(Role.OPERATOR),
+            )
+        return job
+
+    # -- devices ---------------------------------------------------------------------------------------
+    async def device(self, name: str) -> DeviceView:
+        for status in await self._scheduler.device_statuses():
+            if status.name == name:
+                return self.view(status)
+        raise NotFound("DEVICE_NOT_FOUND", f"no device {name!r}", device=name)
+
+    async def devices(self) -> list[DeviceView]:
+        return [self.view(s) for s in await self._scheduler.device_statuses()]
+
+    def view(self, status: DeviceStatus) -> DeviceView:
+        hold = self._holds.hold_of(status.name)
+        state = self._holds.state(status.name, busy=bool(status.running_job_id))
+        if hold is None:
+            return DeviceView(status, state)
+        return DeviceView(status, state, hold.reason, hold.held_by, hold.hold_time)
+
+    async def pause(self, who: Principal, name: str, reason: str) -> DeviceView:
+        return await self._hold(who, name, PAUSED, "device.pause", reason)
+
+    async def drain(self, who: Principal, name: str, reason: str) -> DeviceView:
+        return await self._hold(who, name, DRAINING, "device.drain", reason)
+
+    async def resume(self, who: Principal, name: str) -> DeviceView:
+        await self.device(name)  # NOT_FOUND for an unknown device
+        if await self._holds.release(name):
+            await self._audit.record(who, "device.resume", name)
+        return await self.device(name)
+
+    async def _hold(self, who: Principal, name: str, mode: str, action: str, reason: str) -> DeviceView:
+        await self.device(name)
+        await self._holds.hold(name, mode, who.name, reason, self._clock())
+        self._scheduler.held_now(name)  # pipelined dispatch: take back what has not started
+        await self._audit.record(who, action, name, reason=reason)
+        return await self.device(name)
