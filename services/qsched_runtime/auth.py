@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -91,23 +90,19 @@ def full_policy(service_full_name: str, policy: Policy) -> dict[str, Requirement
     return {f"/{service_full_name}/{name}": requirement for name, requirement in policy.items()}
 
 
-@dataclass(frozen=True)
-class _Decision:
-    requirement: Requirement | None  # None: open (health)
-
-
 class ServerAuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, policies: Mapping[str, Requirement]):
         self._authenticator = authenticator
         self._policies = dict(policies)
 
-    def _decision(self, method: str) -> _Decision:
+    def _requirement(self, method: str) -> Requirement | None:
+        """What `method` demands; None for the open health service."""
         if method.startswith(_OPEN_PREFIXES):
-            return _Decision(None)
+            return None
         if method.startswith(_REFLECTION_PREFIX):
-            return _Decision(Anyone.PRINCIPAL)
+            return Anyone.PRINCIPAL
         # A method without a policy (a servicer registered without one) is refused to all.
-        return _Decision(self._policies.get(method, _DENY))
+        return self._policies.get(method, _DENY)
 
     async def intercept_service(
         self,
@@ -117,12 +112,11 @@ class ServerAuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        decision = self._decision(handler_call_details.method)
-        if decision.requirement is None:
+        requirement = self._requirement(handler_call_details.method)
+        if requirement is None:
             return handler
         token = bearer(handler_call_details.invocation_metadata)
         authenticate = self._authenticator.authenticate
-        requirement = decision.requirement
 
         async def admit(context: grpc.aio.ServicerContext) -> Principal:
             try:

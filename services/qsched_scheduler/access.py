@@ -13,13 +13,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from qsched_identity.principal import Principal, Role, acting_as
 from qsched_runtime.audit import AuditLog
 from qsched_runtime.errors import NotFound, PermissionDenied, QuotaExceeded
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES, Change, Job, JobState, Payload
-from qsched_scheduler.holds import DRAINING, PAUSED, DeviceHolds
+from qsched_scheduler.holds import DRAINING, PAUSED, DeviceHolds, QueueState
 from qsched_scheduler.scheduler import DeviceStatus, Scheduler, SubmitResult, utcnow
 from qsched_scheduler.validation import Submission
 
@@ -79,7 +78,7 @@ class QueuedByOwner:
 @dataclass(frozen=True)
 class DeviceView:
     status: DeviceStatus
-    queue_state: Any  # holds.QueueState
+    queue_state: QueueState
     hold_reason: str = ""
     held_by: str = ""
     hold_time: datetime | None = None

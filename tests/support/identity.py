@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from qsched.credentials import with_bearer
 from qsched_identity.bootstrap import provision
 from qsched_identity.principal import Kind, Role
 from qsched_identity.store import IdentityStore
@@ -100,12 +101,7 @@ class _RoutedBearer:
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         token = self._service if method.startswith(_SCHEDULER_CALLS) else self._person
-        metadata = [(k, v) for k, v in (details.metadata or ()) if k != "authorization"]
-        metadata.append(("authorization", f"Bearer {token}"))
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials,
-            details.wait_for_ready,
-        )  # fmt: skip
+        return with_bearer(details, token, aio=True)
 
 
 # An aio channel files each interceptor under one call type, hence one class per type.

@@ -99,7 +99,8 @@ class Tls:
         return grpc.ssl_channel_credentials(read(self.ca_file), read(self.key_file), read(self.cert_file))
 
 
-def _with_token(details: Any, token: str, aio: bool) -> Any:
+def with_bearer(details: Any, token: str, aio: bool) -> Any:
+    """`details` (a client interceptor's call details) carrying `token` instead of any other."""
     metadata = [(k, v) for k, v in (details.metadata or ()) if k != METADATA_KEY]
     metadata.append((METADATA_KEY, f"Bearer {token}"))
     if aio:
@@ -128,10 +129,10 @@ class _SyncBearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
         self._token = token
 
     def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return continuation(_with_token(client_call_details, self._token, aio=False), request)
+        return continuation(with_bearer(client_call_details, self._token, aio=False), request)
 
     def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return continuation(_with_token(client_call_details, self._token, aio=False), request)
+        return continuation(with_bearer(client_call_details, self._token, aio=False), request)
 
 
 class _AioBearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
@@ -139,7 +140,7 @@ class _AioBearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
         self._token = token
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def,override]
-        return await continuation(_with_token(client_call_details, self._token, aio=True), request)
+        return await continuation(with_bearer(client_call_details, self._token, aio=True), request)
 
 
 class _AioBearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
@@ -147,7 +148,7 @@ class _AioBearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         self._token = token
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def,override]
-        return await continuation(_with_token(client_call_details, self._token, aio=True), request)
+        return await continuation(with_bearer(client_call_details, self._token, aio=True), request)
 
 
 def aio_bearer_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
