@@ -1,0 +1,244 @@
+"""The run contract between the scheduler and a lab device's executor, in domain terms.
+
+Defined once: the scheduler's executor port and the executor itself both speak these types,
+and each side's `convert` module is the only place that maps them to qsched.executor.v1.
+
+The flow: the scheduler opens the executor's run queue (`RunCursor`s for the runs it follows;
+the executor answers with the runs it holds, `HeldRun`), appends `ExecutionRequest`s in start
+order, and reads `ExecutionUpdate`s of every run as they come. A run's updates carry a
+per-run `seq` from 1: `Accepted`, `Started`, `Progress`..., then one terminal body
+(`Succeeded`, `Failed` or `Cancelled`). Times are seconds since the epoch (UTC), as the
+executor's clock read them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from qsched_core.payloads import LabExperiment
+
+
+@dataclass(frozen=True)
+class PinnedRevision:
+    """A config revision pinned for a run: the executor loads it by id and checks its hash."""
+
+    config_type: str
+    revision_id: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing wrong with an experiment: the parameter (e.g. "expt.gain") and what."""
+
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A run's data file: a name relative to the executor's data root, not a host path."""
+
+    name: str
+    sha256: str = ""
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """One run for the board."""
+
+    job_id: str
+    task_id: str
+    owner: str
+    experiment: LabExperiment
+    configs: tuple[PinnedRevision, ...] = ()
+
+
+class UpdateKind(enum.Enum):
+    ACCEPTED = "accepted"
+    STARTED = "started"
+    PROGRESS = "progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({UpdateKind.SUCCEEDED, UpdateKind.FAILED, UpdateKind.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The executor took the run (it waits for the board, in queue order)."""
+
+    kind = UpdateKind.ACCEPTED
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run is on the board."""
+
+    kind = UpdateKind.STARTED
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Averaging progress, sent between rounds (rate-limited)."""
+
+    rounds_done: int = 0
+    rounds_total: int = 0
+    reps_done: int = 0
+    fraction: float = 0.0
+
+    kind = UpdateKind.PROGRESS
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """Terminal: the run finished and its data file is written (durably, before this is sent)."""
+
+    data: DataRef | None = None
+    summary: Mapping[str, float] = field(default_factory=dict)
+    # Hardware-config updates the fit suggests (dotted keys, e.g. "qubit.pi_pulse.gain").
+    config_updates: Mapping[str, float] = field(default_factory=dict)
+
+    kind = UpdateKind.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Terminal: the run failed. `reason` is UPPER_SNAKE (e.g. PROGRAM_ERROR, DISK_FULL)."""
+
+    reason: str
+    message: str = ""
+
+    kind = UpdateKind.FAILED
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Terminal: the run was stopped (between rounds) or withdrawn before it started."""
+
+    reason: str = "cancelled"
+    rounds_done: int = 0
+    data: DataRef | None = None  # the rounds completed, in a file marked partial
+
+    kind = UpdateKind.CANCELLED
+
+
+UpdateBody = Accepted | Started | Progress | Succeeded | Failed | Cancelled
+
+
+@dataclass(frozen=True)
+class ExecutionUpdate:
+    task_id: str
+    seq: int
+    time: float
+    body: UpdateBody
+
+    @property
+    def kind(self) -> UpdateKind:
+        return self.body.kind
+
+    @property
+    def terminal(self) -> bool:
+        return self.body.kind.terminal
+
+
+# -- the run queue ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunCursor:
+    """A run the scheduler follows and the last of its updates it recorded (0: none)."""
+
+    task_id: str
+    after_seq: int = 0
+
+
+class HeldState(enum.Enum):
+    WAITING = "waiting"  # in the executor's queue, not started
+    RUNNING = "running"  # on the board
+    ENDED = "ended"  # its terminal update is its last one
+    LOST = "lost"  # was on the board when the executor died: it did not finish
+
+
+@dataclass(frozen=True)
+class HeldRun:
+    task_id: str
+    job_id: str
+    state: HeldState
+    last_seq: int = 0
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """The board an executor owns and what it is doing."""
+
+    board_id: str
+    board_uri: str = ""
+    board_model: str = ""
+    qick_version: str = ""
+    config_sha256: str = ""
+    generator_count: int = 0
+    readout_count: int = 0
+    simulated: bool = False
+    current_task_id: str = ""
+    current_job_id: str = ""
+    waiting_task_ids: tuple[str, ...] = ()
+    data_root: str = ""
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.current_task_id)
+
+
+@dataclass(frozen=True)
+class QueueOpened:
+    """The executor's answer to opening its run queue: every run it holds (waiting ones in
+    start order) and its board."""
+
+    runs: tuple[HeldRun, ...]
+    board: BoardInfo
+
+
+@dataclass(frozen=True)
+class RefusedRun:
+    task_id: str
+    reason: str
+    message: str = ""
+    violations: tuple[Violation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The answer to appending runs. With `queue_moved` nothing was taken: the executor's last
+    run was not the one the scheduler named (`tail_task_id` is the one it is)."""
+
+    accepted: tuple[str, ...] = ()
+    refused: tuple[RefusedRun, ...] = ()
+    queue_moved: bool = False
+    tail_task_id: str = ""
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """The answer to taking runs back: withdrawn ones never touched the board."""
+
+    withdrawn: tuple[str, ...] = ()
+    started: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataChunk:
+    """A piece of a run's data file, in order."""
+
+    offset: int
+    data: bytes
+    total_size: int
+    sha256: str = ""  # on the first chunk
+    file_name: str = ""
