@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from qsched_runtime.errors import DomainError
+from qsched_core.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+__all__ = ["DOMAIN", "FailedPrecondition", "InvalidArgument", "NotFound", "ProviderError", "Unavailable"]
 
 DOMAIN = "qsched.gateway.v1"
 
 
-class InvalidArgument(DomainError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class FailedPrecondition(DomainError):
-    code = "FAILED_PRECONDITION"
-
-
-class Unavailable(DomainError):
-    code = "UNAVAILABLE"
-
-
-class ProviderError(DomainError):
-    code = "ABORTED"
+class ProviderError(Aborted):
+    """The provider refused or lost the work (its message says why)."""
 
 
 def unknown_provider(name: str, known: list[str]) -> NotFound:

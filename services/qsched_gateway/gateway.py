@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qsched_core.errors import DomainError
 from qsched_gateway import benchmarks, estimate
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
@@ -38,7 +39,6 @@ from qsched_gateway.registry import (
     TaskRecord,
     TaskResultData,
 )
-from qsched_runtime.errors import DomainError
 
 log = logging.getLogger(__name__)
 MAX_SHOTS = 10_000_000

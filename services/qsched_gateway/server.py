@@ -15,10 +15,10 @@ with contextlib.suppress(ImportError):  # the local/ibm/ionq extras; the gateway
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qsched_core.config import ServiceConfig
+from qsched_core.principal import Role
 from qsched_gateway.gateway import Gateway
 from qsched_gateway.servicer import GatewayServicer
-from qsched_identity.principal import Role
-from qsched_runtime.config import ServiceConfig
 from qsched_runtime.security import server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle

@@ -14,7 +14,7 @@ from qsched_gateway.errors import DOMAIN, InvalidArgument
 from qsched_gateway.gateway import Gateway, Workload
 from qsched_gateway.providers.base import DeviceInfo, Options
 from qsched_gateway.registry import TaskRecord
-from qsched_runtime.errors import DomainError, abort
+from qsched_runtime.errors import translates_errors
 
 STATE_TO_PB = {
     "QUEUED": pb.TASK_STATE_QUEUED,
@@ -88,6 +88,7 @@ def status_to_pb(record: TaskRecord) -> pb.TaskStatus:
     )
 
 
+@translates_errors(DOMAIN)
 class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
     def __init__(self, gateway: Gateway):
         self._gateway = gateway
@@ -111,17 +112,11 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         return pb.ListProvidersResponse(providers=providers)
 
     async def ListDevices(self, request, context) -> pb.ListDevicesResponse:
-        try:
-            devices, unavailable = await self._gateway.list_devices(request.provider, list(request.names))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        devices, unavailable = await self._gateway.list_devices(request.provider, list(request.names))
         return pb.ListDevicesResponse(devices=[device_to_pb(d) for d in devices], unavailable=unavailable)
 
     async def Estimate(self, request, context) -> pb.EstimateResponse:
-        try:
-            result = await self._gateway.estimate(request.device, workload_from_pb(request.workload))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        result = await self._gateway.estimate(request.device, workload_from_pb(request.workload))
         per = result.per_circuit
         return pb.EstimateResponse(
             jobs=result.jobs,
@@ -156,12 +151,9 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         )
 
     async def Submit(self, request, context) -> pb.SubmitResponse:
-        try:
-            submission, deduplicated, params_json = await self._gateway.submit(
-                request.device, workload_from_pb(request.workload), request.job_id, request.request_id
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        submission, deduplicated, params_json = await self._gateway.submit(
+            request.device, workload_from_pb(request.workload), request.job_id, request.request_id
+        )
         return pb.SubmitResponse(
             task_ids=submission.task_ids,
             submission_id=submission.submission_id,
@@ -170,28 +162,17 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         )
 
     async def Watch(self, request, context) -> AsyncIterator[pb.WatchResponse]:
-        try:
-            async for record in self._gateway.watch(
-                list(request.task_ids), request.submission_id, request.device
-            ):
-                yield pb.WatchResponse(status=status_to_pb(record))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        async for record in self._gateway.watch(
+            list(request.task_ids), request.submission_id, request.device
+        ):
+            yield pb.WatchResponse(status=status_to_pb(record))
 
     async def Cancel(self, request, context) -> pb.CancelResponse:
-        try:
-            records = await self._gateway.cancel(
-                list(request.task_ids), request.submission_id, request.device
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        records = await self._gateway.cancel(list(request.task_ids), request.submission_id, request.device)
         return pb.CancelResponse(statuses=[status_to_pb(r) for r in records])
 
     async def FetchResult(self, request, context) -> pb.FetchResultResponse:
-        try:
-            outcome = await self._gateway.fetch(list(request.task_ids), request.submission_id, request.device)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        outcome = await self._gateway.fetch(list(request.task_ids), request.submission_id, request.device)
         results = []
         for record, data in outcome.tasks:
             item = pb.TaskResult(

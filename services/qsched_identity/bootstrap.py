@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qsched.credentials import save_token
+from qsched_core.config import secrets_dir
+from qsched_core.principal import HUMAN_ROLES, Kind, Role
+from qsched_core.sql import make_engine
 from qsched_identity import db
-from qsched_identity.principal import HUMAN_ROLES, Kind, Role
 from qsched_identity.store import IdentityStore
 from qsched_identity.tokens import token_hash
-from qsched_runtime.config import secrets_dir
-from qsched_runtime.sql import make_engine
 
 # Service principals and what they may do; the executor only reads pinned configs.
 SERVICE_PRINCIPALS = {"scheduler": frozenset({Role.SCHEDULER}), "executor": frozenset()}

@@ -9,8 +9,8 @@ from google.protobuf import timestamp_pb2
 
 from qsched.api.admin.v1 import admin_pb2 as pb
 from qsched.api.admin.v1 import admin_pb2_grpc as pb_grpc
+from qsched_core.principal import Kind, Role
 from qsched_identity.admin import AdminDesk
-from qsched_identity.principal import Kind, Role
 from qsched_identity.store import TokenInfo, User
 from qsched_runtime.auth import Anyone, caller
 from qsched_runtime.errors import translates_errors
@@ -94,7 +94,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
 
 def _roles(values: object) -> frozenset[Role]:
-    from qsched_runtime.errors import InvalidArgument
+    from qsched_core.errors import InvalidArgument
 
     roles = set()
     for value in values:  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qsched_runtime.config import EXPORTERS, SERVICES, Endpoints, ServiceConfig, default_data_dir
+from qsched_core.config import EXPORTERS, SERVICES, Endpoints, ServiceConfig, default_data_dir
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pool
 
-from qsched_identity.authenticator import Authenticator, Unauthenticated
-from qsched_identity.principal import Kind, Principal, Role
-from qsched_runtime.errors import DomainError, PermissionDenied, abort
+from qsched_core.errors import DomainError, PermissionDenied, Unauthenticated
+from qsched_core.principal import Kind, Principal, Role
+from qsched_identity.authenticator import Authenticator
+from qsched_runtime.errors import abort
 
 AUTH_DOMAIN = "qsched.auth"
 METADATA_KEY = "authorization"

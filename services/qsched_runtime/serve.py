@@ -11,10 +11,10 @@ import logging
 import signal
 import sys
 
+from qsched_core.config import SERVICES, ServiceConfig
+from qsched_core.tracing import configure_tracing
 from qsched_runtime.args import add_common_arguments, config_from_args
-from qsched_runtime.config import SERVICES, ServiceConfig
 from qsched_runtime.server import start_server
-from qsched_runtime.tracing import configure_tracing
 
 log = logging.getLogger("qsched.serve")
 BUILDERS = {service: f"qsched_{service}.server" for service in SERVICES}

@@ -25,8 +25,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from qsched.credentials import Tls, find_token, sync_channel, token_file
+from qsched_core.config import SERVICES
 from qsched_runtime.args import config_from_args, forward_args
-from qsched_runtime.config import SERVICES
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0

@@ -14,9 +14,9 @@ from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from qsched.credentials import aio_channel
+from qsched_core.sql import make_engine
 from qsched_identity.store import IdentityStore
 from qsched_identity.tokens import token_hash
-from qsched_runtime.sql import make_engine
 from tests.auth.conftest import refused
 from tests.support.identity import authed_channel
 from tests.support.stack import running_service

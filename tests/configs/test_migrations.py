@@ -8,7 +8,7 @@ from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.models import metadata
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_runtime.sql import make_engine
+from qsched_core.sql import make_engine
 from qsched_scheduler import db as scheduler_db
 from tests.support.migrations import schema_drift, table_names
 

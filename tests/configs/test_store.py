@@ -17,8 +17,8 @@ from qsched_configs.domain import ConfigType, ContentType, NewRevision, PinPick,
 from qsched_configs.errors import AlreadyExists
 from qsched_configs.store.models import ContentRow, MainChangeRow, RevisionRow
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_runtime.errors import DomainError
-from qsched_runtime.sql import make_engine
+from qsched_core.errors import DomainError
+from qsched_core.sql import make_engine
 from tests.configs.conftest import T0
 
 HW = "hardware_config"

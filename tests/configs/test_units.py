@@ -10,7 +10,7 @@ import pytest
 from qsched_configs import content, ids
 from qsched_configs.domain import MAX_CONTENT_BYTES, ContentType
 from qsched_configs.errors import FailedPrecondition, InvalidArgument
-from qsched_runtime.pagination import PageTokens, page_key
+from qsched_core.pagination import PageTokens, page_key
 
 
 # -- names and ids -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 from qsched_configs.domain import ConfigType, ContentType, PinSource
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_configs.versioning import ConfigVersioning, Upload
-from qsched_runtime.errors import DomainError
-from qsched_runtime.sql import make_engine
+from qsched_core.errors import DomainError
+from qsched_core.sql import make_engine
 from tests.configs.conftest import T0
 
 HW = "hardware_config"

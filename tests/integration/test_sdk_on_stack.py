@@ -10,10 +10,10 @@ import pytest
 
 from qsched import JobClient
 from qsched.aio import Client, JobState
+from qsched_core.config import SERVICES
+from qsched_core.sql import make_engine
 from qsched_identity.db import sqlite_url_for
 from qsched_identity.store import IdentityStore
-from qsched_runtime.config import SERVICES
-from qsched_runtime.sql import make_engine
 from tests.integration.test_provider_jobs import BELL
 from tests.integration.test_up import wait_for_line
 from tests.support import processes

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from qsched_runtime.config import SERVICES
+from qsched_core.config import SERVICES
 from tests.support import processes
 from tests.support.identity import up_environment
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as epb
-from qsched_identity.principal import Role
+from qsched_core.principal import Role
 from tests.sdk.helpers import PERSON
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 from tests.support.identity import TestIdentity, up_environment
@@ -126,10 +126,10 @@ def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
     free ports, the simulated board, a temporary data directory and identity database of its own.
     QSCHED_SDK_TEST_ADDRESS names an already running stack instead (nothing is started then;
     $QSCHED_TOKEN is the caller's)."""
+    from qsched_core.config import SERVICES
+    from qsched_core.sql import make_engine
     from qsched_identity.db import sqlite_url_for
     from qsched_identity.store import IdentityStore
-    from qsched_runtime.config import SERVICES
-    from qsched_runtime.sql import make_engine
     from tests.integration.test_up import wait_for_line
     from tests.support import processes
 

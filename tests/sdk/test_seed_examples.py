@@ -13,7 +13,7 @@ import time
 import pytest
 
 from qsched import JobClient
-from qsched_identity.principal import Role
+from qsched_core.principal import Role
 from tests.sdk.helpers import PERSON, in_thread
 
 BASIC = """

@@ -16,7 +16,8 @@ from google.protobuf import timestamp_pb2
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched_runtime.errors import DomainError, abort
+from qsched_core.errors import DomainError
+from qsched_runtime.errors import abort
 from qsched_runtime.server import Registration, RunningServer, start_server
 
 DOMAIN = "qsched.executor.v1"

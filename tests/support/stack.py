@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2_grpc
-from qsched_runtime.config import Endpoints, ServiceConfig
+from qsched_core.config import Endpoints, ServiceConfig
+from qsched_core.tracing import configure_tracing
 from qsched_runtime.server import start_server
-from qsched_runtime.tracing import configure_tracing
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 from tests.support.fake_gateway import FakeGateway, start_fake_gateway
 from tests.support.identity import authed_channel

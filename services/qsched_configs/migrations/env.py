@@ -2,6 +2,6 @@
 version is kept in alembic_version_configs."""
 
 from qsched_configs.store.models import metadata
-from qsched_runtime.migrations import run_env
+from qsched_core.migrations import run_env
 
 run_env(metadata)

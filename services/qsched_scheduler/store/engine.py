@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qsched_runtime.sql import make_engine, read_only, sqlite_url
+from qsched_core.sql import make_engine, read_only, sqlite_url
 
 SQLITE_FILE_NAME = "scheduler.db"
 

@@ -457,8 +457,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     admin_commands.register(sub, _add_client_options, server_parts)
 
     try:
+        from qsched_core.config import SERVICES
         from qsched_runtime.args import add_common_arguments
-        from qsched_runtime.config import SERVICES
     except ImportError:  # base install: the client commands only
         return parser
     p = sub.add_parser("up", help="run the whole stack on this machine (Ctrl+C stops it)")

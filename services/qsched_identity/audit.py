@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from qsched_core.clock import utcnow
+from qsched_core.principal import Principal
 from qsched_identity.authenticator import Authenticator
-from qsched_identity.principal import Principal
 
 
 class AuditLog:
@@ -17,4 +16,4 @@ class AuditLog:
 
     async def record(self, actor: Principal, action: str, target: str, **detail: object) -> None:
         if self._authenticator is not None:
-            await self._authenticator.audit(actor, action, target, datetime.now(UTC), **detail)
+            await self._authenticator.audit(actor, action, target, utcnow(), **detail)

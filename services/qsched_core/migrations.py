@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from qsched_runtime.sql import make_engine, read_only
+from qsched_core.sql import make_engine, read_only
 
 DEFAULT_VERSION_TABLE = "alembic_version"
 

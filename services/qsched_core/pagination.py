@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from qsched_runtime.errors import InvalidArgument
+from qsched_core.errors import InvalidArgument
 
 Cursor = tuple[int | str, ...]
 MAC_BYTES = 16

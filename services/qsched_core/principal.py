@@ -69,7 +69,7 @@ def acting_as(claimed: str, principal: Principal) -> str:
         # The caller's own name, never the annotated one: a job owned by "alice (laptop)" would
         # not be alice's (NOT_JOB_OWNER on her own cancel) and would escape her queued-jobs quota.
         return principal.name
-    from qsched_runtime.errors import PermissionDenied
+    from qsched_core.errors import PermissionDenied
 
     raise PermissionDenied(
         "USER_MISMATCH",
