@@ -148,7 +148,7 @@ class Stack:
             except OSError:
                 continue
             for service in SERVICES:
-                if b"qsched_runtime.serve" in argv and service.encode() in argv:
+                if b"qsched_ops.serve" in argv and service.encode() in argv:
                     out[service] = int(pid)
         return out
 

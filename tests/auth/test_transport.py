@@ -20,7 +20,7 @@ from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched.credentials import Tls, aio_channel
 from qsched_core.config import ServiceConfig
 from qsched_core.sql import sqlite_url
-from qsched_identity.bootstrap import provision
+from qsched_ops.provision import provision
 from qsched_runtime.security import ServerSecurity, check_listen
 from tests.support.stack import running_service
 

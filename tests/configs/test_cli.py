@@ -220,7 +220,7 @@ def test_the_served_process_on_postgresql(
     argv = [
         sys.executable,
         "-m",
-        "qsched_runtime.serve",
+        "qsched_ops.serve",
         "configs",
         "--configs-address",
         "127.0.0.1:0",

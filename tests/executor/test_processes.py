@@ -29,7 +29,7 @@ def start_executor(data_dir: Path, port: int, *extra: str) -> subprocess.Popen:
         [
             PYTHON,
             "-m",
-            "qsched_runtime.serve",
+            "qsched_ops.serve",
             "executor",
             "--executor-address",
             f"127.0.0.1:{port}",

@@ -21,8 +21,8 @@ import pytest
 from qsched.credentials import with_bearer
 from qsched_core.principal import Kind, Role
 from qsched_core.sql import make_engine, sqlite_url
-from qsched_identity.bootstrap import provision
 from qsched_identity.store import IdentityStore
+from qsched_ops.provision import provision
 
 DEFAULT_PERSON = "alice"
 # What a test that starts `qsched up` must not inherit: up provisions its own installation.

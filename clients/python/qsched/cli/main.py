@@ -16,10 +16,11 @@ metriq-gym verbs for provider devices (`qsched.cli.job_commands`, `qsched.cli.su
     qsched job upload [JOB]        qsched suite dispatch|estimate|poll|view|delete|upload
 
 `qsched job submit|show|watch|wait|cancel|rerun` are kept as aliases of the lab verbs; `qsched job view`
-and `qsched job delete` work for every kind of job (delete cancels an active job first). Server-side
-commands (up, serve, db) import the services lazily, so the client commands stay quick and work
-with only the base install. Exit status: 0 success; 1 the job did not succeed (wait); 2 the
-request failed (the reason is printed); 130 interrupted."""
+and `qsched job delete` work for every kind of job (delete cancels an active job first). The server verbs
+(up, serve, db, admin init) are not defined here: `qsched_ops` adds them through the
+`qsched.cli_commands` entry point group (`qsched.cli.plugins`), looked up only when one is asked for,
+so the client commands stay quick and work with only the base install. Exit status: 0 success;
+1 the job did not succeed (wait); 2 the request failed (the reason is printed); 130 interrupted."""
 
 from __future__ import annotations
 
@@ -32,8 +33,6 @@ import grpc
 
 from qsched import connection
 from qsched.errors import QschedError
-
-SERVER_EXTRA_HINT = "this command needs the server parts: pip install 'qsched[server]'"
 
 
 def _client(args: argparse.Namespace):
@@ -285,35 +284,6 @@ def _what(job) -> str:
     return what(job)
 
 
-# -- server commands -----------------------------------------------------------------------------------
-def cmd_up(args: argparse.Namespace) -> int:
-    from qsched_runtime.supervisor import up
-
-    return up(args)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from qsched_runtime.serve import serve
-
-    return serve(args.service, args)
-
-
-def cmd_db(args: argparse.Namespace) -> int:
-    from qsched_runtime.args import config_from_args
-    from qsched_scheduler import db
-    from qsched_scheduler.server import database_url
-
-    config = config_from_args("scheduler", args)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    url = database_url(config)
-    if args.action == "upgrade":
-        db.upgrade(url, args.revision or "head")
-    elif args.action == "downgrade":
-        db.downgrade(url, args.revision or "base")
-    print(f"scheduler database at revision {db.current(url) or 'base (empty)'} (head {db.head()})")
-    return 0
-
-
 # -- parser ----------------------------------------------------------------------------------------------
 def _add_client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
@@ -446,33 +416,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if register_config_commands is not None:
         register_config_commands(sub)
 
-    from qsched.cli import admin_commands
+    from qsched.cli import admin_commands, plugins
 
-    try:
-        import qsched_runtime  # noqa: F401  (the server parts: `qsched admin init`, up, serve)
-
-        server_parts = True
-    except ImportError:
-        server_parts = False
-    admin_commands.register(sub, _add_client_options, server_parts)
-
-    try:
-        from qsched_core.config import SERVICES
-        from qsched_runtime.args import add_common_arguments
-    except ImportError:  # base install: the client commands only
-        return parser
-    p = sub.add_parser("up", help="run the whole stack on this machine (Ctrl+C stops it)")
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_up)
-    p = sub.add_parser("serve", help="run one service")
-    p.add_argument("service", choices=SERVICES)
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("db", help="scheduler database migrations")
-    p.add_argument("action", choices=["upgrade", "downgrade", "current"])
-    p.add_argument("revision", nargs="?", help="target revision (default head / base)")
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_db)
+    groups = {"admin": admin_commands.register(sub, _add_client_options)}
+    if command is None or command not in sub.choices or command in groups:
+        plugins.register(sub, groups, command)
     return parser
 
 

@@ -13,7 +13,7 @@ import sys
 
 from qsched_core.config import SERVICES, ServiceConfig
 from qsched_core.tracing import configure_tracing
-from qsched_runtime.args import add_common_arguments, config_from_args
+from qsched_ops.args import add_common_arguments, config_from_args
 from qsched_runtime.server import start_server
 
 log = logging.getLogger("qsched.serve")

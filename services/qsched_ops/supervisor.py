@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from qsched.credentials import Tls, find_token, sync_channel, token_file
 from qsched_core.config import SERVICES
-from qsched_runtime.args import config_from_args, forward_args
+from qsched_ops.args import config_from_args, forward_args
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
@@ -106,7 +106,7 @@ class Supervisor:
         self.children = [
             Child(
                 service,
-                [sys.executable, "-m", "qsched_runtime.serve", service, *forward],
+                [sys.executable, "-m", "qsched_ops.serve", service, *forward],
                 configs[service].listen,
             )
             for service in START_ORDER
@@ -147,10 +147,11 @@ class Supervisor:
 
     def _provision(self) -> None:
         """Users and tokens before any service starts: the services authenticate every call."""
-        from qsched_identity.bootstrap import provision
-        from qsched_runtime.security import identity_url
+        from qsched_identity.db import database_url
+        from qsched_ops.provision import provision
 
-        report = provision(identity_url(self.config), self.config.data_dir, token_file())
+        url = database_url(self.config.identity_database_url, self.config.data_dir)
+        report = provision(url, self.config.data_dir, token_file())
         for name in report.created:
             print(f"Created the qsched user {name}.", flush=True)
         if report.person_token_file is not None:
