@@ -11,7 +11,6 @@ from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_core.config import ServiceConfig
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
-from qsched_identity import servicer as admin_servicer
 from qsched_identity.admin import AdminDesk
 from qsched_identity.audit import AuditLog
 from qsched_runtime.auth import Anyone
@@ -20,6 +19,7 @@ from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
 from qsched_scheduler.access import JobDesk, Limits
+from qsched_scheduler.admin import servicer as admin_servicer
 from qsched_scheduler.configs_client import GrpcConfigPinner
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.gateway_client import GrpcProviderGateway
