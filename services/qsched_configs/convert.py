@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from qsched.api.configs.v1 import configs_pb2 as pb
+from qsched.wire import timestamp
 from qsched_configs.domain import ConfigType, ContentType, MainChange, Pinned, PinSource, Revision
 from qsched_configs.errors import InvalidArgument
 
@@ -22,14 +19,6 @@ PIN_SOURCE_TO_PB = {
     PinSource.EXPLICIT: pb.PIN_SOURCE_EXPLICIT,
     PinSource.OVERRIDE: pb.PIN_SOURCE_OVERRIDE,
 }
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def content_type_from_pb(value: int) -> ContentType | None:

@@ -81,3 +81,19 @@ class Unavailable(DomainError):
 
 class Unimplemented(DomainError):
     code = "UNIMPLEMENTED"
+
+
+# -- failures of calls to peer services, as the calling service's ports name them ---------------------------
+class PeerUnavailable(Exception):
+    """A peer service could not be reached (or did not answer in time): nothing was decided there."""
+
+
+class PeerRejected(Exception):
+    """A peer service refused a request: its ErrorInfo `reason` (the status code's name when it sent
+    none), its message, and the canonical status `code` name (e.g. PERMISSION_DENIED)."""
+
+    def __init__(self, reason: str, message: str, code: str = "FAILED_PRECONDITION"):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.code = code

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched.wire import timestamp
 from qsched_executor.errors import DOMAIN
 from qsched_executor.executor import ExecRequest, HardwareExecutor
 from qsched_executor.runs import Update
@@ -18,15 +18,9 @@ from qsched_runtime.errors import translates_errors
 CHUNK_BYTES = 1 << 20
 
 
-def _timestamp(ts: float) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(int(ts * 1e9))
-    return out
-
-
 def update_to_pb(task_id: str, update: Update) -> pb.ExecutionUpdate:
     f = update.fields
-    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=_timestamp(update.time))
+    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=timestamp(update.time))
     if update.kind == "accepted":
         msg.accepted.SetInParent()
     elif update.kind == "started":

@@ -24,7 +24,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from qsched.credentials import Tls, find_token, sync_channel, token_file
+from qsched.credentials import find_token, tls_from_env, token_file
+from qsched.wire import sync_channel
 from qsched_core.config import SERVICES
 from qsched_ops.args import config_from_args, forward_args
 
@@ -59,7 +60,7 @@ class Child:
 
 
 def wait_serving(address: str, deadline: float) -> bool:
-    with sync_channel(address, "", Tls.from_env()) as channel:
+    with sync_channel(address, "", tls_from_env()) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -78,7 +79,7 @@ def seed_main(address: str, config_type: str, path: Path, token: str = "") -> st
     from qsched.api.configs.v1 import configs_pb2 as pb
     from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 
-    with sync_channel(address, find_token(token), Tls.from_env()) as channel:
+    with sync_channel(address, find_token(token), tls_from_env()) as channel:
         stub = pb_grpc.ConfigServiceStub(channel)
         try:
             stub.GetMain(pb.GetMainRequest(config_type=config_type), timeout=10)

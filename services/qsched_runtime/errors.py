@@ -1,14 +1,16 @@
-"""Domain errors in their google.rpc.Status form.
+"""Domain errors in their google.rpc.Status form, and failed peer calls as port exceptions.
 
 Server side: `abort(context, error, domain)` sends the canonical code, the message, and a
 google.rpc.Status with an ErrorInfo (plus a QuotaFailure for a QuotaExceeded and a BadRequest
 for an error with field violations); `translates_errors(domain)` does it for every RPC of a
-servicer."""
+servicer. Client side, `peer_error` turns a failed call to a peer service into the exception the
+calling service's port names (every peer client uses it)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -16,7 +18,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from qsched_core.errors import DomainError, QuotaExceeded
+from qsched.wire import error_info
+from qsched_core.errors import DomainError, PeerRejected, PeerUnavailable, QuotaExceeded
 
 
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
@@ -85,3 +88,30 @@ def translates_errors(domain: str):
         return cls
 
     return decorate
+
+
+# -- client side: calls to peer services ---------------------------------------------------------------------
+# Codes that say the peer was not reached or did not answer: nothing was decided there.
+UNREACHABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+
+
+def peer_error(
+    error: grpc.RpcError,
+    unavailable: Callable[[str], Exception] = PeerUnavailable,
+    rejected: Callable[[str, str, str], Exception] = PeerRejected,
+    by_code: Mapping[grpc.StatusCode, Callable[[str], Exception]] | None = None,
+) -> Exception:
+    """What a peer client raises for a failed call (the one client-side translator): the port's
+    `unavailable(message)` when the peer was not reached, `by_code[code](message)` for a code
+    the port names apart, else `rejected(reason, message, code name)` with the peer's ErrorInfo
+    reason (the code's name when the peer sent none)."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = (error.details() if hasattr(error, "details") else str(error)) or ""
+    if code in UNREACHABLE:
+        return unavailable(f"{code.name}: {message}")
+    special = (by_code or {}).get(code)
+    if special is not None:
+        return special(message)
+    return rejected(error_info(error).reason or code.name, message, code.name)

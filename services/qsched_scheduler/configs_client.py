@@ -8,12 +8,11 @@ import grpc
 
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
-from qsched.errors import error_info
+from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.config_port import ConfigsUnavailable, PinnedConfig, PinRefused
 
 PIN_TIMEOUT_S = 10.0
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class GrpcConfigPinner:
@@ -33,10 +32,7 @@ class GrpcConfigPinner:
         try:
             response = await self._stub.PinConfigs(request, timeout=PIN_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            if error.code() in _UNREACHABLE:
-                raise ConfigsUnavailable(f"{error.code().name}: {error.details()}") from error
-            reason = error_info(error).reason or error.code().name
-            raise PinRefused(reason, error.details() or "") from error
+            raise peer_error(error, ConfigsUnavailable, PinRefused) from error
         return [PinnedConfig(p.config_type, p.revision_id, p.sha256) for p in response.pinned]
 
     async def close(self) -> None:

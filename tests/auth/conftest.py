@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from qsched.errors import error_info
+from qsched.wire import error_info
 
 
 async def refused(

@@ -13,7 +13,7 @@ from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
-from qsched.credentials import aio_channel
+from qsched.wire import aio_channel
 from qsched_core.sql import make_engine
 from qsched_identity.store import IdentityStore
 from qsched_identity.tokens import token_hash

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
-from qsched.credentials import Tls, aio_channel
+from qsched.wire import Tls, aio_channel
 from qsched_core.config import ServiceConfig
 from qsched_core.sql import sqlite_url
 from qsched_ops.provision import provision

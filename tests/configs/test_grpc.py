@@ -17,7 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc
-from qsched.errors import QschedError, error_info
+from qsched.errors import QschedError
+from qsched.wire import error_info
 from qsched_configs.domain import MAX_CONTENT_BYTES
 from tests.configs.conftest import CHANNEL_OPTIONS, configs_service
 from tests.support.identity import authed_channel

@@ -14,7 +14,7 @@ import yaml
 
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched.api.executor.v1 import executor_pb2 as pb
-from qsched.errors import error_info
+from qsched.wire import error_info
 from qsched_hardware.hwconfig import load_hardware_config
 from qsched_runtime.server import Registration, start_server
 from tests.executor.conftest import executor_service

@@ -11,7 +11,7 @@ import h5py
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as pb
-from qsched.errors import error_info
+from qsched.wire import error_info
 from tests.executor.conftest import WAIT_S, RoundGate, executor_service
 from tests.executor.test_service import collect, kinds, read_rest, request
 

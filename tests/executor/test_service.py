@@ -12,7 +12,7 @@ import h5py
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as pb
-from qsched.errors import error_info
+from qsched.wire import error_info
 from tests.executor.conftest import WAIT_S, RoundGate, executor_service
 
 RABI = {"expts": 21, "reps": 50, "stop": 0.9}

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from qsched.api.executor.v1 import executor_pb2, executor_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched.errors import error_info
+from qsched.wire import error_info
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES
 from tests.support.identity import authed_channel
 

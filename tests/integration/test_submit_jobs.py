@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.errors import error_info
+from qsched.wire import error_info
 from tests.integration.test_job_service import lab_request, wait_for_state
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from qsched.credentials import with_bearer
+from qsched.wire import with_bearer
 from qsched_core.principal import Kind, Role
 from qsched_core.sql import make_engine, sqlite_url
 from qsched_identity.store import IdentityStore

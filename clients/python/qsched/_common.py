@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.wire import to_datetime
 
 QUEUED = pb.Job.STATE_QUEUED
 RUNNING = pb.Job.STATE_RUNNING
@@ -44,13 +45,6 @@ def is_terminal(state: int) -> bool:
 
 def state_name(state: int) -> str:
     return pb.Job.State.Name(state).removeprefix("STATE_").lower()
-
-
-def to_datetime(ts: Any) -> datetime | None:
-    """A google.protobuf.Timestamp as an aware UTC datetime (None when unset)."""
-    if ts is None or (not ts.seconds and not ts.nanos):
-        return None
-    return ts.ToDatetime(tzinfo=UTC)
 
 
 def iso(value: datetime | None) -> str | None:

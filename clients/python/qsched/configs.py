@@ -49,8 +49,9 @@ import grpc
 from qsched._pages import collect
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
-from qsched.credentials import Tls, find_token, sync_channel
+from qsched.credentials import find_token, tls_from_env
 from qsched.errors import QschedError
+from qsched.wire import sync_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 ADDRESS_ENV = "QSCHED_CONFIGS_ADDRESS"
@@ -174,7 +175,7 @@ class ConfigClient:
         self._channel = sync_channel(
             self.address,
             find_token(token),
-            Tls.from_env(),
+            tls_from_env(),
             [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
         self._stub = pb_grpc.ConfigServiceStub(self._channel)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from qsched.api.admin.v1 import admin_pb2 as pb
+from qsched.wire import timestamp
 from qsched_core.errors import InvalidArgument
 from qsched_core.principal import Kind, Role
 from qsched_identity.store import TokenInfo, User
@@ -28,14 +25,6 @@ def roles_from_pb(values: object) -> frozenset[Role]:
             raise InvalidArgument("UNKNOWN_ROLE", f"unknown role {value}", role=value)
         roles.add(PB_TO_ROLE[value])
     return frozenset(roles)
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def token_to_pb(info: TokenInfo) -> pb.Token:

@@ -25,13 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from qsched import _common as c
 from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    QschedError,
-    Unavailable,
-    Unimplemented,
-)
+from qsched.errors import DeadlineExceeded, FailedPrecondition, QschedError, Unavailable, Unimplemented
 
 if TYPE_CHECKING:
     from qsched.aio.client import Client
