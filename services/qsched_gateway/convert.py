@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.wire import timestamp
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import InvalidArgument
 from qsched_gateway.gateway import Workload
-from qsched_gateway.providers.base import DeviceInfo, Options
+from qsched_gateway.providers.base import Options
 from qsched_gateway.registry import TaskRecord
 
 STATE_TO_PB = {

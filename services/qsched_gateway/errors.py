@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from qsched_benchmarks.errors import invalid_config, unknown_device
 from qsched_core.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
-__all__ = ["DOMAIN", "FailedPrecondition", "InvalidArgument", "NotFound", "ProviderError", "Unavailable"]
+__all__ = [
+    "DOMAIN",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "ProviderError",
+    "Unavailable",
+    "invalid_config",
+    "unknown_device",
+]
 
 DOMAIN = "qsched.gateway.v1"
 
@@ -19,15 +29,6 @@ def unknown_provider(name: str, known: list[str]) -> NotFound:
         f"unknown provider {name!r}; installed providers: {', '.join(known) or 'none'}",
         provider=name,
     )
-
-
-def unknown_device(device: str, hint: str = "") -> NotFound:
-    suffix = f"; {hint}" if hint else ""
-    return NotFound("UNKNOWN_DEVICE", f"unknown device {device!r}{suffix}", device=device)
-
-
-def invalid_config(message: str, **metadata: object) -> InvalidArgument:
-    return InvalidArgument("INVALID_CONFIG", message, **metadata)
 
 
 def invalid_program(message: str, **metadata: object) -> InvalidArgument:

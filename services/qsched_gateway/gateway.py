@@ -12,12 +12,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qsched_benchmarks import estimate
+from qsched_benchmarks import registry as benchmarks
+from qsched_benchmarks.devices import DeviceInfo
+from qsched_benchmarks.export import circuit_metadata, record_head
 from qsched_core.errors import DomainError
-from qsched_gateway import benchmarks, estimate
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
     FailedPrecondition,
@@ -31,7 +33,7 @@ from qsched_gateway.errors import (
     unknown_provider,
 )
 from qsched_gateway.programs import load_circuits
-from qsched_gateway.providers.base import Adapter, DeviceInfo, Options
+from qsched_gateway.providers.base import Adapter, Options
 from qsched_gateway.registry import (
     COMPLETED,
     Registry,
@@ -42,15 +44,6 @@ from qsched_gateway.registry import (
 
 log = logging.getLogger(__name__)
 MAX_SHOTS = 10_000_000
-
-
-def app_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("qsched")
-    except Exception:
-        return "0"
 
 
 @dataclass
@@ -556,14 +549,7 @@ class Gateway:
         for part_json in spec["parts"]:
             part = Part(**part_json)
             indices = range(part.start, part.end)
-            record: dict[str, Any] = {
-                "app_version": app_version(),
-                "timestamp": datetime.now(UTC).isoformat(),
-                "suite_id": (spec.get("suite") or {}).get("id"),
-                "job_type": part.job_type,
-            }
-            if spec.get("suite"):
-                record["suite"] = spec["suite"]
+            record = record_head(part.job_type, spec.get("suite"))
             failed = [failures[i] for i in indices if i in failures]
             transpiled = []
             for i in indices:
@@ -571,13 +557,6 @@ class Gateway:
                 tq = meta.get("transpiled_two_qubit_gate_counts")
                 if tq is not None and meta.get("position") is not None and meta["position"] < len(tq):
                     transpiled.append(tq[meta["position"]])
-            circuit_metadata: dict[str, Any] = {
-                "input_two_qubit_gate_counts": part.input_two_qubit_gate_counts
-            }
-            if transpiled:
-                circuit_metadata["transpiled_two_qubit_gate_counts"] = transpiled
-            if "qubit_chain" in part.data:  # EPLG, as metriq-gym exports it
-                circuit_metadata["qubit_chain"] = part.data["qubit_chain"]
             if failed:
                 first = failed[0]
                 record["outcome"] = "error"
@@ -605,7 +584,9 @@ class Gateway:
                     }
                 record["runtime_seconds"] = runtime
             record["platform"] = platform
-            record["circuit_metadata"] = circuit_metadata
+            record["circuit_metadata"] = circuit_metadata(
+                part.input_two_qubit_gate_counts, transpiled, part.data
+            )
             records.append(record)
         document: Any = records if submission.kind == "suite" else records[0]
         return json.dumps(document, sort_keys=True, default=float)

@@ -155,6 +155,6 @@ def test_replay_without_the_scoring_code_says_what_to_install(qsched, tmp_path, 
 
     debug = tmp_path / "x_debug.json"
     debug.write_text(json.dumps({"job_type": "WIT", "params": {"benchmark_name": "WIT"}, "raw_results": []}))
-    monkeypatch.setitem(sys.modules, "qsched_gateway", None)
+    monkeypatch.setitem(sys.modules, "qsched_benchmarks", None)
     code, _, err = qsched("job", "replay", str(debug))
     assert code == 2 and "pip install 'qsched[local]'" in err and err.count("\n") == 1

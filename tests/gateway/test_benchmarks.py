@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
-from qsched_gateway import benchmarks
+from qsched_benchmarks import registry as benchmarks
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import InvalidArgument
-from qsched_gateway.providers.base import DeviceInfo
 from tests.gateway.conftest import error_reason, watch_all
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,10 +12,10 @@ import pytest
 import qiskit_experiments  # noqa: F401  (imported in the main thread, like qiskit: see conftest)
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
-from qsched_gateway import benchmarks
-from qsched_gateway.benchmarks import eplg
+from qsched_benchmarks import eplg
+from qsched_benchmarks import registry as benchmarks
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import FailedPrecondition, InvalidArgument
-from qsched_gateway.providers.base import DeviceInfo
 from tests.gateway.conftest import error_reason, watch_all
 
 pytestmark = pytest.mark.timeout(180)

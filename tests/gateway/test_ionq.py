@@ -13,6 +13,24 @@ from tests.gateway.fake_ionq import FakeIonQ
 pytestmark = pytest.mark.timeout(120)
 
 
+def test_qis_gate_names_are_ionqs():
+    """The gateway's one IonQ gate table, against the names IonQ documents for the qis gateset
+    (the test doubles simulate programs by reading that table backwards)."""
+    from qiskit import QuantumCircuit
+
+    from qsched_gateway.providers.ionq import to_ionq
+
+    qc = QuantumCircuit(3, 3)
+    qc.sdg(0), qc.tdg(0), qc.sx(0), qc.sxdg(0), qc.cz(0, 1), qc.ccx(0, 1, 2)
+    qc.rxx(0.1, 0, 1), qc.ryy(0.2, 0, 1), qc.rzz(0.3, 0, 1)
+    qc.measure([0, 1, 2], [0, 1, 2])
+    program, _ = to_ionq(qc)
+    assert [(g["gate"], len(g.get("controls", []))) for g in program["circuit"]] == [
+        ("si", 0), ("ti", 0), ("v", 0), ("vi", 0), ("z", 1), ("x", 2), ("xx", 0), ("yy", 0), ("zz", 0)
+    ]  # fmt: skip
+    assert program["circuit"][-1]["rotation"] == pytest.approx(0.3)
+
+
 @pytest.fixture
 def fake_ionq(monkeypatch):
     with FakeIonQ() as fake:

@@ -44,9 +44,10 @@ from azure.core.exceptions import (
 )
 from azure.quantum.target import IonQ, Quantinuum
 
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_core.errors import DomainError, FailedPrecondition, PermissionDenied
 from qsched_gateway.errors import ProviderError, Unavailable, invalid_program, not_configured, unknown_device
-from qsched_gateway.providers.base import Adapter, DeviceInfo, NativeTask, StatusUpdate
+from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate
 from qsched_gateway.providers.ionq import GATES as IONQ_GATES
 from qsched_gateway.providers.ionq import marginal_counts, to_ionq
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, binomial, connected_subset, score_value
-from qsched_gateway.benchmarks.schema import SHOTS, integer, number, obj
+from qsched_benchmarks.core import Benchmark, Built, binomial, connected_subset, score_value
+from qsched_benchmarks.schema import SHOTS, integer, number, obj
 
 CLIFFORDS_1Q = ("id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg")
 

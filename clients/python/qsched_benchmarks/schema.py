@@ -9,7 +9,7 @@ import copy
 import re
 from typing import Any
 
-from qsched_gateway.errors import invalid_config
+from qsched_benchmarks.errors import invalid_config
 
 _TYPES = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),

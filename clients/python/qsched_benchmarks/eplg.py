@@ -23,9 +23,9 @@ import itertools
 import math
 import random
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, needs_qubits
-from qsched_gateway.benchmarks.schema import integer, obj
-from qsched_gateway.errors import FailedPrecondition, invalid_config
+from qsched_benchmarks.core import Benchmark, Built, needs_qubits
+from qsched_benchmarks.errors import FailedPrecondition, invalid_config
+from qsched_benchmarks.schema import integer, obj
 
 TWO_QUBIT_GATES = ["cz", "cx", "ecr", "cy", "swap", "iswap", "dcx"]  # two-qubit Clifford standard gates
 ONE_QUBIT_GATES = ["rz", "rx", "ry", "x", "y", "z", "sx", "sxdg", "s", "sdg", "h", "u", "u3", "p"]

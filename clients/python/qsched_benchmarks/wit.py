@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, binomial, needs_qubits, score_value
-from qsched_gateway.benchmarks.schema import SHOTS, integer, obj
+from qsched_benchmarks.core import Benchmark, Built, binomial, needs_qubits, score_value
+from qsched_benchmarks.schema import SHOTS, integer, obj
 
 FIELDS = (0.0566794, 0.01039906, 0.0632158)  # the per-qubit Z fields of the scrambler
 HALF_PI = math.pi / 2

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, score_value
-from qsched_gateway.benchmarks.schema import integer, obj
-from qsched_gateway.errors import FailedPrecondition
+from qsched_benchmarks.core import Benchmark, Built, score_value
+from qsched_benchmarks.errors import FailedPrecondition
+from qsched_benchmarks.schema import integer, obj
 
 SETTINGS = ("ZZ", "ZX", "XZ", "XX")
 SIGNS = {"ZZ": 1, "ZX": 1, "XZ": -1, "XX": 1}

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from qsched_gateway.benchmarks.bseq import BSEQ
-from qsched_gateway.benchmarks.clops import CLOPS
-from qsched_gateway.benchmarks.core import Benchmark, Built, ScoreContext
-from qsched_gateway.benchmarks.eplg import EPLG
-from qsched_gateway.benchmarks.eplg import available as eplg_available
-from qsched_gateway.benchmarks.mirror import MirrorCircuits
-from qsched_gateway.benchmarks.qaoa import LinearRampQAOA
-from qsched_gateway.benchmarks.qedc import (
-    BernsteinVazirani,
-    HiddenShift,
-    PhaseEstimation,
-    QuantumFourierTransform,
-)
-from qsched_gateway.benchmarks.qml import QMLKernel
-from qsched_gateway.benchmarks.schema import validate as validate_schema
-from qsched_gateway.benchmarks.wit import WIT
-from qsched_gateway.errors import InvalidArgument, invalid_config
+from qsched_benchmarks.bseq import BSEQ
+from qsched_benchmarks.clops import CLOPS
+from qsched_benchmarks.core import Benchmark, Built, ScoreContext
+from qsched_benchmarks.eplg import EPLG
+from qsched_benchmarks.eplg import available as eplg_available
+from qsched_benchmarks.errors import InvalidArgument, invalid_config
+from qsched_benchmarks.mirror import MirrorCircuits
+from qsched_benchmarks.qaoa import LinearRampQAOA
+from qsched_benchmarks.qedc import BernsteinVazirani, HiddenShift, PhaseEstimation, QuantumFourierTransform
+from qsched_benchmarks.qml import QMLKernel
+from qsched_benchmarks.schema import validate as validate_schema
+from qsched_benchmarks.wit import WIT
 
 __all__ = ["BENCHMARKS", "Benchmark", "Built", "ScoreContext", "get", "parse_suite", "validate"]
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from qsched_gateway.errors import FailedPrecondition
+from qsched_benchmarks.errors import FailedPrecondition
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, binomial, needs_qubits, score_value
-from qsched_gateway.benchmarks.schema import SHOTS, integer, obj
+from qsched_benchmarks.core import Benchmark, Built, binomial, needs_qubits, score_value
+from qsched_benchmarks.schema import SHOTS, integer, obj
 
 SEED = 0
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsched_gateway.benchmarks.core import Benchmark, Built, connected_subset, needs_qubits, score_value
-from qsched_gateway.benchmarks.schema import SHOTS, integer, number, obj
-from qsched_gateway.errors import invalid_config
+from qsched_benchmarks.core import Benchmark, Built, connected_subset, needs_qubits, score_value
+from qsched_benchmarks.errors import invalid_config
+from qsched_benchmarks.schema import SHOTS, integer, number, obj
 
 EXACT_LIMIT = 22
 
