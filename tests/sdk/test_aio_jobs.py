@@ -250,7 +250,7 @@ async def test_20_reexecute_and_resubmit(client, scheduler):
     assert len(job.history) == 4
 
 
-async def test_27_diagnostics(client):
+async def test_27_diagnostics(client, scheduler):
     job = client.create_job(experiment=EXPERIMENT, config={}, fetch_diagnostics=True)
     assert job.timings is None and job.metrics is None and job.metadata is None
     await job.execute(timeout_s=20)
@@ -259,8 +259,14 @@ async def test_27_diagnostics(client):
     assert job.metadata["device"] == "qick" and job.metadata["task_id"] == job.task_id
     assert "config_revisions" in job.metadata and job.metadata["data_file_path"]
     assert job.history.last.timings == job.timings and job.history.last.metadata == job.metadata
-    job._reset_for_new_run()
-    assert job.timings is None and job.metrics is None and job.metadata is None
+    # A new run starts without the last one's diagnostics (held on the executor while we look).
+    fake = scheduler[1]
+    fake.hold = asyncio.Event()
+    await job.submit()
+    assert job.state.active and job.timings is None and job.metrics is None and job.metadata is None
+    fake.hold.set()
+    await job.wait(timeout_s=20)
+    assert job.completed and job.timings is not None
     plain = client.create_job(experiment=EXPERIMENT, config={})
     await plain.execute(timeout_s=20)
     assert plain.timings is None and plain.history.last.metadata is None
@@ -347,7 +353,7 @@ async def test_28_save_and_load_round_trip(client, tmp_path):
     assert [h["kind"] for h in data["history"]] == ["result", "error"]
     assert path.read_text().startswith('{\n  "')  # indented
     loaded = client.load(path)
-    assert isinstance(loaded, Job) and loaded.client is client
+    assert isinstance(loaded, Job) and loaded.transport is client.transport
     assert (loaded.job_id, loaded.task_id, loaded.state) == (job.job_id, job.task_id, JobState.FAILED)
     assert (
         loaded.error.code == "X"
