@@ -62,6 +62,10 @@ class ServiceConfig:
     configs_database_url: str = field(
         default_factory=lambda: os.environ.get("QSCHED_CONFIGS_DATABASE_URL", "")
     )
+    # The gateway's task registry ("" = SQLite <data_dir>/gateway/tasks.db).
+    gateway_database_url: str = field(
+        default_factory=lambda: os.environ.get("QSCHED_GATEWAY_DATABASE_URL", "")
+    )
     # Lab devices the scheduler queues for: name -> executor address.
     lab_devices: dict[str, str] = field(default_factory=dict)
     # Scheduler: pin config revisions (config service) for every lab run.

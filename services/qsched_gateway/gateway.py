@@ -20,6 +20,8 @@ from qsched_benchmarks import registry as benchmarks
 from qsched_benchmarks.devices import DeviceInfo
 from qsched_benchmarks.export import circuit_metadata, record_head
 from qsched_core.errors import DomainError
+from qsched_core.sql import make_engine
+from qsched_gateway import db
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
     FailedPrecondition,
@@ -172,8 +174,11 @@ class Gateway:
         adapters: dict[str, Adapter] | None = None,
         local_workers: int | None = None,
         poll_interval: float | None = None,
+        database_url: str = "",
     ):
-        self.registry = Registry(Path(data_dir) / "gateway" / "tasks.db")
+        url = db.database_url(database_url, Path(data_dir))
+        db.upgrade(url)  # idempotent: a new data directory gets its schema, an old registry file migrates
+        self.registry = Registry(make_engine(url))
         self.changes = Changes()
         self.credentials = credentials or Credentials()
         workers = local_workers or int(os.environ.get("QSCHED_GATEWAY_LOCAL_WORKERS", "2"))

@@ -35,7 +35,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     _import_sdks_in_main_thread()
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # per-pass INFO lines would flood the log
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(config.data_dir)
+    gateway = Gateway(config.data_dir, database_url=config.gateway_database_url)
     name = pb.DESCRIPTOR.services_by_name["ProviderGatewayService"].full_name
     registration = Registration(
         name,

@@ -33,6 +33,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="config service database (default: SQLite configs.db in the data dir)",
     )
     parser.add_argument(
+        "--gateway-database-url",
+        default=None,
+        help="gateway task registry (default: SQLite gateway/tasks.db in the data dir)",
+    )
+    parser.add_argument(
         "--board",
         default=None,
         metavar="sim|pyro://HOST:PORT/NAME",
@@ -152,8 +157,9 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
         kwargs["trace_exporter"] = args.trace_exporter
     if args.database_url is not None:
         kwargs["database_url"] = args.database_url
-    if getattr(args, "configs_database_url", None) is not None:
-        kwargs["configs_database_url"] = args.configs_database_url
+    for name in ("configs_database_url", "gateway_database_url"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
     for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir", *_SECURITY):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
@@ -173,8 +179,9 @@ def forward_args(args: argparse.Namespace) -> list[str]:
         out += ["--trace-exporter", args.trace_exporter]
     if args.database_url is not None:
         out += ["--database-url", args.database_url]
-    if getattr(args, "configs_database_url", None) is not None:
-        out += ["--configs-database-url", args.configs_database_url]
+    for name in ("configs_database_url", "gateway_database_url"):
+        if getattr(args, name, None) is not None:
+            out += [f"--{name.replace('_', '-')}", getattr(args, name)]
     for device in args.lab_device:
         out += ["--lab-device", device]
     if not getattr(args, "pin_configs", True):
