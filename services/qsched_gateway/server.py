@@ -24,7 +24,7 @@ from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 
 
-def _import_sdks_in_main_thread() -> None:
+def import_sdks_in_main_thread() -> None:
     """build() runs on the main thread: import the SDKs here, before any worker pool exists."""
     for module in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "qiskit_experiments", "braket.devices"):
         with contextlib.suppress(ImportError):
@@ -32,7 +32,7 @@ def _import_sdks_in_main_thread() -> None:
 
 
 async def build(config: ServiceConfig) -> ServiceHandle:
-    _import_sdks_in_main_thread()
+    import_sdks_in_main_thread()
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # per-pass INFO lines would flood the log
     config.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = Gateway(config.data_dir, database_url=config.gateway_database_url)

@@ -110,7 +110,7 @@ class Blocker:
             self.started.set()
             self.event.wait(60)
 
-        self.futures = [local._pool.submit(hold) for _ in range(local._pool._max_workers)]
+        self.futures = [local.pool.submit(hold) for _ in range(local.workers)]
 
     def release(self):
         self.event.set()

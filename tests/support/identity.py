@@ -25,6 +25,7 @@ from qsched_identity.store import IdentityStore
 from qsched_ops.provision import provision
 
 DEFAULT_PERSON = "alice"
+SEED_PERSON = "Claude"  # the seed examples' user
 # What a test that starts `qsched up` must not inherit: up provisions its own installation.
 SESSION_ENV = ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_CONFIG_DIR", "QSCHED_TOKEN")
 

@@ -246,8 +246,8 @@ class JobClient:
         after a dropped connection. `timeout` (seconds, None = forever) raises TimeoutError.
         Ctrl+C: a job still waiting in the queue is cancelled; for a running job the command that
         cancels it is printed. KeyboardInterrupt is raised again in both cases."""
-        from qsched._follow import follow
-        from qsched._progress import Progress
+        from qsched.follow import follow
+        from qsched.progress import Progress
 
         deadline = None if timeout is None else time.monotonic() + timeout
         first = self.get_status(job_id)  # fails fast (NotFound, Unavailable) before following

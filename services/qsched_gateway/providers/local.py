@@ -44,7 +44,10 @@ class LocalAdapter(Adapter):
         super().__init__(credentials)
         self._registry = registry
         self._notify = notify
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qsched-local-sim")
+        # The simulation workers: `workers` threads, each running one task at a time (tasks beyond
+        # that wait QUEUED in the pool's queue).
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="qsched-local-sim")
         self._futures: dict[str, Future] = {}
         self._cancel_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -86,7 +89,7 @@ class LocalAdapter(Adapter):
         def launch() -> None:
             with self._lock:
                 queued = sum(1 for f in self._futures.values() if not f.done() and not f.running())
-                future = self._pool.submit(self._run, task_id, device.native, circuits, shots, options)
+                future = self.pool.submit(self._run, task_id, device.native, circuits, shots, options)
                 self._futures[native_id] = future
             self._registry.update(task_id, QUEUED, provider_status="QUEUED", queue_position=queued + 1)
 
@@ -187,4 +190,4 @@ class LocalAdapter(Adapter):
                 registry.update(task.task_id, FAILED, provider_status="LOST", message=LOST)
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)

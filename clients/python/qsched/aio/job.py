@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from qsched import _common as c
-from qsched._follow import follow_async
+from qsched.follow import follow_async
 from qsched.aio import snapshot
 from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
 from qsched.aio.snapshot import SnapshotError, require

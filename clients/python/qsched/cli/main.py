@@ -145,7 +145,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, job_id: str) -> int:
-    from qsched._follow import follow
+    from qsched.follow import follow
     from qsched.cli.format import event_line, state_name
 
     client = _client(args)
