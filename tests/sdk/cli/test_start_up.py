@@ -1,5 +1,7 @@
-"""`qsched queue` and the other everyday commands start quickly: they import neither the
-metriq-gym, config, admin and server command modules nor google.rpc (only a failed call does)."""
+"""`qsched queue`, `qsched show` and the other everyday commands start quickly: they import neither
+the metriq-gym, config, admin and server command modules, nor the entry points' metadata, nor
+google.rpc (only a failed call with details does); queue and show import neither JobClient nor the
+generated stub classes (qsched.calls calls by name), nor json, nor shutil (argparse's width look-up)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ import sys
 
 import pytest
 
-HEAVY = ("qsched.cli.job_commands", "qsched.cli.suite_commands", "qsched_runtime", "google.rpc.status_pb2")
+HEAVY = (
+    "qsched.cli.job_commands",
+    "qsched.cli.suite_commands",
+    "qsched_runtime",
+    "qsched_ops",
+    "importlib.metadata",
+    "google.rpc.status_pb2",
+)
+LOOK_UP_AVOIDS = ("qsched.client", "qsched.api.jobs.v1.jobs_pb2_grpc", "json", "shutil", "tempfile")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -22,6 +32,17 @@ def test_an_everyday_command_parses_without_the_other_command_modules():
     code = "from qsched.cli import main\nmain.build_parser('queue').parse_args(['queue', '--limit', '3'])"
     loaded = loaded_after(code)
     assert not [m for m in HEAVY if m in loaded]
+
+
+@pytest.mark.parametrize("command", [["queue"], ["show", "JOB-20260101-00001", "--runs"]])
+def test_queue_and_show_import_only_what_they_use(command):
+    """Run against a scheduler that is not there: every import the command makes happens first."""
+    code = (
+        "from qsched.cli import main\n"
+        f"assert main.main({command!r} + ['--address', '127.0.0.1:1', '--timeout', '0.5']) == 2"
+    )
+    loaded = loaded_after(code)
+    assert "qsched.calls" in loaded and not [m for m in HEAVY + LOOK_UP_AVOIDS if m in loaded]
 
 
 def test_the_full_command_line_still_has_every_command(capsys):

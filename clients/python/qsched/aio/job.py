@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from qsched import _common as c
-from qsched.follow import follow_async
 from qsched.aio import snapshot
 from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
 from qsched.aio.snapshot import SnapshotError, require
 from qsched.aio.transport import Transport
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import DeadlineExceeded, FailedPrecondition, QschedError, Unavailable, Unimplemented
+from qsched.follow import follow_async
 
 
 class JobState(enum.StrEnum):
