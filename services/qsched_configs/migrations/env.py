@@ -1,4 +1,4 @@
-"""Alembic environment of the config database (see qsched_runtime.migrations); the
+"""Alembic environment of the config database (see qsched_core.migrations); the
 version is kept in alembic_version_configs."""
 
 from qsched_configs.store.models import metadata

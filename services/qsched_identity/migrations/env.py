@@ -1,4 +1,4 @@
-"""Alembic environment of the identity database (see qsched_runtime.migrations); the
+"""Alembic environment of the identity database (see qsched_core.migrations); the
 version is kept in alembic_version_identity."""
 
 from qsched_core.migrations import run_env

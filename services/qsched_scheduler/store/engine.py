@@ -1,5 +1,5 @@
 """The scheduler's database: an embedded SQLite file in the data directory, or
-PostgreSQL (engines and their settings live in qsched_runtime.sql)."""
+PostgreSQL (engines and their settings live in qsched_core.sql)."""
 
 from __future__ import annotations
 
