@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from google.protobuf import duration_pb2
+
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.wire import timestamp
-from qsched_configs.domain import ConfigType, ContentType, MainChange, Pinned, PinSource, Revision
+from qsched_configs.domain import (
+    ConfigType,
+    ContentType,
+    Heartbeat,
+    MainChange,
+    MainRevision,
+    MainSnapshot,
+    Pinned,
+    PinSource,
+    Revision,
+    TypeList,
+    WatchEvent,
+)
 from qsched_configs.errors import InvalidArgument
 
 CONTENT_TYPE_TO_PB = {
@@ -84,3 +98,31 @@ def pinned_to_pb(pinned: Pinned) -> pb.PinnedRevision:
         size_bytes=pinned.size_bytes,
         source=PIN_SOURCE_TO_PB[pinned.source],
     )
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    """A Duration in seconds (unset = 0)."""
+    return value.seconds + value.nanos / 1e9
+
+
+def main_revision_to_pb(main: MainRevision) -> pb.MainRevision:
+    return pb.MainRevision(
+        change_id=main.change_id, change=change_to_pb(main.change), revision=revision_to_pb(main.revision)
+    )
+
+
+def watch_event_to_pb(event: WatchEvent) -> pb.WatchMainRevisionsResponse:
+    if isinstance(event, MainRevision):
+        return pb.WatchMainRevisionsResponse(change=main_revision_to_pb(event))
+    if isinstance(event, Heartbeat):
+        return pb.WatchMainRevisionsResponse(heartbeat=pb.WatchHeartbeat(change_id=event.change_id))
+    if isinstance(event, TypeList):
+        types = [config_type_to_pb(t) for t in event.config_types]
+        return pb.WatchMainRevisionsResponse(config_types=pb.ConfigTypeList(config_types=types))
+    assert isinstance(event, MainSnapshot)
+    snapshot = pb.MainRevisionsSnapshot(
+        change_id=event.change_id,
+        config_types=[config_type_to_pb(t) for t in event.config_types],
+        mains=[main_revision_to_pb(m) for m in event.mains],
+    )
+    return pb.WatchMainRevisionsResponse(snapshot=snapshot)

@@ -128,3 +128,51 @@ def etag_of(change_order: int) -> str:
     """The etag of a pointer whose last change is `change_order`. Opaque to callers; change
     orders are unique across types, so an etag read for one type never matches another."""
     return str(change_order)
+
+
+# -- watching main -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MainRevision:
+    """A main pointer as one change left it: the unit of the watch stream."""
+
+    change: MainChange
+    revision: Revision  # the revision main points at after the change, without content
+
+    @property
+    def change_id(self) -> int:
+        return self.change.order
+
+
+@dataclass(frozen=True)
+class MainSnapshot:
+    """Every type and every main as of `change_id` (the newest change: a watcher resumes after it)."""
+
+    change_id: int
+    config_types: tuple[ConfigType, ...]
+    mains: tuple[MainRevision, ...]
+
+
+@dataclass(frozen=True)
+class TypeList:
+    """Every config type (a resumed stream starts with it; sent again when a type is registered)."""
+
+    config_types: tuple[ConfigType, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The watcher has caught up: nothing after `change_id` had committed at the last read."""
+
+    change_id: int
+
+
+WatchEvent = MainSnapshot | MainRevision | TypeList | Heartbeat
+
+
+@dataclass(frozen=True)
+class HistoryMark:
+    """Where the history stands: its newest change id (0: none) and how many types exist (types are
+    only ever added, so a new count means a new type)."""
+
+    last_change_id: int
+    type_count: int

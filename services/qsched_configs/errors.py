@@ -21,12 +21,15 @@ repeated in the ErrorInfo metadata.
 | INVALID_ARGUMENT    | INVALID_PAGE_SIZE        | negative page_size                                      |
 | INVALID_ARGUMENT    | INVALID_PAGE_TOKEN       | a page_token this server did not issue                  |
 | INVALID_ARGUMENT    | PAGE_TOKEN_MISMATCH      | a page_token reused with other filters                  |
+| INVALID_ARGUMENT    | INVALID_CHANGE_ID        | WatchMainRevisions: negative after_change_id            |
+| INVALID_ARGUMENT    | INVALID_HEARTBEAT_INTERVAL | WatchMainRevisions: not 0.1 s to 60 s                 |
 | NOT_FOUND           | CONFIG_TYPE_NOT_FOUND    | the type is not registered                              |
 | NOT_FOUND           | REVISION_NOT_FOUND       | no revision has that id                                 |
 | NOT_FOUND           | MAIN_NOT_SET             | GetMain: the type has no main revision yet              |
 | FAILED_PRECONDITION | REVISION_TYPE_MISMATCH   | SetMain / PinConfigs: the revision is of another type   |
 | FAILED_PRECONDITION | NO_MAIN_REVISION         | PinConfigs: a type to pin from main has no main         |
 | FAILED_PRECONDITION | CONTENT_NOT_TEXT         | DiffRevisions: a content is not UTF-8 text              |
+| FAILED_PRECONDITION | CHANGE_ID_AHEAD          | WatchMainRevisions: after_change_id beyond the history  |
 | ABORTED             | ETAG_MISMATCH            | SetMain / PushToMain: the etag is not the current one   |
 |                     |                          | (also: an empty etag while the type has a main)         |
 | ALREADY_EXISTS      | CONFIG_TYPE_EXISTS       | RegisterConfigType: name taken by another definition    |

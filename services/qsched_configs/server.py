@@ -28,7 +28,9 @@ def database_url(config: ServiceConfig) -> str:
 
 
 # Reads are open to every authenticated principal (the executor reads pinned revisions);
-# new revisions come from people; moving "main" is a calibrator's decision.
+# new revisions come from people; moving "main" is a calibrator's decision. Watching main tells
+# no more than GetMain and ListMainHistory do, so it is open like them (the scheduler's
+# principal is the watcher that matters; a watcher costs one stream, the poll is shared).
 POLICY = {
     "CreateRevision": Anyone.PERSON,
     "GetRevision": Anyone.PRINCIPAL,
@@ -41,6 +43,7 @@ POLICY = {
     "ListConfigTypes": Anyone.PRINCIPAL,
     "RegisterConfigType": Role.ADMIN,
     "PinConfigs": Role.SCHEDULER,
+    "WatchMainRevisions": Anyone.PRINCIPAL,
 }
 
 

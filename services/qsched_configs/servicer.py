@@ -3,6 +3,9 @@ and domain results and errors back into protos and google.rpc.Status."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import grpc
 
 from qsched.api.configs.v1 import configs_pb2 as pb
@@ -147,3 +150,11 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             request.creator,
         )
         return pb.PinConfigsResponse(pinned=[convert.pinned_to_pb(p) for p in pinned])
+
+    async def WatchMainRevisions(
+        self, request: pb.WatchMainRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchMainRevisionsResponse]:
+        events = self._v.watch_main(request.after_change_id, convert.seconds(request.heartbeat_interval))
+        async with contextlib.aclosing(events):  # a cancelled call leaves the watch at once
+            async for event in events:
+                yield convert.watch_event_to_pb(event)

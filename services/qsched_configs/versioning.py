@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +33,11 @@ from qsched_configs.domain import (
     PushOutcome,
     Revision,
     SetMainOutcome,
+    WatchEvent,
 )
 from qsched_configs.errors import InvalidArgument, NotFound, revision_not_found, type_not_found
 from qsched_configs.store.base import ConfigStore
+from qsched_configs.watch import POLL_INTERVAL_S, MainWatch
 from qsched_core.clock import utcnow
 from qsched_core.pagination import PageTokens
 
@@ -134,15 +136,23 @@ def new_revision(upload: Upload) -> NewRevision:
 
 # -- the service --------------------------------------------------------------------------------------------
 class ConfigVersioning:
-    def __init__(self, store: ConfigStore, page_key: bytes, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        store: ConfigStore,
+        page_key: bytes,
+        clock: Callable[[], datetime] = utcnow,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ):
         self._store = store
         self._clock = clock
         self._tokens = PageTokens(page_key)
         # One thread runs every store call: SQLite wants a single writer, and it keeps blocking
         # I/O off the event loop. (Etag checks do not rely on it: they are the database's.)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-configs-store")
+        self._watch = MainWatch(store, self._call, self._all_types, poll_interval_s)
 
     async def close(self) -> None:
+        await self._watch.close()
         self._db.shutdown(wait=True)
         self._store.close()
 
@@ -167,7 +177,10 @@ class ConfigVersioning:
 
     async def register_type(self, config_type: ConfigType) -> tuple[ConfigType, bool]:
         check_config_type(config_type)
-        return await self._call(self._store.register_type, config_type, self._clock())
+        stored, created = await self._call(self._store.register_type, config_type, self._clock())
+        if created:
+            self._watch.poke()
+        return stored, created
 
     # -- revisions -----------------------------------------------------------------------------------------
     async def create_revision(self, upload: Upload) -> tuple[Revision, bool]:
@@ -227,13 +240,19 @@ class ConfigVersioning:
             check_type_name(config_type)
         check_revision_id(revision_id)
         check_user(changed_by, "changed_by")
-        return await self._call(
+        outcome = await self._call(
             self._store.set_main, config_type, revision_id, etag, changed_by, self._clock()
         )
+        if outcome.changed:
+            self._watch.poke()
+        return outcome
 
     async def push_to_main(self, upload: Upload, etag: str) -> PushOutcome:
         new = new_revision(upload)
-        return await self._call(self._store.push_to_main, new, etag, self._clock())
+        outcome = await self._call(self._store.push_to_main, new, etag, self._clock())
+        if outcome.changed:
+            self._watch.poke()
+        return outcome
 
     async def list_main_history(
         self, config_type: str, page_size: int, page_token: str
@@ -248,6 +267,11 @@ class ConfigVersioning:
         found = await self._call(self._store.list_main_changes, config_type, after, size + 1)
         token = self._tokens.encode(filters, (found[size - 1].order,)) if len(found) > size else ""
         return found[:size], token
+
+    def watch_main(self, after_change_id: int = 0, heartbeat_s: float = 0) -> AsyncIterator[WatchEvent]:
+        """A snapshot of every main (or, resuming after a change id, the changes after it), then every
+        change as it commits; see qsched_configs.watch. heartbeat_s 0 = the default."""
+        return self._watch.watch(after_change_id, heartbeat_s)
 
     # -- pinning -------------------------------------------------------------------------------------------
     async def pin(
@@ -291,13 +315,16 @@ class ConfigVersioning:
         return await self._call(self._store.pin, job_id, picks, self._clock())
 
     async def _required_types(self) -> set[str]:
-        required: set[str] = set()
+        return {t.name for t in await self._all_types() if t.required_for_lab_runs}
+
+    async def _all_types(self) -> list[ConfigType]:
+        found: list[ConfigType] = []
         after: str | None = None
         while True:
             page = await self._call(self._store.list_types, after, MAX_PAGE_SIZE)
-            required |= {t.name for t in page if t.required_for_lab_runs}
+            found.extend(page)
             if len(page) < MAX_PAGE_SIZE:
-                return required
+                return found
             after = page[-1].name
 
     async def _override(self, config_type: str, content: bytes, creator: str) -> NewRevision:

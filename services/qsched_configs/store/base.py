@@ -15,7 +15,9 @@ from typing import Protocol
 
 from qsched_configs.domain import (
     ConfigType,
+    HistoryMark,
     MainChange,
+    MainRevision,
     MainState,
     NewRevision,
     Pinned,
@@ -62,6 +64,18 @@ class ConfigStore(Protocol):
 
     def list_main_changes(self, config_type: str, after: int | None, limit: int) -> list[MainChange]:
         """Newest first, of one type or ("") every type, strictly before order `after`."""
+
+    # -- watching main ------------------------------------------------------------------------------------
+    def main_revisions(self) -> list[MainRevision]:
+        """Every main pointer with the change that set it and its revision, by type name, read in one
+        statement (so the newest change id among them is the newest change of the history)."""
+
+    def main_changes_after(self, after: int, limit: int) -> list[MainRevision]:
+        """Changes with an id above `after`, oldest first, each with the revision it made main. Ids
+        commit in increasing order (see SqlConfigStore), so a reader never skips a later commit."""
+
+    def history_mark(self) -> HistoryMark:
+        """The newest change id and the number of types, in one cheap statement (what watchers poll)."""
 
     # -- pinning -------------------------------------------------------------------------------------------
     def pin(self, job_id: str, picks: Sequence[PinPick], now: datetime) -> list[Pinned]:

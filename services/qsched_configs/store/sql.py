@@ -10,7 +10,14 @@ database rests on the database:
   counters are bumped with UPDATE ... RETURNING (a row lock). The unique keys on
   (config_type, sha256), on the pointer's config_type and on type names and
   abbreviations settle the races that remain: the loser's transaction fails with an
-  IntegrityError and is run again, and then sees the winner's row."""
+  IntegrityError and is run again, and then sees the winner's row.
+
+Main changes commit in the order of their ids, which is what lets a watcher follow the
+history with "id > the last one I saw" and never skip a change: SQLite serializes
+writers (BEGIN IMMEDIATE); on PostgreSQL a transaction that records a change first
+locks config_main_changes against other writers (SHARE ROW EXCLUSIVE, which plain reads
+do not wait for) and holds it until it commits, so an id is allocated only after every
+lower one has committed or rolled back."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +36,9 @@ from qsched_configs.content import sha256_hex
 from qsched_configs.domain import (
     ConfigType,
     ContentType,
+    HistoryMark,
     MainChange,
+    MainRevision,
     MainState,
     NewRevision,
     Pinned,
@@ -175,6 +184,8 @@ class SqlConfigStore:
             raise etag_mismatch(config_type, etag, pointer.revision_id if pointer is not None else "")
         if pointer is not None and pointer.revision_id == row.revision_id:
             return SetMainOutcome(self._state(session, pointer, with_content=False), changed=False)
+        if self._dialect == "postgresql":  # change ids commit in id order (see the module docstring)
+            session.execute(text("LOCK TABLE config_main_changes IN SHARE ROW EXCLUSIVE MODE"))
         change = MainChangeRow(
             config_type=config_type,
             from_revision_id=pointer.revision_id if pointer is not None else None,
@@ -308,6 +319,37 @@ class SqlConfigStore:
             if config_type:
                 self._type_row(session, config_type)
             return [_change(row) for row in session.scalars(query)]
+
+    # -- watching main ------------------------------------------------------------------------------------
+    def main_revisions(self) -> list[MainRevision]:
+        query = (
+            select(MainChangeRow, RevisionRow)
+            .join(MainPointerRow, MainPointerRow.change_id == MainChangeRow.id)
+            .join(RevisionRow, RevisionRow.revision_id == MainPointerRow.revision_id)
+            .order_by(MainPointerRow.config_type)
+        )
+        with self._read() as session:
+            return [MainRevision(_change(change), _revision(row)) for change, row in session.execute(query)]
+
+    def main_changes_after(self, after: int, limit: int) -> list[MainRevision]:
+        query = (
+            select(MainChangeRow, RevisionRow)
+            .join(RevisionRow, RevisionRow.revision_id == MainChangeRow.to_revision_id)
+            .where(MainChangeRow.id > after)
+            .order_by(MainChangeRow.id)
+            .limit(limit)
+        )
+        with self._read() as session:
+            return [MainRevision(_change(change), _revision(row)) for change, row in session.execute(query)]
+
+    def history_mark(self) -> HistoryMark:
+        query = select(
+            select(func.coalesce(func.max(MainChangeRow.id), 0)).scalar_subquery(),
+            select(func.count()).select_from(ConfigTypeRow).scalar_subquery(),
+        )
+        with self._read() as session:
+            last, types = session.execute(query).one()
+            return HistoryMark(int(last), int(types))
 
     # -- pinning -------------------------------------------------------------------------------------------
     def pin(self, job_id: str, picks: Sequence[PinPick], now: datetime) -> list[Pinned]:
