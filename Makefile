@@ -42,11 +42,12 @@ test: lint
 $(BUF):
 	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
 
-## lint: ruff and buf lint (STANDARD)
+## lint: ruff, buf lint (STANDARD) and the floors of docs/architecture.md (tests/layering)
 lint: install $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BUF) lint
+	$(BIN)/python -m tests.layering
 
 ## bench: the performance harness (issue 8; bench/README.md): real stacks on loopback, a table
 ## and bench/results/<timestamp>.json. BENCH_QUICK=1 (or `make bench-quick`) = CI's small counts.

@@ -36,14 +36,15 @@ GROUP_LABEL = "bench"  # which scenario a job belongs to (the owner is the stack
 
 def channel(address: str, token: str | None = None) -> grpc.Channel:
     """A channel that carries the stack's bearer token (see Stack.start), if there is one."""
-    from qsched.credentials import find_token, sync_channel
+    from qsched.credentials import find_token
+    from qsched.wire import sync_channel
 
     return sync_channel(address, find_token(token), None)
 
 
 def aio_channel(address: str) -> grpc.aio.Channel:
-    from qsched.credentials import aio_channel as make
     from qsched.credentials import find_token
+    from qsched.wire import aio_channel as make
 
     return make(address, find_token(), None)
 
@@ -148,7 +149,7 @@ class Stack:
             except OSError:
                 continue
             for service in SERVICES:
-                if b"qsched_runtime.serve" in argv and service.encode() in argv:
+                if b"qsched_ops.serve" in argv and service.encode() in argv:
                     out[service] = int(pid)
         return out
 

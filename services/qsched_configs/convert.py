@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from qsched.api.configs.v1 import configs_pb2 as pb
+from qsched.wire import timestamp
 from qsched_configs.domain import (
     ConfigType,
     ContentType,
@@ -34,14 +33,6 @@ PIN_SOURCE_TO_PB = {
     PinSource.EXPLICIT: pb.PIN_SOURCE_EXPLICIT,
     PinSource.OVERRIDE: pb.PIN_SOURCE_OVERRIDE,
 }
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def content_type_from_pb(value: int) -> ContentType | None:

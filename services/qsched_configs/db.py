@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qsched_runtime.migrations import Migrations
-from qsched_runtime.sql import sqlite_url
+from qsched_core.migrations import Migrations
+from qsched_core.sql import sqlite_url
 
 VERSION_TABLE = "alembic_version_configs"
 SQLITE_FILE_NAME = "configs.db"

@@ -38,7 +38,7 @@ repeated in the ErrorInfo metadata.
 
 from __future__ import annotations
 
-from qsched_runtime.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from qsched_core.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 __all__ = ["DOMAIN", "Aborted", "AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound"]
 

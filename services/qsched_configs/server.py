@@ -10,15 +10,15 @@ from qsched_configs import db
 from qsched_configs.servicer import ConfigServicer
 from qsched_configs.store.sql import SqlConfigStore
 from qsched_configs.versioning import ConfigVersioning
-from qsched_identity.principal import Role
-from qsched_runtime.audit import AuditLog
+from qsched_core.config import ServiceConfig
+from qsched_core.pagination import page_key
+from qsched_core.principal import Role
+from qsched_core.sql import make_engine
+from qsched_identity.audit import AuditLog
 from qsched_runtime.auth import Anyone
-from qsched_runtime.config import ServiceConfig
-from qsched_runtime.pagination import page_key
 from qsched_runtime.security import server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_runtime.sql import make_engine
 
 PAGE_KEY_FILE = "configs-page-token.key"
 

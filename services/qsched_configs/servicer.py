@@ -13,8 +13,8 @@ from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched_configs import convert
 from qsched_configs.errors import DOMAIN
 from qsched_configs.versioning import ConfigVersioning, Upload
-from qsched_identity.principal import attributed
-from qsched_runtime.audit import AuditLog
+from qsched_core.principal import attributed
+from qsched_identity.audit import AuditLog
 from qsched_runtime.auth import caller
 from qsched_runtime.errors import translates_errors
 

@@ -11,7 +11,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from qsched_configs import content as contents
@@ -38,13 +38,10 @@ from qsched_configs.domain import (
 from qsched_configs.errors import InvalidArgument, NotFound, revision_not_found, type_not_found
 from qsched_configs.store.base import ConfigStore
 from qsched_configs.watch import POLL_INTERVAL_S, MainWatch
-from qsched_runtime.pagination import PageTokens
+from qsched_core.clock import utcnow
+from qsched_core.pagination import PageTokens
 
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

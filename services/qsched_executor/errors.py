@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qsched_runtime.errors import DomainError
+from qsched_core.errors import DomainError
 
 DOMAIN = "qsched.executor.v1"
 

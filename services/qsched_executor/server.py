@@ -9,12 +9,12 @@ from pathlib import Path
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched_core.config import ServiceConfig
+from qsched_core.principal import Role
 from qsched_executor.configs_client import PinnedConfigs
 from qsched_executor.executor import HardwareExecutor, Settings
 from qsched_executor.lock import BoardLock
 from qsched_executor.servicer import ExecutorServicer
-from qsched_identity.principal import Role
-from qsched_runtime.config import ServiceConfig
 from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle

@@ -6,28 +6,21 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
+from qsched.wire import timestamp
 from qsched_executor.errors import DOMAIN
-from qsched_executor.executor import ExecRequest, HardwareExecutor, InvalidExperimentError
+from qsched_executor.executor import ExecRequest, HardwareExecutor
 from qsched_executor.runs import Update
-from qsched_runtime.errors import DomainError, abort, to_status
+from qsched_runtime.errors import translates_errors
 
 CHUNK_BYTES = 1 << 20
 
 
-def _timestamp(ts: float) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(int(ts * 1e9))
-    return out
-
-
 def update_to_pb(task_id: str, update: Update) -> pb.ExecutionUpdate:
     f = update.fields
-    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=_timestamp(update.time))
+    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=timestamp(update.time))
     if update.kind == "accepted":
         msg.accepted.SetInParent()
     elif update.kind == "started":
@@ -69,51 +62,30 @@ def _configs(items) -> tuple[tuple[str, str, str], ...]:
     return tuple((c.config_type, c.revision_id, c.sha256) for c in items)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: DomainError) -> None:
-    if isinstance(error, InvalidExperimentError):
-        status = to_status(error, DOMAIN)
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-        status.details.add().Pack(bad)
-        from grpc_status import rpc_status
-
-        await context.abort_with_status(rpc_status.to_status(status))
-    await abort(context, error, DOMAIN)
-
-
+@translates_errors(DOMAIN)
 class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
     def __init__(self, executor: HardwareExecutor):
         self._executor = executor
 
     async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext):
         exp = request.experiment
-        try:
-            run = await self._executor.execute(
-                ExecRequest(
-                    job_id=request.job_id,
-                    task_id=request.task_id,
-                    owner=request.owner,
-                    experiment_class=exp.experiment_class,
-                    experiment_module=exp.experiment_module,
-                    expt_config_json=exp.expt_config_json,
-                    configs=_configs(request.configs),
-                    after_task_id=request.after_task_id,
-                )
+        run = await self._executor.execute(
+            ExecRequest(
+                job_id=request.job_id,
+                task_id=request.task_id,
+                owner=request.owner,
+                experiment_class=exp.experiment_class,
+                experiment_module=exp.experiment_module,
+                expt_config_json=exp.expt_config_json,
+                configs=_configs(request.configs),
+                after_task_id=request.after_task_id,
             )
-        except DomainError as error:
-            await _abort(context, error)
+        )
         async for update in run.follow(0):
             yield pb.ExecuteResponse(update=update_to_pb(run.task_id, update))
 
     async def WatchRun(self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext):
-        try:
-            run = self._executor.get_run(request.task_id)
-        except DomainError as error:
-            await _abort(context, error)
+        run = self._executor.get_run(request.task_id)
         after = request.after_seq
         if after <= 0 and run.updates:
             after = len(run.updates) - 1  # 0 = from the latest update
@@ -121,10 +93,7 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
             yield pb.WatchRunResponse(update=update_to_pb(run.task_id, update))
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext):
-        try:
-            cancelling = self._executor.cancel(request.task_id, request.reason, request.only_if_waiting)
-        except DomainError as error:
-            await _abort(context, error)
+        cancelling = self._executor.cancel(request.task_id, request.reason, request.only_if_waiting)
         return pb.CancelRunResponse(cancelling=cancelling)
 
     async def GetDevice(self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext):
@@ -150,21 +119,15 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
         self, request: pb.ValidateExperimentRequest, context: grpc.aio.ServicerContext
     ):
         exp = request.experiment
-        try:
-            violations = await self._executor.validate(
-                exp.experiment_module, exp.experiment_class, exp.expt_config_json, _configs(request.configs)
-            )
-        except DomainError as error:
-            await _abort(context, error)
+        violations = await self._executor.validate(
+            exp.experiment_module, exp.experiment_class, exp.expt_config_json, _configs(request.configs)
+        )
         return pb.ValidateExperimentResponse(
             violations=[pb.Violation(field=v.field, description=v.description) for v in violations]
         )
 
     async def FetchData(self, request: pb.FetchDataRequest, context: grpc.aio.ServicerContext):
-        try:
-            path, sha = self._executor.data_file(request.task_id)
-        except DomainError as error:
-            await _abort(context, error)
+        path, sha = self._executor.data_file(request.task_id)
         total = path.stat().st_size
         offset = 0
         with open(path, "rb") as handle:

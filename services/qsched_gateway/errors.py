@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from qsched_runtime.errors import DomainError
+from qsched_benchmarks.errors import invalid_config, unknown_device
+from qsched_core.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+__all__ = [
+    "DOMAIN",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "ProviderError",
+    "Unavailable",
+    "invalid_config",
+    "unknown_device",
+]
 
 DOMAIN = "qsched.gateway.v1"
 
 
-class InvalidArgument(DomainError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class FailedPrecondition(DomainError):
-    code = "FAILED_PRECONDITION"
-
-
-class Unavailable(DomainError):
-    code = "UNAVAILABLE"
-
-
-class ProviderError(DomainError):
-    code = "ABORTED"
+class ProviderError(Aborted):
+    """The provider refused or lost the work (its message says why)."""
 
 
 def unknown_provider(name: str, known: list[str]) -> NotFound:
@@ -33,15 +29,6 @@ def unknown_provider(name: str, known: list[str]) -> NotFound:
         f"unknown provider {name!r}; installed providers: {', '.join(known) or 'none'}",
         provider=name,
     )
-
-
-def unknown_device(device: str, hint: str = "") -> NotFound:
-    suffix = f"; {hint}" if hint else ""
-    return NotFound("UNKNOWN_DEVICE", f"unknown device {device!r}{suffix}", device=device)
-
-
-def invalid_config(message: str, **metadata: object) -> InvalidArgument:
-    return InvalidArgument("INVALID_CONFIG", message, **metadata)
 
 
 def invalid_program(message: str, **metadata: object) -> InvalidArgument:

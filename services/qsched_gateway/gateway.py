@@ -12,11 +12,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qsched_gateway import benchmarks, estimate
+from qsched_benchmarks import estimate
+from qsched_benchmarks import registry as benchmarks
+from qsched_benchmarks.devices import DeviceInfo
+from qsched_benchmarks.export import circuit_metadata, record_head
+from qsched_core.errors import DomainError
+from qsched_core.sql import make_engine
+from qsched_gateway import db
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
     FailedPrecondition,
@@ -30,7 +35,7 @@ from qsched_gateway.errors import (
     unknown_provider,
 )
 from qsched_gateway.programs import load_circuits
-from qsched_gateway.providers.base import Adapter, DeviceInfo, Options
+from qsched_gateway.providers.base import Adapter, Options
 from qsched_gateway.registry import (
     COMPLETED,
     Registry,
@@ -38,19 +43,9 @@ from qsched_gateway.registry import (
     TaskRecord,
     TaskResultData,
 )
-from qsched_runtime.errors import DomainError
 
 log = logging.getLogger(__name__)
 MAX_SHOTS = 10_000_000
-
-
-def app_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("qsched")
-    except Exception:
-        return "0"
 
 
 @dataclass
@@ -179,8 +174,11 @@ class Gateway:
         adapters: dict[str, Adapter] | None = None,
         local_workers: int | None = None,
         poll_interval: float | None = None,
+        database_url: str = "",
     ):
-        self.registry = Registry(Path(data_dir) / "gateway" / "tasks.db")
+        url = db.database_url(database_url, Path(data_dir))
+        db.upgrade(url)  # idempotent: a new data directory gets its schema, an old registry file migrates
+        self.registry = Registry(make_engine(url))
         self.changes = Changes()
         self.credentials = credentials or Credentials()
         workers = local_workers or int(os.environ.get("QSCHED_GATEWAY_LOCAL_WORKERS", "2"))
@@ -556,14 +554,7 @@ class Gateway:
         for part_json in spec["parts"]:
             part = Part(**part_json)
             indices = range(part.start, part.end)
-            record: dict[str, Any] = {
-                "app_version": app_version(),
-                "timestamp": datetime.now(UTC).isoformat(),
-                "suite_id": (spec.get("suite") or {}).get("id"),
-                "job_type": part.job_type,
-            }
-            if spec.get("suite"):
-                record["suite"] = spec["suite"]
+            record = record_head(part.job_type, spec.get("suite"))
             failed = [failures[i] for i in indices if i in failures]
             transpiled = []
             for i in indices:
@@ -571,13 +562,6 @@ class Gateway:
                 tq = meta.get("transpiled_two_qubit_gate_counts")
                 if tq is not None and meta.get("position") is not None and meta["position"] < len(tq):
                     transpiled.append(tq[meta["position"]])
-            circuit_metadata: dict[str, Any] = {
-                "input_two_qubit_gate_counts": part.input_two_qubit_gate_counts
-            }
-            if transpiled:
-                circuit_metadata["transpiled_two_qubit_gate_counts"] = transpiled
-            if "qubit_chain" in part.data:  # EPLG, as metriq-gym exports it
-                circuit_metadata["qubit_chain"] = part.data["qubit_chain"]
             if failed:
                 first = failed[0]
                 record["outcome"] = "error"
@@ -605,7 +589,9 @@ class Gateway:
                     }
                 record["runtime_seconds"] = runtime
             record["platform"] = platform
-            record["circuit_metadata"] = circuit_metadata
+            record["circuit_metadata"] = circuit_metadata(
+                part.input_two_qubit_gate_counts, transpiled, part.data
+            )
             records.append(record)
         document: Any = records if submission.kind == "suite" else records[0]
         return json.dumps(document, sort_keys=True, default=float)

@@ -1,4 +1,5 @@
-"""The durable task registry: SQLite in the gateway's data directory.
+"""The durable task registry: on the shared SQL runtime (SQLite `<data_dir>/gateway/tasks.db` by
+default, or the database `gateway_database_url` names), its schema under Alembic (`db.py`).
 
 Every gateway task id maps to the provider, device and provider-native id needed to find the task again,
 its last known state, and (once fetched) its result, so Watch, Cancel and FetchResult work after any
@@ -7,52 +8,18 @@ never written here."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, Row, Select, delete, insert, select, update
+
+from qsched_core.sql import read_only
 from qsched_gateway.errors import InvalidArgument, unknown_task
+from qsched_gateway.models import results, submissions, tasks
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    submission_id TEXT PRIMARY KEY,
-    request_id TEXT UNIQUE,
-    job_id TEXT NOT NULL,
-    device TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    spec_json TEXT NOT NULL,
-    task_ids_json TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    submission_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    device TEXT NOT NULL,
-    native_id TEXT NOT NULL,
-    circuit_indices_json TEXT NOT NULL,
-    shots INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    provider_status TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT '',
-    queue_position INTEGER NOT NULL DEFAULT 0,
-    meta_json TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_by_submission ON tasks (submission_id);
-CREATE TABLE IF NOT EXISTS results (
-    task_id TEXT PRIMARY KEY,
-    result_json TEXT NOT NULL
-);
-"""
 
 
 @dataclass
@@ -100,45 +67,36 @@ class TaskResultData:
 
 
 class Registry:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+    """The registry behind a narrow interface, on the shared SQL runtime (SQLite or PostgreSQL).
+    Methods block (the adapters call them from their threads, the gateway from the loop)."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._reader = read_only(engine)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._engine.dispose()
 
     # submissions
-    def add_submission(self, submission: Submission, tasks: list[TaskRecord]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        submission.submission_id,
-                        submission.request_id or None,
-                        submission.job_id,
-                        submission.device,
-                        submission.kind,
-                        json.dumps(submission.spec),
-                        json.dumps(submission.task_ids),
-                        submission.created,
-                    ),
+    def add_submission(self, submission: Submission, records: list[TaskRecord]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(submissions).values(
+                    submission_id=submission.submission_id,
+                    request_id=submission.request_id or None,
+                    job_id=submission.job_id,
+                    device=submission.device,
+                    kind=submission.kind,
+                    spec=submission.spec,
+                    task_ids=submission.task_ids,
+                    created=submission.created,
                 )
-                for task in tasks:
-                    self._insert_task(task)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            )
+            if records:
+                conn.execute(insert(tasks), [_task_row(task) for task in records])
 
     def submission(self, submission_id: str) -> Submission:
-        row = self._one("SELECT * FROM submissions WHERE submission_id=?", (submission_id,))
+        row = self._one(select(submissions).where(submissions.c.submission_id == submission_id))
         if row is None:
             raise InvalidArgument(
                 "UNKNOWN_SUBMISSION", f"unknown submission {submission_id!r}", submission_id=submission_id
@@ -148,33 +106,12 @@ class Registry:
     def submission_by_request(self, request_id: str) -> Submission | None:
         if not request_id:
             return None
-        row = self._one("SELECT * FROM submissions WHERE request_id=?", (request_id,))
+        row = self._one(select(submissions).where(submissions.c.request_id == request_id))
         return _submission(row) if row else None
 
     # tasks
-    def _insert_task(self, task: TaskRecord) -> None:
-        self._db.execute(
-            "INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                task.task_id,
-                task.submission_id,
-                task.provider,
-                task.device,
-                task.native_id,
-                json.dumps(task.circuit_indices),
-                task.shots,
-                task.state,
-                task.provider_status,
-                task.message,
-                task.queue_position,
-                json.dumps(task.meta),
-                task.created,
-                task.updated,
-            ),
-        )
-
     def task(self, task_id: str) -> TaskRecord:
-        row = self._one("SELECT * FROM tasks WHERE task_id=?", (task_id,))
+        row = self._one(select(tasks).where(tasks.c.task_id == task_id))
         if row is None:
             raise unknown_task(task_id)
         return _task(row)
@@ -183,12 +120,9 @@ class Registry:
         return [self.task(task_id) for task_id in task_ids]
 
     def tasks_in_state(self, provider: str, states: tuple[str, ...]) -> list[TaskRecord]:
-        marks = ",".join("?" * len(states))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM tasks WHERE provider=? AND state IN ({marks})", (provider, *states)
-            ).fetchall()
-        return [_task(row) for row in rows]
+        query = select(tasks).where(tasks.c.provider == provider, tasks.c.state.in_(states))
+        with self._reader.connect() as conn:
+            return [_task(row) for row in conn.execute(query)]
 
     def update(
         self,
@@ -201,8 +135,8 @@ class Registry:
         meta: dict[str, Any] | None = None,
     ) -> TaskRecord:
         """Record a new status. A terminal state is final: later updates are ignored."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        with self._engine.begin() as conn:  # read and write in one (write-locked) transaction
+            row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
             if row is None:
                 raise unknown_task(task_id)
             task = _task(row)
@@ -218,39 +152,37 @@ class Registry:
             if meta:
                 task.meta.update(meta)
             task.updated = time.time()
-            self._db.execute(
-                "UPDATE tasks SET state=?, provider_status=?, message=?, queue_position=?, meta_json=?, "
-                "updated=? WHERE task_id=?",
-                (
-                    task.state,
-                    task.provider_status,
-                    task.message,
-                    task.queue_position,
-                    json.dumps(task.meta),
-                    task.updated,
-                    task_id,
-                ),
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.task_id == task_id)
+                .values(
+                    state=task.state,
+                    provider_status=task.provider_status,
+                    message=task.message,
+                    queue_position=task.queue_position,
+                    meta=task.meta,
+                    updated=task.updated,
+                )
             )
             return task
 
     # results
     def save_result(self, task_id: str, result: TaskResultData) -> None:
-        payload = json.dumps(
-            {
-                "counts": result.counts,
-                "circuit_indices": result.circuit_indices,
-                "execution_seconds": result.execution_seconds,
-                "metadata": result.metadata,
-            }
-        )
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO results VALUES (?,?)", (task_id, payload))
+        value = {
+            "counts": result.counts,
+            "circuit_indices": result.circuit_indices,
+            "execution_seconds": result.execution_seconds,
+            "metadata": result.metadata,
+        }
+        with self._engine.begin() as conn:  # replace: a result fetched again overwrites the first
+            conn.execute(delete(results).where(results.c.task_id == task_id))
+            conn.execute(insert(results).values(task_id=task_id, result=value))
 
     def result(self, task_id: str) -> TaskResultData | None:
-        row = self._one("SELECT result_json FROM results WHERE task_id=?", (task_id,))
+        row = self._one(select(results.c.result).where(results.c.task_id == task_id))
         if row is None:
             return None
-        data = json.loads(row[0])
+        data = row.result
         return TaskResultData(
             counts=data["counts"],
             circuit_indices=data["circuit_indices"],
@@ -258,38 +190,33 @@ class Registry:
             metadata=data["metadata"],
         )
 
-    def _one(self, sql: str, args: tuple) -> tuple | None:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
+    def _one(self, query: Select) -> Row | None:
+        with self._reader.connect() as conn:
+            return conn.execute(query).first()
 
 
-def _task(row: tuple) -> TaskRecord:
-    return TaskRecord(
-        task_id=row[0],
-        submission_id=row[1],
-        provider=row[2],
-        device=row[3],
-        native_id=row[4],
-        circuit_indices=json.loads(row[5]),
-        shots=row[6],
-        state=row[7],
-        provider_status=row[8],
-        message=row[9],
-        queue_position=row[10],
-        meta=json.loads(row[11]),
-        created=row[12],
-        updated=row[13],
-    )
+def _task_row(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "submission_id": task.submission_id,
+        "provider": task.provider,
+        "device": task.device,
+        "native_id": task.native_id,
+        "circuit_indices": task.circuit_indices,
+        "shots": task.shots,
+        "state": task.state,
+        "provider_status": task.provider_status,
+        "message": task.message,
+        "queue_position": task.queue_position,
+        "meta": task.meta,
+        "created": task.created,
+        "updated": task.updated,
+    }
 
 
-def _submission(row: tuple) -> Submission:
-    return Submission(
-        submission_id=row[0],
-        request_id=row[1],
-        job_id=row[2],
-        device=row[3],
-        kind=row[4],
-        spec=json.loads(row[5]),
-        task_ids=json.loads(row[6]),
-        created=row[7],
-    )
+def _task(row: Row) -> TaskRecord:
+    return TaskRecord(**row._asdict())
+
+
+def _submission(row: Row) -> Submission:
+    return Submission(**row._asdict())

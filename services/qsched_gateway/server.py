@@ -15,16 +15,16 @@ with contextlib.suppress(ImportError):  # the local/ibm/ionq extras; the gateway
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qsched_core.config import ServiceConfig
+from qsched_core.principal import Role
 from qsched_gateway.gateway import Gateway
 from qsched_gateway.servicer import GatewayServicer
-from qsched_identity.principal import Role
-from qsched_runtime.config import ServiceConfig
 from qsched_runtime.security import server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 
 
-def _import_sdks_in_main_thread() -> None:
+def import_sdks_in_main_thread() -> None:
     """build() runs on the main thread: import the SDKs here, before any worker pool exists."""
     for module in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "qiskit_experiments", "braket.devices"):
         with contextlib.suppress(ImportError):
@@ -32,10 +32,10 @@ def _import_sdks_in_main_thread() -> None:
 
 
 async def build(config: ServiceConfig) -> ServiceHandle:
-    _import_sdks_in_main_thread()
+    import_sdks_in_main_thread()
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # per-pass INFO lines would flood the log
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(config.data_dir)
+    gateway = Gateway(config.data_dir, database_url=config.gateway_database_url)
     name = pb.DESCRIPTOR.services_by_name["ProviderGatewayService"].full_name
     registration = Registration(
         name,

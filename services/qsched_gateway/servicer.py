@@ -1,93 +1,20 @@
-"""qsched.gateway.v1.ProviderGatewayService: translates protos to Gateway calls and domain results and
-errors back (google.rpc.Status with an ErrorInfo)."""
+"""qsched.gateway.v1.ProviderGatewayService: translates requests into Gateway calls (proto <-> domain
+in `convert`; domain errors become google.rpc.Status with an ErrorInfo through translates_errors)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 
-from google.protobuf import timestamp_pb2
-
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from qsched_gateway.errors import DOMAIN, InvalidArgument
-from qsched_gateway.gateway import Gateway, Workload
-from qsched_gateway.providers.base import DeviceInfo, Options
-from qsched_gateway.registry import TaskRecord
-from qsched_runtime.errors import DomainError, abort
-
-STATE_TO_PB = {
-    "QUEUED": pb.TASK_STATE_QUEUED,
-    "RUNNING": pb.TASK_STATE_RUNNING,
-    "COMPLETED": pb.TASK_STATE_COMPLETED,
-    "FAILED": pb.TASK_STATE_FAILED,
-    "CANCELLED": pb.TASK_STATE_CANCELLED,
-}
-DEVICE_STATUS = {
-    "ONLINE": pb.DEVICE_STATUS_ONLINE,
-    "AVAILABLE": pb.DEVICE_STATUS_ONLINE,
-    "OFFLINE": pb.DEVICE_STATUS_OFFLINE,
-    "UNAVAILABLE": pb.DEVICE_STATUS_OFFLINE,
-    "RETIRED": pb.DEVICE_STATUS_OFFLINE,
-    "PAUSED": pb.DEVICE_STATUS_PAUSED,
-    "RESERVED": pb.DEVICE_STATUS_PAUSED,
-    "MAINTENANCE": pb.DEVICE_STATUS_PAUSED,
-}
+from qsched_gateway import convert
+from qsched_gateway.errors import DOMAIN
+from qsched_gateway.gateway import Gateway
+from qsched_runtime.errors import translates_errors
 
 
-def workload_from_pb(workload: pb.Workload) -> Workload:
-    which = workload.WhichOneof("workload")
-    if which == "circuits":
-        c = workload.circuits
-        o = c.options
-        options = Options(
-            optimization_level=o.optimization_level if o.HasField("optimization_level") else 1,
-            seed_transpiler=o.seed_transpiler if o.HasField("seed_transpiler") else 7,
-            seed_simulator=o.seed_simulator if o.HasField("seed_simulator") else None,
-        )
-        if not 0 <= options.optimization_level <= 3:
-            raise InvalidArgument("INVALID_PROGRAM", "optimization_level must be 0-3")
-        return Workload("circuits", list(c.qasm), list(c.qpy), c.shots, options)
-    if which == "benchmark_config_json":
-        return Workload("benchmark", config_json=workload.benchmark_config_json)
-    if which == "suite_json":
-        return Workload("suite", config_json=workload.suite_json)
-    raise InvalidArgument(
-        "NO_WORKLOAD", "workload is empty: give circuits, benchmark_config_json or suite_json"
-    )
-
-
-def device_to_pb(device: DeviceInfo) -> pb.ProviderDevice:
-    return pb.ProviderDevice(
-        name=device.name,
-        provider=device.provider,
-        qubits=device.qubits,
-        coupling=[pb.QubitPair(a=a, b=b) for a, b in device.coupling],
-        simulator=device.simulator,
-        status=device.status,
-        device_status=DEVICE_STATUS.get(device.status.upper(), pb.DEVICE_STATUS_UNKNOWN),
-        basis_gates=device.basis_gates,
-        noise_model=device.noise_model,
-        pending_tasks=device.pending_tasks,
-        description=device.description,
-    )
-
-
-def status_to_pb(record: TaskRecord) -> pb.TaskStatus:
-    time = timestamp_pb2.Timestamp()
-    time.FromNanoseconds(int(record.updated * 1e9))
-    return pb.TaskStatus(
-        task_id=record.task_id,
-        state=STATE_TO_PB.get(record.state, pb.TASK_STATE_UNSPECIFIED),
-        queue_position=record.queue_position,
-        message=record.message,
-        time=time,
-        provider_status=record.provider_status,
-        provider_task_id=record.native_id,
-        device=record.device,
-    )
-
-
+@translates_errors(DOMAIN)
 class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
     def __init__(self, gateway: Gateway):
         self._gateway = gateway
@@ -111,17 +38,13 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         return pb.ListProvidersResponse(providers=providers)
 
     async def ListDevices(self, request, context) -> pb.ListDevicesResponse:
-        try:
-            devices, unavailable = await self._gateway.list_devices(request.provider, list(request.names))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
-        return pb.ListDevicesResponse(devices=[device_to_pb(d) for d in devices], unavailable=unavailable)
+        devices, unavailable = await self._gateway.list_devices(request.provider, list(request.names))
+        return pb.ListDevicesResponse(
+            devices=[convert.device_to_pb(d) for d in devices], unavailable=unavailable
+        )
 
     async def Estimate(self, request, context) -> pb.EstimateResponse:
-        try:
-            result = await self._gateway.estimate(request.device, workload_from_pb(request.workload))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        result = await self._gateway.estimate(request.device, convert.workload_from_pb(request.workload))
         per = result.per_circuit
         return pb.EstimateResponse(
             jobs=result.jobs,
@@ -156,12 +79,9 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         )
 
     async def Submit(self, request, context) -> pb.SubmitResponse:
-        try:
-            submission, deduplicated, params_json = await self._gateway.submit(
-                request.device, workload_from_pb(request.workload), request.job_id, request.request_id
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        submission, deduplicated, params_json = await self._gateway.submit(
+            request.device, convert.workload_from_pb(request.workload), request.job_id, request.request_id
+        )
         return pb.SubmitResponse(
             task_ids=submission.task_ids,
             submission_id=submission.submission_id,
@@ -170,32 +90,21 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
         )
 
     async def Watch(self, request, context) -> AsyncIterator[pb.WatchResponse]:
-        try:
-            async for record in self._gateway.watch(
-                list(request.task_ids), request.submission_id, request.device
-            ):
-                yield pb.WatchResponse(status=status_to_pb(record))
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        async for record in self._gateway.watch(
+            list(request.task_ids), request.submission_id, request.device
+        ):
+            yield pb.WatchResponse(status=convert.status_to_pb(record))
 
     async def Cancel(self, request, context) -> pb.CancelResponse:
-        try:
-            records = await self._gateway.cancel(
-                list(request.task_ids), request.submission_id, request.device
-            )
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
-        return pb.CancelResponse(statuses=[status_to_pb(r) for r in records])
+        records = await self._gateway.cancel(list(request.task_ids), request.submission_id, request.device)
+        return pb.CancelResponse(statuses=[convert.status_to_pb(r) for r in records])
 
     async def FetchResult(self, request, context) -> pb.FetchResultResponse:
-        try:
-            outcome = await self._gateway.fetch(list(request.task_ids), request.submission_id, request.device)
-        except DomainError as error:
-            await abort(context, error, DOMAIN)
+        outcome = await self._gateway.fetch(list(request.task_ids), request.submission_id, request.device)
         results = []
         for record, data in outcome.tasks:
             item = pb.TaskResult(
-                task_id=record.task_id, state=STATE_TO_PB.get(record.state, 0), message=record.message
+                task_id=record.task_id, state=convert.STATE_TO_PB.get(record.state, 0), message=record.message
             )
             if data is not None:
                 item.circuits.extend(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from qsched_core.clock import utcnow
+from qsched_core.errors import InvalidArgument, NotFound
+from qsched_core.principal import Kind, Principal, Role
 from qsched_identity.authenticator import Authenticator
-from qsched_identity.principal import Kind, Principal, Role
 from qsched_identity.store import AuditEntry, TokenInfo, User
-from qsched_runtime.errors import InvalidArgument, NotFound
 
 MAX_AUDIT_PAGE = 1000
 DEFAULT_AUDIT_PAGE = 100
@@ -20,12 +21,8 @@ ALLOWED_ROLES = {
 }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class AdminDesk:
-    def __init__(self, authenticator: Authenticator, clock: Callable[[], datetime] = _now):
+    def __init__(self, authenticator: Authenticator, clock: Callable[[], datetime] = utcnow):
         self._auth = authenticator
         self._store = authenticator.store
         self._clock = clock

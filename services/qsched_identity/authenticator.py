@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from qsched_identity.principal import Principal
+from qsched_core.errors import DomainError
+from qsched_core.principal import Principal
 from qsched_identity.store import AuditEntry, IdentityStore, Lookup
 from qsched_identity.tokens import token_hash
-from qsched_runtime.errors import DomainError
 
 DEFAULT_CACHE_SECONDS = 1.0
 MAX_CACHED = 10_000

@@ -12,8 +12,8 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import text
 
-from qsched_runtime.migrations import Migrations
-from qsched_runtime.sql import make_engine, sqlite_url
+from qsched_core.migrations import Migrations
+from qsched_core.sql import make_engine, sqlite_url
 
 VERSION_TABLE = "alembic_version_identity"
 SQLITE_FILE_NAME = "identity.db"

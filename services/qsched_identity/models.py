@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from qsched_runtime.sql import NAMING_CONVENTION, BigId, JsonText, UtcDateTime
+from qsched_core.sql import NAMING_CONVENTION, BigId, JsonText, UtcDateTime
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -10,11 +10,11 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from qsched_core.errors import AlreadyExists, InvalidArgument, NotFound
+from qsched_core.principal import Kind, Principal, Role
+from qsched_core.sql import read_only
 from qsched_identity.models import AuditRow, TokenRow, UserRow
-from qsched_identity.principal import Kind, Principal, Role
 from qsched_identity.tokens import new_token, new_token_id, token_hash
-from qsched_runtime.errors import AlreadyExists, InvalidArgument, NotFound
-from qsched_runtime.sql import read_only
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 

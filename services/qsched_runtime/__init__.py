@@ -1,2 +1,4 @@
-"""What every qsched server shares: server bootstrap, health, reflection, tracing,
-rich errors, typed configuration and the `qsched up` supervisor."""
+"""The gRPC floor every qsched server stands on: server bootstrap, health, reflection, the
+authentication and tracing interceptors, domain errors as google.rpc.Status, and the
+server-side security (authenticator, TLS). Below it is `qsched_core` (no gRPC); above it the
+services and `qsched_ops`."""

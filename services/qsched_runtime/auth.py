@@ -19,12 +19,13 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pool
 
-from qsched_identity.authenticator import Authenticator, Unauthenticated
-from qsched_identity.principal import Kind, Principal, Role
-from qsched_runtime.errors import DomainError, PermissionDenied, abort
+from qsched.wire import bearer_token
+from qsched_core.errors import DomainError, PermissionDenied, Unauthenticated
+from qsched_core.principal import Kind, Principal, Role
+from qsched_identity.authenticator import Authenticator
+from qsched_runtime.errors import abort
 
 AUTH_DOMAIN = "qsched.auth"
-METADATA_KEY = "authorization"
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 _REFLECTION_PREFIX = "/grpc.reflection."
 
@@ -48,14 +49,6 @@ def caller() -> Principal:
     if principal is None:
         raise RuntimeError("no authenticated caller: is the service started with authentication?")
     return principal
-
-
-def bearer(metadata: Any) -> str:
-    for key, value in metadata or ():
-        if key == METADATA_KEY and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return ""
 
 
 def check(principal: Principal, requirement: Requirement) -> None:
@@ -115,7 +108,7 @@ class ServerAuthInterceptor(grpc.aio.ServerInterceptor):
         requirement = self._requirement(handler_call_details.method)
         if requirement is None:
             return handler
-        token = bearer(handler_call_details.invocation_metadata)
+        token = bearer_token(handler_call_details.invocation_metadata)
         authenticate = self._authenticator.authenticate
 
         async def admit(context: grpc.aio.ServicerContext) -> Principal:

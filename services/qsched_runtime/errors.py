@@ -1,13 +1,16 @@
-"""Domain errors and their google.rpc.Status form.
+"""Domain errors in their google.rpc.Status form, and failed peer calls as port exceptions.
 
-Domain code raises DomainError subclasses (no gRPC import needed to raise them);
-servicers call `abort(context, error)`, which sends the canonical code, the
-message, and a google.rpc.Status with an ErrorInfo in the status details."""
+Server side: `abort(context, error, domain)` sends the canonical code, the message, and a
+google.rpc.Status with an ErrorInfo (plus a QuotaFailure for a QuotaExceeded and a BadRequest
+for an error with field violations); `translates_errors(domain)` does it for every RPC of a
+servicer. Client side, `peer_error` turns a failed call to a peer service into the exception the
+calling service's port names (every peer client uses it)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -15,66 +18,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-
-class DomainError(Exception):
-    """An error a caller can act on. `reason` is stable UPPER_SNAKE; metadata
-    repeats the dynamic parts of the message (AIP-193)."""
-
-    code: str = "INTERNAL"
-
-    def __init__(self, reason: str, message: str, **metadata: object) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.metadata = {key: str(value) for key, value in metadata.items()}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.reason}: {self.message})"
-
-
-# The canonical codes qsched services answer with; each service adds its own reasons.
-class InvalidArgument(DomainError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class AlreadyExists(DomainError):
-    code = "ALREADY_EXISTS"
-
-
-class FailedPrecondition(DomainError):
-    code = "FAILED_PRECONDITION"
-
-
-class Aborted(DomainError):
-    code = "ABORTED"
-
-
-class PermissionDenied(DomainError):
-    code = "PERMISSION_DENIED"
-
-
-class ResourceExhausted(DomainError):
-    code = "RESOURCE_EXHAUSTED"
-
-
-class QuotaExceeded(ResourceExhausted):
-    """A per-user limit: sent with a google.rpc.QuotaFailure naming the subject and limit."""
-
-    def __init__(self, reason: str, message: str, subject: str, **metadata: object) -> None:
-        super().__init__(reason, message, subject=subject, **metadata)
-        self.subject = subject
-
-
-class Unavailable(DomainError):
-    code = "UNAVAILABLE"
-
-
-class Unimplemented(DomainError):
-    code = "UNIMPLEMENTED"
+from qsched.wire import error_info
+from qsched_core.errors import DomainError, PeerRejected, PeerUnavailable, QuotaExceeded
 
 
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
@@ -83,6 +28,14 @@ def to_status(error: DomainError, domain: str) -> status_pb2.Status:
     if isinstance(error, QuotaExceeded):
         violation = error_details_pb2.QuotaFailure.Violation(subject=error.subject, description=error.message)
         details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
+    if error.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        details.append(_packed(bad))
     return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=details)
 
 
@@ -135,3 +88,30 @@ def translates_errors(domain: str):
         return cls
 
     return decorate
+
+
+# -- client side: calls to peer services ---------------------------------------------------------------------
+# Codes that say the peer was not reached or did not answer: nothing was decided there.
+UNREACHABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+
+
+def peer_error(
+    error: grpc.RpcError,
+    unavailable: Callable[[str], Exception] = PeerUnavailable,
+    rejected: Callable[[str, str, str], Exception] = PeerRejected,
+    by_code: Mapping[grpc.StatusCode, Callable[[str], Exception]] | None = None,
+) -> Exception:
+    """What a peer client raises for a failed call (the one client-side translator): the port's
+    `unavailable(message)` when the peer was not reached, `by_code[code](message)` for a code
+    the port names apart, else `rejected(reason, message, code name)` with the peer's ErrorInfo
+    reason (the code's name when the peer sent none)."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = (error.details() if hasattr(error, "details") else str(error)) or ""
+    if code in UNREACHABLE:
+        return unavailable(f"{code.name}: {message}")
+    special = (by_code or {}).get(code)
+    if special is not None:
+        return special(message)
+    return rejected(error_info(error).reason or code.name, message, code.name)

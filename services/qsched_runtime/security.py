@@ -13,13 +13,13 @@ from typing import Any
 
 import grpc
 
-from qsched.credentials import Tls
-from qsched.credentials import aio_channel as _aio_channel
+from qsched.wire import Tls
+from qsched.wire import aio_channel as _aio_channel
+from qsched_core.config import ServiceConfig
+from qsched_core.sql import make_engine
 from qsched_identity import db as identity_db
 from qsched_identity.authenticator import Authenticator
 from qsched_identity.store import IdentityStore
-from qsched_runtime.config import ServiceConfig
-from qsched_runtime.sql import make_engine
 from qsched_runtime.tracing import client_interceptors
 
 

@@ -1,75 +1,18 @@
-"""OpenTelemetry for every server and every service-to-service channel.
-
-Interceptors carry W3C trace context in gRPC metadata, so a job's spans in the
-scheduler and in the executor or gateway form one trace. The exporter is chosen
-by configuration: "none", "console", "otlp" (needs opentelemetry-exporter-otlp)
-or "memory" (tests)."""
+"""OpenTelemetry across gRPC: interceptors carry W3C trace context in the call metadata, so a
+job's spans in the scheduler and in the executor or gateway form one trace. The tracer and
+its configuration are in `qsched_core.tracing`."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from qsched_runtime.config import EXPORTERS
-
-log = logging.getLogger(__name__)
-_TRACER_NAME = "qsched"
-
-
-def configure_tracing(service_name: str, exporter: str = "none") -> SpanExporter | None:
-    """Install the process-wide tracer provider. Returns the exporter (the
-    in-memory one is what tests read spans from)."""
-    if exporter not in EXPORTERS:
-        raise ValueError(f"unknown trace exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
-    provider = TracerProvider(resource=Resource.create({"service.name": f"qsched-{service_name}"}))
-    span_exporter: SpanExporter | None = None
-    if exporter == "console":
-        span_exporter = ConsoleSpanExporter()
-        provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    elif exporter == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        except ImportError as exc:  # optional dependency
-            raise RuntimeError(
-                "the otlp trace exporter needs `pip install opentelemetry-exporter-otlp`"
-            ) from exc
-        span_exporter = OTLPSpanExporter()
-        provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    elif exporter == "memory":
-        span_exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    trace.set_tracer_provider(provider)
-    return span_exporter
-
-
-def tracer() -> trace.Tracer:
-    return trace.get_tracer(_TRACER_NAME)
-
-
-def current_traceparent() -> str:
-    """The active span's context as a traceparent header value ("" when none)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent", "")
-
-
-def context_from_traceparent(traceparent: str) -> otel_context.Context:
-    return propagate.extract({"traceparent": traceparent} if traceparent else {})
+from qsched_core.tracing import tracer
 
 
 def _metadata_carrier(metadata: Any) -> dict[str, str]:
@@ -178,7 +121,3 @@ def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:
     method = details.method
     return (method.decode() if isinstance(method, bytes) else method).lstrip("/")
-
-
-def attributes_for_job(job_id: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {"qsched.job_id": job_id, **(extra or {})}

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from qsched_identity.principal import Principal, Role, acting_as
-from qsched_runtime.audit import AuditLog
-from qsched_runtime.errors import NotFound, PermissionDenied, QuotaExceeded
+from qsched_core.errors import NotFound, PermissionDenied, QuotaExceeded
+from qsched_core.principal import Principal, Role, acting_as
+from qsched_identity.audit import AuditLog
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES, Change, Job, JobState, Payload
 from qsched_scheduler.holds import DRAINING, PAUSED, DeviceHolds, QueueState
 from qsched_scheduler.scheduler import DeviceStatus, Scheduler, SubmitResult, utcnow

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from qsched_core.errors import PeerRejected, PeerUnavailable
+
 
 @dataclass(frozen=True)
 class PinnedConfig:
@@ -16,17 +18,12 @@ class PinnedConfig:
     sha256: str
 
 
-class ConfigsUnavailable(Exception):
+class ConfigsUnavailable(PeerUnavailable):
     """The config service could not be reached; nothing was pinned."""
 
 
-class PinRefused(Exception):
+class PinRefused(PeerRejected):
     """The config service cannot pin what the job asks for (e.g. no main revision)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
 
 
 class ConfigPinner(Protocol):

@@ -14,7 +14,8 @@ from google.protobuf import duration_pb2
 
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
-from qsched.errors import error_info
+from qsched.wire import error_info
+from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.config_port import ConfigsUnavailable, PinnedConfig, PinRefused
 from qsched_scheduler.main_revisions import (
@@ -28,7 +29,6 @@ from qsched_scheduler.main_revisions import (
 
 log = logging.getLogger(__name__)
 PIN_TIMEOUT_S = 10.0
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 # The main-revisions stream: the config service sends a heartbeat after HEARTBEAT_S of silence; a
 # stream silent for SILENCE_S is taken for dead (a half-open connection sends no error).
@@ -62,10 +62,7 @@ class GrpcConfigPinner:
         try:
             response = await self._stub.PinConfigs(request, timeout=PIN_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            if error.code() in _UNREACHABLE:
-                raise ConfigsUnavailable(f"{error.code().name}: {error.details()}") from error
-            reason = error_info(error).reason or error.code().name
-            raise PinRefused(reason, error.details() or "") from error
+            raise peer_error(error, ConfigsUnavailable, PinRefused) from error
         return [PinnedConfig(p.config_type, p.revision_id, p.sha256) for p in response.pinned]
 
     async def close(self) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.wire import timestamp
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -25,14 +22,6 @@ STATE_TO_PB = {state: pb.Job.State.Value(f"STATE_{state.value}") for state in Jo
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 KIND_TO_PB = {kind: pb.JobKind.Value(f"JOB_KIND_{kind.value}") for kind in JobKind}
 KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def payload_from_pb(message: pb.JobPayload) -> Payload | None:

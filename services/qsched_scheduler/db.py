@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qsched_runtime.migrations import Migrations
+from qsched_core.migrations import Migrations
 
 MIGRATIONS = Migrations(Path(__file__).resolve().with_name("migrations"))
 config = MIGRATIONS.config

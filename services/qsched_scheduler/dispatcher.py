@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from qsched_runtime.tracing import context_from_traceparent, tracer
+from qsched_core.tracing import context_from_traceparent, tracer
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinnedConfig, PinRefused
 from qsched_scheduler.dispatch_loop import DispatchLoop, StoreCall, cancel_tasks
 from qsched_scheduler.domain import MAX_PRIORITY, MIN_PRIORITY, Change, ErrorDetail, Job, JobState, Run

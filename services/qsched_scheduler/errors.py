@@ -1,9 +1,9 @@
-"""Scheduler errors: the canonical classes from qsched_runtime.errors with the
+"""Scheduler errors: the canonical classes from qsched_core.errors with the
 scheduler's reasons; the servicer turns them into google.rpc.Status with an ErrorInfo."""
 
 from __future__ import annotations
 
-from qsched_runtime.errors import (
+from qsched_core.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,

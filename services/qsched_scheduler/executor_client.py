@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import grpc
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched.errors import error_info
+from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.executor_port import (
     DataChunk,
@@ -22,21 +23,13 @@ from qsched_scheduler.executor_port import (
 
 VALIDATE_TIMEOUT_S = 5.0
 
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
-
-
-def _translate(error: grpc.aio.AioRpcError) -> Exception:
-    code = error.code()
-    reason = error_info(error).reason
-    if code in _UNREACHABLE:
-        return ExecutorUnavailable(f"{code.name}: {error.details()}")
-    if code == grpc.StatusCode.NOT_FOUND:
-        return RunNotFound(error.details() or "")
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return ExecutorRejected(
-            reason or "EXECUTOR_UNIMPLEMENTED", error.details() or "not implemented", code.name
-        )
-    return ExecutorRejected(reason or code.name, error.details() or "", code.name)
+# NOT_FOUND: the executor does not know the run (it restarted); the dispatcher treats that apart.
+_peer_error = functools.partial(
+    peer_error,
+    unavailable=ExecutorUnavailable,
+    rejected=ExecutorRejected,
+    by_code={grpc.StatusCode.NOT_FOUND: RunNotFound},
+)
 
 
 def _experiment(request: ExecRequest) -> pb.Experiment:
@@ -81,7 +74,7 @@ class GrpcLabExecutor:
             async for message in call:
                 yield _from_proto(message.update)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise _peer_error(error) from error
         finally:
             call.cancel()
 
@@ -102,7 +95,7 @@ class GrpcLabExecutor:
                 pb.ValidateExperimentRequest(experiment=_experiment(request)), timeout=VALIDATE_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise _peer_error(error) from error
         return [Violation(v.field, v.description) for v in response.violations]
 
     async def pipelining(self) -> bool:
@@ -110,7 +103,7 @@ class GrpcLabExecutor:
         try:
             response = await self._stub.GetDevice(pb.GetDeviceRequest(), timeout=VALIDATE_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise _peer_error(error) from error
         return response.device.pipelined_dispatch
 
     def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
@@ -122,7 +115,7 @@ class GrpcLabExecutor:
             async for message in call:
                 yield DataChunk(message.offset, message.chunk, message.total_size, message.sha256)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise _peer_error(error) from error
         finally:
             call.cancel()
 
@@ -131,7 +124,7 @@ class GrpcLabExecutor:
             request = pb.CancelRunRequest(task_id=task_id, reason=reason, only_if_waiting=only_if_waiting)
             response = await self._stub.CancelRun(request, timeout=10)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise _peer_error(error) from error
         return response.cancelling
 
     async def close(self) -> None:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from qsched_core.errors import PeerRejected, PeerUnavailable
+
 UpdateKind = Literal["accepted", "started", "progress", "result", "error", "cancelled"]
 TERMINAL_UPDATES = frozenset({"result", "error", "cancelled"})
 
@@ -56,7 +58,7 @@ class Violation:
     description: str
 
 
-class ExecutorUnavailable(Exception):
+class ExecutorUnavailable(PeerUnavailable):
     """The executor could not be reached; nothing was decided about the run."""
 
 
@@ -64,15 +66,9 @@ class RunNotFound(Exception):
     """The executor does not know the run (it restarted, or never had it)."""
 
 
-class ExecutorRejected(Exception):
+class ExecutorRejected(PeerRejected):
     """The executor refused the request; `reason` is its ErrorInfo reason, `code`
     the canonical status name (e.g. PERMISSION_DENIED)."""
-
-    def __init__(self, reason: str, message: str, code: str = "FAILED_PRECONDITION"):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-        self.code = code
 
 
 class LabExecutor(Protocol):

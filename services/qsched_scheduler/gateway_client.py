@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from qsched.errors import error_info
+from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_runtime.server import MAX_MESSAGE_BYTES
 from qsched_scheduler.domain import JobKind, Payload
@@ -24,7 +24,6 @@ from qsched_scheduler.gateway_port import (
 )
 
 CALL_TIMEOUT_S = 60.0
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _STATES = {
     pb.TASK_STATE_QUEUED: "QUEUED",
     pb.TASK_STATE_RUNNING: "RUNNING",
@@ -33,14 +32,6 @@ _STATES = {
     pb.TASK_STATE_CANCELLED: "CANCELLED",
 }
 COMPILE_OPTIONS = ("optimization_level", "seed_transpiler", "seed_simulator")
-
-
-def _translate(error: grpc.aio.AioRpcError) -> Exception:
-    if error.code() in _UNREACHABLE:
-        return GatewayUnavailable(f"{error.code().name}: {error.details()}")
-    return GatewayRejected(
-        error_info(error).reason or error.code().name, error.details() or "", error.code().name
-    )
 
 
 def workload(payload: Payload) -> pb.Workload:
@@ -79,7 +70,7 @@ class GrpcProviderGateway:
         try:
             return await getattr(self._stub, method)(request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise peer_error(error, GatewayUnavailable, GatewayRejected) from error
 
     async def devices(self, names: tuple[str, ...] = ()) -> list[ProviderDevice]:
         response = await self._unary("ListDevices", pb.ListDevicesRequest(names=names))
@@ -107,7 +98,7 @@ class GrpcProviderGateway:
                     s.task_id, _STATES.get(s.state, "QUEUED"), s.queue_position, s.message, s.provider_status
                 )
         except grpc.aio.AioRpcError as error:
-            raise _translate(error) from error
+            raise peer_error(error, GatewayUnavailable, GatewayRejected) from error
         finally:
             call.cancel()
 

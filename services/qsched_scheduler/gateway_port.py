@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from qsched_core.errors import PeerRejected, PeerUnavailable
 from qsched_scheduler.domain import Payload
 
 ProviderState = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
@@ -38,18 +39,12 @@ class ProviderStatus:
     provider_status: str = ""  # the provider's own status word (e.g. QUEUED, ready, INITIALIZING)
 
 
-class GatewayUnavailable(Exception):
+class GatewayUnavailable(PeerUnavailable):
     """The gateway could not be reached; nothing was decided."""
 
 
-class GatewayRejected(Exception):
+class GatewayRejected(PeerRejected):
     """The gateway refused the request; `reason` is its ErrorInfo reason, `code` the status name."""
-
-    def __init__(self, reason: str, message: str, code: str = "FAILED_PRECONDITION"):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-        self.code = code
 
 
 class ProviderGateway(Protocol):

@@ -1,4 +1,4 @@
-"""What the scheduler's page tokens are bound to (the tokens: qsched_runtime.pagination)."""
+"""What the scheduler's page tokens are bound to (the tokens: qsched_core.pagination)."""
 
 from __future__ import annotations
 

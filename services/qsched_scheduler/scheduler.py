@@ -10,11 +10,12 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
-from qsched_runtime.pagination import PageTokens
-from qsched_runtime.tracing import current_traceparent
+from qsched_core.clock import utcnow
+from qsched_core.pagination import PageTokens
+from qsched_core.tracing import current_traceparent
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.bus import EventBus, Subscription
 from qsched_scheduler.config_port import ConfigPinner
@@ -70,10 +71,6 @@ QUEUE_SNAPSHOT_LIMIT = 1000
 RECENT_RUNS = 20
 VALIDATION_CACHE_S = 1.0  # how long "nothing wrong" stands for an identical submission
 VALIDATION_CACHE_SIZE = 4096
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

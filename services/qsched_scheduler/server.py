@@ -8,18 +8,18 @@ import asyncio
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched_identity import servicer as admin_servicer
+from qsched_core.config import ServiceConfig
+from qsched_core.pagination import page_key
+from qsched_core.principal import Role
 from qsched_identity.admin import AdminDesk
-from qsched_identity.principal import Role
-from qsched_runtime.audit import AuditLog
+from qsched_identity.audit import AuditLog
 from qsched_runtime.auth import Anyone
-from qsched_runtime.config import ServiceConfig
-from qsched_runtime.pagination import page_key
 from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
 from qsched_scheduler.access import JobDesk, Limits
+from qsched_scheduler.admin import servicer as admin_servicer
 from qsched_scheduler.configs_client import GrpcConfigPinner
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.gateway_client import GrpcProviderGateway

@@ -14,9 +14,10 @@ from google.protobuf import duration_pb2, json_format
 from qsched.api.gateway.v1 import gateway_pb2
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched_identity.principal import acting_as
+from qsched_core.errors import DomainError, InvalidArgument
+from qsched_core.principal import acting_as
 from qsched_runtime.auth import caller
-from qsched_runtime.errors import DomainError, InvalidArgument, translates_errors
+from qsched_runtime.errors import translates_errors
 from qsched_scheduler import convert
 from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job

@@ -21,7 +21,7 @@ from qsched.api.configs.v1 import configs_pb2_grpc
 from qsched_configs import db
 from qsched_configs.domain import SEED_TYPES
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_runtime.sql import make_engine
+from qsched_core.sql import make_engine
 from tests.support.identity import authed_channel
 from tests.support.stack import running_service
 

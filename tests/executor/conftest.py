@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2_grpc
-from qsched_runtime.config import Endpoints, ServiceConfig
+from qsched_core.config import Endpoints, ServiceConfig
 from qsched_runtime.server import start_server
 from tests.support.identity import authed_channel
 

@@ -18,7 +18,7 @@ import qiskit_aer  # noqa: F401
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc
-from qsched_runtime.config import Endpoints, ServiceConfig
+from qsched_core.config import Endpoints, ServiceConfig
 from qsched_runtime.server import start_server
 from tests.support.identity import authed_channel
 
@@ -110,7 +110,7 @@ class Blocker:
             self.started.set()
             self.event.wait(60)
 
-        self.futures = [local._pool.submit(hold) for _ in range(local._pool._max_workers)]
+        self.futures = [local.pool.submit(hold) for _ in range(local.workers)]
 
     def release(self):
         self.event.set()

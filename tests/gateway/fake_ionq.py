@@ -11,42 +11,9 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qiskit import QuantumCircuit
-from qiskit.quantum_info import Statevector
+from tests.support.ionq_qis import simulate
 
 FLOW = ["submitted", "ready", "started", "completed"]
-GATE = {
-    "x": "x",
-    "y": "y",
-    "z": "z",
-    "h": "h",
-    "s": "s",
-    "si": "sdg",
-    "t": "t",
-    "ti": "tdg",
-    "v": "sx",
-    "vi": "sxdg",
-    "rx": "rx",
-    "ry": "ry",
-    "rz": "rz",
-    "swap": "swap",
-    "xx": "rxx",
-    "yy": "ryy",
-    "zz": "rzz",
-}
-
-
-def simulate(program: dict) -> dict[str, float]:
-    qc = QuantumCircuit(program["qubits"])
-    for g in program["circuit"]:
-        qubits = g.get("controls", []) + g["targets"]
-        name = GATE[g["gate"]]
-        if g.get("controls"):
-            name = {1: "c", 2: "cc"}[len(g["controls"])] + name
-        args = [g["rotation"]] if "rotation" in g else []
-        getattr(qc, name)(*args, *qubits)
-    probs = Statevector(qc).probabilities()
-    return {str(i): float(p) for i, p in enumerate(probs) if p > 1e-12}
 
 
 class FakeIonQ:

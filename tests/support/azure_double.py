@@ -39,8 +39,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from qiskit import QuantumCircuit
-from qiskit.quantum_info import Statevector
+from tests.support import ionq_qis
 
 SUBSCRIPTION = "6f1c2a4e-3b5d-4e8f-9a0b-1c2d3e4f5a6b"
 ACCOUNT = "qschedstore"
@@ -55,25 +54,6 @@ TARGETS = {
         ("quantinuum.sim.h2-1e", 56, "honeywell.openqasm.v1", "honeywell.quantum-results.v1"),
     ],
     "rigetti": [("rigetti.sim.qvm", 20, "rigetti.quil.v1", "rigetti.quil-results.v1")],
-}
-IONQ_GATES = {
-    "x": "x",
-    "y": "y",
-    "z": "z",
-    "h": "h",
-    "s": "s",
-    "si": "sdg",
-    "t": "t",
-    "ti": "tdg",
-    "v": "sx",
-    "vi": "sxdg",
-    "rx": "rx",
-    "ry": "ry",
-    "rz": "rz",
-    "swap": "swap",
-    "xx": "rxx",
-    "yy": "ryy",
-    "zz": "rzz",
 }
 EXECUTION = timedelta(milliseconds=12)  # the double's synthetic device time per job
 
@@ -90,20 +70,10 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def simulate_ionq(program: dict) -> dict[str, float]:
-    if program.get("gateset", "qis") != "qis":
-        raise JobError("InvalidInputData", f"gateset {program.get('gateset')!r} is not supported here")
-    qc = QuantumCircuit(int(program["qubits"]))
-    for gate in program["circuit"]:
-        name = IONQ_GATES.get(gate.get("gate", ""))
-        if name is None:
-            raise JobError("InvalidInputData", f"unknown gate {gate.get('gate')!r}")
-        controls = gate.get("controls", [])
-        if controls:
-            name = {1: "c", 2: "cc"}[len(controls)] + name
-        args = [gate["rotation"]] if "rotation" in gate else []
-        getattr(qc, name)(*args, *controls, *gate["targets"])
-    probabilities = Statevector(qc).probabilities()
-    return {str(i): float(p) for i, p in enumerate(probabilities) if p > 1e-12}
+    try:
+        return ionq_qis.simulate(program)
+    except ionq_qis.UnsupportedProgram as exc:
+        raise JobError("InvalidInputData", str(exc)) from exc
 
 
 def simulate_qasm2(source: str, shots: int) -> dict[str, list[str]]:

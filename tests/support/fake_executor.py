@@ -16,7 +16,8 @@ from google.protobuf import timestamp_pb2
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched_runtime.errors import DomainError, abort
+from qsched_core.errors import DomainError
+from qsched_runtime.errors import abort
 from qsched_runtime.server import Registration, RunningServer, start_server
 
 DOMAIN = "qsched.executor.v1"
@@ -54,7 +55,8 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
         self.cancel_calls: list[str] = []
         self.trace_headers: list[str] = []
 
-    def _emit(self, run: FakeRun, **kind: object) -> None:
+    def emit(self, run: FakeRun, **kind: object) -> None:
+        """Every update the fake sends goes through here (subclasses add to it, e.g. a data file)."""
         ts = timestamp_pb2.Timestamp()
         ts.GetCurrentTime()
         update = pb.ExecutionUpdate(task_id=run.request.task_id, seq=len(run.updates) + 1, time=ts, **kind)
@@ -64,17 +66,17 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
     async def _drive(self, run: FakeRun) -> None:
         config = json.loads(run.request.experiment.expt_config_json or "{}")
         try:
-            self._emit(run, started=pb.RunStarted())
+            self.emit(run, started=pb.RunStarted())
             self.started_jobs.append(run.request.job_id)
             step = float(config.get("duration_s", 0.05)) / max(1, self.progress_steps)
             for i in range(1, self.progress_steps + 1):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.cancel.wait(), timeout=step)
                 if run.cancel.is_set():
-                    self._emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
+                    self.emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
                     return
                 frac = i / self.progress_steps
-                self._emit(
+                self.emit(
                     run,
                     progress=pb.RunProgress(rounds_done=i, rounds_total=self.progress_steps, fraction=frac),
                 )
@@ -85,13 +87,13 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
                 waiter.cancel()
                 canceller.cancel()
                 if run.cancel.is_set():
-                    self._emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
+                    self.emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
                     return
             if "fail" in config:
-                self._emit(run, error=pb.RunError(reason=config["fail"], message="the fake was told to fail"))
+                self.emit(run, error=pb.RunError(reason=config["fail"], message="the fake was told to fail"))
             else:
                 path = f"/data/{run.request.job_id}.h5"
-                self._emit(run, result=pb.RunResult(data_file_path=path, summary={"pi_gain": 0.5}))
+                self.emit(run, result=pb.RunResult(data_file_path=path, summary={"pi_gain": 0.5}))
         finally:
             run.done = True
             run.changed.set()
@@ -119,7 +121,7 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
         run = FakeRun(request)
         self.runs[request.task_id] = run
         self.current = run
-        self._emit(run, accepted=pb.RunAccepted())
+        self.emit(run, accepted=pb.RunAccepted())
         asyncio.get_running_loop().create_task(self._drive(run))
         async for update in self._follow(run, 0):
             yield pb.ExecuteResponse(update=update)

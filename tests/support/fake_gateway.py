@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from qsched_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, abort
+from qsched_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from qsched_runtime.errors import abort
 from qsched_runtime.server import Registration, RunningServer, start_server
 
 DOMAIN = "qsched.gateway.v1"

@@ -18,13 +18,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from qsched.credentials import with_bearer
-from qsched_identity.bootstrap import provision
-from qsched_identity.principal import Kind, Role
+from qsched.wire import with_bearer
+from qsched_core.principal import Kind, Role
+from qsched_core.sql import make_engine, sqlite_url
 from qsched_identity.store import IdentityStore
-from qsched_runtime.sql import make_engine, sqlite_url
+from qsched_ops.provision import provision
 
 DEFAULT_PERSON = "alice"
+SEED_PERSON = "Claude"  # the seed examples' user
 # What a test that starts `qsched up` must not inherit: up provisions its own installation.
 SESSION_ENV = ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_CONFIG_DIR", "QSCHED_TOKEN")
 

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect
 
-from qsched_runtime.migrations import DEFAULT_VERSION_TABLE
-from qsched_runtime.sql import make_engine
+from qsched_core.migrations import DEFAULT_VERSION_TABLE
+from qsched_core.sql import make_engine
 
 
 def table_names(url: str) -> set[str]:

@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 QSCHED = [sys.executable, "-m", "qsched.cli.main"]
@@ -26,17 +27,34 @@ def free_port() -> int:
 
 
 def serving(address: str, timeout: float = 30.0) -> bool:
-    """Poll grpc.health.v1 until SERVING (True) or the timeout (False)."""
-    deadline = time.monotonic() + timeout
+    """Whether grpc.health.v1 says SERVING within `timeout` (callers assert it, adding the log)."""
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return True
-            except grpc.RpcError:
-                time.sleep(0.05)
-    return False
+        try:
+            eventually(
+                lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status,
+                until=lambda status: status == health_pb2.HealthCheckResponse.SERVING,
+                timeout=timeout,
+                interval=0.05,
+                ignoring=(grpc.RpcError,),
+            )
+        except AssertionError:
+            return False
+    return True
+
+
+def wait_for_line(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    """Until `text` is in the process's log; fails at once, with the log, if the process exits."""
+
+    def printed() -> bool:
+        content = log.read_text()
+        assert text in content or process.poll() is None, content
+        return text in content
+
+    try:
+        eventually(printed, timeout=timeout, interval=0.1, what=f"{text!r} in {log}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{log.read_text()}") from None
 
 
 def start(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:

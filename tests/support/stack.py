@@ -1,22 +1,27 @@
 """Shared fixtures (a pytest plugin, loaded by tests/conftest.py): real services on
-ephemeral ports, built as `qsched serve` builds them, and the test doubles of the
-executor and the gateway, which speak the real protocols."""
+ephemeral ports, built as `qsched serve` builds them, the test doubles of the executor and
+the gateway, which speak the real protocols, and a real `qsched up` stack (`qsched_up`)."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from qsched.api.jobs.v1 import jobs_pb2_grpc
-from qsched_runtime.config import Endpoints, ServiceConfig
+from qsched_core.config import Endpoints, ServiceConfig
+from qsched_core.principal import Role
+from qsched_core.tracing import configure_tracing
 from qsched_runtime.server import start_server
-from qsched_runtime.tracing import configure_tracing
+from tests.support import processes
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 from tests.support.fake_gateway import FakeGateway, start_fake_gateway
-from tests.support.identity import authed_channel
+from tests.support.identity import SEED_PERSON as PERSON
+from tests.support.identity import TestIdentity, authed_channel, up_environment
 
 _EXPORTER = configure_tracing("tests", "memory")
 
@@ -26,12 +31,6 @@ def spans():
     """Spans finished by every server in this process (in-memory exporter)."""
     _EXPORTER.clear()
     return _EXPORTER
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -82,3 +81,71 @@ async def scheduler(tmp_path, fake_executor, fake_gateway):
     )
     async with service as address, authed_channel(address) as channel:
         yield jobs_pb2_grpc.JobServiceStub(channel), fake, address
+
+
+# -- a real `qsched up` ------------------------------------------------------------------------------------
+@dataclass
+class UpStack:
+    """A running `qsched up`: the scheduler's address, and tokens of people on it."""
+
+    address: str
+    identity: TestIdentity | None = None  # None: a stack named by QSCHED_SDK_TEST_ADDRESS
+
+    def token_for(self, name: str) -> str:
+        """A token of `name` (an operator, so it may cancel the other people's test jobs)."""
+        if self.identity is None:
+            if name == PERSON and os.environ.get("QSCHED_TOKEN"):
+                return os.environ["QSCHED_TOKEN"]
+            pytest.skip(f"no token of {name} for the stack at QSCHED_SDK_TEST_ADDRESS")
+        return self.identity.token_for(name, (Role.OPERATOR,))
+
+
+@pytest.fixture(scope="session")
+def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
+    """A real `qsched up` stack (one for the session, started by the first test that asks, stopped
+    at the end): four processes on free ports, the simulated board, a temporary data directory and
+    identity database of its own.
+    QSCHED_SDK_TEST_ADDRESS names an already running stack instead (nothing is started then;
+    $QSCHED_TOKEN is the caller's)."""
+    from qsched_core.config import SERVICES
+    from qsched_core.sql import make_engine
+    from qsched_identity.db import sqlite_url_for
+    from qsched_identity.store import IdentityStore
+
+    given = os.environ.get("QSCHED_SDK_TEST_ADDRESS")
+    if given:
+        yield UpStack(given)
+        return
+    tmp = tmp_path_factory.mktemp("qsched-up")
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp / "up.log"
+    (tmp / "data").mkdir()  # up opens its identity database there before anything creates it
+    wanted = up_environment(tmp / "config")  # up provisions its own users, not the session's
+    with pytest.MonkeyPatch.context() as env:  # processes.start passes on this process's environment
+        for name in set(os.environ) - set(wanted):
+            env.delenv(name)
+        for name, value in wanted.items():
+            env.setenv(name, value)
+        up = processes.start(["up", *flags, "--data-dir", str(tmp / "data")], log)
+    store = None
+    try:
+        # every service SERVING and the main hardware_config seeded
+        processes.wait_for_line(log, "qsched is up", up)
+        url = sqlite_url_for(tmp / "data")
+        store = IdentityStore(make_engine(url))
+        yield UpStack(addresses["scheduler"], TestIdentity(url, tmp, store))
+    finally:
+        processes.stop(up)
+        if store is not None:
+            store.close()
+
+
+@pytest.fixture
+def on_stack(qsched_up, monkeypatch, tmp_path) -> UpStack:
+    """The `qsched up` stack as the SDK finds it by default: QSCHED_ADDRESS, the seed examples'
+    person's token, and a data cache of this test's own."""
+    monkeypatch.setenv("QSCHED_ADDRESS", qsched_up.address)
+    monkeypatch.setenv("QSCHED_TOKEN", qsched_up.token_for(PERSON))
+    monkeypatch.setenv("QSCHED_CACHE_DIR", str(tmp_path / "cache"))
+    return qsched_up

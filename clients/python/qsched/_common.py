@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.wire import to_datetime
 
 QUEUED = pb.Job.STATE_QUEUED
 RUNNING = pb.Job.STATE_RUNNING
@@ -46,13 +46,6 @@ def state_name(state: int) -> str:
     return pb.Job.State.Name(state).removeprefix("STATE_").lower()
 
 
-def to_datetime(ts: Any) -> datetime | None:
-    """A google.protobuf.Timestamp as an aware UTC datetime (None when unset)."""
-    if ts is None or (not ts.seconds and not ts.nanos):
-        return None
-    return ts.ToDatetime(tzinfo=UTC)
-
-
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -63,6 +56,8 @@ def lab_payload(
     expt_config: dict[str, Any] | str | None,
     config_revisions: dict[str, str] | None = None,
 ) -> pb.JobPayload:
+    import json  # here, not at the top: the CLI's look-ups never need it
+
     text = expt_config if isinstance(expt_config, str) else json.dumps(expt_config or {})
     return pb.JobPayload(
         lab_experiment=pb.LabExperiment(
@@ -81,7 +76,7 @@ def circuit_payload(
         circuit=pb.CircuitProgram(
             qasm=list(programs),
             shots=int(shots or 0),
-            compiler_options_json=json.dumps(compiler_options) if compiler_options else "",
+            compiler_options_json=_dumps(compiler_options) if compiler_options else "",
         )
     )
 
@@ -123,11 +118,19 @@ def payload_from_dict(data: dict[str, Any]) -> pb.JobPayload:
     if kind == "circuit":
         return circuit_payload(data["programs"], data.get("shots") or 0, data.get("compiler_options"))
     if kind == "benchmark":
-        return pb.JobPayload(benchmark=pb.BenchmarkConfig(config_json=json.dumps(data.get("config") or {})))
+        return pb.JobPayload(benchmark=pb.BenchmarkConfig(config_json=_dumps(data.get("config") or {})))
     raise ValueError(f"unknown payload kind {kind!r}")
 
 
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
 def _loads(text: str) -> Any:
+    import json
+
     if not text:
         return {}
     try:
@@ -147,3 +150,16 @@ def run_timings(job: pb.Job, run: pb.Run | None) -> dict[str, Any]:
     if started and ended:
         out["run_s"] = (ended - started).total_seconds()
     return out
+
+
+def list_jobs(calls: Any, view: int, states: list[int], owner: str, device: str, limit: int) -> list[pb.Job]:
+    """Jobs of ListJobs (`calls`: a qsched.calls.Calls of JobService), every page up to `limit`."""
+    from qsched._pages import collect
+
+    def page(token: str, size: int) -> pb.ListJobsResponse:
+        request = pb.ListJobsRequest(
+            view=view, states=states, owner=owner, device=device, page_size=size, page_token=token
+        )
+        return calls("ListJobs", request)
+
+    return collect(page, lambda response: response.jobs, limit)

@@ -12,12 +12,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-import grpc
-
 from qsched import connection
 from qsched.api.admin.v1 import admin_pb2 as pb
-from qsched.api.admin.v1 import admin_pb2_grpc as pb_grpc
-from qsched.errors import from_rpc_error
+from qsched.calls import Calls
 
 ROLES = ("operator", "calibrator", "admin", "scheduler")
 
@@ -56,9 +53,8 @@ def _user(u: Any) -> dict[str, Any]:
 class AdminClient:
     def __init__(self, address: str | None = None, *, timeout: float = 30.0, token: str | None = None):
         self.address = connection.scheduler_address(address)
-        self.timeout = timeout
         self._channel = connection.channel(self.address, token)
-        self._stub = pb_grpc.AdminServiceStub(self._channel)
+        self.calls = Calls(self._channel, "AdminService", pb, self.address, timeout)
 
     def close(self) -> None:
         self._channel.close()
@@ -69,37 +65,31 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, self.address) from None
-
     def whoami(self) -> dict[str, Any]:
-        response = self._call("WhoAmI", pb.WhoAmIRequest())
+        response = self.calls("WhoAmI", pb.WhoAmIRequest())
         return {**_user(response.user), "token_id": response.token_id}
 
     def create_user(self, name: str, roles: list[str] | tuple[str, ...] = (), service: bool = False) -> dict:
         kind = pb.PRINCIPAL_KIND_SERVICE if service else pb.PRINCIPAL_KIND_USER
         request = pb.CreateUserRequest(name=name, roles=[role_value(r) for r in roles], kind=kind)
-        return _user(self._call("CreateUser", request).user)
+        return _user(self.calls("CreateUser", request).user)
 
     def list_users(self) -> list[dict[str, Any]]:
-        return [_user(u) for u in self._call("ListUsers", pb.ListUsersRequest()).users]
+        return [_user(u) for u in self.calls("ListUsers", pb.ListUsersRequest()).users]
 
     def set_roles(self, name: str, roles: list[str] | tuple[str, ...]) -> dict[str, Any]:
         request = pb.SetUserRolesRequest(name=name, roles=[role_value(r) for r in roles])
-        return _user(self._call("SetUserRoles", request).user)
+        return _user(self.calls("SetUserRoles", request).user)
 
     def issue_token(self, name: str, label: str = "") -> dict[str, Any]:
         """{"token_id", "label", "create_time", "secret"}: the secret is shown only here."""
-        response = self._call("IssueToken", pb.IssueTokenRequest(name=name, label=label))
+        response = self.calls("IssueToken", pb.IssueTokenRequest(name=name, label=label))
         return {**_token(response.token), "secret": response.secret}
 
     def revoke_tokens(self, name: str, token_id: str = "") -> list[str]:
         """Revoke one token of `name`, or all of them; the ids revoked."""
         return list(
-            self._call("RevokeTokens", pb.RevokeTokensRequest(name=name, token_id=token_id)).token_ids
+            self.calls("RevokeTokens", pb.RevokeTokensRequest(name=name, token_id=token_id)).token_ids
         )
 
     def audit_events(self, limit: int = 100, actor: str = "") -> list[dict[str, Any]]:
@@ -110,7 +100,7 @@ class AdminClient:
             request = pb.ListAuditEventsRequest(
                 page_size=min(1000, limit - len(out)), page_token=token, actor=actor
             )
-            response = self._call("ListAuditEvents", request)
+            response = self.calls("ListAuditEvents", request)
             out += [
                 {
                     "time": _when(e.time),

@@ -1,8 +1,8 @@
 """metriq-gym benchmarks through qsched: config and suite files, results, export files, replay.
 
-Light on purpose (json, hashlib, re and the generated protos only): the CLI imports it for every
-benchmark verb. The one heavy function, `replay`, imports the provider gateway's scoring code
-(`qsched_gateway.benchmarks`, which needs the `local` extra) when it is called.
+Light on purpose (json, hashlib, re, the generated protos and `qsched_benchmarks.export` only): the
+CLI imports it for every benchmark verb. The one heavy function, `replay`, imports the benchmarks'
+scoring code (`qsched_benchmarks.registry`, which needs the `local` extra) when it is called.
 
 File formats (the same as metriq-gym's, so metriq-data tooling reads them):
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched_benchmarks.export import circuit_metadata, record_head
 
 SUITE_KEY = "benchmarks"
 TOPOLOGY_BENCHMARKS = ("BSEQ", "Mirror Circuits")  # and Linear Ramp QAOA with graph_type NL
@@ -240,29 +241,19 @@ def failure_record(job: pb.Job, message: str = "", reason: str = "") -> dict[str
     kind, document = job_benchmark(job)
     error_reason = reason or (job.error.reason if job.HasField("error") else "") or "error"
     error_message = message or (job.error.message if job.HasField("error") else "") or "no result"
-    record: dict[str, Any] = {
-        "app_version": _version(),
-        "timestamp": datetime.now(UTC).isoformat(),
-        "suite_id": None,
-        "job_type": (document or {}).get("benchmark_name") if kind == "config" else "suite",
-        "outcome": "error",
-        "outcome_detail": {
-            "reason": error_reason.lower(),
-            "error_message": error_message,
-            "source": "poll",
-        },
-        "platform": {"provider": provider, "device": device, "device_metadata": {}},
-    }
+    record = record_head((document or {}).get("benchmark_name") if kind == "config" else "suite")
+    record.update(
+        {
+            "outcome": "error",
+            "outcome_detail": {
+                "reason": error_reason.lower(),
+                "error_message": error_message,
+                "source": "poll",
+            },
+            "platform": {"provider": provider, "device": device, "device_metadata": {}},
+        }
+    )
     return record
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("qsched")
-    except Exception:
-        return "0"
 
 
 def write_json(path: str | Path, document: Any) -> Path:
@@ -469,19 +460,18 @@ def _circuit_seconds(raw_results: list[dict[str, Any]]) -> dict[int, float]:
     return out
 
 
-def _gateway():
+def _scoring():
     try:
-        from qsched_gateway import benchmarks as gateway_benchmarks
-        from qsched_gateway.providers.base import DeviceInfo
+        from qsched_benchmarks import registry
     except ImportError as error:
         raise ReplayError(
-            f"replay needs the gateway's scoring code and the local extra ({error.name or error} is "
+            f"replay needs the benchmarks' scoring code and the local extra ({error.name or error} is "
             "missing): pip install 'qsched[local]'"
         ) from None
-    return gateway_benchmarks, DeviceInfo
+    return registry
 
 
-def _replay_device(document: dict[str, Any], DeviceInfo):
+def _replay_device(document: dict[str, Any]):
     """The device the benchmark was built for: resolved offline for `local:` devices, else from the
     debug file's platform (coupling map only when the file has one)."""
     job_data = document.get("job_data") or {}
@@ -491,13 +481,9 @@ def _replay_device(document: dict[str, Any], DeviceInfo):
     metadata = platform.get("device_metadata") or {}
     if provider == "local":
         try:
-            from qsched_gateway.providers.local import LocalAdapter
+            from qsched_benchmarks.devices import local_device
 
-            adapter = LocalAdapter(None, None, None, workers=1)
-            try:
-                return adapter.device(native), True
-            finally:
-                adapter.stop()
+            return local_device(native), True
         except ImportError:
             pass
         except Exception as error:
@@ -507,6 +493,8 @@ def _replay_device(document: dict[str, Any], DeviceInfo):
     if not qubits:
         raise ReplayError(f"the debug file does not say how many qubits {name or 'the device'} has")
     known = coupling is not None or bool(metadata.get("simulator"))
+    from qsched_benchmarks.devices import DeviceInfo
+
     info = DeviceInfo(
         provider,
         native,
@@ -529,22 +517,11 @@ def _record(
     data: dict[str, Any],
 ) -> dict[str, Any]:
     """One export record, built as the gateway builds it when it scores."""
-    record: dict[str, Any] = {
-        "app_version": _version(),
-        "timestamp": datetime.now(UTC).isoformat(),
-        "suite_id": (suite or {}).get("id") if suite else None,
-        "job_type": job_type,
-    }
-    if suite:
-        record["suite"] = suite
+    record = record_head(job_type, suite)
     record["results"] = json.loads(json.dumps(results, sort_keys=True, default=float))
     record["runtime_seconds"] = runtime
     record["platform"] = platform
-    record["circuit_metadata"] = {"input_two_qubit_gate_counts": input_counts}
-    if transpiled:
-        record["circuit_metadata"]["transpiled_two_qubit_gate_counts"] = transpiled
-    if "qubit_chain" in data:
-        record["circuit_metadata"]["qubit_chain"] = data["qubit_chain"]
+    record["circuit_metadata"] = circuit_metadata(input_counts, transpiled, data)
     return record
 
 
@@ -616,7 +593,7 @@ def replay(document: dict[str, Any]) -> Any:
     of records for a suite), as `poll --json` would have written it. With `job_data.parts` (what the
     gateway scored with) the counts are re-scored from those; an older file without them is rebuilt from
     its config and device."""
-    gb, DeviceInfo = _gateway()
+    gb = _scoring()
     params = document.get("params")
     if not isinstance(params, dict):
         raise ReplayError("the debug file's 'params' must be the job config (or the suite) as an object")
@@ -634,7 +611,7 @@ def replay(document: dict[str, Any]) -> Any:
         raise ReplayError(
             f"the debug file's config is not valid: {getattr(error, 'message', error)}"
         ) from None
-    device, topology_known = _replay_device(document, DeviceInfo)
+    device, topology_known = _replay_device(document)
     counts = flatten_counts(document.get("raw_results") or [])
     seconds = _circuit_seconds(document.get("raw_results") or [])
     job_data = document.get("job_data") or {}
@@ -701,9 +678,9 @@ def replay(document: dict[str, Any]) -> Any:
 
 
 def _two_qubit_counts(circuits: list) -> list[int]:
-    from qsched_gateway import estimate
+    from qsched_benchmarks.estimate import two_qubit_gate_count
 
-    return [estimate.two_qubit_gate_count(c) for c in circuits]
+    return [two_qubit_gate_count(c) for c in circuits]
 
 
 __all__ = [

@@ -29,7 +29,8 @@ from qsched import connection
 from qsched._pages import collect
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched.errors import QschedError, from_rpc_error
+from qsched.calls import Calls
+from qsched.errors import QschedError
 
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -143,10 +144,20 @@ class JobClient:
         self.address = connection.scheduler_address(server_url)
         self.server_url = self.address
         self.device = device or connection.default_device()
-        self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
         self._channel = connection.channel(self.address, token)
-        self._stub = pb_grpc.JobServiceStub(self._channel)
+        self._stub = pb_grpc.JobServiceStub(self._channel)  # the streams: WatchJob, FetchData
+        # Unary qsched.jobs.v1.JobService calls by name, raising QschedError (the CLI uses it too).
+        self.calls = Calls(self._channel, "JobService", pb, self.address, timeout)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each call may take."""
+        return self.calls.timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self.calls.timeout = value
 
     def close(self) -> None:
         self._channel.close()
@@ -159,12 +170,6 @@ class JobClient:
 
     def __repr__(self) -> str:
         return f"JobClient({self.address!r})"
-
-    def _call(self, method: str, request: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, self.address) from None
 
     # -- the seed's calls -------------------------------------------------------------------------------
     def health_check(self) -> dict[str, Any]:
@@ -228,10 +233,10 @@ class JobClient:
             request_id=request_id or str(uuid.uuid4()),
             labels=labels or {},
         )
-        return self._call("SubmitJob", request).job.job_id
+        return self.calls("SubmitJob", request).job.job_id
 
     def get_status(self, job_id: str) -> JobResult:
-        return JobResult.from_job(self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job)
+        return JobResult.from_job(self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job)
 
     def wait_for_completion(
         self,
@@ -246,8 +251,8 @@ class JobClient:
         after a dropped connection. `timeout` (seconds, None = forever) raises TimeoutError.
         Ctrl+C: a job still waiting in the queue is cancelled; for a running job the command that
         cancels it is printed. KeyboardInterrupt is raised again in both cases."""
-        from qsched._follow import follow
-        from qsched._progress import Progress
+        from qsched.follow import follow
+        from qsched.progress import Progress
 
         deadline = None if timeout is None else time.monotonic() + timeout
         first = self.get_status(job_id)  # fails fast (NotFound, Unavailable) before following
@@ -313,19 +318,13 @@ class JobClient:
                 file=sys.stderr,
             )
 
-    def _list(self, view: int, states: list[int], owner: str, device: str, limit: int) -> list[pb.Job]:
-        def page(token: str, size: int) -> pb.ListJobsResponse:
-            request = pb.ListJobsRequest(
-                view=view, states=states, owner=owner, device=device, page_size=size, page_token=token
-            )
-            return self._call("ListJobs", request)
-
-        return collect(page, lambda response: response.jobs, limit)
-
     def list_queue(self, device: str | None = None) -> dict[str, Any]:
         """{"pending_jobs": [...], "running_job": {...}|None, "total_pending": n} (dicts as in the seed;
         `running_jobs` lists every running job when several devices are queued)."""
-        jobs = [JobResult.from_job(j) for j in self._list(pb.LIST_VIEW_QUEUE, [], "", device or "", 1000)]
+        jobs = [
+            JobResult.from_job(j)
+            for j in c.list_jobs(self.calls, pb.LIST_VIEW_QUEUE, [], "", device or "", 1000)
+        ]
         running = [j.to_dict() for j in jobs if j.status == "running"]
         pending = [j.to_dict() for j in jobs if j.status == "pending"]
         return {
@@ -361,27 +360,27 @@ class JobClient:
     def list_devices(self) -> list[dict[str, Any]]:
         """Every device: name, queued, running_job_id and queue_state ("open", "paused",
         "draining", "drained") with hold_reason / held_by / hold_time when held."""
-        return [device_dict(d) for d in self._call("ListDevices", pb.ListDevicesRequest()).devices]
+        return [device_dict(d) for d in self.calls("ListDevices", pb.ListDevicesRequest()).devices]
 
     def get_device(self, name: str) -> dict[str, Any]:
-        return device_dict(self._call("GetDevice", pb.GetDeviceRequest(name=name)).device)
+        return device_dict(self.calls("GetDevice", pb.GetDeviceRequest(name=name)).device)
 
     def pause_device(self, name: str, reason: str = "") -> dict[str, Any]:
         """Hold the device's queue at once (operator role): jobs are accepted, none starts."""
-        return device_dict(self._call("PauseDevice", pb.PauseDeviceRequest(name=name, reason=reason)).device)
+        return device_dict(self.calls("PauseDevice", pb.PauseDeviceRequest(name=name, reason=reason)).device)
 
     def drain_device(self, name: str, reason: str = "") -> dict[str, Any]:
         """Let the current run finish, then hold (operator role): "draining", then "drained"."""
-        return device_dict(self._call("DrainDevice", pb.DrainDeviceRequest(name=name, reason=reason)).device)
+        return device_dict(self.calls("DrainDevice", pb.DrainDeviceRequest(name=name, reason=reason)).device)
 
     def resume_device(self, name: str) -> dict[str, Any]:
         """Open a held device's queue again (operator role)."""
-        return device_dict(self._call("ResumeDevice", pb.ResumeDeviceRequest(name=name)).device)
+        return device_dict(self.calls("ResumeDevice", pb.ResumeDeviceRequest(name=name)).device)
 
     def cancel_job(self, job_id: str, reason: str = "") -> dict[str, Any]:
         """Cancel a queued job (at once) or a running one (the executor stops it).
         Raises FailedPrecondition (JOB_ALREADY_FINISHED) for a finished job."""
-        job = self._call("CancelJob", pb.CancelJobRequest(job_id=job_id, reason=reason)).job
+        job = self.calls("CancelJob", pb.CancelJobRequest(job_id=job_id, reason=reason)).job
         status = c.SEED_STATUS.get(job.state, "unknown")
         message = f"Job {job_id} cancelled" if status == "cancelled" else f"Job {job_id} is being stopped"
         return {
@@ -401,7 +400,7 @@ class JobClient:
             if status not in c.SEED_STATUS_TO_PB:
                 raise ValueError(f"Invalid status: {status}. Valid values: {c.SEED_STATUSES}")
             states = [c.SEED_STATUS_TO_PB[status]]
-        jobs = self._list(pb.LIST_VIEW_HISTORY, states, user or "", device or "", limit)
+        jobs = c.list_jobs(self.calls, pb.LIST_VIEW_HISTORY, states, user or "", device or "", limit)
         out = []
         for job in jobs:
             r = JobResult.from_job(job)
@@ -424,24 +423,24 @@ class JobClient:
     # -- qsched additions -----------------------------------------------------------------------------
     def delete_job(self, job_id: str) -> None:
         """Forget a finished job (its data files are kept)."""
-        self._call("DeleteJob", pb.DeleteJobRequest(job_id=job_id))
+        self.calls("DeleteJob", pb.DeleteJobRequest(job_id=job_id))
 
     def rerun_job(self, job_id: str, expt_config: dict[str, Any] | None = None) -> str:
         """Queue a finished job again (a new run with a new task id); optionally with a new expt_config."""
         payload = None
         if expt_config is not None:
-            current = self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job.payload
+            current = self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job.payload
             lab = current.lab_experiment
             payload = c.lab_payload(
                 lab.experiment_class, lab.experiment_module, expt_config, dict(lab.config_revisions)
             )
         request = pb.RerunJobRequest(job_id=job_id, payload=payload, request_id=str(uuid.uuid4()))
-        return self._call("RerunJob", request).job.job_id
+        return self.calls("RerunJob", request).job.job_id
 
     def get_runs(self, job_id: str) -> list[dict[str, Any]]:
         """Every run (attempt) of a job, oldest first, with the settings that produced it."""
         runs = collect(
-            lambda token, size: self._call(
+            lambda token, size: self.calls(
                 "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
             ),
             lambda page: page.runs,
@@ -493,7 +492,7 @@ class JobClient:
     # -- provider devices and metriq-gym benchmarks (see qsched.benchmarks) ---------------------------
     def get_job(self, job_id: str) -> pb.Job:
         """The job as the scheduler holds it (the proto, any kind)."""
-        return self._call("GetJob", pb.GetJobRequest(job_id=job_id)).job
+        return self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job
 
     def list_jobs(
         self, kind: int = pb.JOB_KIND_UNSPECIFIED, owner: str | None = None, limit: int = 50
@@ -504,7 +503,7 @@ class JobClient:
             request = pb.ListJobsRequest(
                 view=pb.LIST_VIEW_HISTORY, owner=owner or "", kind=kind, page_size=size, page_token=token
             )
-            return self._call("ListJobs", request)
+            return self.calls("ListJobs", request)
 
         return collect(page, lambda response: response.jobs, limit)
 
@@ -525,7 +524,7 @@ class JobClient:
             request_id=request_id or str(uuid.uuid4()),
             labels=labels or {},
         )
-        return self._call("SubmitJob", request).job.job_id
+        return self.calls("SubmitJob", request).job.job_id
 
     def dispatch_benchmark(
         self,
@@ -578,7 +577,7 @@ class JobClient:
             payload = benchmarks.suite_payload(benchmarks.load_suite(config)[1])
         else:
             payload = benchmarks.benchmark_payload(benchmarks.load_config(config)[1])
-        e = self._call("EstimateJob", pb.EstimateJobRequest(device=device, payload=payload)).estimate
+        e = self.calls("EstimateJob", pb.EstimateJobRequest(device=device, payload=payload)).estimate
         return {
             "device": device,
             "jobs": e.jobs,
@@ -619,7 +618,7 @@ class JobClient:
         from qsched.benchmarks import Results
 
         request = pb.GetJobResultRequest(job_id=job_id, task_id=task_id or "", refresh=refresh)
-        return Results.from_response(self._call("GetJobResult", request))
+        return Results.from_response(self.calls("GetJobResult", request))
 
     def cancel_and_delete(self, job_id: str, wait_timeout: float | None = 60.0) -> dict[str, Any]:
         """Remove a job of any kind: a job still queued or running is cancelled first (its provider tasks

@@ -44,13 +44,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
-
 from qsched._pages import collect
 from qsched.api.configs.v1 import configs_pb2 as pb
-from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
-from qsched.credentials import Tls, find_token, sync_channel
+from qsched.calls import Calls
+from qsched.credentials import find_token, tls_from_env
 from qsched.errors import QschedError
+from qsched.wire import sync_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 ADDRESS_ENV = "QSCHED_CONFIGS_ADDRESS"
@@ -169,15 +168,14 @@ class ConfigClient:
         token: str | None = None,
     ):
         self.address = configs_address(address)
-        self.timeout = timeout
         self.user = user or default_user()
         self._channel = sync_channel(
             self.address,
             find_token(token),
-            Tls.from_env(),
+            tls_from_env(),
             [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
-        self._stub = pb_grpc.ConfigServiceStub(self._channel)
+        self.calls = Calls(self._channel, "ConfigService", pb, self.address, timeout)
 
     def close(self) -> None:
         self._channel.close()
@@ -187,12 +185,6 @@ class ConfigClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _call(self, method: str, request):
-        try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise QschedError.from_rpc_error(error) from None
 
     # -- writing ---------------------------------------------------------------------------------------
     @staticmethod
@@ -219,7 +211,7 @@ class ConfigClient:
         content, name = self._content(path_or_bytes, filename)
         if etag is None:
             etag = self.main_etag(config_type)
-        response = self._call(
+        response = self.calls(
             "PushToMain",
             pb.PushToMainRequest(
                 config_type=config_type,
@@ -243,7 +235,7 @@ class ConfigClient:
     ) -> Revision:
         """Store a revision without touching main (identical content returns the existing revision)."""
         content, name = self._content(path_or_bytes, filename)
-        response = self._call(
+        response = self.calls(
             "CreateRevision",
             pb.CreateRevisionRequest(
                 config_type=config_type,
@@ -267,7 +259,7 @@ class ConfigClient:
         the etag from main() to refuse (ABORTED / ETAG_MISMATCH) if someone changed it since."""
         if etag is None:
             etag = self.main_etag(config_type or self._type_of(revision_id))
-        response = self._call(
+        response = self.calls(
             "SetMain",
             pb.SetMainRequest(
                 config_type=config_type or "",
@@ -282,7 +274,7 @@ class ConfigClient:
         self, name: str, abbreviation: str, description: str = "", required_for_lab_runs: bool = False
     ) -> ConfigType:
         """Add a site config type (lower_snake name, two-character abbreviation used in revision ids)."""
-        response = self._call(
+        response = self.calls(
             "RegisterConfigType",
             pb.RegisterConfigTypeRequest(
                 config_type=pb.ConfigType(
@@ -298,7 +290,7 @@ class ConfigClient:
     # -- reading ---------------------------------------------------------------------------------------
     def main(self, config_type: str, include_content: bool = False) -> Main:
         """The main revision of a type with its etag. QschedError NOT_FOUND / MAIN_NOT_SET if it has none."""
-        response = self._call(
+        response = self.calls(
             "GetMain", pb.GetMainRequest(config_type=config_type, include_content=include_content)
         )
         return Main(
@@ -337,13 +329,13 @@ class ConfigClient:
 
     def show(self, revision_id: str) -> Revision:
         """One revision with its content."""
-        response = self._call("GetRevision", pb.GetRevisionRequest(revision_id=revision_id))
+        response = self.calls("GetRevision", pb.GetRevisionRequest(revision_id=revision_id))
         return _revision(response.revision, with_content=True)
 
     def list(self, config_type: str | None = None, limit: int = 50) -> builtins.list[Revision]:
         """Up to `limit` revisions, newest first, of one type or all."""
         revisions = collect(
-            lambda token, size: self._call(
+            lambda token, size: self.calls(
                 "ListRevisions",
                 pb.ListRevisionsRequest(config_type=config_type or "", page_size=size, page_token=token),
             ),
@@ -354,13 +346,13 @@ class ConfigClient:
 
     def diff(self, a: str, b: str) -> str:
         """Unified diff from revision `a` to revision `b` ("" when the contents are identical)."""
-        response = self._call("DiffRevisions", pb.DiffRevisionsRequest(from_revision_id=a, to_revision_id=b))
+        response = self.calls("DiffRevisions", pb.DiffRevisionsRequest(from_revision_id=a, to_revision_id=b))
         return response.unified_diff
 
     def history(self, config_type: str | None = None, limit: int = 50) -> builtins.list[MainChange]:
         """Changes of main (who, when, from, to), newest first, of one type or all."""
         changes = collect(
-            lambda token, size: self._call(
+            lambda token, size: self.calls(
                 "ListMainHistory",
                 pb.ListMainHistoryRequest(config_type=config_type or "", page_size=size, page_token=token),
             ),
@@ -372,7 +364,7 @@ class ConfigClient:
     def types(self) -> builtins.list[ConfigType]:
         """Every registered config type, by name."""
         types = collect(
-            lambda token, size: self._call(
+            lambda token, size: self.calls(
                 "ListConfigTypes", pb.ListConfigTypesRequest(page_size=size, page_token=token)
             ),
             lambda page: page.config_types,

@@ -10,8 +10,9 @@ import os
 
 import grpc
 
-from qsched.credentials import Tls, find_token, sync_channel
-from qsched.credentials import aio_channel as _aio_channel
+from qsched.credentials import find_token, tls_from_env
+from qsched.wire import aio_channel as _aio_channel
+from qsched.wire import sync_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DEVICE = "qick"
@@ -51,8 +52,8 @@ def default_device() -> str:
 
 def channel(address: str | None = None, token: str | None = None) -> grpc.Channel:
     """A channel to the scheduler carrying the caller's token (qsched.credentials)."""
-    return sync_channel(scheduler_address(address), find_token(token), Tls.from_env(), CHANNEL_OPTIONS)
+    return sync_channel(scheduler_address(address), find_token(token), tls_from_env(), CHANNEL_OPTIONS)
 
 
 def aio_channel(address: str | None = None, token: str | None = None) -> grpc.aio.Channel:
-    return _aio_channel(scheduler_address(address), find_token(token), Tls.from_env(), CHANNEL_OPTIONS)
+    return _aio_channel(scheduler_address(address), find_token(token), tls_from_env(), CHANNEL_OPTIONS)

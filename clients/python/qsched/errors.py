@@ -19,37 +19,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 
-_DETAILS_KEY = "grpc-status-details-bin"
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    reason: str = ""
-    domain: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-def error_info(error: grpc.RpcError) -> ErrorInfo:
-    """The ErrorInfo a qsched service attached to a failed call (empty if none)."""
-    trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailers or ():
-        if key != _DETAILS_KEY:
-            continue
-        # Imported here, not at the top: only a failed call needs them (CLI start-up time).
-        from google.rpc import error_details_pb2, status_pb2
-
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                return ErrorInfo(info.reason, info.domain, dict(info.metadata))
-    return ErrorInfo()
+from qsched.wire import error_info
 
 
 class QschedError(Exception):

@@ -65,7 +65,7 @@ from qsched_configs.store.models import (
     MainPointerRow,
     RevisionRow,
 )
-from qsched_runtime.sql import read_only
+from qsched_core.sql import read_only
 
 T = TypeVar("T")
 ATTEMPTS = 3  # a transaction that lost a uniqueness race is run again (it then sees the winner)

@@ -44,12 +44,13 @@ from azure.core.exceptions import (
 )
 from azure.quantum.target import IonQ, Quantinuum
 
+from qsched_benchmarks.devices import DeviceInfo
+from qsched_core.errors import DomainError, FailedPrecondition, PermissionDenied
 from qsched_gateway.errors import ProviderError, Unavailable, invalid_program, not_configured, unknown_device
-from qsched_gateway.providers.base import Adapter, DeviceInfo, NativeTask, StatusUpdate
+from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate
 from qsched_gateway.providers.ionq import GATES as IONQ_GATES
 from qsched_gateway.providers.ionq import marginal_counts, to_ionq
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
-from qsched_runtime.errors import DomainError, FailedPrecondition, PermissionDenied
 
 CONNECTION_STRING = "AZURE_QUANTUM_CONNECTION_STRING"
 RESOURCE_ID = "AZURE_QUANTUM_RESOURCE_ID"

@@ -7,35 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.registry import TaskRecord, TaskResultData
-
-
-@dataclass
-class DeviceInfo:
-    provider: str
-    native: str  # the device name within the provider
-    qubits: int
-    coupling: list[tuple[int, int]] = field(default_factory=list)  # empty = all-to-all
-    simulator: bool = False
-    status: str = "ONLINE"
-    basis_gates: list[str] = field(default_factory=list)
-    noise_model: str = ""
-    pending_tasks: int = -1
-    description: str = ""
-    version: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.provider}:{self.native}"
-
-    def metadata(self) -> dict[str, Any]:
-        return {"num_qubits": self.qubits, "simulator": self.simulator, "version": self.version}
-
-    def edges(self) -> list[tuple[int, int]]:
-        """Undirected coupling edges (a < b); the complete graph for all-to-all devices."""
-        if self.coupling:
-            return sorted({(min(a, b), max(a, b)) for a, b in self.coupling if a != b})
-        return [(a, b) for a in range(self.qubits) for b in range(a + 1, self.qubits)]
 
 
 @dataclass(frozen=True)

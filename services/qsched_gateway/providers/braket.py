@@ -18,8 +18,9 @@ import uuid
 import braket._sdk as braket_sdk
 from braket.devices import LocalSimulator
 
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import unknown_device
-from qsched_gateway.providers.base import Adapter, DeviceInfo, NativeTask, StatusUpdate
+from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate
 from qsched_gateway.providers.braket_convert import counts_to_qiskit, to_braket
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
 

@@ -14,8 +14,9 @@ import uuid
 
 import qiskit_ibm_runtime
 
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import not_configured, unknown_device
-from qsched_gateway.providers.base import Adapter, DeviceInfo, NativeTask, StatusUpdate, bitstring_counts
+from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate, bitstring_counts
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
 
 STATES = {

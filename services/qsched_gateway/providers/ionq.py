@@ -16,14 +16,9 @@ import urllib.request
 
 import qiskit
 
+from qsched_benchmarks.devices import DeviceInfo
 from qsched_gateway.errors import ProviderError, invalid_program, not_configured, unknown_device
-from qsched_gateway.providers.base import (
-    Adapter,
-    DeviceInfo,
-    NativeTask,
-    StatusUpdate,
-    probabilities_to_counts,
-)
+from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate, probabilities_to_counts
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
 
 DEFAULT_URL = "https://api.ionq.co/v0.4"

@@ -13,16 +13,9 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from qsched_gateway.errors import unknown_device
-from qsched_gateway.estimate import two_qubit_gate_count
-from qsched_gateway.providers.base import (
-    Adapter,
-    DeviceInfo,
-    NativeTask,
-    Options,
-    StatusUpdate,
-    bitstring_counts,
-)
+from qsched_benchmarks.devices import IDEAL, DeviceInfo, fake_backend, local_device, local_devices
+from qsched_benchmarks.estimate import two_qubit_gate_count
+from qsched_gateway.providers.base import Adapter, NativeTask, Options, StatusUpdate, bitstring_counts
 from qsched_gateway.registry import (
     CANCELLED,
     COMPLETED,
@@ -35,23 +28,10 @@ from qsched_gateway.registry import (
 )
 
 log = logging.getLogger(__name__)
-IDEAL = "aer_simulator"
-IDEAL_QUBITS = 30  # metriq-gym's local aer_simulator size
 LOST = (
     "lost: the gateway stopped while this local simulation was queued or running; "
     "local simulations do not survive a restart, submit again"
 )
-
-
-def _fake_provider():
-    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-
-    return FakeProviderForBackendV2()
-
-
-def _coupling(backend) -> list[tuple[int, int]]:
-    cmap = getattr(backend, "coupling_map", None)
-    return [tuple(edge) for edge in cmap.get_edges()] if cmap else []
 
 
 class LocalAdapter(Adapter):
@@ -64,7 +44,10 @@ class LocalAdapter(Adapter):
         super().__init__(credentials)
         self._registry = registry
         self._notify = notify
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qsched-local-sim")
+        # The simulation workers: `workers` threads, each running one task at a time (tasks beyond
+        # that wait QUEUED in the pool's queue).
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="qsched-local-sim")
         self._futures: dict[str, Future] = {}
         self._cancel_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -79,50 +62,13 @@ class LocalAdapter(Adapter):
         return f"qiskit {qiskit.__version__}, qiskit-aer {qiskit_aer.__version__}"
 
     # devices
-    def _ideal(self) -> DeviceInfo:
-        import qiskit_aer
-
-        return DeviceInfo(
-            "local",
-            IDEAL,
-            IDEAL_QUBITS,
-            simulator=True,
-            basis_gates=[],
-            description="qiskit-aer AerSimulator, noiseless, all-to-all",
-            version=qiskit_aer.__version__,
-        )
-
-    def _fake_info(self, backend) -> DeviceInfo:
-        return DeviceInfo(
-            "local",
-            backend.name,
-            backend.num_qubits,
-            coupling=_coupling(backend),
-            simulator=True,
-            basis_gates=sorted(n for n in backend.operation_names if n not in {"measure", "reset", "delay"}),
-            noise_model=backend.name,
-            description=f"qiskit-aer, noise model of IBM {backend.name} (qiskit-ibm-runtime snapshot)",
-            version=str(getattr(backend, "backend_version", "")),
-        )
-
     def list_devices(self) -> list[DeviceInfo]:
         if self._devices is None:
-            fakes = [self._fake_info(b) for b in _fake_provider().backends()]
-            self._devices = [self._ideal(), *sorted(fakes, key=lambda d: d.native)]
+            self._devices = local_devices()
         return self._devices
 
-    def _fake_backend(self, native: str):
-        if not native.startswith("fake_"):
-            raise unknown_device(f"local:{native}", "local devices are aer_simulator and fake_<ibm backend>")
-        try:
-            return _fake_provider().backend(native)
-        except Exception as exc:
-            raise unknown_device(f"local:{native}", "see ListDevices(provider='local')") from exc
-
     def device(self, native: str) -> DeviceInfo:
-        if native == IDEAL:
-            return self._ideal()
-        return self._fake_info(self._fake_backend(native))
+        return local_device(native)
 
     def _simulator(self, native: str):
         with self._sim_lock:
@@ -130,11 +76,7 @@ class LocalAdapter(Adapter):
             if sim is None:
                 from qiskit_aer import AerSimulator
 
-                sim = (
-                    AerSimulator()
-                    if native == IDEAL
-                    else AerSimulator.from_backend(self._fake_backend(native))
-                )
+                sim = AerSimulator() if native == IDEAL else AerSimulator.from_backend(fake_backend(native))
                 self._simulators[native] = sim
             return sim
 
@@ -147,7 +89,7 @@ class LocalAdapter(Adapter):
         def launch() -> None:
             with self._lock:
                 queued = sum(1 for f in self._futures.values() if not f.done() and not f.running())
-                future = self._pool.submit(self._run, task_id, device.native, circuits, shots, options)
+                future = self.pool.submit(self._run, task_id, device.native, circuits, shots, options)
                 self._futures[native_id] = future
             self._registry.update(task_id, QUEUED, provider_status="QUEUED", queue_position=queued + 1)
 
@@ -248,4 +190,4 @@ class LocalAdapter(Adapter):
                 registry.update(task.task_id, FAILED, provider_status="LOST", message=LOST)
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)

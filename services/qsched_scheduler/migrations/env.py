@@ -1,6 +1,6 @@
-"""Alembic environment of the scheduler database (see qsched_runtime.migrations)."""
+"""Alembic environment of the scheduler database (see qsched_core.migrations)."""
 
-from qsched_runtime.migrations import run_env
+from qsched_core.migrations import run_env
 from qsched_scheduler.store.models import metadata
 
 run_env(metadata)

@@ -11,7 +11,7 @@ from typing import Protocol
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from qsched_runtime.sql import read_only
+from qsched_core.sql import read_only
 from qsched_scheduler.domain import JobState
 from qsched_scheduler.store.models import DeviceHoldRow, JobRow
 

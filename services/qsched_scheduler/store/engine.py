@@ -1,11 +1,11 @@
 """The scheduler's database: an embedded SQLite file in the data directory, or
-PostgreSQL (engines and their settings live in qsched_runtime.sql)."""
+PostgreSQL (engines and their settings live in qsched_core.sql)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qsched_runtime.sql import make_engine, read_only, sqlite_url
+from qsched_core.sql import make_engine, read_only, sqlite_url
 
 SQLITE_FILE_NAME = "scheduler.db"
 

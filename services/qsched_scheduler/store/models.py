@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from qsched_runtime.sql import NAMING_CONVENTION, BigId, JsonText, UtcDateTime
+from qsched_core.sql import NAMING_CONVENTION, BigId, JsonText, UtcDateTime
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -14,6 +14,7 @@ from qsched.aio.client import Client
 from qsched.aio.job import CompositeJob, Job, JobFailed, JobLike, JobState
 from qsched.aio.outputs import AttrPolicy, JobError, JobOutput, JobOutputProxy, JobResult
 from qsched.aio.snapshot import SnapshotError
+from qsched.aio.transport import Transport
 from qsched.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -41,5 +42,6 @@ __all__ = [
     "PermissionDenied",
     "QschedError",
     "SnapshotError",
+    "Transport",
     "Unavailable",
 ]

@@ -8,7 +8,6 @@ async with Client(default_device="qick") as client:
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import grpc
 
-from qsched import connection
-from qsched._pages import collect_async
+from qsched.aio import snapshot
 from qsched.aio.job import CompositeJob, Job
+from qsched.aio.transport import Transport
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched.errors import from_rpc_error
+from qsched.errors import Unimplemented
 
 MAX_BROADCAST_ENV = "QSCHED_MAX_BROADCAST_JOBS"
 DEFAULT_MAX_BROADCAST = 200
@@ -63,7 +62,8 @@ def _broadcast(values: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 class Client:
-    """Talks to the scheduler; `async with Client(...)` or `await Client(...).open()` / `close()`."""
+    """Talks to the scheduler; `async with Client(...)` or `await Client(...).open()` / `close()`.
+    Its connection is `transport`, which the job handles it makes share."""
 
     def __init__(
         self,
@@ -76,32 +76,23 @@ class Client:
         call_timeout_s: float = 30.0,
         token: str | None = None,
     ):
-        self.address = connection.scheduler_address(address)
-        self._token = token
+        self.transport = Transport(
+            address,
+            token=token,
+            owner=owner,
+            call_timeout_s=call_timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
+        )
         self._default_device = default_device
-        self.owner = owner or connection.default_owner()
         self.max_concurrency = max_concurrency
-        self.reconnect_timeout_s = reconnect_timeout_s
-        self.call_timeout_s = call_timeout_s
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.JobServiceStub | None = None
-        self._sync_channel: grpc.Channel | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def open(self) -> Client:
-        if self._channel is None:
-            self._channel = connection.aio_channel(self.address, self._token)
-            self._stub = pb_grpc.JobServiceStub(self._channel)
+        _ = self.transport.channel
         return self
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._stub = None
-        if self._sync_channel is not None:
-            self._sync_channel.close()
-            self._sync_channel = None
+        await self.transport.close()
 
     async def __aenter__(self) -> Client:
         return await self.open()
@@ -113,23 +104,28 @@ class Client:
         return f"Client({self.address!r}, default_device={self._default_device!r})"
 
     @property
+    def address(self) -> str:
+        return self.transport.address
+
+    @property
+    def owner(self) -> str:
+        return self.transport.owner
+
+    @property
+    def call_timeout_s(self) -> float:
+        return self.transport.call_timeout_s
+
+    @property
+    def reconnect_timeout_s(self) -> float:
+        return self.transport.reconnect_timeout_s
+
+    @property
     def channel(self) -> grpc.aio.Channel:
-        if self._channel is None:  # used without open(): open lazily (we are inside the loop)
-            self._channel = connection.aio_channel(self.address, self._token)
-            self._stub = pb_grpc.JobServiceStub(self._channel)
-        return self._channel
+        return self.transport.channel
 
     @property
     def stub(self) -> pb_grpc.JobServiceStub:
-        _ = self.channel
-        assert self._stub is not None
-        return self._stub
-
-    async def _unary(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
-        try:
-            return await getattr(self.stub, method)(request, timeout=timeout_s or self.call_timeout_s)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, self.address) from None
+        return self.transport.stub
 
     # -- devices ---------------------------------------------------------------------------------------
     @property
@@ -145,7 +141,7 @@ class Client:
 
     async def list_devices(self) -> list[dict[str, Any]]:
         """Every device the scheduler queues for: name, kinds, queued, running_job_id, typical_run_s."""
-        response = await self._unary("ListDevices", pb.ListDevicesRequest())
+        response = await self.transport.call("ListDevices", pb.ListDevicesRequest())
         return [
             {
                 "name": d.name,
@@ -196,7 +192,7 @@ class Client:
             if not dev:
                 raise ValueError("no device: pass device= (or qpu_id=) or set a default device")
             return Job(
-                self,
+                self.transport,
                 device=dev,
                 experiment=v["experiment"],
                 program=v["program"],
@@ -217,90 +213,31 @@ class Client:
     async def get_job(self, job_id: str, *, fetch_diagnostics: bool = False) -> Job:
         """A handle on a job already on the scheduler (e.g. submitted from the CLI); its history is
         rebuilt from the job's runs when the scheduler offers ListRuns."""
-        from qsched import _common as c
-        from qsched.errors import Unimplemented
-
-        pbjob = (await self._unary("GetJob", pb.GetJobRequest(job_id=job_id))).job
-        settings = c.payload_to_dict(pbjob.payload)
-        if settings["kind"] == "lab_experiment":
-            job = Job(
-                self,
-                device=pbjob.device,
-                experiment=(settings["experiment_module"], settings["experiment_class"]),
-                config=settings["config"],
-                config_revisions=settings["config_revisions"],
-            )
-        elif settings["kind"] == "circuit":
-            job = Job(self, device=pbjob.device, program=settings["programs"], shots=settings["shots"])
-        else:
-            raise ValueError(f"{job_id} is a {settings['kind']} job, which job handles do not support")
-        job.fetch_diagnostics = fetch_diagnostics
-        job.job_id, job._server_device, job.owner, job.priority = (
-            job_id,
-            pbjob.device,
-            pbjob.owner,
-            pbjob.priority,
-        )
-        job.labels = dict(pbjob.labels)
+        current = (await self.transport.call("GetJob", pb.GetJobRequest(job_id=job_id))).job
         try:
-            runs = await self._all_runs(job_id)
+            runs = await self.transport.runs(job_id)
         except Unimplemented:
             runs = []
-        for run in runs[:-1] if runs else []:
-            if c.is_terminal(run.state):
-                past = pb.Job()
-                past.CopyFrom(pbjob)
-                past.state = run.state
-                past.current_run.CopyFrom(run)
-                if run.HasField("error"):
-                    past.error.CopyFrom(run.error)
-                else:
-                    past.ClearField("error")
-                job._finish(past)
-        job.last_seq = 0
-        if c.is_terminal(pbjob.state):
-            job._finish(pbjob)
-        else:
-            job._apply_job(pbjob)
-        job.last_seq = pbjob.last_seq
-        return job
-
-    async def _all_runs(self, job_id: str) -> list[pb.Run]:
-        return await collect_async(
-            lambda token, size: self._unary(
-                "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
-            ),
-            lambda page: page.runs,
-        )
+        return Job.from_server(self.transport, current, runs, fetch_diagnostics=fetch_diagnostics)
 
     # -- persistence -----------------------------------------------------------------------------------
     def load(self, path: str | Path) -> Job | CompositeJob:
         """A job or composite saved with `save(path)`, attached to this client."""
-        from qsched.aio import snapshot
+        return self.from_snapshot(snapshot.read(path), str(path))
 
-        return snapshot.from_snapshot(self, snapshot.read(path), str(path))
-
-    def from_snapshot(self, data: dict[str, Any]) -> Job | CompositeJob:
-        from qsched.aio import snapshot
-
-        return snapshot.from_snapshot(self, data)
+    def from_snapshot(self, data: dict[str, Any], where: str = "snapshot") -> Job | CompositeJob:
+        if snapshot.kind_of(data, where) == "job":
+            return Job.from_snapshot(self.transport, data, where)
+        return CompositeJob.from_snapshot(self.transport, data, where)
 
     # -- data ------------------------------------------------------------------------------------------
     async def data_path(self, job_id: str, task_id: str | None = None) -> Path:
         """A local path holding the run's data file (fetched from the scheduler if needed)."""
-        from qsched import data
-
-        if self._sync_channel is None:
-            self._sync_channel = connection.channel(self.address, self._token)
-        stub = pb_grpc.JobServiceStub(self._sync_channel)
-        return await asyncio.to_thread(data.locate, stub, job_id, task_id, None, self.call_timeout_s)
+        return await self.transport.data_path(job_id, task_id)
 
     async def load_data(self, job_id: str, task_id: str | None = None):
         """The run's arrays and config (qsched.data.RunData)."""
-        from qsched import data
-
-        path = await self.data_path(job_id, task_id)
-        return await asyncio.to_thread(data.read, path)
+        return await self.transport.load_data(job_id, task_id)
 
 
 __all__ = ["Client"]

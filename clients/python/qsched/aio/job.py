@@ -20,21 +20,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from qsched import _common as c
+from qsched.aio import snapshot
 from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
+from qsched.aio.snapshot import SnapshotError, require
+from qsched.aio.transport import Transport
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    QschedError,
-    Unavailable,
-    Unimplemented,
-)
-
-if TYPE_CHECKING:
-    from qsched.aio.client import Client
+from qsched.errors import DeadlineExceeded, FailedPrecondition, QschedError, Unavailable, Unimplemented
+from qsched.follow import follow_async
 
 
 class JobState(enum.StrEnum):
@@ -133,7 +128,7 @@ class Job:
 
     def __init__(
         self,
-        client: Client | None,
+        transport: Transport | None,
         *,
         device: str,
         experiment: str | Sequence[str] | None = None,
@@ -148,7 +143,7 @@ class Job:
     ):
         if (experiment is None) == (program is None):
             raise ValueError("give exactly one of experiment= (a lab job) or program= (circuits)")
-        self.client = client
+        self.transport = transport
         self.kind = "lab_experiment" if experiment is not None else "circuit"
         self.device = device
         self.experiment_module: str | None = None
@@ -350,12 +345,12 @@ class Job:
         return text + ")"
 
     # -- talking to the scheduler --------------------------------------------------------------------
-    def _client(self) -> Client:
-        if self.client is None:
+    def _transport(self) -> Transport:
+        if self.transport is None:
             raise RuntimeError(
                 "this job has no client; load it with Client.load() or create it with a Client"
             )
-        return self.client
+        return self.transport
 
     def _reset_for_new_run(self) -> None:
         self.task_id = None
@@ -380,7 +375,7 @@ class Job:
         A refusal by the scheduler (bad settings, unknown device, unsupported kind) is not
         raised: the job becomes FAILED with the reason as its error code (history +1).
         Transport failures (scheduler unreachable) raise Unavailable and leave it CREATED."""
-        client = self._client()
+        transport = self._transport()
         if self.state.active:
             return self
         if self.state.terminal:
@@ -391,7 +386,7 @@ class Job:
         try:
             if self.job_id and self._server_device == self.device:
                 try:
-                    response = await client._unary(
+                    response = await transport.call(
                         "RerunJob",
                         pb.RerunJobRequest(job_id=self.job_id, payload=payload, request_id=request_id),
                         timeout_s,
@@ -399,13 +394,13 @@ class Job:
                 except Unimplemented:
                     response = None  # an older scheduler: run it as a new job
             if response is None:
-                response = await client._unary(
+                response = await transport.call(
                     "SubmitJob",
                     pb.SubmitJobRequest(
                         device=self.device,
                         payload=payload,
                         priority=self.priority,
-                        owner=self.owner or client.owner,
+                        owner=self.owner or transport.owner,
                         request_id=request_id,
                         labels=self.labels,
                     ),
@@ -444,7 +439,7 @@ class Job:
         """Ask the scheduler for the job's state now (one call)."""
         if self.job_id is None:
             raise RuntimeError("the job has not been submitted")
-        job = (await self._client()._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
+        job = (await self._transport().call("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
         if c.is_terminal(job.state):
             await self._settle(job)
         else:
@@ -452,20 +447,18 @@ class Job:
         return self
 
     async def _follow(self, timeout_s: float | None) -> None:
-        from qsched._follow import follow_async
-
-        client = self._client()
+        transport = self._transport()
         assert self.job_id is not None
         final: pb.Job | None = None
         candidate: pb.Job | None = None
         async with asyncio.timeout(timeout_s):
             async for update in follow_async(
-                client.stub,
-                client.channel,
+                transport.stub,
+                transport.channel,
                 self.job_id,
                 self.last_seq,
-                client.reconnect_timeout_s,
-                client.address,
+                transport.reconnect_timeout_s,
+                transport.address,
                 connected=True,  # the job was submitted or loaded: resume after any drop
             ):
                 event = update.event
@@ -487,7 +480,7 @@ class Job:
         if final is None:
             final = candidate
         if final is None or not c.is_terminal(final.state):
-            final = (await client._unary("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
+            final = (await transport.call("GetJob", pb.GetJobRequest(job_id=self.job_id))).job
         await self._settle(final)
 
     async def _settle(self, job: pb.Job) -> None:
@@ -495,7 +488,7 @@ class Job:
         result cache (GetJobResult), so `result.data` holds the counts (or the benchmark records)."""
         self._provider_data = None
         if job.state == pb.Job.STATE_SUCCEEDED and job.kind in (pb.JOB_KIND_CIRCUIT, pb.JOB_KIND_BENCHMARK):
-            result = await self._client()._unary("GetJobResult", pb.GetJobResultRequest(job_id=job.job_id))
+            result = await self._transport().call("GetJobResult", pb.GetJobResultRequest(job_id=job.job_id))
             self._provider_data = provider_data(job, result)
         self._finish(job)
 
@@ -592,9 +585,9 @@ class Job:
         it. A job that finished first keeps its real final state."""
         if self.job_id is None or self.state is JobState.CREATED:
             return
-        client = self._client()
+        transport = self._transport()
         try:
-            response = await client._unary("CancelJob", pb.CancelJobRequest(job_id=self.job_id))
+            response = await transport.call("CancelJob", pb.CancelJobRequest(job_id=self.job_id))
         except FailedPrecondition:  # already finished: the scheduler is the truth
             await self.refresh()
             return
@@ -613,15 +606,151 @@ class Job:
 
     # -- persistence ---------------------------------------------------------------------------------
     def to_snapshot(self) -> dict[str, Any]:
-        from qsched.aio.snapshot import job_to_snapshot
-
-        return job_to_snapshot(self)
+        """The job as a versioned JSON document (qsched.aio.snapshot describes the format)."""
+        if self.state is JobState.UNKNOWN:
+            raise SnapshotError("a job in state UNKNOWN cannot be saved; refresh it first")
+        return {
+            **snapshot.header("job"),
+            "job_id": self.job_id,
+            "task_id": self.task_id,
+            "state": self.state.value,
+            "last_seq": self.last_seq,
+            "device": self.device,
+            "server_device": self._server_device,
+            "owner": self.owner,
+            "settings": self.settings(),
+            "priority": self.priority,
+            "labels": self.labels,
+            "fetch_diagnostics": self.fetch_diagnostics,
+            "raise_on_error": self._raise_on_error,
+            "submitted_at": self._submitted_at.isoformat() if self._submitted_at else None,
+            "timings": self.timings,
+            "metrics": self.metrics,
+            "metadata": self.metadata,
+            "result": self.result.to_dict() if self.result is not None else None,
+            "error": self.error.to_dict() if self.error is not None else None,
+            "history": [o.to_dict() for o in self.history],
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the job as versioned JSON (schema_version "1", kind "job")."""
-        from qsched.aio.snapshot import write
+        return snapshot.write(path, self.to_snapshot())
 
-        return write(path, self.to_snapshot())
+    @classmethod
+    def from_snapshot(cls, transport: Transport | None, data: Any, where: str = "snapshot") -> Job:
+        """The job a `to_snapshot()` document describes, talking through `transport`."""
+        if snapshot.kind_of(data, where) != "job":
+            raise SnapshotError(f"{where}: expected a job snapshot")
+        settings = require(data, "settings", dict, where)
+        state_name = require(data, "state", str, where)
+        try:
+            state = JobState(state_name)
+        except ValueError:
+            raise SnapshotError(f"{where}: unknown state {state_name!r}") from None
+        if state is JobState.UNKNOWN:
+            raise SnapshotError(f"{where}: state UNKNOWN cannot be loaded")
+        device = require(data, "device", str, where)
+        try:
+            kind = settings.get("kind")
+            if kind == "lab_experiment":
+                job = cls(
+                    transport,
+                    device=device,
+                    experiment=(settings["experiment_module"], settings["experiment_class"]),
+                    config=settings.get("config"),
+                    config_revisions=settings.get("config_revisions") or {},
+                )
+            elif kind == "circuit":
+                job = cls(
+                    transport,
+                    device=device,
+                    program=settings["programs"],
+                    shots=settings.get("shots") or None,
+                    config=settings.get("compiler_options"),
+                )
+            else:
+                raise SnapshotError(f"{where}: unknown settings kind {kind!r}")
+            job.priority = int(data.get("priority") or 0)
+            job.labels = dict(data.get("labels") or {})
+            job.owner = data.get("owner")
+            job.fetch_diagnostics = bool(data.get("fetch_diagnostics"))
+            job._raise_on_error = bool(data.get("raise_on_error"))
+            job.job_id = data.get("job_id")
+            job.task_id = data.get("task_id")
+            job.state = state
+            job.last_seq = int(data.get("last_seq") or 0)
+            job._server_device = data.get("server_device") or (device if job.job_id else None)
+            submitted = data.get("submitted_at")
+            job._submitted_at = datetime.fromisoformat(submitted) if submitted else None
+            job.timings = data.get("timings")
+            job.metrics = data.get("metrics")
+            job.metadata = data.get("metadata")
+            history = [JobOutput.from_dict(item) for item in require(data, "history", list, where)]
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"{where}: invalid job snapshot ({exc})") from None
+        for item in history:
+            item.job = job
+        job._history = history
+
+        def current(key: str, output: type) -> Any:
+            value = data.get(key)
+            if value is None:
+                return None
+            out = JobOutput.from_dict(value)
+            if not isinstance(out, output):
+                raise SnapshotError(f"{where}: field {key!r} holds a {type(out).__name__}")
+            # the same object as in history when it is there
+            same = next((h for h in history if h == out), None)
+            if same is None:
+                out.job = job
+            return same or out
+
+        job._result = current("result", JobResult)
+        job._error = current("error", JobError)
+        return job
+
+    @classmethod
+    def from_server(
+        cls, transport: Transport, job: pb.Job, runs: Sequence[pb.Run], *, fetch_diagnostics: bool = False
+    ) -> Job:
+        """A handle on a job already on the scheduler: `job` as GetJob gave it, its history rebuilt
+        from its earlier `runs` (ListRuns, oldest first; empty when the scheduler has none)."""
+        settings = c.payload_to_dict(job.payload)
+        if settings["kind"] == "lab_experiment":
+            handle = cls(
+                transport,
+                device=job.device,
+                experiment=(settings["experiment_module"], settings["experiment_class"]),
+                config=settings["config"],
+                config_revisions=settings["config_revisions"],
+            )
+        elif settings["kind"] == "circuit":
+            handle = cls(transport, device=job.device, program=settings["programs"], shots=settings["shots"])
+        else:
+            raise ValueError(f"{job.job_id} is a {settings['kind']} job, which job handles do not support")
+        handle.fetch_diagnostics = fetch_diagnostics
+        handle.job_id, handle._server_device = job.job_id, job.device
+        handle.owner, handle.priority, handle.labels = job.owner, job.priority, dict(job.labels)
+        for run in runs[:-1]:
+            if c.is_terminal(run.state):
+                past = pb.Job()
+                past.CopyFrom(job)
+                past.state = run.state
+                past.current_run.CopyFrom(run)
+                if run.HasField("error"):
+                    past.error.CopyFrom(run.error)
+                else:
+                    past.ClearField("error")
+                handle._finish(past)
+        handle.last_seq = 0
+        if c.is_terminal(job.state):
+            handle._finish(job)
+        else:
+            handle._apply_job(job)
+        handle.last_seq = job.last_seq
+        return handle
 
 
 class CompositeJob:
@@ -698,7 +827,7 @@ class CompositeJob:
 
     def _check_clients(self) -> None:
         for job in self._jobs:
-            if job.client is None:
+            if job.transport is None:
                 raise RuntimeError(f"{job!r} has no client")
 
     async def execute(self, *, timeout_s: float | None = 120.0) -> JobOutputProxy:
@@ -737,14 +866,22 @@ class CompositeJob:
         return self
 
     def to_snapshot(self) -> dict[str, Any]:
-        from qsched.aio.snapshot import composite_to_snapshot
-
-        return composite_to_snapshot(self)
+        return {
+            **snapshot.header("composite"),
+            "max_concurrency": self.max_concurrency,
+            "jobs": [job.to_snapshot() for job in self._jobs],
+        }
 
     def save(self, path: str | Path) -> Path:
-        from qsched.aio.snapshot import write
+        return snapshot.write(path, self.to_snapshot())
 
-        return write(path, self.to_snapshot())
+    @classmethod
+    def from_snapshot(cls, transport: Transport | None, data: Any, where: str = "snapshot") -> CompositeJob:
+        if snapshot.kind_of(data, where) != "composite":
+            raise SnapshotError(f"{where}: expected a composite snapshot")
+        jobs = require(data, "jobs", list, where)
+        children = [Job.from_snapshot(transport, j, f"{where}: jobs[{i}]") for i, j in enumerate(jobs)]
+        return cls(children, max_concurrency=int(data.get("max_concurrency") or 8))
 
 
 _CREG = re.compile(r"\b(?:creg\s+(\w+)\s*\[|bit\s*\[\s*\d+\s*\]\s+(\w+))")

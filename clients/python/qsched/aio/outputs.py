@@ -11,10 +11,19 @@ import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from qsched.aio.job import Job
+from qsched.aio.transport import Transport
+
+
+class OutputOwner(Protocol):
+    """What an output needs of the job that produced it (a `qsched.aio.Job`)."""
+
+    transport: Transport | None
+
+    def reconfigure(self, memento: Any = None, **overrides: Any) -> Any: ...
+    async def submit(self, *, timeout_s: float = ...) -> Any: ...
+    async def execute(self, *, timeout_s: float | None = ...) -> Any: ...
 
 
 @dataclass(eq=False)
@@ -30,7 +39,7 @@ class JobOutput:
     timings: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    job: Job | None = field(default=None, repr=False)
+    job: OutputOwner | None = field(default=None, repr=False)
 
     # -- the memento, in the names the OQC SDK uses ----------------------------------------------
     @property
@@ -69,12 +78,12 @@ class JobOutput:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def _parent(self) -> Job:
+    def _parent(self) -> OutputOwner:
         if self.job is None:
             raise RuntimeError("this output is not attached to a job (load the job to re-run it)")
         return self.job
 
-    async def resubmit(self) -> Job:
+    async def resubmit(self) -> OutputOwner:
         """Restore this output's settings on its job and submit a new run (not waiting for it)."""
         job = self._parent()
         job.reconfigure(memento=self)
@@ -157,8 +166,10 @@ class JobResult(JobOutput):
 
     async def load_data(self):
         """The run's arrays and config (qsched.data.RunData); fetched from the scheduler if needed."""
-        job = self._parent()
-        return await job.client.load_data(self.job_id, self.task_id)
+        transport = self._parent().transport
+        if transport is None or self.job_id is None:
+            raise RuntimeError("this output's job has no client; load it with Client.load()")
+        return await transport.load_data(self.job_id, self.task_id)
 
 
 @dataclass(eq=False, repr=False)

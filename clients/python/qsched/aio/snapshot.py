@@ -1,4 +1,5 @@
-"""Versioned JSON snapshots of jobs: `job.save(path)`, `Client.load(path)`.
+"""Versioned JSON snapshots of jobs: `job.save(path)`, `Client.load(path)`. This module holds the
+format (header, checks, files); `Job` and `CompositeJob` write and read their own fields.
 
     {"schema_version": "1", "kind": "job", "job_id": ..., "task_id": ..., "state": ..., "last_seq": ...,
      "device": ..., "settings": {...}, "priority": ..., "labels": {...}, "fetch_diagnostics": ...,
@@ -16,57 +17,22 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from qsched.aio.outputs import JobError, JobOutput, JobResult
-
-if TYPE_CHECKING:
-    from qsched.aio.client import Client
-    from qsched.aio.job import CompositeJob, Job
+from typing import Any
 
 SCHEMA_VERSION = "1"
+KINDS = ("job", "composite")
 
 
 class SnapshotError(ValueError):
     """A snapshot this SDK cannot load."""
 
 
-def job_to_snapshot(job: Job) -> dict[str, Any]:
-    if job.state.value == "UNKNOWN":
-        raise SnapshotError("a job in state UNKNOWN cannot be saved; refresh it first")
+def header(kind: str) -> dict[str, Any]:
+    """The first fields of a snapshot of `kind` ("job" or "composite")."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "job",
+        "kind": kind,
         "saved_at": datetime.now().astimezone().isoformat(),
-        "job_id": job.job_id,
-        "task_id": job.task_id,
-        "state": job.state.value,
-        "last_seq": job.last_seq,
-        "device": job.device,
-        "server_device": job._server_device,
-        "owner": job.owner,
-        "settings": job.settings(),
-        "priority": job.priority,
-        "labels": job.labels,
-        "fetch_diagnostics": job.fetch_diagnostics,
-        "raise_on_error": job._raise_on_error,
-        "submitted_at": job._submitted_at.isoformat() if job._submitted_at else None,
-        "timings": job.timings,
-        "metrics": job.metrics,
-        "metadata": job.metadata,
-        "result": job.result.to_dict() if job.result is not None else None,
-        "error": job.error.to_dict() if job.error is not None else None,
-        "history": [o.to_dict() for o in job.history],
-    }
-
-
-def composite_to_snapshot(composite: CompositeJob) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "composite",
-        "saved_at": datetime.now().astimezone().isoformat(),
-        "max_concurrency": composite.max_concurrency,
-        "jobs": [job_to_snapshot(j) for j in composite.jobs],
     }
 
 
@@ -78,7 +44,16 @@ def write(path: str | Path, snapshot: dict[str, Any]) -> Path:
     return path
 
 
-def _require(data: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+def read(path: str | Path) -> Any:
+    text = Path(path).read_text()  # FileNotFoundError propagates
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: not valid JSON ({exc})") from None
+
+
+def require(data: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    """`data[key]`, refused with SnapshotError when missing or of another type."""
     if key not in data:
         raise SnapshotError(f"{where}: missing field {key!r}")
     value = data[key]
@@ -87,7 +62,8 @@ def _require(data: dict[str, Any], key: str, types: type | tuple[type, ...], whe
     return value
 
 
-def _check_header(data: Any, where: str) -> str:
+def kind_of(data: Any, where: str) -> str:
+    """The snapshot's kind, after checking it is one this SDK reads."""
     if not isinstance(data, dict):
         raise SnapshotError(f"{where}: a snapshot is a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
@@ -99,101 +75,6 @@ def _check_header(data: Any, where: str) -> str:
             )
         raise SnapshotError(f"{where}: unsupported snapshot schema version {version!r} (expected '1')")
     kind = data.get("kind")
-    if kind not in ("job", "composite"):
+    if kind not in KINDS:
         raise SnapshotError(f"{where}: unknown snapshot kind {kind!r} (expected 'job' or 'composite')")
     return kind
-
-
-def job_from_snapshot(client: Client | None, data: Any, where: str = "snapshot") -> Job:
-    from qsched.aio.job import Job, JobState
-
-    if _check_header(data, where) != "job":
-        raise SnapshotError(f"{where}: expected a job snapshot")
-    settings = _require(data, "settings", dict, where)
-    state_name = _require(data, "state", str, where)
-    try:
-        state = JobState(state_name)
-    except ValueError:
-        raise SnapshotError(f"{where}: unknown state {state_name!r}") from None
-    if state is JobState.UNKNOWN:
-        raise SnapshotError(f"{where}: state UNKNOWN cannot be loaded")
-    device = _require(data, "device", str, where)
-    try:
-        kind = settings.get("kind")
-        if kind == "lab_experiment":
-            job = Job(
-                client,
-                device=device,
-                experiment=(settings["experiment_module"], settings["experiment_class"]),
-                config=settings.get("config"),
-                config_revisions=settings.get("config_revisions") or {},
-            )
-        elif kind == "circuit":
-            job = Job(
-                client,
-                device=device,
-                program=settings["programs"],
-                shots=settings.get("shots") or None,
-                config=settings.get("compiler_options"),
-            )
-        else:
-            raise SnapshotError(f"{where}: unknown settings kind {kind!r}")
-        job.priority = int(data.get("priority") or 0)
-        job.labels = dict(data.get("labels") or {})
-        job.owner = data.get("owner")
-        job.fetch_diagnostics = bool(data.get("fetch_diagnostics"))
-        job._raise_on_error = bool(data.get("raise_on_error"))
-        job.job_id = data.get("job_id")
-        job.task_id = data.get("task_id")
-        job.state = state
-        job.last_seq = int(data.get("last_seq") or 0)
-        job._server_device = data.get("server_device") or (device if job.job_id else None)
-        submitted = data.get("submitted_at")
-        job._submitted_at = datetime.fromisoformat(submitted) if submitted else None
-        job.timings = data.get("timings")
-        job.metrics = data.get("metrics")
-        job.metadata = data.get("metadata")
-        history = [JobOutput.from_dict(item) for item in _require(data, "history", list, where)]
-    except SnapshotError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"{where}: invalid job snapshot ({exc})") from None
-    for item in history:
-        item.job = job
-    job._history = history
-
-    def current(key: str, cls: type) -> Any:
-        value = data.get(key)
-        if value is None:
-            return None
-        out = JobOutput.from_dict(value)
-        if not isinstance(out, cls):
-            raise SnapshotError(f"{where}: field {key!r} holds a {type(out).__name__}")
-        # the same object as in history when it is there
-        same = next((h for h in history if h == out), None)
-        if same is None:
-            out.job = job
-        return same or out
-
-    job._result = current("result", JobResult)
-    job._error = current("error", JobError)
-    return job
-
-
-def from_snapshot(client: Client | None, data: Any, where: str = "snapshot") -> Job | CompositeJob:
-    from qsched.aio.job import CompositeJob
-
-    kind = _check_header(data, where)
-    if kind == "job":
-        return job_from_snapshot(client, data, where)
-    jobs = _require(data, "jobs", list, where)
-    children = [job_from_snapshot(client, j, f"{where}: jobs[{i}]") for i, j in enumerate(jobs)]
-    return CompositeJob(children, max_concurrency=int(data.get("max_concurrency") or 8))
-
-
-def read(path: str | Path) -> Any:
-    text = Path(path).read_text()  # FileNotFoundError propagates
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise SnapshotError(f"{path}: not valid JSON ({exc})") from None

@@ -105,25 +105,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    """What `qsched up` does before it starts the services, for installations run with `qsched serve`."""
-    from qsched.credentials import token_file
-    from qsched_identity.bootstrap import provision
-    from qsched_runtime.args import config_from_args
-    from qsched_runtime.security import identity_url
-
-    config = config_from_args("scheduler", args)
-    report = provision(identity_url(config), config.data_dir, token_file(), args.user)
-    for name in report.created:
-        print(f"Created {name}.")
-    if report.person_token_file is not None:
-        print(f"{report.person}'s token is in {report.person_token_file}.")
-    print(f"Service tokens are in {config.data_dir / 'secrets'}.")
-    for note in report.notes:
-        print(note, file=sys.stderr)
-    return 0
-
-
 # -- device queues -------------------------------------------------------------------------------------------
 def _jobs(args: argparse.Namespace):
     from qsched.client import JobClient
@@ -166,7 +147,8 @@ def _device_action(method: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def register(sub: argparse._SubParsersAction, add_client_options: AddOptions, server_parts: bool) -> None:
+def register(sub: argparse._SubParsersAction, add_client_options: AddOptions) -> argparse._SubParsersAction:
+    """Adds the verbs; returns the `admin` group's subparsers (plugins add `admin init` there)."""
     p = add_client_options(sub.add_parser("whoami", help="who the scheduler thinks you are"))
     p.set_defaults(func=cmd_whoami)
     p = add_client_options(sub.add_parser("login", help="save a token an admin gave you (read from stdin)"))
@@ -219,10 +201,4 @@ def register(sub: argparse._SubParsersAction, add_client_options: AddOptions, se
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--actor", help="only this user's actions")
     p.set_defaults(func=cmd_audit)
-    if server_parts:
-        from qsched_runtime.args import add_common_arguments
-
-        p = asub.add_parser("init", help="provision users and tokens locally (what `qsched up` does first)")
-        p.add_argument("--user", help="the first person (default: you)")
-        add_common_arguments(p)
-        p.set_defaults(func=cmd_init)
+    return asub

@@ -374,7 +374,7 @@ def view(args: argparse.Namespace, want: str = "") -> int:
             print("\n".join(extra))
         if getattr(args, "runs", False):
             print()
-            print(run_rows(jc._call("ListRuns", pb().ListRunsRequest(job_id=job_id)).runs))
+            print(run_rows(jc.calls("ListRuns", pb().ListRunsRequest(job_id=job_id)).runs))
         return 0
     kind = KINDS.get(getattr(args, "kind", None) or "", 0)
     if want == "suite":
@@ -435,6 +435,7 @@ def upload(args: argparse.Namespace, want: str) -> int:
     from qsched.errors import QschedError
     from qsched.upload import Upload, UploadOptions
     from qsched.upload import upload as do_upload
+    from qsched_benchmarks.export import app_version
 
     jc = client(args)
     job_id = resolve_job_id(args, jc, want)
@@ -466,7 +467,7 @@ def upload(args: argparse.Namespace, want: str) -> int:
         provider=platform.get("provider") or provider,
         device=platform.get("device") or device,
         dispatch_time=c.to_datetime(job.create_time),
-        version=str(first.get("app_version") or benchmarks._version()),
+        version=str(first.get("app_version") or app_version()),
         suite=kind == "suite",
         job_id=job_id,
     )

@@ -16,15 +16,16 @@ metriq-gym verbs for provider devices (`qsched.cli.job_commands`, `qsched.cli.su
     qsched job upload [JOB]        qsched suite dispatch|estimate|poll|view|delete|upload
 
 `qsched job submit|show|watch|wait|cancel|rerun` are kept as aliases of the lab verbs; `qsched job view`
-and `qsched job delete` work for every kind of job (delete cancels an active job first). Server-side
-commands (up, serve, db) import the services lazily, so the client commands stay quick and work
-with only the base install. Exit status: 0 success; 1 the job did not succeed (wait); 2 the
-request failed (the reason is printed); 130 interrupted."""
+and `qsched job delete` work for every kind of job (delete cancels an active job first). The server verbs
+(up, serve, db, admin init) are not defined here: `qsched_ops` adds them through the
+`qsched.cli_commands` entry point group (`qsched.cli.plugins`), looked up only when one is asked for,
+so the client commands stay quick and work with only the base install. Exit status: 0 success;
+1 the job did not succeed (wait); 2 the request failed (the reason is printed); 130 interrupted."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,13 +34,28 @@ import grpc
 from qsched import connection
 from qsched.errors import QschedError
 
-SERVER_EXTRA_HINT = "this command needs the server parts: pip install 'qsched[server]'"
-
 
 def _client(args: argparse.Namespace):
+    """The SDK's JobClient, for the verbs that submit, wait or move data."""
     from qsched.client import JobClient
 
     return JobClient(args.address, timeout=args.timeout)
+
+
+def _calls(args: argparse.Namespace):
+    """JobService calls without JobClient and the stub classes: what the everyday look-ups need
+    (start-up time: `qsched queue` and `qsched show` import no more than this)."""
+    from qsched.calls import Calls
+
+    address = connection.scheduler_address(args.address)
+    return Calls(connection.channel(address), "JobService", _pb(), address, args.timeout)
+
+
+def _stub(calls):
+    """The JobService stub on the same channel, for the streaming calls."""
+    from qsched.api.jobs.v1 import jobs_pb2_grpc
+
+    return jobs_pb2_grpc.JobServiceStub(calls.channel)
 
 
 def _pb():
@@ -48,8 +64,8 @@ def _pb():
     return jobs_pb2
 
 
-def _get_job(client, job_id: str):
-    return client._call("GetJob", _pb().GetJobRequest(job_id=job_id)).job
+def _get_job(calls, job_id: str):
+    return calls("GetJob", _pb().GetJobRequest(job_id=job_id)).job
 
 
 # -- lab commands ----------------------------------------------------------------------------------------
@@ -69,6 +85,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     module, cls = _experiment(args)
     config_text = Path(args.config_file).read_text() if args.config_file else args.config or "{}"
+    import json
+
     config = json.loads(config_text)  # fail here, with the JSON error, rather than at the server
     if not isinstance(config, dict):
         raise ValueError("the experiment config must be a JSON object")
@@ -82,7 +100,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         device=args.device or None,
         request_id=args.request_id,
     )
-    job = _get_job(client, job_id)
+    job = client.get_job(job_id)
     where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
     print(f"{job_id} queued on {job.device} {where}, estimated start {when(job.estimated_start_time)}")
     if args.watch:
@@ -113,12 +131,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from qsched.cli.format import job_detail, run_rows
 
-    client = _client(args)
-    job = _get_job(client, args.job_id)
+    calls = _calls(args)
+    job = _get_job(calls, args.job_id)
     print(job_detail(job))
     if args.runs:
         print()
-        print(run_rows(client._call("ListRuns", _pb().ListRunsRequest(job_id=args.job_id)).runs))
+        print(run_rows(calls("ListRuns", _pb().ListRunsRequest(job_id=args.job_id)).runs))
     return 0
 
 
@@ -136,6 +154,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
+    import json
+
     client = _client(args)
     config = json.loads(args.config) if args.config else None
     job_id = client.rerun_job(args.job_id, config)
@@ -146,13 +166,13 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, job_id: str) -> int:
-    from qsched._follow import follow
     from qsched.cli.format import event_line, state_name
+    from qsched.follow import follow
 
-    client = _client(args)
+    calls = _calls(args)
     pb = _pb()
     last_state = pb.Job.STATE_UNSPECIFIED
-    for update in follow(client._stub, client._channel, job_id, address=client.address):
+    for update in follow(_stub(calls), calls.channel, job_id, address=calls.address):
         if update.event is None:
             job = update.job
             print(f"{job.job_id}: {state_name(job.state)} (seq {job.last_seq})")
@@ -167,12 +187,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from qsched import _common as c
     from qsched.cli.format import job_rows
 
     if args.follow:
         return _follow_queue(args)
-    client = _client(args)
-    jobs = client._list(_pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit)
+    jobs = c.list_jobs(
+        _calls(args), _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit
+    )
     print(job_rows(jobs, queue=True) if jobs else "the queue is empty")
     return 0
 
@@ -181,17 +203,18 @@ def _follow_queue(args: argparse.Namespace) -> int:
     """A live view of one device's queue over WatchQueue: redrawn on every change."""
     from qsched.cli.format import queue_view
 
-    client = _client(args)
+    calls = _calls(args)
     pb = _pb()
     device = args.device
     if not device:
-        devices = client._call("ListDevices", pb.ListDevicesRequest()).devices
+        devices = calls("ListDevices", pb.ListDevicesRequest()).devices
         names = [d.name for d in devices]
-        device = client.device if client.device in names else (names[0] if names else client.device)
+        default = connection.default_device()
+        device = default if default in names else (names[0] if names else default)
     tty = sys.stdout.isatty()
     jobs: dict[str, object] = {}
     shown = 0
-    stream = client._stub.WatchQueue(pb.WatchQueueRequest(device=device))
+    stream = _stub(calls).WatchQueue(pb.WatchQueueRequest(device=device))
     try:
         for message in stream:
             if message.HasField("snapshot"):
@@ -229,8 +252,9 @@ def cmd_history(args: argparse.Namespace) -> int:
             valid = sorted(c.SEED_STATUS_TO_PB)
             raise ValueError(f"unknown status {args.status!r} (one of {', '.join(valid)})")
         states = [c.SEED_STATUS_TO_PB[args.status]]
-    client = _client(args)
-    jobs = client._list(pb.LIST_VIEW_HISTORY, states, args.user or "", args.device or "", args.limit)
+    jobs = c.list_jobs(
+        _calls(args), pb.LIST_VIEW_HISTORY, states, args.user or "", args.device or "", args.limit
+    )
     print(job_rows(jobs, queue=False) if jobs else "no jobs")
     return 0
 
@@ -238,7 +262,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from qsched.cli.format import table
 
-    response = _client(args)._call("ListDevices", _pb().ListDevicesRequest())
+    response = _calls(args)("ListDevices", _pb().ListDevicesRequest())
     rows = [
         [
             d.name,
@@ -272,7 +296,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from qsched.cli.plot import plot_run
 
     client = _client(args)
-    job = _get_job(client, args.job_id)
+    job = client.get_job(args.job_id)
     run = client.load_data(args.job_id, args.task)
     out = plot_run(run, args.output, title=f"{args.job_id} {_what(job)}")
     print(out)
@@ -285,36 +309,29 @@ def _what(job) -> str:
     return what(job)
 
 
-# -- server commands -----------------------------------------------------------------------------------
-def cmd_up(args: argparse.Namespace) -> int:
-    from qsched_runtime.supervisor import up
-
-    return up(args)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from qsched_runtime.serve import serve
-
-    return serve(args.service, args)
-
-
-def cmd_db(args: argparse.Namespace) -> int:
-    from qsched_runtime.args import config_from_args
-    from qsched_scheduler import db
-    from qsched_scheduler.server import database_url
-
-    config = config_from_args("scheduler", args)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    url = database_url(config)
-    if args.action == "upgrade":
-        db.upgrade(url, args.revision or "head")
-    elif args.action == "downgrade":
-        db.downgrade(url, args.revision or "base")
-    print(f"scheduler database at revision {db.current(url) or 'base (empty)'} (head {db.head()})")
-    return 0
-
-
 # -- parser ----------------------------------------------------------------------------------------------
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width: its own look-up imports shutil (and through it
+    bz2 and lzma) on every parser built, a tenth of `qsched queue`'s start-up."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width=None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
+            except (ValueError, OSError):
+                width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and subparser of the CLI (add_subparsers makes them of the parent's class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _add_client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--address", help=f"scheduler address (env QSCHED_ADDRESS, default {connection.DEFAULT_ADDRESS})"
@@ -383,9 +400,7 @@ _LOCAL_COMMANDS = frozenset({"queue", "history", "devices", "data", "plot"})
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` one of this module's own commands, only those
     (the metriq-gym, config, admin and server commands import more modules)."""
-    parser = argparse.ArgumentParser(
-        prog="qsched", description="Share quantum devices: a durable job queue over gRPC."
-    )
+    parser = _Parser(prog="qsched", description="Share quantum devices: a durable job queue over gRPC.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -446,33 +461,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if register_config_commands is not None:
         register_config_commands(sub)
 
-    from qsched.cli import admin_commands
+    from qsched.cli import admin_commands, plugins
 
-    try:
-        import qsched_runtime  # noqa: F401  (the server parts: `qsched admin init`, up, serve)
-
-        server_parts = True
-    except ImportError:
-        server_parts = False
-    admin_commands.register(sub, _add_client_options, server_parts)
-
-    try:
-        from qsched_runtime.args import add_common_arguments
-        from qsched_runtime.config import SERVICES
-    except ImportError:  # base install: the client commands only
-        return parser
-    p = sub.add_parser("up", help="run the whole stack on this machine (Ctrl+C stops it)")
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_up)
-    p = sub.add_parser("serve", help="run one service")
-    p.add_argument("service", choices=SERVICES)
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("db", help="scheduler database migrations")
-    p.add_argument("action", choices=["upgrade", "downgrade", "current"])
-    p.add_argument("revision", nargs="?", help="target revision (default head / base)")
-    add_common_arguments(p)
-    p.set_defaults(func=cmd_db)
+    groups = {"admin": admin_commands.register(sub, _add_client_options)}
+    if command is None or command not in sub.choices or command in groups:
+        plugins.register(sub, groups, command)
     return parser
 
 
@@ -509,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as error:
         print(f"qsched: {error}", file=sys.stderr)
         return 2
-    except (json.JSONDecodeError, OSError, ValueError) as error:
+    except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
         print(f"qsched: {error}", file=sys.stderr)
         return 2
     except ImportError as error:

@@ -1,0 +1,200 @@
+"""Command-line flags shared by `qsched serve`, `qsched up` and `qsched db`.
+
+Kept free of heavy imports: the CLI builds its parser from here on every call."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qsched_core.config import EXPORTERS, SERVICES, Endpoints, ServiceConfig, default_data_dir
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags every service (and `qsched up`) understands."""
+    defaults = Endpoints()
+    for service in SERVICES:
+        parser.add_argument(
+            f"--{service}-address",
+            default=defaults.of(service),
+            metavar="HOST:PORT",
+            help=f"where the {service} service listens (default {defaults.of(service)})",
+        )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help=f"state directory (default {default_data_dir()})"
+    )
+    parser.add_argument("--trace-exporter", choices=EXPORTERS, default=None, help="OpenTelemetry exporter")
+    parser.add_argument(
+        "--database-url", default=None, help="scheduler database (default: SQLite in the data dir)"
+    )
+    parser.add_argument(
+        "--configs-database-url",
+        default=None,
+        help="config service database (default: SQLite configs.db in the data dir)",
+    )
+    parser.add_argument(
+        "--gateway-database-url",
+        default=None,
+        help="gateway task registry (default: SQLite gateway/tasks.db in the data dir)",
+    )
+    parser.add_argument(
+        "--board",
+        default=None,
+        metavar="sim|pyro://HOST:PORT/NAME",
+        help="executor: the QICK board (default sim)",
+    )
+    parser.add_argument(
+        "--device-model", default=None, metavar="FILE", help="executor: simulated device model"
+    )
+    parser.add_argument(
+        "--hardware-config",
+        default=None,
+        metavar="FILE",
+        help="executor: hardware config used when none is pinned",
+    )
+    parser.add_argument(
+        "--data-root", default=None, metavar="DIR", help="executor: data files (default <data-dir>/data)"
+    )
+    parser.add_argument(
+        "--experiment-package",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="executor: a package lab experiment plug-ins may come from; repeatable",
+    )
+    parser.add_argument(
+        "--lock-dir", default=None, metavar="DIR", help="executor: board locks (default <data-dir>/locks)"
+    )
+    parser.add_argument(
+        "--no-config-pinning",
+        dest="pin_configs",
+        action="store_false",
+        help="scheduler: run lab jobs without pinning config revisions (sites without config versioning)",
+    )
+    security = parser.add_argument_group("security (README: Users, roles and tokens)")
+    security.add_argument(
+        "--identity-database-url",
+        default=None,
+        help="users, tokens and audit log (default: SQLite identity.db in the data dir)",
+    )
+    security.add_argument(
+        "--tls-cert", dest="tls_cert_file", default=None, metavar="PEM", help="server certificate"
+    )
+    security.add_argument(
+        "--tls-key", dest="tls_key_file", default=None, metavar="PEM", help="server private key"
+    )
+    security.add_argument(
+        "--tls-client-ca",
+        dest="tls_client_ca_file",
+        default=None,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    security.add_argument(
+        "--tls-ca",
+        dest="tls_ca_file",
+        default=None,
+        metavar="PEM",
+        help="CA trusted when calling peer services",
+    )
+    security.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without TLS (a private network only)",
+    )
+    security.add_argument(
+        "--max-queued-per-user", type=int, default=None, help="scheduler quota (default 1000)"
+    )
+    security.add_argument(
+        "--max-payload-bytes-per-job", type=int, default=None, help="scheduler quota (default 1 MiB)"
+    )
+    security.add_argument(
+        "--max-user-priority",
+        type=int,
+        default=None,
+        help="above this, priority needs the operator role (default 10)",
+    )
+    parser.add_argument(
+        "--lab-device",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a lab device and its executor (default qick=<executor address>); repeatable",
+    )
+
+
+# ServiceConfig field -> flag, for the security options `up` passes on.
+_SECURITY = {
+    "identity_database_url": "--identity-database-url",
+    "tls_cert_file": "--tls-cert",
+    "tls_key_file": "--tls-key",
+    "tls_client_ca_file": "--tls-client-ca",
+    "tls_ca_file": "--tls-ca",
+    "allow_plaintext": "--allow-plaintext",
+    "max_queued_per_user": "--max-queued-per-user",
+    "max_payload_bytes_per_job": "--max-payload-bytes-per-job",
+    "max_user_priority": "--max-user-priority",
+}
+
+
+def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
+    endpoints = Endpoints(**{s: getattr(args, f"{s}_address") for s in SERVICES})
+    devices: dict[str, str] = {}
+    for item in args.lab_device:
+        name, sep, address = item.partition("=")
+        if not sep or not name or not address:
+            raise SystemExit(f"--lab-device expects NAME=HOST:PORT, got {item!r}")
+        devices[name] = address
+    kwargs: dict[str, object] = {
+        "endpoints": endpoints,
+        "lab_devices": devices,
+        "pin_configs": getattr(args, "pin_configs", True),
+    }
+    if args.data_dir is not None:
+        kwargs["data_dir"] = args.data_dir.expanduser()
+    if args.trace_exporter is not None:
+        kwargs["trace_exporter"] = args.trace_exporter
+    if args.database_url is not None:
+        kwargs["database_url"] = args.database_url
+    for name in ("configs_database_url", "gateway_database_url"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir", *_SECURITY):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    if getattr(args, "experiment_package", None):
+        kwargs["experiment_packages"] = tuple(args.experiment_package)
+    return ServiceConfig(service=service, **kwargs)  # type: ignore[arg-type]
+
+
+def forward_args(args: argparse.Namespace) -> list[str]:
+    """The flags `up` passes on to every child."""
+    out: list[str] = []
+    for service in SERVICES:
+        out += [f"--{service}-address", getattr(args, f"{service}_address")]
+    if args.data_dir is not None:
+        out += ["--data-dir", str(args.data_dir)]
+    if args.trace_exporter is not None:
+        out += ["--trace-exporter", args.trace_exporter]
+    if args.database_url is not None:
+        out += ["--database-url", args.database_url]
+    for name in ("configs_database_url", "gateway_database_url"):
+        if getattr(args, name, None) is not None:
+            out += [f"--{name.replace('_', '-')}", getattr(args, name)]
+    for device in args.lab_device:
+        out += ["--lab-device", device]
+    if not getattr(args, "pin_configs", True):
+        out.append("--no-config-pinning")
+    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
+        if getattr(args, name, None) is not None:
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    for name, flag in _SECURITY.items():
+        value = getattr(args, name, None)
+        if value is True:
+            out.append(flag)
+        elif value is not None and value is not False:
+            out += [flag, str(value)]
+    for package in getattr(args, "experiment_package", None) or []:
+        out += ["--experiment-package", package]
+    return out

@@ -1,0 +1,79 @@
+"""End to end: the CLI against the REAL scheduler, which sends provider jobs to a real gateway (local
+simulators). These depend on the scheduler's provider path (SubmitJob to `<provider>:<device>`,
+EstimateJob, GetJobResult with its cache, cancel of provider tasks)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+
+from tests.sdk.cli.conftest import job_id_of, make_runner, wait_done
+
+
+@pytest.fixture(scope="module")
+def real_scheduler(services, gateway_address, tmp_path_factory) -> str:
+    from tests.support.stack import running_service
+
+    service = running_service(
+        "scheduler",
+        tmp_path_factory.mktemp("scheduler"),
+        peers={"gateway": gateway_address},
+        lab_devices={},
+        pin_configs=False,
+    )
+    return services.enter(service)
+
+
+@pytest.fixture
+def real(real_scheduler, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("QSCHED_USER", "alice")
+    monkeypatch.chdir(tmp_path)
+    return make_runner(real_scheduler, capsys)
+
+
+def test_job_verbs_end_to_end(real, real_scheduler, config_files, tmp_path):
+    code, out, err = real("job", "estimate", str(config_files["wit"]), "-p", "local", "-d", "aer_simulator")
+    assert code == 0, err
+    assert "Total 2q gates" in out and "24" in out
+    code, out, err = real("job", "dispatch", str(config_files["wit"]), "-p", "local", "-d", "aer_simulator")
+    assert code == 0, err
+    job_id = job_id_of(out)
+    wait_done(real_scheduler, job_id)
+    code, out, err = real("job", "poll", "latest", "--json", "result.json", "--include-raw")
+    assert code == 0, err
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["job_type"] == "WIT" and record["results"]["score"]["value"] > 0.9
+    code, out, err = real("job", "poll", job_id)
+    assert code == 0 and "[Cached result data]" in out, err
+    code, out, err = real("job", "poll", job_id, "--no-cache")
+    assert code == 0 and "[Cached result data]" not in out, err
+    code, out, err = real("job", "replay", "result_debug.json", "--json", "replayed.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "replayed.json").read_text())["results"] == record["results"]
+    code, out, err = real("job", "view")
+    assert code == 0 and job_id in out and "WIT" in out
+    code, out, err = real("job", "view", job_id)
+    assert code == 0 and "benchmark  WIT" in out
+    code, out, err = real("job", "delete", job_id)
+    assert code == 0 and "deleted" in out, err
+
+
+def test_suite_and_errors_end_to_end(real, real_scheduler, config_files, tmp_path):
+    code, out, err = real(
+        "suite", "dispatch", str(config_files["suite"]), "-p", "local", "-d", "aer_simulator"
+    )
+    assert code == 0, err
+    job_id = job_id_of(out)
+    wait_done(real_scheduler, job_id)
+    code, out, err = real("suite", "poll", job_id, "--json", "suite.json")
+    assert code == 0, err
+    records = json.loads((tmp_path / "suite.json").read_text())
+    assert [r["job_type"] for r in records] == ["WIT", "QML Kernel"]
+    code, _, err = real("job", "dispatch", str(config_files["wit"]), "-p", "nosuch", "-d", "x")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    code, _, err = real("job", "dispatch", str(config_files["wit"]), "-p", "local", "-d", "fake_nowhere")
+    assert code == 2 and err.count("\n") == 1
+    with contextlib.suppress(Exception):
+        real("suite", "delete", job_id)
