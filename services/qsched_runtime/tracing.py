@@ -56,13 +56,29 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                with tracer().start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
-                    span.set_attributes(span_attrs)
-                    try:
-                        async for item in inner_stream(request, context):
-                            yield item
-                    finally:
-                        _record_code(span, context)
+                # The span is current only while the handler produces an item: a stream that the
+                # client abandons is closed from another context, where a span attached across the
+                # `yield` could not be detached.
+                span = tracer().start_span(name, context=parent, kind=SpanKind.SERVER)
+                span.set_attributes(span_attrs)
+                in_span = trace.set_span_in_context(span, parent)
+                items = inner_stream(request, context).__aiter__()
+                try:
+                    while True:
+                        token = otel_context.attach(in_span)
+                        try:
+                            item = await items.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            otel_context.detach(token)
+                        yield item
+                finally:
+                    close = getattr(items, "aclose", None)
+                    if close is not None:
+                        await close()
+                    _record_code(span, context)
+                    span.end()
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer

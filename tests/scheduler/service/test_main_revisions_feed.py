@@ -185,12 +185,10 @@ async def test_a_silent_stream_is_taken_for_dead_and_resumed() -> None:
         assert await revisions.wait_live(10)
         assert revisions.pin(RABI) == (PinnedRevision(HW, "CFG-HW-20260114-00004", "ab"),)
 
-        async def resumed() -> bool:
-            return len(fake.requests) >= 2
-
-        await eventually(resumed)  # the silence ended the first stream; the second resumes after 4
+        # The silence ends the first stream; the second resumes after 4 and catches up again (the
+        # request reaches the server before its answer reaches the feed: wait for the answer).
+        await eventually(lambda: CaughtUp(4) in revisions.events[2:], what="the resumed stream catching up")
         assert [r.after_change_id for r in fake.requests[:2]] == [0, 4]
-        assert CaughtUp(4) in revisions.events[2:]
     finally:
         await feed.close()
         await server.stop(0)
