@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qsched_core.json_bounds import TooDeep, loads_bounded
 from qsched_scheduler.domain import (
     MAX_LABELS,
     MAX_OWNER_LENGTH,
@@ -46,9 +47,11 @@ class Submission:
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
     try:
-        value = json.loads(text) if text else {}
+        value = loads_bounded(text) if text else {}
     except json.JSONDecodeError as exc:
         raise InvalidArgument("INVALID_JSON", f"{field} is not valid JSON: {exc.msg}", field=field) from exc
+    except TooDeep as exc:
+        raise InvalidArgument("INVALID_JSON", f"{field} is {exc}", field=field) from exc
     if not isinstance(value, dict):
         raise InvalidArgument("INVALID_JSON", f"{field} must be a JSON object", field=field)
     return value
