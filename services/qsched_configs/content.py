@@ -8,8 +8,8 @@ import json
 from pathlib import PurePosixPath, PureWindowsPath
 
 from qsched_configs.domain import MAX_CONTENT_BYTES, ContentType
-from qsched_core.json_bounds import TooDeep, loads_bounded
 from qsched_configs.errors import FailedPrecondition, InvalidArgument
+from qsched_core.json_bounds import TooDeep, loads_bounded
 
 EXTENSIONS = {
     ".yaml": ContentType.YAML,

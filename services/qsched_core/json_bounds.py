@@ -1,6 +1,6 @@
 """JSON documents from callers, parsed with a bound on their nesting.
 
-Python's parser recurses once per level: `{"a":` × 5,000 raised RecursionError, which reached
+Python's parser recurses once per level: 5,000 times `{"a":` raised RecursionError, which reached
 callers as UNKNOWN. Experiment settings and config documents are a handful of levels deep; a
 document nested deeper than `MAX_DEPTH` is refused as a caller's mistake."""
 
