@@ -10,6 +10,8 @@ from typing import Any
 
 from qsched_core.json_bounds import TooDeep, loads_bounded
 from qsched_scheduler.domain import (
+    MAX_LABEL_KEY_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
     MAX_LABELS,
     MAX_OWNER_LENGTH,
     MAX_PAYLOAD_BYTES,
@@ -142,6 +144,17 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
     labels = dict(sub.labels or {})
     if len(labels) > MAX_LABELS:
         raise InvalidArgument("TOO_MANY_LABELS", f"at most {MAX_LABELS} labels", field="labels")
+    for key, value in labels.items():
+        if not key or len(key) > MAX_LABEL_KEY_LENGTH:
+            raise InvalidArgument(
+                "LABEL_TOO_LONG", f"a label key has 1 to {MAX_LABEL_KEY_LENGTH} characters", field="labels"
+            )
+        if len(value) > MAX_LABEL_VALUE_LENGTH:
+            raise InvalidArgument(
+                "LABEL_TOO_LONG",
+                f"label {key!r}: a value has at most {MAX_LABEL_VALUE_LENGTH} characters",
+                field=f"labels[{key}]",
+            )
     return NewJob(
         owner=owner,
         device=sub.device,
