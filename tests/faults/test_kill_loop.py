@@ -125,6 +125,6 @@ async def test_kill_9_under_load_loses_nothing_and_runs_nothing_twice(tmp_path, 
         assert not lost, outcomes
     assert all(j.run_count == 1 for j in jobs), "a job ran twice"
     files = Counter(
-        job_id for path in (tmp_path / "data" / "data").rglob("*.h5") for job_id in ids if job_id in path.name
+        job_id for path in (stack.data_dir / "data").rglob("*.h5") for job_id in ids if job_id in path.name
     )
     assert max(files.values(), default=1) == 1, "two data files for one job"

@@ -15,7 +15,8 @@ SERVICES = ("configs", "executor", "gateway", "scheduler")  # start order: peers
 
 @dataclass
 class ServeStack:
-    root: Path
+    root: Path  # logs here
+    data_dir: Path | None = None  # default root/data
     extra: dict[str, list[str]] = field(default_factory=dict)  # more flags per service
     ports: dict[str, int] = field(default_factory=dict)
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -23,7 +24,8 @@ class ServeStack:
 
     def __post_init__(self) -> None:
         self.ports = {s: processes.free_port() for s in SERVICES}
-        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.data_dir or self.root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -33,7 +35,7 @@ class ServeStack:
 
     def _args(self, service: str) -> list[str]:
         addresses = [arg for s in SERVICES for arg in (f"--{s}-address", self.address(s))]
-        args = ["serve", service, *addresses, "--data-dir", str(self.root / "data")]
+        args = ["serve", service, *addresses, "--data-dir", str(self.data_dir)]
         if service == "scheduler":
             args += ["--lab-device", f"qick={self.address('executor')}", "--max-queued-per-user", "100000"]
         return [*args, *self.extra.get(service, [])]
