@@ -9,6 +9,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 from qsched_configs.domain import MAX_CONTENT_BYTES, ContentType
 from qsched_configs.errors import FailedPrecondition, InvalidArgument
+from qsched_core.json_bounds import TooDeep, loads_bounded
 
 EXTENSIONS = {
     ".yaml": ContentType.YAML,
@@ -57,9 +58,11 @@ def check_content(content: bytes, content_type: ContentType) -> None:
         raise _invalid(content_type, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     if content_type is ContentType.JSON:
         try:
-            json.loads(text)
+            loads_bounded(text)
         except json.JSONDecodeError as exc:
             raise _invalid(content_type, f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        except TooDeep as exc:
+            raise _invalid(content_type, str(exc)) from exc
     elif content_type is ContentType.YAML:
         import yaml
 
@@ -68,6 +71,8 @@ def check_content(content: bytes, content_type: ContentType) -> None:
             yaml.load(text, Loader=loader)
         except yaml.YAMLError as exc:
             raise _invalid(content_type, " ".join(str(exc).split())) from exc
+        except RecursionError:
+            raise _invalid(content_type, "nested too deeply") from None
 
 
 def _invalid(content_type: ContentType, problem: str) -> InvalidArgument:

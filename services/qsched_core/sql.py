@@ -13,6 +13,7 @@ are plain text so SQLite and PostgreSQL store them the same way."""
 
 from __future__ import annotations
 
+import errno
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import URL, make_url
+
+from qsched_core.errors import ResourceExhausted
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -134,3 +137,32 @@ class JsonText(TypeDecorator[Any]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         return None if value is None else json.loads(value)
+
+
+# -- a full disk, named -----------------------------------------------------------------------------
+class StorageFull(ResourceExhausted):
+    """The database could not write: its disk is full. Nothing was changed; the caller may retry
+    once space is freed (the service recovers by itself)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("STORAGE_FULL", "the server's disk is full: nothing was written; try again later")
+        self.detail = detail
+
+
+_FULL_MESSAGES = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether `exc` (a DBAPI error wrapped by SQLAlchemy, or an OSError) says the disk is full:
+    SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100 (disk_full), or ENOSPC."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if getattr(exc, "sqlstate", None) == "53100" or getattr(exc, "pgcode", None) == "53100":
+            return True
+        if any(text in str(exc).lower() for text in _FULL_MESSAGES):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False

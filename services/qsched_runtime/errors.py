@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
@@ -20,6 +21,9 @@ from grpc_status import rpc_status
 
 from qsched.wire import error_info
 from qsched_core.errors import DomainError, PeerRejected, PeerUnavailable, QuotaExceeded
+from qsched_core.sql import StorageFull, is_storage_full
+
+log = logging.getLogger(__name__)
 
 
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
@@ -63,6 +67,10 @@ def _translating(method: Any, domain: str) -> Any:
                     yield item
             except DomainError as error:
                 await abort(context, error, domain)
+            except Exception as error:
+                if not is_storage_full(error):
+                    raise
+                await abort(context, _full(error), domain)
 
         return stream
 
@@ -72,8 +80,18 @@ def _translating(method: Any, domain: str) -> Any:
             return await method(self, request, context)
         except DomainError as error:
             await abort(context, error, domain)
+        except Exception as error:
+            if not is_storage_full(error):
+                raise
+            await abort(context, _full(error), domain)
 
     return unary
+
+
+def _full(error: Exception) -> StorageFull:
+    # A full disk is a condition the caller can act on (wait, tell the operator), not UNKNOWN.
+    log.error("a write failed, the disk is full: %s", error)
+    return StorageFull(str(error))
 
 
 def translates_errors(domain: str):

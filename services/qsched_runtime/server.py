@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from qsched_runtime.auth import Policy, ServerAuthInterceptor, full_policy
+from qsched_runtime.decoding import DecodeAfterAuthInterceptor
 from qsched_runtime.security import ServerSecurity, check_listen
 from qsched_runtime.tracing import ServerTracingInterceptor
 
@@ -55,6 +56,7 @@ async def start_server(
         for registration in registrations:
             policies.update(full_policy(registration.full_name, registration.policy))
         interceptors.append(ServerAuthInterceptor(security.authenticator, policies))
+    interceptors.append(DecodeAfterAuthInterceptor())  # innermost: the caller is known before parsing
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

@@ -89,7 +89,27 @@ def _error(error: ErrorDetail | None) -> pb.JobError | None:
     return pb.JobError(reason=error.reason, message=error.message) if error else None
 
 
-def run_to_pb(run: Run) -> pb.Run:
+def _basic(payload: pb.JobPayload) -> pb.JobPayload:
+    """The payload without its documents (JobView.BASIC)."""
+    which = payload.WhichOneof("payload")
+    if which == "lab_experiment":
+        payload.lab_experiment.ClearField("expt_config_json")
+    elif which == "circuit":
+        payload.circuit.ClearField("qasm")
+        payload.circuit.ClearField("qpy")
+    elif which == "benchmark":
+        payload.benchmark.Clear()
+    return payload
+
+
+def run_to_pb(run: Run, full: bool = True) -> pb.Run:
+    message = _run_to_pb(run)
+    if not full and message.HasField("payload"):
+        _basic(message.payload)
+    return message
+
+
+def _run_to_pb(run: Run) -> pb.Run:
     return pb.Run(
         task_id=run.task_id,
         attempt=run.attempt,
@@ -108,7 +128,16 @@ def run_to_pb(run: Run) -> pb.Run:
     )
 
 
-def job_to_pb(job: Job) -> pb.Job:
+def job_to_pb(job: Job, full: bool = True) -> pb.Job:
+    message = _job_to_pb(job)
+    if not full:
+        _basic(message.payload)
+        if message.HasField("current_run") and message.current_run.HasField("payload"):
+            _basic(message.current_run.payload)
+    return message
+
+
+def _job_to_pb(job: Job) -> pb.Job:
     return pb.Job(
         job_id=job.job_id,
         owner=job.owner,

@@ -16,6 +16,8 @@ MAX_PAGE_SIZE = 1000
 MAX_OWNER_LENGTH = 128
 MAX_REQUEST_ID_LENGTH = 128
 MAX_LABELS = 32
+MAX_LABEL_KEY_LENGTH = 63  # as Kubernetes label names: short keys, values for ids and tags
+MAX_LABEL_VALUE_LENGTH = 256
 
 
 class JobState(enum.Enum):

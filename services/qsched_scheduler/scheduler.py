@@ -57,6 +57,7 @@ from qsched_scheduler.gateway_port import (
     Submitted,
 )
 from qsched_scheduler.group_commit import GroupCommit
+from qsched_scheduler.page_budget import fitting, job_bytes, run_bytes
 from qsched_scheduler.pagination import filter_scope, runs_scope
 from qsched_scheduler.provider_dispatcher import ProviderDispatcher
 from qsched_scheduler.store.base import JobStore, SubmitOutcome, cursor_of
@@ -272,11 +273,16 @@ class Scheduler:
             return []
         return dispatcher.provider_statuses(job.current_run.task_id)
 
-    async def list_jobs(self, flt: JobFilter, page_size: int, page_token: str) -> tuple[list[Job], str]:
+    async def list_jobs(
+        self, flt: JobFilter, page_size: int, page_token: str, full: bool = False
+    ) -> tuple[list[Job], str]:
+        """A page of jobs; `full`: the caller wants the payloads' documents (the page is then
+        cut where it would pass the byte budget)."""
         size = self._page_size(page_size)
         scope = filter_scope(flt)
         after = self._tokens.decode(page_token, scope) if page_token else None
         jobs = await self._call(self._store.list_jobs, flt, after, size + 1)
+        size = min(size, fitting(jobs[:size], lambda job: job_bytes(job, full)))
         next_token = self._tokens.encode(scope, cursor_of(jobs[size - 1], flt)) if len(jobs) > size else ""
         # An unfiltered queue page is a contiguous slice of each device's run order:
         # one COUNT per device gives every position on the page.
@@ -302,12 +308,15 @@ class Scheduler:
             dispatcher.wake()
         return await self._with_estimate(change.job)
 
-    async def list_runs(self, job_id: str, page_size: int, page_token: str) -> tuple[list[Run], str]:
+    async def list_runs(
+        self, job_id: str, page_size: int, page_token: str, full: bool = False
+    ) -> tuple[list[Run], str]:
         self._check_id(job_id)
         size = self._page_size(page_size)
         scope = runs_scope(job_id)
         after = self._tokens.decode(page_token, scope)[0] if page_token else 0
         runs = await self._call(self._store.list_runs, job_id, after, size + 1)
+        size = min(size, fitting(runs[:size], lambda run: run_bytes(run, full)))
         next_token = self._tokens.encode(scope, (runs[size - 1].attempt,)) if len(runs) > size else ""
         return runs[:size], next_token
 

@@ -95,8 +95,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
         self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobsResponse:
         flt = convert.filter_from_pb(request)
-        jobs, token = await self._scheduler.list_jobs(flt, request.page_size, request.page_token)
-        return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
+        full = request.job_view == pb.JOB_VIEW_FULL
+        jobs, token = await self._scheduler.list_jobs(flt, request.page_size, request.page_token, full)
+        return pb.ListJobsResponse(jobs=[convert.job_to_pb(j, full) for j in jobs], next_page_token=token)
 
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
@@ -151,8 +152,11 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def ListRuns(
         self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRunsResponse:
-        runs, token = await self._scheduler.list_runs(request.job_id, request.page_size, request.page_token)
-        return pb.ListRunsResponse(runs=[convert.run_to_pb(r) for r in runs], next_page_token=token)
+        full = request.job_view == pb.JOB_VIEW_FULL
+        runs, token = await self._scheduler.list_runs(
+            request.job_id, request.page_size, request.page_token, full
+        )
+        return pb.ListRunsResponse(runs=[convert.run_to_pb(r, full) for r in runs], next_page_token=token)
 
     async def FetchJobData(
         self, request: pb.FetchJobDataRequest, context: grpc.aio.ServicerContext

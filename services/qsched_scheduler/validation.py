@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qsched_core.json_bounds import TooDeep, loads_bounded
 from qsched_scheduler.domain import (
+    MAX_LABEL_KEY_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
     MAX_LABELS,
     MAX_OWNER_LENGTH,
     MAX_PAYLOAD_BYTES,
@@ -46,9 +49,11 @@ class Submission:
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
     try:
-        value = json.loads(text) if text else {}
+        value = loads_bounded(text) if text else {}
     except json.JSONDecodeError as exc:
         raise InvalidArgument("INVALID_JSON", f"{field} is not valid JSON: {exc.msg}", field=field) from exc
+    except TooDeep as exc:
+        raise InvalidArgument("INVALID_JSON", f"{field} is {exc}", field=field) from exc
     if not isinstance(value, dict):
         raise InvalidArgument("INVALID_JSON", f"{field} must be a JSON object", field=field)
     return value
@@ -139,6 +144,17 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
     labels = dict(sub.labels or {})
     if len(labels) > MAX_LABELS:
         raise InvalidArgument("TOO_MANY_LABELS", f"at most {MAX_LABELS} labels", field="labels")
+    for key, value in labels.items():
+        if not key or len(key) > MAX_LABEL_KEY_LENGTH:
+            raise InvalidArgument(
+                "LABEL_TOO_LONG", f"a label key has 1 to {MAX_LABEL_KEY_LENGTH} characters", field="labels"
+            )
+        if len(value) > MAX_LABEL_VALUE_LENGTH:
+            raise InvalidArgument(
+                "LABEL_TOO_LONG",
+                f"label {key!r}: a value has at most {MAX_LABEL_VALUE_LENGTH} characters",
+                field=f"labels[{key}]",
+            )
     return NewJob(
         owner=owner,
         device=sub.device,

@@ -100,23 +100,25 @@ class UpStack:
         return self.identity.token_for(name, (Role.OPERATOR,))
 
 
-@pytest.fixture(scope="session")
-def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
-    """A real `qsched up` stack (one for the session, started by the first test that asks, stopped
-    at the end): four processes on free ports, the simulated board, a temporary data directory and
-    identity database of its own.
-    QSCHED_SDK_TEST_ADDRESS names an already running stack instead (nothing is started then;
-    $QSCHED_TOKEN is the caller's)."""
+@dataclass
+class UpProcesses:
+    """A `qsched up` this module started: every service's address and the installation's identity."""
+
+    addresses: dict[str, str]
+    identity: TestIdentity
+    data_dir: Path
+    log: Path
+
+
+@contextlib.contextmanager
+def up_stack(tmp: Path) -> Iterator[UpProcesses]:
+    """Start `qsched up` in `tmp` (four processes on free ports, the simulated board, a data
+    directory and identity database of its own) and stop it on exit."""
     from qsched_core.config import SERVICES
     from qsched_core.sql import make_engine
     from qsched_identity.db import sqlite_url_for
     from qsched_identity.store import IdentityStore
 
-    given = os.environ.get("QSCHED_SDK_TEST_ADDRESS")
-    if given:
-        yield UpStack(given)
-        return
-    tmp = tmp_path_factory.mktemp("qsched-up")
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
     log = tmp / "up.log"
@@ -134,11 +136,24 @@ def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
         processes.wait_for_line(log, "qsched is up", up)
         url = sqlite_url_for(tmp / "data")
         store = IdentityStore(make_engine(url))
-        yield UpStack(addresses["scheduler"], TestIdentity(url, tmp, store))
+        yield UpProcesses(addresses, TestIdentity(url, tmp, store), tmp / "data", log)
     finally:
         processes.stop(up)
         if store is not None:
             store.close()
+
+
+@pytest.fixture(scope="session")
+def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
+    """A real `qsched up` stack (one for the session, started by the first test that asks, stopped
+    at the end). QSCHED_SDK_TEST_ADDRESS names an already running stack instead (nothing is
+    started then; $QSCHED_TOKEN is the caller's)."""
+    given = os.environ.get("QSCHED_SDK_TEST_ADDRESS")
+    if given:
+        yield UpStack(given)
+        return
+    with up_stack(tmp_path_factory.mktemp("qsched-up")) as up:
+        yield UpStack(up.addresses["scheduler"], up.identity)
 
 
 @pytest.fixture

@@ -152,13 +152,22 @@ def run_timings(job: pb.Job, run: pb.Run | None) -> dict[str, Any]:
     return out
 
 
-def list_jobs(calls: Any, view: int, states: list[int], owner: str, device: str, limit: int) -> list[pb.Job]:
-    """Jobs of ListJobs (`calls`: a qsched.calls.Calls of JobService), every page up to `limit`."""
+def list_jobs(
+    calls: Any, view: int, states: list[int], owner: str, device: str, limit: int, full: bool = True
+) -> list[pb.Job]:
+    """Jobs of ListJobs (`calls`: a qsched.calls.Calls of JobService), every page up to `limit`;
+    `full=False`: without the payloads' documents (settings, circuits), as a table needs."""
     from qsched._pages import collect
 
     def page(token: str, size: int) -> pb.ListJobsResponse:
         request = pb.ListJobsRequest(
-            view=view, states=states, owner=owner, device=device, page_size=size, page_token=token
+            view=view,
+            states=states,
+            owner=owner,
+            device=device,
+            page_size=size,
+            page_token=token,
+            job_view=pb.JOB_VIEW_FULL if full else pb.JOB_VIEW_BASIC,
         )
         return calls("ListJobs", request)
 

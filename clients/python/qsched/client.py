@@ -441,7 +441,10 @@ class JobClient:
         """Every run (attempt) of a job, oldest first, with the settings that produced it."""
         runs = collect(
             lambda token, size: self.calls(
-                "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
+                "ListRuns",
+                pb.ListRunsRequest(
+                    job_id=job_id, page_size=size, page_token=token, job_view=pb.JOB_VIEW_FULL
+                ),
             ),
             lambda page: page.runs,
         )
@@ -501,7 +504,12 @@ class JobClient:
 
         def page(token: str, size: int) -> pb.ListJobsResponse:
             request = pb.ListJobsRequest(
-                view=pb.LIST_VIEW_HISTORY, owner=owner or "", kind=kind, page_size=size, page_token=token
+                view=pb.LIST_VIEW_HISTORY,
+                owner=owner or "",
+                kind=kind,
+                page_size=size,
+                page_token=token,
+                job_view=pb.JOB_VIEW_FULL,
             )
             return self.calls("ListJobs", request)
 

@@ -328,6 +328,16 @@ def _push(**kw):
 
 
 BAD_INPUT = {
+    "JSON nested 5,000 deep": (
+        _create(content=b'{"a":' * 5000 + b"1" + b"}" * 5000, original_filename="hw.json"),
+        INVALID,
+        "INVALID_CONTENT",
+    ),
+    "YAML nested 5,000 deep": (
+        _create(content=b"[" * 5000 + b"]" * 5000, original_filename="hw.yml"),
+        INVALID,
+        "INVALID_CONTENT",
+    ),
     "oversized content": (_create(content=OVERSIZE), INVALID, "CONTENT_TOO_LARGE"),
     "oversized push": (_push(content=OVERSIZE, etag="{etag}"), INVALID, "CONTENT_TOO_LARGE"),
     "empty content": (_create(content=b""), INVALID, "EMPTY_CONTENT"),

@@ -76,7 +76,10 @@ class Transport:
         """Every run of the job, oldest first (all pages of ListRuns)."""
         return await collect_async(
             lambda token, size: self.call(
-                "ListRuns", pb.ListRunsRequest(job_id=job_id, page_size=size, page_token=token)
+                "ListRuns",
+                pb.ListRunsRequest(
+                    job_id=job_id, page_size=size, page_token=token, job_view=pb.JOB_VIEW_FULL
+                ),
             ),
             lambda page: page.runs,
         )

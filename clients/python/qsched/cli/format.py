@@ -22,7 +22,8 @@ def what(job: pb.Job) -> str:
     if which == "lab_experiment":
         return job.payload.lab_experiment.experiment_class
     if which == "circuit":
-        return f"{len(job.payload.circuit.qasm)} circuit(s)"
+        count = len(job.payload.circuit.qasm) or len(job.payload.circuit.qpy)
+        return f"{count} circuit(s)" if count else "circuits"  # lists leave the circuits out
     return which or "-"
 
 

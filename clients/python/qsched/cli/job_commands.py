@@ -374,7 +374,13 @@ def view(args: argparse.Namespace, want: str = "") -> int:
             print("\n".join(extra))
         if getattr(args, "runs", False):
             print()
-            print(run_rows(jc.calls("ListRuns", pb().ListRunsRequest(job_id=job_id)).runs))
+            print(
+                run_rows(
+                    jc.calls(
+                        "ListRuns", pb().ListRunsRequest(job_id=job_id, job_view=pb().JOB_VIEW_FULL)
+                    ).runs
+                )
+            )
         return 0
     kind = KINDS.get(getattr(args, "kind", None) or "", 0)
     if want == "suite":

@@ -136,7 +136,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(job_detail(job))
     if args.runs:
         print()
-        print(run_rows(calls("ListRuns", _pb().ListRunsRequest(job_id=args.job_id)).runs))
+        print(
+            run_rows(
+                calls(
+                    "ListRuns", _pb().ListRunsRequest(job_id=args.job_id, job_view=_pb().JOB_VIEW_FULL)
+                ).runs
+            )
+        )
     return 0
 
 
@@ -193,7 +199,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow_queue(args)
     jobs = c.list_jobs(
-        _calls(args), _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit
+        _calls(args), _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit, full=False
     )
     print(job_rows(jobs, queue=True) if jobs else "the queue is empty")
     return 0
@@ -253,7 +259,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown status {args.status!r} (one of {', '.join(valid)})")
         states = [c.SEED_STATUS_TO_PB[args.status]]
     jobs = c.list_jobs(
-        _calls(args), pb.LIST_VIEW_HISTORY, states, args.user or "", args.device or "", args.limit
+        _calls(args), pb.LIST_VIEW_HISTORY, states, args.user or "", args.device or "", args.limit, full=False
     )
     print(job_rows(jobs, queue=False) if jobs else "no jobs")
     return 0
