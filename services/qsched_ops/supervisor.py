@@ -1,4 +1,4 @@
-"""`qsched up`: the four services as separate processes on one machine.
+"""`qsched up`: the four services, and the web view, as separate processes on one machine.
 
 Policy: children start together; `up` waits until every one reports SERVING on
 grpc.health.v1, then prints where they listen. A child that exits on its own is
@@ -51,6 +51,10 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     deaths: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
+    http: bool = False  # the web view: ready when its login page answers, not on grpc.health
+
+    def shown(self) -> str:
+        return f"http://{self.address}" if self.http else self.address
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
@@ -70,6 +74,21 @@ def wait_serving(address: str, deadline: float) -> bool:
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
+    return False
+
+
+def wait_http(address: str, deadline: float) -> bool:
+    import urllib.error
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{address}/login", timeout=1.0) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
     return False
 
 
@@ -112,6 +131,12 @@ class Supervisor:
             )
             for service in START_ORDER
         ]
+        if web_available() and not getattr(args, "no_web", False):
+            # A client of the scheduler like any other (docs/web.md): the viewer's token, not a service's.
+            cache = configs["scheduler"].data_dir / "web-cache"
+            web = [sys.executable, "-m", "qsched_web.server", "--web-address", args.web_address]
+            web += ["--scheduler-address", configs["scheduler"].listen, "--cache-dir", str(cache)]
+            self.children.append(Child("web", web, args.web_address, http=True))
         self.stopping = False
         self.hardware_config = getattr(args, "hardware_config", None)
         self.config = configs["scheduler"]
@@ -134,15 +159,16 @@ class Supervisor:
         for child in self.children:
             if self.stopping:
                 return self.stop(0)
-            if not wait_serving(child.address, deadline):
+            ready = wait_http if child.http else wait_serving
+            if not ready(child.address, deadline):
                 print(
                     f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr
                 )
                 return self.stop(1)
         self._seed_hardware_config()
         print("qsched is up:", flush=True)
-        for child in sorted(self.children, key=lambda c: SERVICES.index(c.service)):
-            print(f"  {child.service:<10} {child.address}", flush=True)
+        for child in sorted(self.children, key=lambda c: (*SERVICES, "web").index(c.service)):
+            print(f"  {child.service:<10} {child.shown()}", flush=True)
         print("Press Ctrl+C to stop.", flush=True)
         return self.stop(self._watch())
 
@@ -228,6 +254,13 @@ class Supervisor:
                 child.process.wait()
         print("qsched stopped.", flush=True)
         return status
+
+
+def web_available() -> bool:
+    """The web view needs the `web` extra (aiohttp); without it `up` runs the services alone."""
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 def up(args: argparse.Namespace) -> int:
