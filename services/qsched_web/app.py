@@ -29,7 +29,7 @@ STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
 # Device holds (pause, drain) have no stream in the public API: the server re-reads the devices
 # this often while someone watches the board and pushes what changed. The page itself never polls.
-DEVICE_RECHECK_S = 1.0
+DEVICE_RECHECK_S = 2.0
 TERMINAL = {"STATE_SUCCEEDED", "STATE_FAILED", "STATE_CANCELLED"}
 ACTIONS = ("pause", "drain", "resume")
 APP_KEY = web.AppKey("qsched_web", object)
@@ -162,16 +162,22 @@ class WebView:
             await _send(stream, "refused", {"error": str(refused)})
             return stream
         await _send(stream, "devices", devices)
+        # A live queue for the lab devices and every busy device; an idle provider device is only
+        # listed until it gets a job (dozens of them: one stream each would be waste).
+        followers: dict[str, asyncio.Task[None]] = {}
 
         async def follow(name: str) -> None:
             try:
                 async for message in viewer.watch_queue(name):
-                    stamp = ""
-                    if message.HasField("change"):
-                        stamp = _latest_time(message.change.job)
+                    stamp = _latest_time(message.change.job) if message.HasField("change") else ""
                     await changed.put((name, stamp))
             except Refused as refused:
                 await changed.put(("", str(refused)))
+
+        def watch(device: dict[str, Any]) -> None:
+            name = device["name"]
+            if name not in followers and (_is_lab(device) or _busy(device) or name in wanted):
+                followers[name] = asyncio.create_task(follow(name))
 
         async def recheck() -> None:
             seen = {d["name"]: _hold(d) for d in devices}
@@ -179,12 +185,15 @@ class WebView:
                 await asyncio.sleep(DEVICE_RECHECK_S)
                 with contextlib.suppress(Refused):
                     for device in await viewer.devices():
+                        watch(device)
                         if seen.get(device["name"]) != _hold(device):
                             seen[device["name"]] = _hold(device)
                             await changed.put((device["name"], ""))
 
-        tasks = [asyncio.create_task(follow(d["name"])) for d in devices]
-        tasks.append(asyncio.create_task(recheck()))
+        wanted = set(request.query.getall("device", []))
+        for device in devices:
+            watch(device)
+        tasks = [asyncio.create_task(recheck())]
         try:
             while True:
                 try:
@@ -211,7 +220,7 @@ class WebView:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            for task in tasks:
+            for task in [*tasks, *followers.values()]:
                 task.cancel()
         return stream
 
@@ -245,6 +254,14 @@ class WebView:
         return stream
 
 
+def _is_lab(device: dict[str, Any]) -> bool:
+    return "JOB_KIND_LAB_EXPERIMENT" in device.get("kinds", [])
+
+
+def _busy(device: dict[str, Any]) -> bool:
+    return bool(device.get("queued") or device.get("running_job_id"))
+
+
 def _hold(device: dict[str, Any]) -> tuple[Any, ...]:
     return (device.get("queue_state"), device.get("hold_reason"), device.get("running_job_id"))
 
@@ -268,9 +285,19 @@ async def _send(stream: web.StreamResponse, kind: str, data: Any, event_id: str 
     await stream.write(f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
 
 
-def build_app(scheduler_address: str, cache_dir: Path) -> web.Application:
+def build_app(scheduler_address: str, cache_dir: Path, instance: str = "") -> web.Application:
     view = WebView(scheduler_address, cache_dir)
-    app = web.Application()
+
+    @web.middleware
+    async def headers(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if instance:  # lets `qsched up` tell its own web view from another process on the port
+            response.headers["X-Qsched-Instance"] = instance
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self'")
+        return response
+
+    app = web.Application(middlewares=[headers])
     app[APP_KEY] = view
     app.on_cleanup.append(view.close)
     app.router.add_get("/login", view.login_page)

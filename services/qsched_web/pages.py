@@ -42,6 +42,7 @@ your browser keeps only a session cookie.</p>"""
 
 def board(user: dict[str, Any]) -> str:
     body = '<h1>Devices</h1><div id="devices"><p class="hint">connecting…</p></div>'
+    body += '<p id="others" class="hint"></p>'
     return _frame("Board", "board", body, user)
 
 

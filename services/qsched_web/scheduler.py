@@ -23,6 +23,8 @@ from qsched.errors import QschedError
 from qsched.wire import aio_channel, error_info, sync_channel
 
 CALL_TIMEOUT_S = 10.0
+# ListDevices asks the gateway for its providers' devices: slow while the gateway warms up.
+LIST_DEVICES_TIMEOUT_S = 60.0
 # matplotlib's pyplot keeps global state: one figure at a time.
 _PLOT_LOCK = threading.Lock()
 
@@ -61,9 +63,9 @@ class Viewer:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def _unary(self, call: Any, request: Any) -> Any:
+    async def _unary(self, call: Any, request: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
         try:
-            return await call(request, timeout=CALL_TIMEOUT_S)
+            return await call(request, timeout=timeout)
         except grpc.RpcError as error:
             raise Refused.of(error) from None
 
@@ -71,7 +73,7 @@ class Viewer:
         return as_dict(await self._unary(self.admin.WhoAmI, admin_pb2.WhoAmIRequest()))
 
     async def devices(self) -> list[dict[str, Any]]:
-        response = await self._unary(self.jobs.ListDevices, pb.ListDevicesRequest())
+        response = await self._unary(self.jobs.ListDevices, pb.ListDevicesRequest(), LIST_DEVICES_TIMEOUT_S)
         return [as_dict(d) for d in response.devices]
 
     async def device(self, name: str) -> dict[str, Any]:

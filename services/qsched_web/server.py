@@ -18,9 +18,11 @@ DEFAULT_ADDRESS = "127.0.0.1:50080"
 log = logging.getLogger("qsched.web")
 
 
-async def run(listen: str, scheduler: str, cache_dir: Path, stop: asyncio.Event | None = None) -> None:
+async def run(
+    listen: str, scheduler: str, cache_dir: Path, instance: str = "", stop: asyncio.Event | None = None
+) -> None:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(build_app(scheduler, cache_dir), access_log=None)
+    runner = web.AppRunner(build_app(scheduler, cache_dir, instance), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host or "127.0.0.1", int(port))
     await site.start()
@@ -36,10 +38,10 @@ async def run(listen: str, scheduler: str, cache_dir: Path, stop: asyncio.Event 
     await runner.cleanup()
 
 
-def serve(listen: str, scheduler: str, cache_dir: Path) -> int:
+def serve(listen: str, scheduler: str, cache_dir: Path, instance: str = "") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s web %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(run(listen, scheduler, cache_dir))
+        asyncio.run(run(listen, scheduler, cache_dir, instance))
     except OSError as exc:
         print(f"qsched web: {exc}", file=sys.stderr)
         return 1
@@ -53,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-address", default=DEFAULT_ADDRESS, metavar="HOST:PORT")
     parser.add_argument("--scheduler-address", default=None, metavar="HOST:PORT")
     parser.add_argument("--cache-dir", type=Path, required=True, help="where fetched data files are kept")
+    parser.add_argument(
+        "--instance", default="", help="echoed in X-Qsched-Instance (qsched up's readiness check)"
+    )
     args = parser.parse_args(argv)
-    return serve(args.web_address, scheduler_address(args.scheduler_address), args.cache_dir)
+    return serve(args.web_address, scheduler_address(args.scheduler_address), args.cache_dir, args.instance)
 
 
 if __name__ == "__main__":

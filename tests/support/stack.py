@@ -90,6 +90,7 @@ class UpStack:
 
     address: str
     identity: TestIdentity | None = None  # None: a stack named by QSCHED_SDK_TEST_ADDRESS
+    web_url: str = ""  # the web view up started ("" for a stack named by QSCHED_SDK_TEST_ADDRESS)
 
     def token_for(self, name: str) -> str:
         """A token of `name` (an operator, so it may cancel the other people's test jobs)."""
@@ -103,8 +104,8 @@ class UpStack:
 @pytest.fixture(scope="session")
 def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
     """A real `qsched up` stack (one for the session, started by the first test that asks, stopped
-    at the end): four processes on free ports, the simulated board, a temporary data directory and
-    identity database of its own.
+    at the end): four processes and the web view on free ports, the simulated board, a temporary data
+    directory and identity database of its own.
     QSCHED_SDK_TEST_ADDRESS names an already running stack instead (nothing is started then;
     $QSCHED_TOKEN is the caller's)."""
     from qsched_core.config import SERVICES
@@ -119,6 +120,8 @@ def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
     tmp = tmp_path_factory.mktemp("qsched-up")
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    web = f"127.0.0.1:{processes.free_port()}"
+    flags += ["--web-address", web]
     log = tmp / "up.log"
     (tmp / "data").mkdir()  # up opens its identity database there before anything creates it
     wanted = up_environment(tmp / "config")  # up provisions its own users, not the session's
@@ -134,7 +137,7 @@ def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
         processes.wait_for_line(log, "qsched is up", up)
         url = sqlite_url_for(tmp / "data")
         store = IdentityStore(make_engine(url))
-        yield UpStack(addresses["scheduler"], TestIdentity(url, tmp, store))
+        yield UpStack(addresses["scheduler"], TestIdentity(url, tmp, store), f"http://{web}")
     finally:
         processes.stop(up)
         if store is not None:

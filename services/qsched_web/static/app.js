@@ -108,7 +108,14 @@ function board() {
   const source = new EventSource("/events/board");
   source.addEventListener("devices", (message) => {
     $("devices").replaceChildren();
-    for (const device of JSON.parse(message.data)) renderDevice(device, []);
+    const idle = [];
+    for (const device of JSON.parse(message.data)) {
+      // Lab devices and busy ones get a live queue; idle provider devices are listed until they get a job.
+      const lab = (device.kinds || []).includes("JOB_KIND_LAB_EXPERIMENT");
+      if (lab || device.queued || device.running_job_id) renderDevice(device, []);
+      else idle.push(device.name);
+    }
+    $("others").textContent = idle.length ? `Idle provider devices: ${idle.join(", ")}` : "";
   });
   source.addEventListener("queue", (message) => {
     const data = JSON.parse(message.data);
