@@ -135,6 +135,7 @@ class Supervisor:
             )
             for service in START_ORDER
         ]
+        self.web_instance = ""
         if web_available() and not getattr(args, "no_web", False):
             # A client of the scheduler like any other (docs/web.md): the viewer's token, not a service's.
             cache = configs["scheduler"].data_dir / "web-cache"
@@ -144,7 +145,6 @@ class Supervisor:
             web += ["--instance", self.web_instance]
             self.children.append(Child("web", web, args.web_address, http=True))
         self.stopping = False
-        self.web_instance = ""
         self.hardware_config = getattr(args, "hardware_config", None)
         self.config = configs["scheduler"]
         self.person_token = ""
