@@ -58,7 +58,7 @@ $(TS_GEN): $(TS_DEPS) $(BUF) $(PROTOS) $(TS)/buf.gen.yaml
 	touch $@
 
 $(TS_BUILD): $(TS_GEN) $(TS_SOURCES) $(TS)/tsconfig.json
-	$(TS)/node_modules/.bin/tsc -p $(TS)
+	cd $(TS) && node_modules/.bin/tsc -p . && node_modules/.bin/tsc -p tsconfig.examples.json
 	touch $@
 
 ## chromium: Debian's chromium for the browser test (it skips, saying why, when this cannot install it)

@@ -201,6 +201,7 @@ class WebView:
                 except TimeoutError:
                     await stream.write(b": keep-alive\n\n")
                     continue
+                received = time.time()
                 batch = [first]
                 while not changed.empty():  # coalesce a burst of changes into one push per device
                     batch.append(changed.get_nowait())
@@ -216,7 +217,8 @@ class WebView:
                     except Refused as refused:
                         await _send(stream, "refused", {"error": str(refused)})
                         continue
-                    await _send(stream, "queue", {"device": device, "jobs": jobs, "event_time": stamp})
+                    update = {"device": device, "jobs": jobs, "event_time": stamp, "received_at": received}
+                    await _send(stream, "queue", update)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -240,6 +242,7 @@ class WebView:
                     await _send(stream, "snapshot", job)
                 else:
                     event = as_dict(message.event)
+                    event["received_at"] = time.time()  # splits the page's latency: upstream / here on
                     job = event.get("job", job)
                     await _send(stream, "event", event, event_id=str(message.event.seq))
             if job.get("kind") in ("JOB_KIND_CIRCUIT", "JOB_KIND_BENCHMARK") and job.get("state") in TERMINAL:

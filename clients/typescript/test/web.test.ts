@@ -92,3 +92,27 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await browser.close();
   }
 });
+
+test("the web view without a session: login first, bad tokens refused, no cross-site actions", async () => {
+  const web = need("QSCHED_WEB_URL");
+  const board = await fetch(`${web}/`, { redirect: "manual" });
+  assert.equal(board.status, 302);
+  assert.equal(board.headers.get("location"), "/login");
+  assert.equal((await fetch(`${web}/events/board`)).status, 401);
+
+  const refused = await fetch(`${web}/login`, { method: "POST", body: new URLSearchParams({ token: "nope" }) });
+  assert.equal(refused.status, 401);
+  assert.match(await refused.text(), /<p class="refused">UNAUTHENTICATED [A-Z_]+: [^<\n]+<\/p>/);
+  assert.equal(refused.headers.get("set-cookie"), null);
+
+  const login = await fetch(`${web}/login`, {
+    method: "POST",
+    body: new URLSearchParams({ token: need("QSCHED_TEST_USER_TOKEN") }),
+    redirect: "manual",
+  });
+  assert.equal(login.status, 302);
+  const cookie = login.headers.get("set-cookie")!.split(";")[0];
+  // A form on another site cannot add the header every action of the page sends.
+  const forged = await fetch(`${web}/api/devices/qick/pause`, { method: "POST", headers: { cookie } });
+  assert.equal(forged.status, 403);
+});

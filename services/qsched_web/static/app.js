@@ -28,11 +28,13 @@ function notice(text, ok = false) {
   line.hidden = !text;
 }
 
-function latency(stamp, what) {
+function latency(stamp, what, receivedAt) {
   if (!stamp) return;
   const ms = Date.now() - Date.parse(stamp);
-  window.qschedLatencies.push({ what, ms });
-  console.log(`qsched-latency ${what} ${ms} ms`);
+  // receivedAt: when the web view got it from the scheduler's stream (seconds since the epoch).
+  const upstream = receivedAt ? Math.round(receivedAt * 1000 - Date.parse(stamp)) : null;
+  window.qschedLatencies.push({ what, ms, upstream });
+  console.log(`qsched-latency ${what} ${ms} ms (${upstream} ms of it before the web view had it)`);
 }
 
 async function act(url, body) {
@@ -119,7 +121,7 @@ function board() {
   });
   source.addEventListener("queue", (message) => {
     const data = JSON.parse(message.data);
-    latency(data.event_time, `queue ${data.device.name}`);
+    latency(data.event_time, `queue ${data.device.name}`, data.received_at);
     renderDevice(data.device, data.jobs);
   });
   source.addEventListener("refused", (message) => notice(JSON.parse(message.data).error));
@@ -176,7 +178,7 @@ function jobPage() {
   source.addEventListener("snapshot", (message) => renderJob(JSON.parse(message.data)));
   source.addEventListener("event", (message) => {
     const event = JSON.parse(message.data);
-    latency(event.time, `job ${event.seq}`);
+    latency(event.time, `job ${event.seq}`, event.received_at);
     const time = event.time ? new Date(event.time).toLocaleTimeString() : "";
     $("events").append(el("li", { "data-seq": event.seq, "data-state": short(event.state) }, `${time} ${short(event.state)} ${event.message || ""}`));
     if (event.job) renderJob(event.job);
