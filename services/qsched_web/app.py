@@ -179,15 +179,17 @@ class WebView:
             if name not in followers and (_is_lab(device) or _busy(device) or name in wanted):
                 followers[name] = asyncio.create_task(follow(name))
 
+        known = {d["name"]: d for d in devices}  # holds as last read; queue and running come live
+
         async def recheck() -> None:
-            seen = {d["name"]: _hold(d) for d in devices}
             while True:
                 await asyncio.sleep(DEVICE_RECHECK_S)
                 with contextlib.suppress(Refused):
                     for device in await viewer.devices():
                         watch(device)
-                        if seen.get(device["name"]) != _hold(device):
-                            seen[device["name"]] = _hold(device)
+                        before = known.get(device["name"], {})
+                        known[device["name"]] = device
+                        if _hold(before) != _hold(device):
                             await changed.put((device["name"], ""))
 
         wanted = set(request.query.getall("device", []))
@@ -213,10 +215,17 @@ class WebView:
                         stamps[name] = max(stamps.get(name, ""), stamp)
                 for name, stamp in stamps.items():
                     try:
-                        device, jobs = await asyncio.gather(viewer.device(name), viewer.queue(name))
+                        jobs = await viewer.queue(name)
                     except Refused as refused:
                         await _send(stream, "refused", {"error": str(refused)})
                         continue
+                    running = [j["job_id"] for j in jobs if j.get("state") == "STATE_RUNNING"]
+                    queued = sum(j.get("state") == "STATE_QUEUED" for j in jobs)
+                    device = {
+                        **known[name],
+                        "running_job_id": running[0] if running else "",
+                        "queued": queued,
+                    }
                     update = {"device": device, "jobs": jobs, "event_time": stamp, "received_at": received}
                     await _send(stream, "queue", update)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -266,7 +275,7 @@ def _busy(device: dict[str, Any]) -> bool:
 
 
 def _hold(device: dict[str, Any]) -> tuple[Any, ...]:
-    return (device.get("queue_state"), device.get("hold_reason"), device.get("running_job_id"))
+    return (device.get("queue_state"), device.get("hold_reason"), device.get("held_by"))
 
 
 def _latest_time(job: pb.Job) -> str:

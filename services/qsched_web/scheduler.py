@@ -76,9 +76,6 @@ class Viewer:
         response = await self._unary(self.jobs.ListDevices, pb.ListDevicesRequest(), LIST_DEVICES_TIMEOUT_S)
         return [as_dict(d) for d in response.devices]
 
-    async def device(self, name: str) -> dict[str, Any]:
-        return as_dict((await self._unary(self.jobs.GetDevice, pb.GetDeviceRequest(name=name))).device)
-
     async def queue(self, device: str) -> list[dict[str, Any]]:
         """Running and queued jobs in run order, with positions and estimated starts."""
         jobs: list[dict[str, Any]] = []

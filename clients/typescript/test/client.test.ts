@@ -24,8 +24,9 @@ test("the token is found as the Python SDK finds it: argument, $QSCHED_TOKEN, th
   const saved = process.env.QSCHED_CONFIG_DIR;
   process.env.QSCHED_CONFIG_DIR = dir;
   try {
-    const devices = await QschedClient.connect({ address }).devices();
-    assert.ok(devices.some((d) => d.name === "qick"));
+    await QschedClient.connect({ address }).queue("qick"); // refused without the token
+    const other = QschedClient.connect({ address, token: "not-a-token" });
+    await assert.rejects(other.queue("qick"), QschedError);
   } finally {
     process.env.QSCHED_CONFIG_DIR = saved;
   }
@@ -93,6 +94,12 @@ test("the queue in run order, cancel of one's own job, refusal of someone else's
   } finally {
     await boss.jobs.resumeDevice({ name: "qick" });
   }
+});
+
+test("the devices: the lab board and the provider devices", async () => {
+  const devices = await user().devices();
+  assert.ok(devices.some((d) => d.name === "qick" && d.kinds.length > 0));
+  assert.ok(devices.some((d) => d.name === "local:aer_simulator"));
 });
 
 test("a circuit on the local simulator, its counts from GetJobResult", async () => {

@@ -27,6 +27,7 @@ test("the web view, live, as a person without the operator role", { skip, timeou
   const shot = (page: Page, name: string) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
   try {
     const page = await browser.newPage();
+    page.setDefaultTimeout(60_000); // a cold gateway answers the board's first ListDevices slowly
     const console: string[] = [];
     page.on("console", (message) => console.push(message.text()));
 
