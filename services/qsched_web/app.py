@@ -76,7 +76,7 @@ class WebView:
             return web.Response(text=pages.login("a token is needed"), content_type="text/html", status=400)
         viewer = Viewer(self.scheduler_address, token, self.cache_dir)
         try:
-            user = await viewer.who()
+            user = (await viewer.who()).get("user", {})
         except Refused as refused:
             await viewer.close()
             return web.Response(text=pages.login(str(refused)), content_type="text/html", status=401)

@@ -40,6 +40,7 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     assert.ok(cookies[0].httpOnly);
     assert.ok(!cookies[0].value.includes(viewerToken));
     assert.deepEqual(await page.evaluate(() => [localStorage.length, sessionStorage.length]), [0, 0]);
+    assert.equal(await page.locator("#who").textContent(), "ts-user");
 
     // A held device: the job waits in the queue, on the board, with its position.
     await boss.jobs.pauseDevice({ name: "qick", reason: "web test" });
@@ -79,7 +80,7 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await page.locator("#device-qick button.action-resume").click();
     await page.locator("#notice:not([hidden])").waitFor();
     const refusal = (await page.locator("#notice").textContent()) ?? "";
-    assert.match(refusal, /^PERMISSION_DENIED/);
+    assert.match(refusal, /^PERMISSION_DENIED MISSING_ROLE: /);
     assert.ok(!refusal.includes("\n"));
     await page.locator("#device-qick button.action-pause").click();
     await page.locator("#notice", { hasText: "PERMISSION_DENIED" }).waitFor();
