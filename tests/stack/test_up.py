@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def service_names(address: str, token: str) -> set[str]:
 def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    web = f"127.0.0.1:{processes.free_port()}"
+    flags += ["--web-address", web]
     log = tmp_path / "up.log"
     # up provisions its own installation: the OS user is its first person, with every role,
     # and their token goes to the config dir of this environment (not the session's).
@@ -69,6 +72,10 @@ def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
         assert "qsched.configs.v1.ConfigService" in service_names(addresses["configs"], token)
         assert "qsched.gateway.v1.ProviderGatewayService" in service_names(addresses["gateway"], token)
         assert "qsched.executor.v1.HardwareExecutorService" in service_names(addresses["executor"], token)
+        # The web view on its own port, in the table.
+        assert f"  web        http://{web}\n" in log.read_text()
+        with urllib.request.urlopen(f"http://{web}/login", timeout=5) as page:
+            assert page.status == 200 and b"Your qsched token" in page.read()
         # A fresh stack gets a first main hardware_config, so lab runs can pin one.
         assert "Seeded the main hardware_config (CFG-HW-" in log.read_text()
 
