@@ -57,7 +57,7 @@ $(TS_GEN): $(TS_DEPS) $(BUF) $(PROTOS) $(TS)/buf.gen.yaml
 	$(BUF) generate --template $(TS)/buf.gen.yaml
 	touch $@
 
-$(TS_BUILD): $(TS_GEN) $(TS_SOURCES) $(TS)/tsconfig.json
+$(TS_BUILD): $(TS_GEN) $(TS_SOURCES) $(TS)/tsconfig.json $(TS)/tsconfig.examples.json
 	cd $(TS) && node_modules/.bin/tsc -p . && node_modules/.bin/tsc -p tsconfig.examples.json
 	touch $@
 

@@ -27,6 +27,7 @@ log = logging.getLogger("qsched.web")
 COOKIE = "qsched_session"
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
+SESSION_TTL_S = 12 * 3600.0  # then log in again (a lab screen: a working day)
 # Device holds (pause, drain) have no stream in the public API: the server re-reads the devices
 # this often while someone watches the board and pushes what changed. The page itself never polls.
 DEVICE_RECHECK_S = 2.0
@@ -51,7 +52,11 @@ class WebView:
     # -- sessions ---------------------------------------------------------------------------------------
     def session(self, request: web.Request) -> Session | None:
         sid = request.cookies.get(COOKIE, "")
-        return self.sessions.get(sid) if sid else None
+        session = self.sessions.get(sid) if sid else None
+        if session is not None and time.monotonic() - session.created > SESSION_TTL_S:
+            del self.sessions[sid]  # its open streams keep their channel until they end
+            return None
+        return session
 
     def need_session(self, request: web.Request, page: bool = False) -> Session:
         session = self.session(request)
@@ -83,7 +88,15 @@ class WebView:
         sid = secrets.token_urlsafe(32)
         self.sessions[sid] = Session(viewer, user)
         response = web.HTTPFound("/")
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/", secure=request.secure)
+        response.set_cookie(
+            COOKIE,
+            sid,
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=request.secure,
+            max_age=int(SESSION_TTL_S),
+        )
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:

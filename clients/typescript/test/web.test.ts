@@ -86,6 +86,19 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await page.locator("#notice", { hasText: "PERMISSION_DENIED" }).waitFor();
     await shot(page, "3-refused");
 
+    // An operator may: their Resume opens the device again, on every open board.
+    const operatorPage = await (await browser.newContext()).newPage();
+    operatorPage.setDefaultTimeout(60_000);
+    await operatorPage.goto(`${web}/login`);
+    await operatorPage.fill("input[name=token]", need("QSCHED_TEST_OPERATOR_TOKEN"));
+    await Promise.all([operatorPage.waitForURL(`${web}/`), operatorPage.click("button[type=submit]")]);
+    await operatorPage.locator("#device-qick .badge[data-state=paused]").waitFor();
+    await operatorPage.locator("#device-qick button.action-resume").click();
+    await operatorPage.locator("#device-qick .badge[data-state=idle]").waitFor();
+    await page.locator("#device-qick .badge[data-state=idle]").waitFor();
+    assert.equal(await operatorPage.locator("#notice").isHidden(), true);
+    await shot(operatorPage, "4-operator-resumed");
+
     const latencies = console.filter((line) => line.startsWith("qsched-latency"));
     t.diagnostic(`live updates, ms after the scheduler's event: ${latencies.join("; ")}`);
     globalThis.console.log(`web view latencies: ${latencies.join("; ")}`);
