@@ -221,7 +221,11 @@ export class QschedClient {
         return;
       } catch (error) {
         const failure = QschedError.from(error);
-        if (!connected || !RESUMABLE.has(failure.code) || failures >= MAX_FAILURES_WITHOUT_PROGRESS) {
+        // A connection that drops under the stream surfaces as CANCELED (an HTTP/2 RST_STREAM):
+        // resumable, unless the caller's own signal did the cancelling.
+        const dropped = failure.code === Code.Canceled && !options.signal?.aborted;
+        const resumable = RESUMABLE.has(failure.code) || dropped;
+        if (!connected || !resumable || failures >= MAX_FAILURES_WITHOUT_PROGRESS) {
           throw failure;
         }
       }

@@ -1,6 +1,7 @@
 // The TypeScript client against a real `qsched up` (tests/typescript starts it).
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -112,4 +113,45 @@ test("a circuit on the local simulator, its counts from GetJobResult", async () 
   const total = Object.values(counts).reduce((sum, n) => sum + Number(n), 0);
   assert.equal(total, 200);
   assert.deepEqual(Object.keys(counts).sort().filter((k) => k !== "00" && k !== "11"), []);
+});
+
+test("follow resumes after the connection drops: every event once, in order", async () => {
+  // A TCP relay to the scheduler whose connections the test cuts mid-stream.
+  const [host, port] = address.split(":");
+  const open = new Set<Socket>();
+  const relay = createServer((inbound) => {
+    const outbound = createConnection(Number(port), host);
+    open.add(inbound).add(outbound);
+    inbound.pipe(outbound).pipe(inbound);
+    const close = () => { inbound.destroy(); outbound.destroy(); open.delete(inbound); open.delete(outbound); };
+    inbound.on("error", close).on("close", close);
+    outbound.on("error", close).on("close", close);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  const relayed = `127.0.0.1:${(relay.address() as { port: number }).port}`;
+  const boss = operator();
+  await boss.jobs.pauseDevice({ name: "qick", reason: "ts resume test" });
+  try {
+    const client = QschedClient.connect({ address: relayed, token: need("QSCHED_TEST_USER_TOKEN") });
+    const job = await client.submitLabJob({ experiment: RABI, config: { reps: 20 } });
+    const updates: Update[] = [];
+    for await (const update of client.follow(job.jobId)) {
+      updates.push(update);
+      if (updates.length === 1) {
+        for (const socket of open) socket.destroy(); // the stream breaks while the job is queued
+        await boss.jobs.resumeDevice({ name: "qick" });
+      }
+    }
+    const snapshots = updates.filter((u) => u.kind === "snapshot");
+    assert.ok(snapshots.length >= 2 && snapshots.slice(1).every((s) => s.kind === "snapshot" && s.resumed));
+    const seqs = updates.flatMap((u) => (u.kind === "event" ? [Number(u.event.seq)] : []));
+    const first = Number((snapshots[0] as { job: { lastSeq: bigint } }).job.lastSeq);
+    assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => first + 1 + i));
+    const last = updates.at(-1)!;
+    assert.ok(last.kind === "event" && last.event.state === Job_State.SUCCEEDED);
+  } finally {
+    await boss.jobs.resumeDevice({ name: "qick" }).catch(() => undefined);
+    relay.close();
+    for (const socket of open) socket.destroy();
+  }
 });
