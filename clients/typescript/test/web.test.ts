@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { chromium, type Page } from "playwright-core";
 
 import { Job_State, QschedClient } from "../src/index.js";
-import { RABI, need } from "./env.js";
+import { BELL, RABI, need } from "./env.js";
 
 const CHROMIUM = process.env.QSCHED_TEST_CHROMIUM || "/usr/bin/chromium";
 const skip = existsSync(CHROMIUM)
@@ -66,6 +66,16 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     assert.ok(await page.locator("#plot").evaluate((img) => (img as HTMLImageElement).naturalWidth > 0));
     await shot(page, "2-job-succeeded");
 
+    // A circuit job's page shows its record (the counts of each provider task).
+    const circuit = await viewer.submitCircuit({ device: "local:aer_simulator", qasm: [BELL], shots: 100 });
+    assert.equal((await viewer.wait(circuit.jobId)).state, Job_State.SUCCEEDED);
+    await page.goto(`${web}/jobs/${circuit.jobId}`);
+    await page.locator("#record-section:not([hidden])").waitFor();
+    const record = JSON.parse((await page.locator("#record").textContent()) ?? "{}");
+    const counts = record.tasks[0].circuits[0].counts as Record<string, string>;
+    assert.equal(Object.values(counts).reduce((sum, n) => sum + Number(n), 0), 100);
+    await shot(page, "3-circuit-record");
+
     // Cancel another of one's own jobs from the board.
     await boss.jobs.pauseDevice({ name: "qick", reason: "web test" });
     const other = await viewer.submitLabJob({ experiment: RABI, config: { reps: 10 } });
@@ -84,7 +94,7 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     assert.ok(!refusal.includes("\n"));
     await page.locator("#device-qick button.action-pause").click();
     await page.locator("#notice", { hasText: "PERMISSION_DENIED" }).waitFor();
-    await shot(page, "3-refused");
+    await shot(page, "4-refused");
 
     // An operator may: their Resume opens the device again, on every open board.
     const operatorPage = await (await browser.newContext()).newPage();
@@ -97,7 +107,7 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await operatorPage.locator("#device-qick .badge[data-state=idle]").waitFor();
     await page.locator("#device-qick .badge[data-state=idle]").waitFor();
     assert.equal(await operatorPage.locator("#notice").isHidden(), true);
-    await shot(operatorPage, "4-operator-resumed");
+    await shot(operatorPage, "5-operator-resumed");
 
     const latencies = console.filter((line) => line.startsWith("qsched-latency"));
     t.diagnostic(`live updates, ms after the scheduler's event: ${latencies.join("; ")}`);
