@@ -48,13 +48,16 @@ class WebView:
         self.scheduler_address = scheduler_address
         self.cache_dir = cache_dir
         self.sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- sessions ---------------------------------------------------------------------------------------
     def session(self, request: web.Request) -> Session | None:
         sid = request.cookies.get(COOKIE, "")
         session = self.sessions.get(sid) if sid else None
         if session is not None and time.monotonic() - session.created > SESSION_TTL_S:
-            del self.sessions[sid]  # its open streams keep their channel until they end
+            del self.sessions[sid]
+            self._closing.add(task := asyncio.create_task(session.viewer.close()))  # ends its streams
+            task.add_done_callback(self._closing.discard)
             return None
         return session
 
@@ -84,9 +87,11 @@ class WebView:
             user = (await viewer.who()).get("user", {})
         except Refused as refused:
             await viewer.close()
+            log.info("login refused from %s: %s", request.remote, refused)
             return web.Response(text=pages.login(str(refused)), content_type="text/html", status=401)
         sid = secrets.token_urlsafe(32)
         self.sessions[sid] = Session(viewer, user)
+        log.info("%s logged in from %s", user.get("name", "?"), request.remote)
         response = web.HTTPFound("/")
         response.set_cookie(
             COOKIE,

@@ -15,7 +15,6 @@ from qsched.connection import scheduler_address
 from qsched_web.app import build_app
 
 DEFAULT_ADDRESS = "127.0.0.1:50080"
-log = logging.getLogger("qsched.web")
 
 
 async def run(
