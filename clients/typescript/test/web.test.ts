@@ -104,8 +104,8 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await Promise.all([operatorPage.waitForURL(`${web}/`), operatorPage.click("button[type=submit]")]);
     await operatorPage.locator("#device-qick .badge[data-state=paused]").waitFor();
     await operatorPage.locator("#device-qick button.action-resume").click();
-    await operatorPage.locator("#device-qick .badge[data-state=idle]").waitFor();
-    await page.locator("#device-qick .badge[data-state=idle]").waitFor();
+    await operatorPage.locator("#device-qick .badge:not([data-state=paused])").waitFor();
+    await page.locator("#device-qick .badge:not([data-state=paused])").waitFor();
     assert.equal(await operatorPage.locator("#notice").isHidden(), true);
     await shot(operatorPage, "5-operator-resumed");
 
