@@ -5,7 +5,6 @@ import { Code, createClient, type Client, type Interceptor } from "@connectrpc/c
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import {
-  DeviceQueueState,
   JobPayloadSchema,
   JobService,
   Job_State,
@@ -69,10 +68,12 @@ export class QschedClient {
   /** The generated client, for every RPC the typed layer does not wrap. */
   readonly jobs: Client<typeof JobService>;
   readonly address: string;
+  private readonly timeoutMs: number;
 
-  private constructor(address: string, jobs: Client<typeof JobService>) {
+  private constructor(address: string, jobs: Client<typeof JobService>, timeoutMs: number) {
     this.address = address;
     this.jobs = jobs;
+    this.timeoutMs = timeoutMs;
   }
 
   /** A client of the scheduler; no call is made until the first method. */
@@ -89,12 +90,8 @@ export class QschedClient {
       interceptors: [bearer],
       nodeOptions: tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined,
     });
-    const client = new QschedClient(address, createClient(JobService, transport));
-    client.timeoutMs = options.timeoutMs ?? 30_000;
-    return client;
+    return new QschedClient(address, createClient(JobService, transport), options.timeoutMs ?? 30_000);
   }
-
-  private timeoutMs = 30_000;
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
@@ -246,5 +243,3 @@ export class QschedClient {
     return job;
   }
 }
-
-export { DeviceQueueState, Job_State, ListView };
