@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +131,26 @@ def test_cli_imports_no_server_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_up_runs_the_services_without_the_web_view_when_its_port_is_taken(tmp_path):
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp_path / "up.log"
+    with socket.socket() as taken:  # someone else's server on the web view's port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = up_environment(tmp_path / "config")
+        up = processes.start(
+            ["up", *flags, "--web-address", web, "--data-dir", str(tmp_path / "data")], log, env
+        )
+        try:
+            processes.wait_for_line(log, "qsched is up", up)
+            text = log.read_text()
+            assert f"the web view did not start on {web}" in text
+            assert "  web  " not in text and f"  scheduler  {addresses['scheduler']}" in text
+            assert processes.serving(addresses["scheduler"], timeout=5)
+        finally:
+            code = processes.stop(up, signal.SIGTERM)
+    assert code == 0, log.read_text()
