@@ -9,8 +9,13 @@ PROTO_STAMP := clients/python/qsched/api/.generated
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 ARGS ?=
+TS := clients/typescript
+TS_DEPS := $(TS)/node_modules/.installed
+TS_GEN := $(TS)/src/gen/.generated
+TS_BUILD := $(TS)/dist/.built
+TS_SOURCES := $(shell find $(TS)/src $(TS)/test $(TS)/examples -name '*.ts' -not -path '*/gen/*' 2>/dev/null)
 
-.PHONY: all install run test proto lint bench bench-quick clean
+.PHONY: all install run test proto lint bench bench-quick clean ts chromium
 
 all: install
 
@@ -35,9 +40,33 @@ proto: $(DEPS_STAMP)
 run: install
 	$(BIN)/qsched up $(ARGS)
 
-## test: lint, then every test (SQLite and the local PostgreSQL server)
-test: lint
+## test: lint, then every test (SQLite and the local PostgreSQL server, the TypeScript client and
+## the web view in headless Chromium: tests/typescript)
+test: lint ts chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## ts: the TypeScript client (clients/typescript): npm packages, code generated from protos/, tsc
+ts: $(TS_BUILD)
+
+$(TS_DEPS): $(TS)/package.json $(TS)/package-lock.json
+	npm ci --prefix $(TS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(TS_GEN): $(TS_DEPS) $(BUF) $(PROTOS) $(TS)/buf.gen.yaml
+	rm -rf $(TS)/src/gen
+	$(BUF) generate --template $(TS)/buf.gen.yaml
+	touch $@
+
+$(TS_BUILD): $(TS_GEN) $(TS_SOURCES) $(TS)/tsconfig.json $(TS)/tsconfig.examples.json
+	cd $(TS) && node_modules/.bin/tsc -p . && node_modules/.bin/tsc -p tsconfig.examples.json
+	touch $@
+
+## chromium: Debian's chromium for the browser test (it skips, saying why, when this cannot install it)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)) || \
+		echo "make: could not install chromium; the browser test will be skipped"
 
 $(BUF):
 	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
@@ -58,4 +87,4 @@ bench-quick: install
 	$(BIN)/python -m bench --quick $(ARGS)
 
 clean:
-	rm -rf $(VENV) .tools clients/python/qsched/api build *.egg-info
+	rm -rf $(VENV) .tools clients/python/qsched/api build *.egg-info $(TS)/node_modules $(TS)/dist $(TS)/src/gen

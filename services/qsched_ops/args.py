@@ -5,9 +5,14 @@ Kept free of heavy imports: the CLI builds its parser from here on every call.""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from qsched_core.config import EXPORTERS, SERVICES, Endpoints, ServiceConfig, default_data_dir
+
+
+def default_web_address() -> str:
+    return os.environ.get("QSCHED_WEB_ADDRESS") or "127.0.0.1:50080"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +25,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="HOST:PORT",
             help=f"where the {service} service listens (default {defaults.of(service)})",
         )
+    parser.add_argument(
+        "--web-address",
+        default=default_web_address(),
+        metavar="HOST:PORT",
+        help=f"where the web view listens, HTTP (default {default_web_address()}; docs/web.md)",
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=None, help=f"state directory (default {default_data_dir()})"
     )

@@ -14,6 +14,7 @@ from qsched_core.config import SERVICES
 from qsched_ops.args import add_common_arguments, config_from_args
 
 SERVER_EXTRA_HINT = "this command needs the server parts: pip install 'qsched[server]'"
+WEB_EXTRA_HINT = "the web view needs aiohttp and matplotlib: pip install 'qsched[web]'"
 
 
 def _need_server_parts() -> None:
@@ -29,10 +30,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.service == "web":
+        return _serve_web(args)
     _need_server_parts()
     from qsched_ops.serve import serve
 
     return serve(args.service, args)
+
+
+def _serve_web(args: argparse.Namespace) -> int:
+    """The web view alone: a client of the scheduler at --scheduler-address (docs/web.md)."""
+    if importlib.util.find_spec("aiohttp") is None:
+        raise SystemExit(f"qsched: {WEB_EXTRA_HINT}")
+    from qsched_web.server import serve as serve_web
+
+    config = config_from_args("scheduler", args)
+    return serve_web(args.web_address, config.endpoints.scheduler, config.data_dir / "web-cache")
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -75,12 +88,13 @@ def cmd_admin_init(args: argparse.Namespace) -> int:
 def up(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="run the whole stack on this machine (Ctrl+C stops it)")
     add_common_arguments(p)
+    p.add_argument("--no-web", action="store_true", help="do not start the web view")
     p.set_defaults(func=cmd_up)
 
 
 def serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run one service")
-    p.add_argument("service", choices=SERVICES)
+    p = sub.add_parser("serve", help="run one service (or the web view)")
+    p.add_argument("service", choices=(*SERVICES, "web"))
     add_common_arguments(p)
     p.set_defaults(func=cmd_serve)
 

@@ -1,4 +1,4 @@
-"""`qsched up`: the four services as separate processes on one machine.
+"""`qsched up`: the four services, and the web view, as separate processes on one machine.
 
 Policy: children start together; `up` waits until every one reports SERVING on
 grpc.health.v1, then prints where they listen. A child that exits on its own is
@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import ctypes
 import getpass
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ RESTART_WINDOW_S = 300.0
 MAX_BACKOFF_S = 30.0
 # Start order: the scheduler last, so its executor is up when it dispatches.
 START_ORDER = ("executor", "configs", "gateway", "scheduler")
+INSTANCE_HEADER = "X-Qsched-Instance"  # qsched_web sends its --instance value back
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -51,6 +53,10 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     deaths: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
+    http: bool = False  # the web view: ready when its login page answers, not on grpc.health
+
+    def shown(self) -> str:
+        return f"http://{self.address}" if self.http else self.address
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
@@ -70,6 +76,23 @@ def wait_serving(address: str, deadline: float) -> bool:
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
+    return False
+
+
+def wait_http(address: str, deadline: float, instance: str, child: Child) -> bool:
+    """Until the web view answers on `address` as this child (its instance header): another
+    process already on that port does not count."""
+    import urllib.error
+    import urllib.request
+
+    while time.monotonic() < deadline and child.alive():
+        try:
+            with urllib.request.urlopen(f"http://{address}/login", timeout=1.0) as response:
+                if response.headers.get(INSTANCE_HEADER) == instance:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
     return False
 
 
@@ -112,6 +135,15 @@ class Supervisor:
             )
             for service in START_ORDER
         ]
+        self.web_instance = ""
+        if web_available() and not getattr(args, "no_web", False):
+            # A client of the scheduler like any other (docs/web.md): the viewer's token, not a service's.
+            cache = configs["scheduler"].data_dir / "web-cache"
+            self.web_instance = secrets.token_hex(8)
+            web = [sys.executable, "-m", "qsched_web.server", "--web-address", args.web_address]
+            web += ["--scheduler-address", configs["scheduler"].listen, "--cache-dir", str(cache)]
+            web += ["--instance", self.web_instance]
+            self.children.append(Child("web", web, args.web_address, http=True))
         self.stopping = False
         self.hardware_config = getattr(args, "hardware_config", None)
         self.config = configs["scheduler"]
@@ -131,9 +163,13 @@ class Supervisor:
         for child in self.children:
             child.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for child in self.children:
+        for child in list(self.children):
             if self.stopping:
                 return self.stop(0)
+            if child.http:
+                if not wait_http(child.address, deadline, self.web_instance, child):
+                    self._drop_web(child, "did not start")
+                continue
             if not wait_serving(child.address, deadline):
                 print(
                     f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr
@@ -141,10 +177,23 @@ class Supervisor:
                 return self.stop(1)
         self._seed_hardware_config()
         print("qsched is up:", flush=True)
-        for child in sorted(self.children, key=lambda c: SERVICES.index(c.service)):
-            print(f"  {child.service:<10} {child.address}", flush=True)
+        for child in sorted(self.children, key=lambda c: (*SERVICES, "web").index(c.service)):
+            print(f"  {child.service:<10} {child.shown()}", flush=True)
         print("Press Ctrl+C to stop.", flush=True)
         return self.stop(self._watch())
+
+    def _drop_web(self, child: Child, what: str) -> None:
+        """The web view is a convenience: the services run on without it."""
+        print(
+            f"qsched up: the web view {what} on {child.address} (port taken? try --web-address); "
+            "running without it",
+            file=sys.stderr,
+            flush=True,
+        )
+        if child.alive():
+            assert child.process is not None
+            child.process.terminate()
+        self.children.remove(child)
 
     def _provision(self) -> None:
         """Users and tokens before any service starts: the services authenticate every call."""
@@ -190,6 +239,9 @@ class Supervisor:
                     child.deaths.append(now)
                     while child.deaths and now - child.deaths[0] > RESTART_WINDOW_S:
                         child.deaths.popleft()
+                    if len(child.deaths) >= MAX_RESTARTS and child.http:
+                        self._drop_web(child, f"died {len(child.deaths)} times")
+                        break
                     if len(child.deaths) >= MAX_RESTARTS:
                         print(
                             f"qsched up: {child.service} died {len(child.deaths)} times in "
@@ -228,6 +280,13 @@ class Supervisor:
                 child.process.wait()
         print("qsched stopped.", flush=True)
         return status
+
+
+def web_available() -> bool:
+    """The web view needs the `web` extra (aiohttp); without it `up` runs the services alone."""
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 def up(args: argparse.Namespace) -> int:

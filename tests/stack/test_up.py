@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import getpass
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,6 +52,8 @@ def service_names(address: str, token: str) -> set[str]:
 def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    web = f"127.0.0.1:{processes.free_port()}"
+    flags += ["--web-address", web]
     log = tmp_path / "up.log"
     # up provisions its own installation: the OS user is its first person, with every role,
     # and their token goes to the config dir of this environment (not the session's).
@@ -69,6 +73,10 @@ def test_up_serves_all_four_restarts_a_dead_child_and_stops_cleanly(tmp_path):
         assert "qsched.configs.v1.ConfigService" in service_names(addresses["configs"], token)
         assert "qsched.gateway.v1.ProviderGatewayService" in service_names(addresses["gateway"], token)
         assert "qsched.executor.v1.HardwareExecutorService" in service_names(addresses["executor"], token)
+        # The web view on its own port, in the table.
+        assert f"  web        http://{web}\n" in log.read_text()
+        with urllib.request.urlopen(f"http://{web}/login", timeout=5) as page:
+            assert page.status == 200 and b"Your qsched token" in page.read()
         # A fresh stack gets a first main hardware_config, so lab runs can pin one.
         assert "Seeded the main hardware_config (CFG-HW-" in log.read_text()
 
@@ -123,3 +131,26 @@ def test_cli_imports_no_server_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_up_runs_the_services_without_the_web_view_when_its_port_is_taken(tmp_path):
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp_path / "up.log"
+    with socket.socket() as taken:  # someone else's server on the web view's port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = up_environment(tmp_path / "config")
+        up = processes.start(
+            ["up", *flags, "--web-address", web, "--data-dir", str(tmp_path / "data")], log, env
+        )
+        try:
+            processes.wait_for_line(log, "qsched is up", up)
+            text = log.read_text()
+            assert f"the web view did not start on {web}" in text
+            assert "  web  " not in text and f"  scheduler  {addresses['scheduler']}" in text
+            assert processes.serving(addresses["scheduler"], timeout=5)
+        finally:
+            code = processes.stop(up, signal.SIGTERM)
+    assert code == 0, log.read_text()

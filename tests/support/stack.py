@@ -90,6 +90,7 @@ class UpStack:
 
     address: str
     identity: TestIdentity | None = None  # None: a stack named by QSCHED_SDK_TEST_ADDRESS
+    web_url: str = ""  # the web view up started ("" for a stack named by QSCHED_SDK_TEST_ADDRESS)
 
     def token_for(self, name: str) -> str:
         """A token of `name` (an operator, so it may cancel the other people's test jobs)."""
@@ -102,18 +103,20 @@ class UpStack:
 
 @dataclass
 class UpProcesses:
-    """A `qsched up` this module started: every service's address and the installation's identity."""
+    """A `qsched up` this module started: every service's address, the web view's URL and the
+    installation's identity."""
 
     addresses: dict[str, str]
     identity: TestIdentity
     data_dir: Path
     log: Path
+    web_url: str = ""
 
 
 @contextlib.contextmanager
 def up_stack(tmp: Path) -> Iterator[UpProcesses]:
-    """Start `qsched up` in `tmp` (four processes on free ports, the simulated board, a data
-    directory and identity database of its own) and stop it on exit."""
+    """Start `qsched up` in `tmp` (four processes and the web view on free ports, the simulated
+    board, a data directory and identity database of its own) and stop it on exit."""
     from qsched_core.config import SERVICES
     from qsched_core.sql import make_engine
     from qsched_identity.db import sqlite_url_for
@@ -121,6 +124,8 @@ def up_stack(tmp: Path) -> Iterator[UpProcesses]:
 
     addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
     flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    web = f"127.0.0.1:{processes.free_port()}"
+    flags += ["--web-address", web]
     log = tmp / "up.log"
     (tmp / "data").mkdir()  # up opens its identity database there before anything creates it
     wanted = up_environment(tmp / "config")  # up provisions its own users, not the session's
@@ -136,7 +141,7 @@ def up_stack(tmp: Path) -> Iterator[UpProcesses]:
         processes.wait_for_line(log, "qsched is up", up)
         url = sqlite_url_for(tmp / "data")
         store = IdentityStore(make_engine(url))
-        yield UpProcesses(addresses, TestIdentity(url, tmp, store), tmp / "data", log)
+        yield UpProcesses(addresses, TestIdentity(url, tmp, store), tmp / "data", log, f"http://{web}")
     finally:
         processes.stop(up)
         if store is not None:
@@ -153,7 +158,7 @@ def qsched_up(tmp_path_factory) -> Iterator[UpStack]:
         yield UpStack(given)
         return
     with up_stack(tmp_path_factory.mktemp("qsched-up")) as up:
-        yield UpStack(up.addresses["scheduler"], up.identity)
+        yield UpStack(up.addresses["scheduler"], up.identity, up.web_url)
 
 
 @pytest.fixture
