@@ -21,7 +21,7 @@ from qsched_benchmarks.devices import DeviceInfo
 from qsched_benchmarks.export import circuit_metadata, record_head
 from qsched_core.errors import DomainError
 from qsched_core.sql import make_engine
-from qsched_gateway import db
+from qsched_gateway import db, limits
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
     FailedPrecondition,
@@ -192,6 +192,8 @@ class Gateway:
         env_poll = os.environ.get("QSCHED_GATEWAY_POLL_SECONDS")
         self.poll_interval = poll_interval or (float(env_poll) if env_poll else None)
         self._request_locks: dict[str, asyncio.Lock] = {}
+        # Per provider bounds (limits.py); read from the environment once, replaceable by tests.
+        self.limits = {name: limits.limits_for(name) for name in self.adapters}
 
     async def start(self) -> None:
         self.changes.bind(asyncio.get_running_loop())
@@ -290,8 +292,9 @@ class Gateway:
             )
         return Plan(workload.kind, circuits, parts, workload.options, suite)
 
-    async def plan(self, info: DeviceInfo, workload: Workload) -> Plan:
+    async def plan(self, adapter: Adapter, info: DeviceInfo, workload: Workload) -> Plan:
         plan = await asyncio.to_thread(self._plan, info, workload)
+        await asyncio.to_thread(self._check_limits, adapter, info, plan)
         widest = max((c.num_qubits for c in plan.circuits), default=0)
         if widest > info.qubits:
             raise FailedPrecondition(
@@ -302,9 +305,20 @@ class Gateway:
             )
         return plan
 
+    def _check_limits(self, adapter: Adapter, info: DeviceInfo, plan: Plan) -> None:
+        parts = [limits.Part(p.name, plan.circuits[p.start : p.end], p.shots) for p in plan.parts]
+        noisy = bool(info.noise_model) or info.native.endswith("_dm")
+        bounds = self.limits.get(adapter.name) or limits.limits_for(adapter.name)
+        limits.check(adapter.name, parts, adapter.runs_here(info), noisy, bounds)
+
+    async def validate(self, device: str, workload: Workload) -> Plan:
+        """Everything Submit checks (device, config, limits, memory budget), sending nothing."""
+        adapter, info = await self.resolve(device)
+        return await self.plan(adapter, info, workload)
+
     async def estimate(self, device: str, workload: Workload) -> EstimateResult:
         adapter, info = await self.resolve(device)
-        plan = await self.plan(info, workload)
+        plan = await self.plan(adapter, info, workload)
 
         def counts() -> list[estimate.CircuitCounts]:
             return [
@@ -331,7 +345,7 @@ class Gateway:
             configured, _ = adapter.configured()
             if not configured:
                 raise not_configured(adapter.name, ", ".join(adapter.credential_variables))
-            plan = await self.plan(info, workload)
+            plan = await self.plan(adapter, info, workload)
             submission_id = str(uuid.uuid4())
             labels = {"qsched_job_id": job_id, "qsched_submission_id": submission_id}
             records = []

@@ -106,6 +106,9 @@ class IbmAdapter(Adapter):
                 devices.append(info)
         return devices
 
+    def runs_here(self, device: DeviceInfo) -> bool:
+        return device.native.startswith("fake_")  # the SDK's local testing mode: Aer in this process
+
     def device(self, native: str) -> DeviceInfo:
         if native.startswith("fake_"):
             return _info(self._fake(native), True)
