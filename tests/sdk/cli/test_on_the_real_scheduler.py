@@ -77,3 +77,28 @@ def test_suite_and_errors_end_to_end(real, real_scheduler, config_files, tmp_pat
     assert code == 2 and err.count("\n") == 1
     with contextlib.suppress(Exception):
         real("suite", "delete", job_id)
+
+
+def test_dispatch_refuses_a_bad_benchmark_config_and_creates_no_job(real, config_files, tmp_path):
+    """The scheduler asks the gateway at submit: exit 2 naming the key, nothing queued."""
+    _, before, _ = real("job", "view")
+    bad = {
+        "typo.json": ({"benchmark_name": "WIT", "num_qubit": 6}, "num_qubit"),
+        "unknown.json": ({"benchmark_name": "WITT"}, "WITT"),
+        "nan.json": ({"benchmark_name": "WIT", "shots": float("nan")}, "shots"),
+        "negative.json": ({"benchmark_name": "WIT", "shots": -5}, "shots"),
+        "huge.json": ({"benchmark_name": "WIT", "shots": 1_000_000_000}, "shots"),
+        "suite.json": (
+            {"name": "s", "benchmarks": [{"name": "fine", "config": {"benchmark_name": "WIT"}},
+                                         {"name": "broken", "config": {"benchmark_name": "WIT", "shotz": 1}}]},
+            "'broken'",
+        ),
+    }  # fmt: skip
+    for name, (config, named) in bad.items():
+        (tmp_path / name).write_text(json.dumps(config))
+        verb = "suite" if name == "suite.json" else "job"
+        code, out, err = real(verb, "dispatch", str(tmp_path / name), "-p", "local", "-d", "aer_simulator")
+        assert code == 2, (name, out, err)
+        assert "INVALID_CONFIG" in err and named in err and err.count("\n") == 1, (name, err)
+    _, after, _ = real("job", "view")
+    assert after == before
