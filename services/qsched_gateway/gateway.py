@@ -192,6 +192,8 @@ class Gateway:
         env_poll = os.environ.get("QSCHED_GATEWAY_POLL_SECONDS")
         self.poll_interval = poll_interval or (float(env_poll) if env_poll else None)
         self._request_locks: dict[str, asyncio.Lock] = {}
+        self._listings: dict[str, asyncio.Future] = {}
+        self.list_timeout = float(os.environ.get("QSCHED_GATEWAY_LIST_TIMEOUT_S", "10"))
         # Per provider bounds (limits.py); read from the environment once, replaceable by tests.
         self.limits = {name: limits.limits_for(name) for name in self.adapters}
 
@@ -199,6 +201,10 @@ class Gateway:
         self.changes.bind(asyncio.get_running_loop())
         for adapter in self.adapters.values():
             await asyncio.to_thread(adapter.recover, self.registry)
+        # Describing the local devices takes seconds of CPU: start now, off the request path.
+        for name in ("local", "ibm"):
+            if name in self.adapters:
+                self._list_in_background(self.adapters[name]).add_done_callback(_ignore_failure)
 
     async def stop(self) -> None:
         for adapter in self.adapters.values():
@@ -225,16 +231,38 @@ class Gateway:
                     found.append((await self.resolve(name))[1])
             return found, {}
         adapters = [self.adapter(provider)] if provider else list(self.adapters.values())
+        listed = await asyncio.gather(*(self._listing(a) for a in adapters))
         devices: list[DeviceInfo] = []
         unavailable: dict[str, str] = {}
-        for adapter in adapters:
-            try:
-                devices.extend(await asyncio.to_thread(adapter.list_devices))
-            except DomainError as error:
-                unavailable[adapter.name] = error.message
-            except Exception as exc:
-                unavailable[adapter.name] = f"{type(exc).__name__}: {exc}"
+        for adapter, (found, reason) in zip(adapters, listed, strict=True):
+            devices.extend(found)
+            if reason:
+                unavailable[adapter.name] = reason
         return devices, unavailable
+
+    def _list_in_background(self, adapter: Adapter) -> asyncio.Future:
+        """The adapter's listing under way (one at a time per adapter), on a thread of its own."""
+        running = self._listings.get(adapter.name)
+        if running is None or running.done():
+            running = asyncio.ensure_future(asyncio.to_thread(adapter.list_devices))
+            self._listings[adapter.name] = running
+        return running
+
+    async def _listing(self, adapter: Adapter) -> tuple[list[DeviceInfo], str]:
+        """One provider's devices, waited for at most `list_timeout` seconds: a provider still listing
+        (the fake backends' first description, a cloud API that does not answer) is reported
+        unavailable instead of holding the whole answer; its listing goes on for the next call."""
+        try:
+            found = await asyncio.wait_for(
+                asyncio.shield(self._list_in_background(adapter)), self.list_timeout
+            )
+            return list(found), ""
+        except TimeoutError:
+            return [], f"still listing its devices after {self.list_timeout:g} s; ask again shortly"
+        except DomainError as error:
+            return [], error.message
+        except Exception as exc:
+            return [], f"{type(exc).__name__}: {exc}"
 
     async def resolve(self, device: str) -> tuple[Adapter, DeviceInfo]:
         provider, sep, native = device.partition(":")
@@ -609,6 +637,11 @@ class Gateway:
             records.append(record)
         document: Any = records if submission.kind == "suite" else records[0]
         return json.dumps(document, sort_keys=True, default=float)
+
+
+def _ignore_failure(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed warm-up is retried (and reported) by the next ListDevices
 
 
 def _params_json_of(submission: Submission) -> str:

@@ -8,6 +8,7 @@ and the SDK's offline replay rebuilds a benchmark for them without the gateway."
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +95,26 @@ def fake_backend(native: str):
         raise unknown_device(f"local:{native}", "see ListDevices(provider='local')") from exc
 
 
+_fake_backends_lock = threading.Lock()
+_fake_backends: list | None = None
+
+
+def fake_backends() -> list:
+    """Every IBM fake backend, their targets loaded (seconds of CPU: each reads its snapshot), once per
+    process: the gateway's local and ibm providers both describe them."""
+    global _fake_backends
+    with _fake_backends_lock:
+        if _fake_backends is None:
+            backends = _fake_provider().backends()
+            for backend in backends:
+                backend.num_qubits  # noqa: B018 - builds the target now, under the lock
+            _fake_backends = backends
+        return _fake_backends
+
+
 def local_devices() -> list[DeviceInfo]:
     """Every local device: the ideal simulator, then the fake backends by name."""
-    fakes = [_fake_info(b) for b in _fake_provider().backends()]
+    fakes = [_fake_info(b) for b in fake_backends()]
     return [_ideal(), *sorted(fakes, key=lambda d: d.native)]
 
 

@@ -89,8 +89,10 @@ def test_dispatch_refuses_a_bad_benchmark_config_and_creates_no_job(real, config
         "negative.json": ({"benchmark_name": "WIT", "shots": -5}, "shots"),
         "huge.json": ({"benchmark_name": "WIT", "shots": 1_000_000_000}, "shots"),
         "suite.json": (
-            {"name": "s", "benchmarks": [{"name": "fine", "config": {"benchmark_name": "WIT"}},
-                                         {"name": "broken", "config": {"benchmark_name": "WIT", "shotz": 1}}]},
+            {"name": "s", "benchmarks": [
+                {"name": "fine", "config": {"benchmark_name": "WIT"}},
+                {"name": "broken", "config": {"benchmark_name": "WIT", "shotz": 1}},
+            ]},
             "'broken'",
         ),
     }  # fmt: skip
