@@ -123,3 +123,35 @@ def test_cli_imports_no_server_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_lab_job_submitted_on_the_first_serving_runs(tmp_path):
+    """Readiness means the stack can run a job: SERVING on the scheduler comes after the config
+    service seeded the first main hardware_config, so a job submitted at once pins it and runs."""
+    from tests.support.waiting import eventually
+
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp_path / "up.log"
+    env = up_environment(tmp_path / "config")
+    up = processes.start(["up", *flags, "--data-dir", str(tmp_path / "data")], log, env)
+    try:
+        assert processes.serving(addresses["scheduler"], timeout=120), log.read_text()
+        submitted = cli(
+            "submit", "--address", addresses["scheduler"],
+            "--experiment", "qsched_hardware.experiments.AmplitudeRabiExperiment",
+            "--config", '{"reps": 10}', env=env,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.split()[0]
+        shown = eventually(
+            lambda: cli("show", job_id, "--address", addresses["scheduler"], env=env).stdout,
+            until=lambda out: "SUCCEEDED" in out or "FAILED" in out,
+            timeout=120,
+            interval=0.5,
+            what=f"{job_id} finished",
+        )
+        assert "SUCCEEDED" in shown and "NO_MAIN_REVISION" not in shown, shown
+    finally:
+        code = processes.stop(up, signal.SIGTERM)
+    assert code == 0, log.read_text()
