@@ -36,8 +36,8 @@ def cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Complete
 
 
 def service_names(address: str, token: str) -> set[str]:
-    """Reflection needs an authenticated principal (any token of the installation). It is a
-    bidi-streaming call, which the SDK's channel does not decorate: the metadata is explicit."""
+    """Reflection is open by default (a token is accepted all the same). It is a bidi-streaming
+    call, which the SDK's channel does not decorate: the metadata is explicit."""
     with grpc.insecure_channel(address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = stub.ServerReflectionInfo(
