@@ -33,6 +33,10 @@ class Cancelled(Exception):
     """The worker was stopped on request."""
 
 
+class Stopped(Exception):
+    """The gateway is stopping: the task is left in flight (the next start reports it lost)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     counts: list[dict[str, int]]
@@ -130,6 +134,7 @@ class Worker:
         self._process: Any = None
         self._conn: Any = None
         self._killed = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def _ensure(self) -> None:
@@ -168,10 +173,12 @@ class Worker:
         except (EOFError, OSError):
             message = None
         with self._lock:
-            killed = self._killed
+            killed, closed = self._killed, self._closed
             if message is None or message[0] == "memory":
                 self._discard()
         if message is None:
+            if closed:
+                raise Stopped()
             if killed:
                 raise Cancelled()
             raise SimulationFailed(
@@ -196,4 +203,5 @@ class Worker:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._discard()

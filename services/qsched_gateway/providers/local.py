@@ -133,6 +133,8 @@ class LocalAdapter(Adapter):
                 indices = self._registry.task(task_id).circuit_indices  # submission-wide indices
                 self._registry.save_result(task_id, TaskResultData(counts, indices, float(elapsed), metadata))
                 self._registry.update(task_id, COMPLETED, provider_status="DONE", message="")
+        except simulation.Stopped:
+            return
         except simulation.Cancelled:
             self._registry.update(task_id, CANCELLED, provider_status="CANCELLED", message="cancelled")
         except Exception as exc:  # anything the simulator raises fails this task only

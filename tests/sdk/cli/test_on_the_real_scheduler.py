@@ -104,3 +104,22 @@ def test_dispatch_refuses_a_bad_benchmark_config_and_creates_no_job(real, config
         assert "INVALID_CONFIG" in err and named in err and err.count("\n") == 1, (name, err)
     _, after, _ = real("job", "view")
     assert after == before
+
+
+def test_cli_rough_edges(real, real_scheduler, config_files):
+    code, out, err = real("job", "dispatch", str(config_files["wit"]), "-p", "local", "-d", "aer_simulator")
+    assert code == 0, err
+    job_id = job_id_of(out)
+    code, out, err = real("show", "latest")  # as `job poll latest` does
+    assert code == 0 and job_id in out, err
+    code, out, err = real("history", "--limit", "-1")
+    assert code == 2 and "--limit must be at least 1" in err and "no jobs" not in out
+    code, out, err = real("queue", "--limit", "0")
+    assert code == 2 and "--limit" in err
+    code, out, err = real("plot", job_id, "-o", "plot.png")
+    assert code == 2 and "not a data file" in err and f"qsched job poll {job_id}" in err
+    # An unknown device: a few close names and where to find the rest, not every device on one line.
+    code, out, err = real("job", "dispatch", str(config_files["wit"]), "-p", "local", "-d", "aer_simulatr")
+    assert code == 2 and "did you mean local:aer_simulator?" in err and "qsched devices" in err, err
+    assert len(err) < 400, err
+    wait_done(real_scheduler, job_id)

@@ -132,6 +132,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from qsched.cli.format import job_detail, run_rows
 
     calls = _calls(args)
+    if args.job_id == "latest":  # as `job poll latest`: the caller's newest job, of any kind
+        from qsched.cli.job_commands import resolve_job_id
+
+        args.job_id = resolve_job_id(args, _client(args), "any")
     job = _get_job(calls, args.job_id)
     print(job_detail(job))
     if args.runs:
@@ -182,6 +186,11 @@ def _watch(args: argparse.Namespace, job_id: str) -> int:
     return 0 if last_state == pb.Job.STATE_SUCCEEDED else 1
 
 
+def _positive_limit(args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(args, args.job_id)
 
@@ -190,6 +199,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from qsched import _common as c
     from qsched.cli.format import job_rows
 
+    _positive_limit(args)
     if args.follow:
         return _follow_queue(args)
     jobs = c.list_jobs(
@@ -245,6 +255,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from qsched import _common as c
     from qsched.cli.format import job_rows
 
+    _positive_limit(args)
     pb = _pb()
     states = []
     if args.status:
@@ -297,6 +308,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     client = _client(args)
     job = client.get_job(args.job_id)
+    which = job.payload.WhichOneof("payload")
+    if which in ("benchmark", "circuit"):  # provider runs have results, never a data file to plot
+        raise ValueError(
+            f"{args.job_id} is a {which} job: it has results, not a data file to plot; "
+            f"see them with `qsched job poll {args.job_id}` (--json FILE writes them out)"
+        )
     run = client.load_data(args.job_id, args.task)
     out = plot_run(run, args.output, title=f"{args.job_id} {_what(job)}")
     print(out)
@@ -367,7 +384,7 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.set_defaults(func=cmd_wait)
 
     p = client("show", "one job: state, run, data file, results")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="job id, or 'latest' (your newest job)")
     p.add_argument("--runs", action="store_true", help="also list every run of the job")
     p.set_defaults(func=cmd_show)
 
