@@ -123,3 +123,27 @@ def test_cli_rough_edges(real, real_scheduler, config_files):
     assert code == 2 and "did you mean local:aer_simulator?" in err and "qsched devices" in err, err
     assert len(err) < 400, err
     wait_done(real_scheduler, job_id)
+
+
+def test_queue_views_show_every_busy_device_and_flag_held_ones(real, real_scheduler, config_files):
+    device = "local:fake_lima"
+    code, out, err = real("device", "pause", device, "--reason", "maintenance")
+    assert code == 0, err
+    try:
+        code, out, err = real("job", "dispatch", str(config_files["qml"]), "-p", "local", "-d", "fake_lima")
+        assert code == 0, err
+        job_id = job_id_of(out)
+        # The plain view: the job waits for the operator, it does not start "now".
+        code, out, err = real("queue", "--device", device)
+        assert code == 0, err
+        row = next(line for line in out.splitlines() if job_id in line)
+        assert row.rstrip().endswith("held (paused)"), out
+        assert f"{device} is held (paused: maintenance)" in out
+        # The live view without --device: every device with work (not only the default one), flagged.
+        code, out, err = real("queue", "--follow", "--count", "1")
+        assert code == 0, err
+        assert f"{device}: 0 running, 1 queued  [HELD, paused: maintenance" in out, out
+        assert job_id in out
+    finally:
+        assert real("device", "resume", device)[0] == 0
+    wait_done(real_scheduler, job_id)

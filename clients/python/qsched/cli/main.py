@@ -202,40 +202,75 @@ def cmd_queue(args: argparse.Namespace) -> int:
     _positive_limit(args)
     if args.follow:
         return _follow_queue(args)
-    jobs = c.list_jobs(
-        _calls(args), _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit
-    )
-    print(job_rows(jobs, queue=True) if jobs else "the queue is empty")
+    calls = _calls(args)
+    jobs = c.list_jobs(calls, _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit)
+    held = _held_devices(calls)[1] if jobs else {}
+    print(job_rows(jobs, queue=True, held=held) if jobs else "the queue is empty")
+    for name, note in sorted(held.items()):  # say why those jobs wait
+        if any(j.device == name for j in jobs):
+            print(f"{name} is held ({note}): its queued jobs start when an operator resumes it")
     return 0
 
 
+def _held_devices(calls) -> tuple[list, dict[str, str]]:
+    """The scheduler's devices, and held_note() of each paused or draining one."""
+    from qsched.cli.format import held_note
+
+    devices = list(calls("ListDevices", _pb().ListDevicesRequest()).devices)
+    return devices, {d.name: held_note(d) for d in devices if held_note(d)}
+
+
 def _follow_queue(args: argparse.Namespace) -> int:
-    """A live view of one device's queue over WatchQueue: redrawn on every change."""
+    """A live view over WatchQueue, redrawn on every change: of --device, else of every device with
+    queued or running work (else the default device), each flagged when its queue is held."""
+    import queue as queues
+    import threading
+
     from qsched.cli.format import queue_view
 
     calls = _calls(args)
     pb = _pb()
-    device = args.device
-    if not device:
-        devices = calls("ListDevices", pb.ListDevicesRequest()).devices
-        names = [d.name for d in devices]
-        default = connection.default_device()
-        device = default if default in names else (names[0] if names else default)
+    devices, held = _held_devices(calls)
+    if args.device:
+        names = [args.device]
+    else:
+        names = [d.name for d in devices if d.queued or d.running_job_id]
+        if not names:
+            default = connection.default_device()
+            known = [d.name for d in devices]
+            names = [default if default in known else (known[0] if known else default)]
+    updates: queues.Queue = queues.Queue()
+    streams = {name: _stub(calls).WatchQueue(pb.WatchQueueRequest(device=name)) for name in names}
+
+    def pump(name: str, stream) -> None:  # one thread per device: the sync stubs block
+        try:
+            for message in stream:
+                updates.put((name, message))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                updates.put((name, error))
+
+    for name, stream in streams.items():
+        threading.Thread(target=pump, args=(name, stream), daemon=True).start()
     tty = sys.stdout.isatty()
-    jobs: dict[str, object] = {}
+    jobs: dict[str, dict[str, object]] = {name: {} for name in names}
     shown = 0
-    stream = _stub(calls).WatchQueue(pb.WatchQueueRequest(device=device))
     try:
-        for message in stream:
+        while True:
+            name, message = updates.get()
+            if isinstance(message, grpc.RpcError):
+                raise QschedError.from_rpc_error(message)
             if message.HasField("snapshot"):
-                jobs = {j.job_id: j for j in message.snapshot.jobs}
+                jobs[name] = {j.job_id: j for j in message.snapshot.jobs}
             else:
                 job = message.change.job
                 if job.state in (pb.Job.STATE_QUEUED, pb.Job.STATE_RUNNING):
-                    jobs[job.job_id] = job
+                    jobs[name][job.job_id] = job
                 else:
-                    jobs.pop(job.job_id, None)
-            text = queue_view(device, list(jobs.values()), args.owner or "")
+                    jobs[name].pop(job.job_id, None)
+            text = "\n\n".join(
+                queue_view(n, list(jobs[n].values()), args.owner or "", held.get(n, "")) for n in names
+            )
             if tty:
                 sys.stdout.write("\x1b[H\x1b[2J" + text + "\n(Ctrl+C to stop)\n")
             else:
@@ -244,10 +279,9 @@ def _follow_queue(args: argparse.Namespace) -> int:
             shown += 1
             if args.count and shown >= args.count:
                 break
-    except grpc.RpcError as error:
-        raise QschedError.from_rpc_error(error) from None
     finally:
-        stream.cancel()
+        for stream in streams.values():
+            stream.cancel()
     return 0
 
 
