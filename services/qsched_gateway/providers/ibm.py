@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 
 import qiskit_ibm_runtime
 
-from qsched_benchmarks.devices import DeviceInfo, fake_backends
+from qsched_benchmarks.devices import DeviceInfo, fake_devices
 from qsched_gateway.errors import not_configured, unknown_device
 from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate, bitstring_counts
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
@@ -94,7 +95,10 @@ class IbmAdapter(Adapter):
         # The fake backends never change and take seconds to build: described once (shared with
         # the local provider).
         if self._fake_devices is None:
-            self._fake_devices = [_info(b, True) for b in fake_backends()]
+            self._fake_devices = [
+                dataclasses.replace(d, provider="ibm", description="qiskit-ibm-runtime local testing mode")
+                for d in fake_devices()
+            ]
         devices = [copy.copy(d) for d in self._fake_devices]
         if self.credentials.get("QISKIT_IBM_TOKEN"):
             for backend in self.service().backends():

@@ -51,3 +51,23 @@ async def test_a_slow_provider_does_not_hold_the_device_list(tmp_path):
     finally:
         gate.set()
         await gateway.stop()
+
+
+def test_the_fake_backends_are_described_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """Describing the ≈68 IBM fake backends takes seconds of CPU (what made the first ListDevices of a
+    fresh stack take half a minute): once per qiskit-ibm-runtime version, then from the cache file."""
+    from qsched_benchmarks import devices
+
+    monkeypatch.setenv("QSCHED_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(devices, "_described", None)
+    first = devices.fake_devices()
+    assert len(first) > 50 and list(tmp_path.glob("fake-backends-*.json"))
+    monkeypatch.setattr(devices, "_described", None)  # a new process
+
+    def never():
+        raise AssertionError("the fake backends were built again")
+
+    monkeypatch.setattr(devices, "fake_backends", never)
+    again = devices.fake_devices()
+    assert again == first
+    assert devices.local_devices()[1:] == first
