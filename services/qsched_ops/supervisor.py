@@ -103,15 +103,20 @@ class Supervisor:
         except (OSError, ValueError) as exc:
             print(f"qsched up: could not provision users and tokens: {exc}", file=sys.stderr)
             return 1
-        # The config service first: it seeds the first main hardware_config before it reports
-        # SERVING, so once the scheduler is SERVING a lab job submitted at once can pin one.
+        # The scheduler only once the config service is SERVING: that one seeds the first main
+        # hardware_config before it reports SERVING, so once the scheduler is SERVING a lab job
+        # submitted at once can pin one. The others start meanwhile (their imports take longest).
         deadline = time.monotonic() + READY_TIMEOUT_S
         configs = next(c for c in self.children if c.service == "configs")
         configs.env = self._seeding_environment()
-        for group in ([configs], [c for c in self.children if c is not configs]):
-            for child in group:
+        scheduler = [c for c in self.children if c.service == "scheduler"]
+        for starting, awaited in (
+            ([c for c in self.children if c.service != "scheduler"], [configs]),
+            (scheduler, [c for c in self.children if c is not configs]),
+        ):
+            for child in starting:
                 child.start()
-            for child in group:
+            for child in awaited:
                 if self.stopping:
                     return self.stop(0)
                 if not wait_serving(child.address, deadline):
