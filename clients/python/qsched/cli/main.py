@@ -212,6 +212,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+HELD_REFRESH_S = 5.0
+
+
 def _held_devices(calls) -> tuple[list, dict[str, str]]:
     """The scheduler's devices, and held_note() of each paused or draining one."""
     from qsched.cli.format import held_note
@@ -225,12 +228,14 @@ def _follow_queue(args: argparse.Namespace) -> int:
     queued or running work (else the default device), each flagged when its queue is held."""
     import queue as queues
     import threading
+    import time
 
     from qsched.cli.format import queue_view
 
     calls = _calls(args)
     pb = _pb()
     devices, held = _held_devices(calls)
+    held_at = time.monotonic()
     if args.device:
         names = [args.device]
     else:
@@ -260,6 +265,8 @@ def _follow_queue(args: argparse.Namespace) -> int:
             name, message = updates.get()
             if isinstance(message, grpc.RpcError):
                 raise QschedError.from_rpc_error(message)
+            if time.monotonic() - held_at > HELD_REFRESH_S:  # a device paused or resumed meanwhile
+                held, held_at = _held_devices(calls)[1], time.monotonic()
             if message.HasField("snapshot"):
                 jobs[name] = {j.job_id: j for j in message.snapshot.jobs}
             else:
