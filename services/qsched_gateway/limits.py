@@ -66,11 +66,19 @@ def simulation_bytes(qubits: int, clbits: int, shots: int, noisy: bool) -> int:
     basis states), a working copy, and a classical record per shot (Aer keeps per-shot outcomes of a
     noisy simulation until it tallies them), plus the counts."""
     state = 16 * 2**qubits
-    if noisy and qubits <= 16 and shots > 2**qubits:
+    # Aer's automatic method takes the density matrix when it fits in half the host's memory.
+    if noisy and qubits <= 24 and shots > 2**qubits and 16 * 4**qubits <= _host_memory() // 2:
         state = max(state, 16 * 4**qubits)
     per_shot = math.ceil(max(clbits, 1) / 8) + 16 if noisy else 0
     distinct = min(shots, 2 ** min(clbits, 40))
     return 2 * state + shots * per_shot + distinct * (clbits + 120)
+
+
+def _host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
 
 
 def _gates(circuit) -> int:
