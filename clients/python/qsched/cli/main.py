@@ -245,7 +245,6 @@ def _follow_queue(args: argparse.Namespace) -> int:
             known = [d.name for d in devices]
             names = [default if default in known else (known[0] if known else default)]
     updates: queues.Queue = queues.Queue()
-    streams = {name: _stub(calls).WatchQueue(pb.WatchQueueRequest(device=name)) for name in names}
 
     def pump(name: str, stream) -> None:  # one thread per device: the sync stubs block
         try:
@@ -255,19 +254,38 @@ def _follow_queue(args: argparse.Namespace) -> int:
             if error.code() != grpc.StatusCode.CANCELLED:
                 updates.put((name, error))
 
-    for name, stream in streams.items():
-        threading.Thread(target=pump, args=(name, stream), daemon=True).start()
+    def follow(name: str) -> None:
+        streams[name] = _stub(calls).WatchQueue(pb.WatchQueueRequest(device=name))
+        jobs.setdefault(name, {})
+        threading.Thread(target=pump, args=(name, streams[name]), daemon=True).start()
+
+    streams: dict[str, object] = {}
+    jobs: dict[str, dict[str, object]] = {}
+    for name in names:
+        follow(name)
     tty = sys.stdout.isatty()
-    jobs: dict[str, dict[str, object]] = {name: {} for name in names}
     shown = 0
     try:
         while True:
-            name, message = updates.get()
+            try:
+                name, message = updates.get(timeout=HELD_REFRESH_S)
+            except queues.Empty:
+                name, message = "", None
             if isinstance(message, grpc.RpcError):
                 raise QschedError.from_rpc_error(message)
-            if time.monotonic() - held_at > HELD_REFRESH_S:  # a device paused or resumed meanwhile
-                held, held_at = _held_devices(calls)[1], time.monotonic()
-            if message.HasField("snapshot"):
+            if time.monotonic() - held_at >= HELD_REFRESH_S:  # paused, resumed or busy meanwhile
+                before = dict(held)
+                devices, held = _held_devices(calls)
+                held_at = time.monotonic()
+                for device in devices if not args.device else []:
+                    if (device.queued or device.running_job_id) and device.name not in streams:
+                        names.append(device.name)
+                        follow(device.name)  # its snapshot redraws the view
+                if message is None and held == before:
+                    continue
+            if message is None:
+                pass
+            elif message.HasField("snapshot"):
                 jobs[name] = {j.job_id: j for j in message.snapshot.jobs}
             else:
                 job = message.change.job
