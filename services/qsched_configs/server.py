@@ -4,13 +4,17 @@ e.g. PostgreSQL) and serves qsched.configs.v1.ConfigService."""
 
 from __future__ import annotations
 
+import getpass
+from pathlib import Path
+
 from qsched.api.configs.v1 import configs_pb2 as pb
 from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
 from qsched_configs import db
 from qsched_configs.servicer import ConfigServicer
 from qsched_configs.store.sql import SqlConfigStore
-from qsched_configs.versioning import ConfigVersioning
+from qsched_configs.versioning import ConfigVersioning, Upload
 from qsched_core.config import ServiceConfig
+from qsched_core.errors import Aborted, NotFound
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
 from qsched_core.sql import make_engine
@@ -61,4 +65,27 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         ),
         POLICY,
     )
-    return ServiceHandle([registration], stop=versioning.close, security=security)
+
+    async def start() -> None:
+        if config.seed_hardware_config:
+            await seed_main(versioning, "hardware_config", Path(config.seed_hardware_config))
+
+    return ServiceHandle([registration], start=start, stop=versioning.close, security=security)
+
+
+async def seed_main(versioning: ConfigVersioning, config_type: str, path: Path) -> str:
+    """Push `path` as the first main of `config_type` when it has none (a fresh stack: every lab run
+    pins one), before the service reports SERVING. Returns the new revision id, or ""."""
+    try:
+        await versioning.get_main(config_type)
+        return ""
+    except NotFound:
+        pass
+    upload = Upload(config_type, path.read_bytes(), None, path.name, f"{getpass.getuser()} (seeded at start)")
+    try:
+        outcome = await versioning.push_to_main(upload, "")
+    except Aborted:  # another replica seeded it meanwhile
+        return ""
+    revision = outcome.state.revision.revision_id
+    print(f"Seeded the main {config_type} ({revision}) from {path}.", flush=True)
+    return revision

@@ -74,6 +74,15 @@ class ServiceConfig:
     board: str = field(default_factory=lambda: os.environ.get("QSCHED_BOARD", "sim"))
     # Simulated board: device-model YAML ("" = the shipped default).
     device_model: str = field(default_factory=lambda: os.environ.get("QSCHED_DEVICE_MODEL", ""))
+    # Config service: a hardware-config file pushed as the first main hardware_config at start, before
+    # the service reports SERVING, when there is none yet ("" = no seeding; `qsched up` sets it).
+    seed_hardware_config: str = field(
+        default_factory=lambda: os.environ.get("QSCHED_SEED_HARDWARE_CONFIG", "")
+    )
+    # Server reflection needs a token too (default: open like health, the contract is public).
+    reflection_requires_auth: bool = field(
+        default_factory=lambda: os.environ.get("QSCHED_REFLECTION_REQUIRES_AUTH", "") in ("1", "true", "yes")
+    )
     # Local hardware-config file used when a run pins none ("" = the shipped default).
     hardware_config: str = field(default_factory=lambda: os.environ.get("QSCHED_HARDWARE_CONFIG", ""))
     # Where run data files go ("" = <data_dir>/data).

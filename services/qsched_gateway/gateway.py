@@ -21,7 +21,7 @@ from qsched_benchmarks.devices import DeviceInfo
 from qsched_benchmarks.export import circuit_metadata, record_head
 from qsched_core.errors import DomainError
 from qsched_core.sql import make_engine
-from qsched_gateway import db
+from qsched_gateway import db, limits
 from qsched_gateway.credentials import Credentials
 from qsched_gateway.errors import (
     FailedPrecondition,
@@ -192,11 +192,19 @@ class Gateway:
         env_poll = os.environ.get("QSCHED_GATEWAY_POLL_SECONDS")
         self.poll_interval = poll_interval or (float(env_poll) if env_poll else None)
         self._request_locks: dict[str, asyncio.Lock] = {}
+        self._listings: dict[str, asyncio.Future] = {}
+        self.list_timeout = float(os.environ.get("QSCHED_GATEWAY_LIST_TIMEOUT_S", "10"))
+        # Per provider bounds (limits.py); read from the environment once, replaceable by tests.
+        self.limits = {name: limits.limits_for(name) for name in self.adapters}
 
     async def start(self) -> None:
         self.changes.bind(asyncio.get_running_loop())
         for adapter in self.adapters.values():
             await asyncio.to_thread(adapter.recover, self.registry)
+        # Describing the local devices takes seconds of CPU: start now, off the request path.
+        for name in ("local", "ibm"):
+            if name in self.adapters:
+                self._list_in_background(self.adapters[name]).add_done_callback(_ignore_failure)
 
     async def stop(self) -> None:
         for adapter in self.adapters.values():
@@ -223,16 +231,38 @@ class Gateway:
                     found.append((await self.resolve(name))[1])
             return found, {}
         adapters = [self.adapter(provider)] if provider else list(self.adapters.values())
+        listed = await asyncio.gather(*(self._listing(a) for a in adapters))
         devices: list[DeviceInfo] = []
         unavailable: dict[str, str] = {}
-        for adapter in adapters:
-            try:
-                devices.extend(await asyncio.to_thread(adapter.list_devices))
-            except DomainError as error:
-                unavailable[adapter.name] = error.message
-            except Exception as exc:
-                unavailable[adapter.name] = f"{type(exc).__name__}: {exc}"
+        for adapter, (found, reason) in zip(adapters, listed, strict=True):
+            devices.extend(found)
+            if reason:
+                unavailable[adapter.name] = reason
         return devices, unavailable
+
+    def _list_in_background(self, adapter: Adapter) -> asyncio.Future:
+        """The adapter's listing under way (one at a time per adapter), on a thread of its own."""
+        running = self._listings.get(adapter.name)
+        if running is None or running.done():
+            running = asyncio.ensure_future(asyncio.to_thread(adapter.list_devices))
+            self._listings[adapter.name] = running
+        return running
+
+    async def _listing(self, adapter: Adapter) -> tuple[list[DeviceInfo], str]:
+        """One provider's devices, waited for at most `list_timeout` seconds: a provider still listing
+        (the fake backends' first description, a cloud API that does not answer) is reported
+        unavailable instead of holding the whole answer; its listing goes on for the next call."""
+        try:
+            found = await asyncio.wait_for(
+                asyncio.shield(self._list_in_background(adapter)), self.list_timeout
+            )
+            return list(found), ""
+        except TimeoutError:
+            return [], f"still listing its devices after {self.list_timeout:g} s; ask again shortly"
+        except DomainError as error:
+            return [], error.message
+        except Exception as exc:
+            return [], f"{type(exc).__name__}: {exc}"
 
     async def resolve(self, device: str) -> tuple[Adapter, DeviceInfo]:
         provider, sep, native = device.partition(":")
@@ -290,8 +320,9 @@ class Gateway:
             )
         return Plan(workload.kind, circuits, parts, workload.options, suite)
 
-    async def plan(self, info: DeviceInfo, workload: Workload) -> Plan:
+    async def plan(self, adapter: Adapter, info: DeviceInfo, workload: Workload) -> Plan:
         plan = await asyncio.to_thread(self._plan, info, workload)
+        await asyncio.to_thread(self._check_limits, adapter, info, plan)
         widest = max((c.num_qubits for c in plan.circuits), default=0)
         if widest > info.qubits:
             raise FailedPrecondition(
@@ -302,9 +333,20 @@ class Gateway:
             )
         return plan
 
+    def _check_limits(self, adapter: Adapter, info: DeviceInfo, plan: Plan) -> None:
+        parts = [limits.Part(p.name, plan.circuits[p.start : p.end], p.shots) for p in plan.parts]
+        noisy = bool(info.noise_model) or info.native.endswith("_dm")
+        bounds = self.limits.get(adapter.name) or limits.limits_for(adapter.name)
+        limits.check(adapter.name, parts, adapter.runs_here(info), noisy, bounds)
+
+    async def validate(self, device: str, workload: Workload) -> Plan:
+        """Everything Submit checks (device, config, limits, memory budget), sending nothing."""
+        adapter, info = await self.resolve(device)
+        return await self.plan(adapter, info, workload)
+
     async def estimate(self, device: str, workload: Workload) -> EstimateResult:
         adapter, info = await self.resolve(device)
-        plan = await self.plan(info, workload)
+        plan = await self.plan(adapter, info, workload)
 
         def counts() -> list[estimate.CircuitCounts]:
             return [
@@ -331,7 +373,7 @@ class Gateway:
             configured, _ = adapter.configured()
             if not configured:
                 raise not_configured(adapter.name, ", ".join(adapter.credential_variables))
-            plan = await self.plan(info, workload)
+            plan = await self.plan(adapter, info, workload)
             submission_id = str(uuid.uuid4())
             labels = {"qsched_job_id": job_id, "qsched_submission_id": submission_id}
             records = []
@@ -595,6 +637,11 @@ class Gateway:
             records.append(record)
         document: Any = records if submission.kind == "suite" else records[0]
         return json.dumps(document, sort_keys=True, default=float)
+
+
+def _ignore_failure(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed warm-up is retried (and reported) by the next ListDevices
 
 
 def _params_json_of(submission: Submission) -> str:

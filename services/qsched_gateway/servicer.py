@@ -78,6 +78,10 @@ class GatewayServicer(pb_grpc.ProviderGatewayServiceServicer):
             params_json=result.params_json,
         )
 
+    async def Validate(self, request, context) -> pb.ValidateResponse:
+        plan = await self._gateway.validate(request.device, convert.workload_from_pb(request.workload))
+        return pb.ValidateResponse(params_json=plan.params_json(), circuits=len(plan.circuits))
+
     async def Submit(self, request, context) -> pb.SubmitResponse:
         submission, deduplicated, params_json = await self._gateway.submit(
             request.device, convert.workload_from_pb(request.workload), request.job_id, request.request_id

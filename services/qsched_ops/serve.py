@@ -25,8 +25,11 @@ async def run(config: ServiceConfig, stop: asyncio.Event | None = None) -> None:
     configure_tracing(config.service, config.trace_exporter)
     module = importlib.import_module(BUILDERS[config.service])
     handle = await module.build(config)
-    running = await start_server(config.listen, handle.registrations, handle.security)
+    # SERVING only once started (the config service's first main seeded, the scheduler's
+    # dispatchers running): readiness means a job submitted now can run.
+    running = await start_server(config.listen, handle.registrations, handle.security, serving=False)
     await handle.start()
+    await running.set_serving()
     host = config.listen.rsplit(":", 1)[0]
     print(f"qsched {config.service} serving on {host}:{running.port}", flush=True)
     stop = stop or asyncio.Event()

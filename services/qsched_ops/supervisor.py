@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import getpass
+import os
 import secrets
 import signal
 import subprocess
@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from qsched.credentials import find_token, tls_from_env, token_file
+from qsched.credentials import tls_from_env, token_file
 from qsched.wire import sync_channel
 from qsched_core.config import SERVICES
 from qsched_ops.args import config_from_args, forward_args
@@ -58,8 +58,12 @@ class Child:
     def shown(self) -> str:
         return f"http://{self.address}" if self.http else self.address
 
+    env: dict[str, str] | None = None  # None: this process's environment
+
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            self.argv, start_new_session=True, preexec_fn=_die_with_parent, env=self.env
+        )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -94,34 +98,6 @@ def wait_http(address: str, deadline: float, instance: str, child: Child) -> boo
             pass
         time.sleep(0.1)
     return False
-
-
-def seed_main(address: str, config_type: str, path: Path, token: str = "") -> str:
-    """Push `path` as the main revision of `config_type` if the type has none yet.
-    Returns the new revision id, or "" when a main already existed."""
-    from qsched.api.configs.v1 import configs_pb2 as pb
-    from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
-
-    with sync_channel(address, find_token(token), tls_from_env()) as channel:
-        stub = pb_grpc.ConfigServiceStub(channel)
-        try:
-            stub.GetMain(pb.GetMainRequest(config_type=config_type), timeout=10)
-            return ""
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-        request = pb.PushToMainRequest(
-            config_type=config_type,
-            content=path.read_bytes(),
-            original_filename=path.name,
-            creator=f"{getpass.getuser()} (qsched up)",
-        )
-        try:
-            return stub.PushToMain(request, timeout=10).revision.revision_id
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.ABORTED:  # someone else seeded it meanwhile
-                return ""
-            raise
 
 
 class Supervisor:
@@ -160,22 +136,32 @@ class Supervisor:
         except (OSError, ValueError) as exc:
             print(f"qsched up: could not provision users and tokens: {exc}", file=sys.stderr)
             return 1
-        for child in self.children:
-            child.start()
+        # The scheduler only once the config service is SERVING: that one seeds the first main
+        # hardware_config before it reports SERVING, so once the scheduler is SERVING a lab job
+        # submitted at once can pin one. The others start meanwhile (their imports take longest).
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for child in list(self.children):
-            if self.stopping:
-                return self.stop(0)
-            if child.http:
-                if not wait_http(child.address, deadline, self.web_instance, child):
-                    self._drop_web(child, "did not start")
-                continue
-            if not wait_serving(child.address, deadline):
-                print(
-                    f"qsched up: {child.service} did not become SERVING on {child.address}", file=sys.stderr
-                )
-                return self.stop(1)
-        self._seed_hardware_config()
+        configs = next(c for c in self.children if c.service == "configs")
+        configs.env = self._seeding_environment()
+        scheduler = [c for c in self.children if c.service == "scheduler"]
+        for starting, awaited in (
+            ([c for c in self.children if c.service != "scheduler"], [configs]),
+            (scheduler, [c for c in self.children if c is not configs]),
+        ):
+            for child in starting:
+                child.start()
+            for child in awaited:
+                if self.stopping:
+                    return self.stop(0)
+                if child.http:
+                    if not wait_http(child.address, deadline, self.web_instance, child):
+                        self._drop_web(child, "did not start")
+                    continue
+                if not wait_serving(child.address, deadline):
+                    print(
+                        f"qsched up: {child.service} did not become SERVING on {child.address}",
+                        file=sys.stderr,
+                    )
+                    return self.stop(1)
         print("qsched is up:", flush=True)
         for child in sorted(self.children, key=lambda c: (*SERVICES, "web").index(c.service)):
             print(f"  {child.service:<10} {child.shown()}", flush=True)
@@ -211,22 +197,17 @@ class Supervisor:
         for note in report.notes:
             print(f"qsched up: {note}", file=sys.stderr, flush=True)
 
-    def _seed_hardware_config(self) -> None:
-        """A fresh stack has no main hardware_config, and every lab run pins one: push
-        the executor's hardware config as the first main (once; later pushes are the lab's)."""
+    def _seeding_environment(self) -> dict[str, str]:
+        """A fresh stack has no main hardware_config, and every lab run pins one: the config
+        service pushes the executor's hardware config as the first main at start (once; later
+        pushes are the lab's)."""
+        env = dict(os.environ)
         try:
             from qsched_hardware.hwconfig import DEFAULT_HARDWARE_CONFIG
         except ImportError:  # no qick extra: nothing to seed from
-            return
-        path = Path(self.hardware_config or DEFAULT_HARDWARE_CONFIG)
-        address = next(c.address for c in self.children if c.service == "configs")
-        try:
-            revision = seed_main(address, "hardware_config", path, self.person_token)
-        except (grpc.RpcError, OSError) as exc:
-            print(f"qsched up: could not seed hardware_config from {path}: {exc}", file=sys.stderr)
-            return
-        if revision:
-            print(f"Seeded the main hardware_config ({revision}) from {path}.", flush=True)
+            return env
+        env["QSCHED_SEED_HARDWARE_CONFIG"] = str(Path(self.hardware_config or DEFAULT_HARDWARE_CONFIG))
+        return env
 
     def _watch(self) -> int:
         while not self.stopping:

@@ -7,7 +7,9 @@ through `caller()`. Ownership checks (may this user cancel *that* job?) need dat
 are made by the domain code; this layer only answers "who" and "which role".
 
 grpc.health.v1.Health stays open: orchestrators probe it without credentials and it
-tells nothing but SERVING / NOT_SERVING."""
+tells nothing but SERVING / NOT_SERVING. Server reflection is open too by default: it serves the
+public contract (the protos), and a client without a token needs it to decode the error details of
+the UNAUTHENTICATED reply; `reflection_requires_auth` closes it (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -84,16 +86,22 @@ def full_policy(service_full_name: str, policy: Policy) -> dict[str, Requirement
 
 
 class ServerAuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, policies: Mapping[str, Requirement]):
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        policies: Mapping[str, Requirement],
+        reflection_requires_auth: bool = False,
+    ):
         self._authenticator = authenticator
         self._policies = dict(policies)
+        self._reflection = Anyone.PRINCIPAL if reflection_requires_auth else None
 
     def _requirement(self, method: str) -> Requirement | None:
-        """What `method` demands; None for the open health service."""
+        """What `method` demands; None for the open health service (and reflection, unless closed)."""
         if method.startswith(_OPEN_PREFIXES):
             return None
         if method.startswith(_REFLECTION_PREFIX):
-            return Anyone.PRINCIPAL
+            return self._reflection
         # A method without a policy (a servicer registered without one) is refused to all.
         return self._policies.get(method, _DENY)
 

@@ -28,6 +28,7 @@ class ServerSecurity:
     authenticator: Authenticator
     credentials: grpc.ServerCredentials | None  # None: plaintext
     allow_plaintext: bool = False
+    reflection_requires_auth: bool = False  # else reflection is open like health
 
 
 def identity_url(config: ServiceConfig) -> str:
@@ -40,7 +41,9 @@ def server_security(config: ServiceConfig) -> ServerSecurity:
     url = identity_url(config)
     identity_db.upgrade(url)
     authenticator = Authenticator(IdentityStore(make_engine(url)), config.service, config.auth_cache_seconds)
-    return ServerSecurity(authenticator, server_credentials(config), config.allow_plaintext)
+    return ServerSecurity(
+        authenticator, server_credentials(config), config.allow_plaintext, config.reflection_requires_auth
+    )
 
 
 def server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:

@@ -30,10 +30,21 @@ class Registration:
 
 
 class RunningServer:
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer):
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        names: Sequence[str] = ("",),
+    ):
         self.server = server
         self.port = port
         self.health = health_servicer
+        self.names = list(names)
+
+    async def set_serving(self) -> None:
+        for name in self.names:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -41,10 +52,15 @@ class RunningServer:
 
 
 async def start_server(
-    listen: str, registrations: Sequence[Registration], security: ServerSecurity | None = None
+    listen: str,
+    registrations: Sequence[Registration],
+    security: ServerSecurity | None = None,
+    serving: bool = True,
 ) -> RunningServer:
     """Bind `listen` (host:port; port 0 picks a free one), register the services
-    plus grpc.health.v1.Health and reflection, and mark them all SERVING.
+    plus grpc.health.v1.Health and reflection, and mark them all SERVING (with
+    `serving=False` they stay NOT_SERVING until `RunningServer.set_serving()`: a service
+    whose start hook must finish before it can do its work).
 
     With `security` (every qsched service), each call is authenticated and checked
     against its registration's policy, and the port is TLS when certificates are set.
@@ -55,7 +71,9 @@ async def start_server(
         policies = {}
         for registration in registrations:
             policies.update(full_policy(registration.full_name, registration.policy))
-        interceptors.append(ServerAuthInterceptor(security.authenticator, policies))
+        interceptors.append(
+            ServerAuthInterceptor(security.authenticator, policies, security.reflection_requires_auth)
+        )
     interceptors.append(DecodeAfterAuthInterceptor())  # innermost: the caller is known before parsing
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -78,6 +96,10 @@ async def start_server(
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     await server.start()
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    running = RunningServer(server, port, health_servicer, ["", *names])
+    if serving:
+        await running.set_serving()
+    else:
+        for name in running.names:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return running

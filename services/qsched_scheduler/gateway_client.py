@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qsched.wire import error_info
 from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_runtime.server import MAX_MESSAGE_BYTES
@@ -78,6 +79,16 @@ class GrpcProviderGateway:
 
     async def estimate(self, device: str, payload: Payload) -> pb.EstimateResponse:
         return await self._unary("Estimate", pb.EstimateRequest(device=device, workload=workload(payload)))
+
+    async def validate(self, device: str, payload: Payload) -> None:
+        try:
+            await self._stub.Validate(
+                pb.ValidateRequest(device=device, workload=workload(payload)), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            failure = peer_error(error, GatewayUnavailable, GatewayRejected)
+            failure.metadata = dict(error_info(error).metadata)  # e.g. the offending config key
+            raise failure from error
 
     async def submit(self, device: str, payload: Payload, job_id: str, request_id: str) -> Submitted:
         request = pb.SubmitRequest(

@@ -44,7 +44,10 @@ class GatewayUnavailable(PeerUnavailable):
 
 
 class GatewayRejected(PeerRejected):
-    """The gateway refused the request; `reason` is its ErrorInfo reason, `code` the status name."""
+    """The gateway refused the request; `reason` is its ErrorInfo reason, `code` the status name,
+    `metadata` its ErrorInfo metadata where the client kept it."""
+
+    metadata: dict[str, str] = {}
 
 
 class ProviderGateway(Protocol):
@@ -53,6 +56,9 @@ class ProviderGateway(Protocol):
 
     async def estimate(self, device: str, payload: Payload) -> Any:
         """The gateway's estimate, passed through to the caller as it is."""
+
+    async def validate(self, device: str, payload: Payload) -> None:
+        """Raise GatewayRejected when Submit would refuse the payload (it sends nothing)."""
 
     async def submit(self, device: str, payload: Payload, job_id: str, request_id: str) -> Submitted:
         """Send the payload; the same request_id returns the first submission (idempotent)."""

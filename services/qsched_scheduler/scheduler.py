@@ -59,6 +59,7 @@ from qsched_scheduler.gateway_port import (
 from qsched_scheduler.group_commit import GroupCommit
 from qsched_scheduler.page_budget import fitting, job_bytes, run_bytes
 from qsched_scheduler.pagination import filter_scope, runs_scope
+from qsched_scheduler.provider_checks import ProviderChecks
 from qsched_scheduler.provider_dispatcher import ProviderDispatcher
 from qsched_scheduler.store.base import JobStore, SubmitOutcome, cursor_of
 from qsched_scheduler.validation import DeviceRoute, Submission, validate_submission
@@ -153,6 +154,7 @@ class Scheduler:
         # Provider devices come from the gateway's device list, refreshed when stale or
         # when a submit names a device not in it.
         self._gateway = gateway
+        self._provider_checks = ProviderChecks(gateway) if gateway is not None else None
         self._provider_routes: dict[str, DeviceRoute] = {}
         self._provider_routes_at = -math.inf
         self._started = False
@@ -213,6 +215,8 @@ class Scheduler:
         new = validate_submission(submission, await self._routes(submission.device))
         if new.payload.kind is JobKind.LAB_EXPERIMENT:
             await self._validate_on_device(new)
+        elif self._provider_checks is not None:  # benchmark configs: the gateway checks them now
+            await self._provider_checks.check(new)
         return new
 
     async def submit(self, submission: Submission) -> SubmitResult:

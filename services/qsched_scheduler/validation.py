@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -105,9 +106,13 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
         raise InvalidArgument("DEVICE_REQUIRED", "device is required", field="device")
     route = devices.get(sub.device)
     if route is None:
-        known = ", ".join(sorted(devices)) or "none"
+        # A few close names, not the whole list (the gateway knows dozens of devices).
+        close = difflib.get_close_matches(sub.device, sorted(devices), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise NotFound(
-            "DEVICE_NOT_FOUND", f"unknown device {sub.device!r} (known: {known})", device=sub.device
+            "DEVICE_NOT_FOUND",
+            f"unknown device {sub.device!r}; {hint}`qsched devices` lists them",
+            device=sub.device,
         )
     if sub.payload is None:
         raise InvalidArgument("PAYLOAD_REQUIRED", "payload is empty: set one of its members", field="payload")

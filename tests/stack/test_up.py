@@ -38,8 +38,8 @@ def cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Complete
 
 
 def service_names(address: str, token: str) -> set[str]:
-    """Reflection needs an authenticated principal (any token of the installation). It is a
-    bidi-streaming call, which the SDK's channel does not decorate: the metadata is explicit."""
+    """Reflection is open by default (a token is accepted all the same). It is a bidi-streaming
+    call, which the SDK's channel does not decorate: the metadata is explicit."""
     with grpc.insecure_channel(address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = stub.ServerReflectionInfo(
@@ -153,4 +153,37 @@ def test_up_runs_the_services_without_the_web_view_when_its_port_is_taken(tmp_pa
             assert processes.serving(addresses["scheduler"], timeout=5)
         finally:
             code = processes.stop(up, signal.SIGTERM)
+    assert code == 0, log.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_lab_job_submitted_on_the_first_serving_runs(tmp_path):
+    """Readiness means the stack can run a job: SERVING on the scheduler comes after the config
+    service seeded the first main hardware_config, so a job submitted at once pins it and runs."""
+    from tests.support.waiting import eventually
+
+    addresses = {s: f"127.0.0.1:{processes.free_port()}" for s in SERVICES}
+    flags = [arg for s in SERVICES for arg in (f"--{s}-address", addresses[s])]
+    log = tmp_path / "up.log"
+    env = up_environment(tmp_path / "config")
+    up = processes.start(["up", *flags, "--data-dir", str(tmp_path / "data")], log, env)
+    try:
+        assert processes.serving(addresses["scheduler"], timeout=120), log.read_text()
+        submitted = cli(
+            "submit", "--address", addresses["scheduler"],
+            "--experiment", "qsched_hardware.experiments.AmplitudeRabiExperiment",
+            "--config", '{"reps": 10}', env=env,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.split()[0]
+        shown = eventually(
+            lambda: cli("show", job_id, "--address", addresses["scheduler"], env=env).stdout,
+            until=lambda out: "succeeded" in out or "failed" in out,
+            timeout=120,
+            interval=0.5,
+            what=f"{job_id} finished",
+        )
+        assert "succeeded" in shown and "NO_MAIN_REVISION" not in shown, shown
+    finally:
+        code = processes.stop(up, signal.SIGTERM)
     assert code == 0, log.read_text()

@@ -40,6 +40,7 @@ class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
         self.by_request: dict[str, pb.SubmitResponse] = {}
         self.submit_calls = 0
         self.fetch_calls = 0
+        self.validate_calls = 0
         self.watches = 0  # Watch calls that found their tasks (a test can wait for the follower)
         self._ids = itertools.count(1)
 
@@ -68,6 +69,15 @@ class FakeGateway(pb_grpc.ProviderGatewayServiceServicer):
             await abort(context, NotFound("DEVICE_NOT_FOUND", f"no device {request.device}"), DOMAIN)
         circuits = len(request.workload.circuits.qasm) or 1
         return pb.EstimateResponse(jobs=1, circuits=circuits, total_shots=circuits * 100, max_qubits=2)
+
+    async def Validate(self, request, context):
+        """Refuses a benchmark config with a key named "bogus", as the gateway refuses unknown keys."""
+        self.validate_calls += 1
+        config = request.workload.benchmark_config_json
+        if '"bogus"' in config:
+            error = InvalidArgument("INVALID_CONFIG", "WIT: unknown key 'bogus'", key="bogus")
+            await abort(context, error, DOMAIN)
+        return pb.ValidateResponse(params_json=config, circuits=1)
 
     async def Submit(self, request, context):
         self.submit_calls += 1

@@ -3,6 +3,7 @@ directory), each of which a test may kill -9 and start again on the same port.""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -42,18 +43,18 @@ class ServeStack:
 
     def start(self, service: str) -> None:
         """Start `service` and wait for it to serve (blocking: from async code, in a thread)."""
-        self.running[service] = processes.start(self._args(service), self.log(service))
+        env = None
+        if service == "configs":  # it seeds the first main hardware_config, as under `qsched up`
+            from qsched_hardware.hwconfig import DEFAULT_HARDWARE_CONFIG
+
+            env = {**os.environ, "QSCHED_SEED_HARDWARE_CONFIG": str(DEFAULT_HARDWARE_CONFIG)}
+        self.running[service] = processes.start(self._args(service), self.log(service), env)
         if not processes.serving(self.address(service), timeout=90):
             raise AssertionError(f"{service} did not serve:\n{self.log(service).read_text()[-3000:]}")
 
     def start_all(self) -> None:
-        """Every service, then the first main hardware_config (as `qsched up` seeds it)."""
-        from qsched_hardware.hwconfig import DEFAULT_HARDWARE_CONFIG
-        from qsched_ops.supervisor import seed_main
-
         for service in SERVICES:
             self.start(service)
-        seed_main(self.address("configs"), "hardware_config", Path(DEFAULT_HARDWARE_CONFIG))
 
     def kill(self, service: str) -> None:
         """kill -9: no chance to flush, close or say goodbye."""

@@ -10,7 +10,7 @@ import math
 
 from qsched_benchmarks.core import Benchmark, Built, score_value
 from qsched_benchmarks.errors import FailedPrecondition
-from qsched_benchmarks.schema import integer, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, obj
 
 SETTINGS = ("ZZ", "ZX", "XZ", "XX")
 SIGNS = {"ZZ": 1, "ZX": 1, "XZ": -1, "XX": 1}
@@ -52,7 +52,7 @@ def largest_component(nodes: int, edges: list[tuple[int, int]]) -> int:
 
 class BSEQ(Benchmark):
     name = "BSEQ"
-    schema = obj(name, name, {"shots": integer(1000, 1), "max_colors": integer(minimum=1)})
+    schema = obj(name, name, {"shots": SHOTS, "max_colors": integer(minimum=1, maximum=MAX_QUBITS)})
 
     def build(self, params, device) -> Built:
         from qiskit import QuantumCircuit

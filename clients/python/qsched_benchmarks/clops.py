@@ -9,7 +9,7 @@ import numpy as np
 
 from qsched_benchmarks.core import Benchmark, Built, connected_subset, score_value
 from qsched_benchmarks.errors import invalid_config
-from qsched_benchmarks.schema import integer, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, obj
 
 
 class CLOPS(Benchmark):
@@ -18,10 +18,10 @@ class CLOPS(Benchmark):
         name,
         name,
         {
-            "num_qubits": integer(10, 1),
-            "num_layers": integer(100, 1),
-            "num_circuits": integer(100, 1),
-            "shots": integer(1000, 1),
+            "num_qubits": integer(10, 1, MAX_QUBITS),
+            "num_layers": integer(100, 1, 10_000),
+            "num_circuits": integer(100, 1, 10_000),
+            "shots": SHOTS,
             "seed": integer(12345),
             "two_qubit_gate": {"type": "string", "default": "cz", "enum": ["cz", "cx", "ecr"]},
             "mode": {

@@ -8,7 +8,13 @@ and the SDK's offline replay rebuilds a benchmark for them without the gateway."
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import os
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qsched_benchmarks.errors import unknown_device
@@ -94,10 +100,61 @@ def fake_backend(native: str):
         raise unknown_device(f"local:{native}", "see ListDevices(provider='local')") from exc
 
 
+_fake_backends_lock = threading.Lock()
+_fake_backends: list | None = None
+
+
+def fake_backends() -> list:
+    """Every IBM fake backend, their targets loaded (seconds of CPU: each reads its snapshot), once per
+    process: the gateway's local and ibm providers both describe them."""
+    global _fake_backends
+    with _fake_backends_lock:
+        if _fake_backends is None:
+            backends = _fake_provider().backends()
+            for backend in backends:
+                backend.num_qubits  # noqa: B018 - builds the target now, under the lock
+            _fake_backends = backends
+        return _fake_backends
+
+
+_described: list[DeviceInfo] | None = None
+
+
+def _cache_file() -> Path:
+    import platformdirs
+    import qiskit_ibm_runtime
+
+    root = os.environ.get("QSCHED_CACHE_DIR") or platformdirs.user_cache_dir("qsched")
+    return Path(root) / f"fake-backends-{qiskit_ibm_runtime.__version__}.json"
+
+
+def fake_devices() -> list[DeviceInfo]:
+    """The local provider's description of every fake backend, by name. Building it takes seconds of
+    CPU (fake_backends()), so it is kept per process and in a file of the user's cache directory
+    (QSCHED_CACHE_DIR), per qiskit-ibm-runtime version: the snapshots only change with it."""
+    global _described
+    with _fake_backends_lock:
+        if _described is not None:
+            return _described
+        path = _cache_file()
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            items = json.loads(path.read_text())
+            _described = [DeviceInfo(**{**i, "coupling": [tuple(e) for e in i["coupling"]]}) for i in items]
+            return _described
+    described = sorted((_fake_info(b) for b in fake_backends()), key=lambda d: d.native)
+    with contextlib.suppress(OSError):  # no cache directory: described again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps([dataclasses.asdict(d) for d in described]))
+        partial.replace(path)
+    with _fake_backends_lock:
+        _described = described
+    return described
+
+
 def local_devices() -> list[DeviceInfo]:
     """Every local device: the ideal simulator, then the fake backends by name."""
-    fakes = [_fake_info(b) for b in _fake_provider().backends()]
-    return [_ideal(), *sorted(fakes, key=lambda d: d.native)]
+    return [_ideal(), *fake_devices()]
 
 
 def local_device(native: str) -> DeviceInfo:

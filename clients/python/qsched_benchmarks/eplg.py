@@ -25,7 +25,7 @@ import random
 
 from qsched_benchmarks.core import Benchmark, Built, needs_qubits
 from qsched_benchmarks.errors import FailedPrecondition, invalid_config
-from qsched_benchmarks.schema import integer, obj
+from qsched_benchmarks.schema import MAX_QUBITS, MAX_SHOTS, integer, obj
 
 TWO_QUBIT_GATES = ["cz", "cx", "ecr", "cy", "swap", "iswap", "dcx"]  # two-qubit Clifford standard gates
 ONE_QUBIT_GATES = ["rz", "rx", "ry", "x", "y", "z", "sx", "sxdg", "s", "sdg", "h", "u", "u3", "p"]
@@ -171,15 +171,15 @@ class EPLG(Benchmark):
         name,
         name,
         {
-            "num_qubits_in_chain": integer(minimum=4),
+            "num_qubits_in_chain": integer(minimum=4, maximum=MAX_QUBITS),
             "lengths": {
                 "type": "array",
                 "items": {"type": "integer", "minimum": 1},
                 "minItems": 1,
                 "default": [2, 4, 8, 16],
             },
-            "num_samples": integer(3, 1),
-            "shots": integer(100, 1),
+            "num_samples": integer(3, 1, 1_000),
+            "shots": integer(100, 1, MAX_SHOTS),
             "seed": integer(12345),
             "two_qubit_gate": {"type": "string", "default": "cz", "enum": TWO_QUBIT_GATES},
             "one_qubit_basis_gates": {

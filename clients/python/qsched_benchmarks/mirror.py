@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from qsched_benchmarks.core import Benchmark, Built, binomial, connected_subset, score_value
-from qsched_benchmarks.schema import SHOTS, integer, number, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, number, obj
 
 CLIFFORDS_1Q = ("id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg")
 
@@ -24,7 +24,7 @@ class MirrorCircuits(Benchmark):
         name,
         name,
         {
-            "width": integer(minimum=2),
+            "width": integer(minimum=2, maximum=MAX_QUBITS),
             "num_layers": integer(3, 1, 500),
             "two_qubit_gate_prob": number(0.5, 0.0, 1.0),
             "two_qubit_gate_name": {"type": "string", "default": "CNOT", "enum": ["CNOT", "CZ"]},

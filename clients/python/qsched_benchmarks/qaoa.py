@@ -14,7 +14,7 @@ import numpy as np
 
 from qsched_benchmarks.core import Benchmark, Built, connected_subset, needs_qubits, score_value
 from qsched_benchmarks.errors import invalid_config
-from qsched_benchmarks.schema import SHOTS, integer, number, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, number, obj
 
 EXACT_LIMIT = 22
 
@@ -66,7 +66,7 @@ class LinearRampQAOA(Benchmark):
         name,
         {
             "graph_type": {"type": "string", "enum": ["1D", "NL", "FC"]},
-            "num_qubits": integer(minimum=2),
+            "num_qubits": integer(minimum=2, maximum=MAX_QUBITS),
             "qaoa_layers": {
                 "type": "array",
                 "items": {"type": "integer", "minimum": 3},
@@ -76,8 +76,8 @@ class LinearRampQAOA(Benchmark):
             "delta_beta": number(0.3, 0.0, 2.0),
             "delta_gamma": number(0.3, 0.0, 2.0),
             "shots": SHOTS,
-            "trials": integer(3, 1),
-            "num_random_trials": integer(25, 10),
+            "trials": integer(3, 1, 1_000),
+            "num_random_trials": integer(25, 10, 10_000),
             "confidence_level": number(0.995, 0.0, 1.0),
             "seed": integer(123),
         },

@@ -16,7 +16,7 @@ import numpy as np
 
 from qsched_benchmarks.core import Benchmark, Built, needs_qubits, score_value
 from qsched_benchmarks.errors import invalid_config
-from qsched_benchmarks.schema import SHOTS, integer, number, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, number, obj
 
 SEED = 0
 
@@ -48,9 +48,9 @@ def _qubit_range(params: dict, step: int = 1, minimum: int = 2) -> list[int]:
 QEDC_PROPERTIES = {
     "shots": SHOTS,
     "min_qubits": integer(2, 2),
-    "max_qubits": integer(6, 2),
+    "max_qubits": integer(6, 2, MAX_QUBITS),
     "skip_qubits": integer(1, 1),
-    "max_circuits": integer(3, 1),
+    "max_circuits": integer(3, 1, 1_000),
 }
 
 
@@ -246,8 +246,8 @@ class QuantumFourierTransform(QedcBenchmark):
         name,
         {
             "shots": SHOTS,
-            "num_qubits": integer(5, 2),
-            "max_circuits": integer(3, 1),
+            "num_qubits": integer(5, 2, MAX_QUBITS),
+            "max_circuits": integer(3, 1, 1_000),
             "method": integer(1, 1, 2),
             "input_value": integer(minimum=0),
             "use_midcircuit_measurement": {"type": "boolean", "default": False},

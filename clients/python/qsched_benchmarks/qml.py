@@ -7,14 +7,19 @@ from __future__ import annotations
 import numpy as np
 
 from qsched_benchmarks.core import Benchmark, Built, binomial, needs_qubits, score_value
-from qsched_benchmarks.schema import SHOTS, integer, obj
+from qsched_benchmarks.schema import MAX_QUBITS, SHOTS, integer, obj
 
 SEED = 0
 
 
 class QMLKernel(Benchmark):
     name = "QML Kernel"
-    schema = obj(name, name, {"num_qubits": integer(minimum=2), "shots": SHOTS}, required=("num_qubits",))
+    schema = obj(
+        name,
+        name,
+        {"num_qubits": integer(minimum=2, maximum=MAX_QUBITS), "shots": SHOTS},
+        required=("num_qubits",),
+    )
 
     def build(self, params, device) -> Built:
         from qiskit import QuantumCircuit

@@ -82,6 +82,10 @@ class Adapter:
         """Counts of a completed task; circuit_indices number the task's own circuits from 0."""
         raise NotImplementedError
 
+    def runs_here(self, device: DeviceInfo) -> bool:
+        """Whether the device is a simulation in the gateway's own host (bounded by its memory budget)."""
+        return False
+
     def tasks_for(self, circuits: int) -> int:
         """How many provider tasks `circuits` circuits of one part become (one batch by default)."""
         return 1

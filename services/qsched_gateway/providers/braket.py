@@ -106,6 +106,9 @@ class BraketAdapter(Adapter):
             description=f"{device.provider_name} {device.name}",
         )
 
+    def runs_here(self, device: DeviceInfo) -> bool:
+        return device.native in LOCAL
+
     def device(self, native: str) -> DeviceInfo:
         if native in LOCAL:
             return self._local_info(native)

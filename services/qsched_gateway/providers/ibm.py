@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 
 import qiskit_ibm_runtime
 
-from qsched_benchmarks.devices import DeviceInfo
+from qsched_benchmarks.devices import DeviceInfo, fake_devices
 from qsched_gateway.errors import not_configured, unknown_device
 from qsched_gateway.providers.base import Adapter, NativeTask, StatusUpdate, bitstring_counts
 from qsched_gateway.registry import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, TaskResultData
@@ -91,11 +92,13 @@ class IbmAdapter(Adapter):
             raise unknown_device(f"ibm:{native}") from exc
 
     def list_devices(self) -> list[DeviceInfo]:
-        from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-
-        # The fake backends never change and take seconds to build: describe them once.
+        # The fake backends never change and take seconds to build: described once (shared with
+        # the local provider).
         if self._fake_devices is None:
-            self._fake_devices = [_info(b, True) for b in FakeProviderForBackendV2().backends()]
+            self._fake_devices = [
+                dataclasses.replace(d, provider="ibm", description="qiskit-ibm-runtime local testing mode")
+                for d in fake_devices()
+            ]
         devices = [copy.copy(d) for d in self._fake_devices]
         if self.credentials.get("QISKIT_IBM_TOKEN"):
             for backend in self.service().backends():
@@ -105,6 +108,9 @@ class IbmAdapter(Adapter):
                 info.pending_tasks = int(status.pending_jobs)
                 devices.append(info)
         return devices
+
+    def runs_here(self, device: DeviceInfo) -> bool:
+        return device.native.startswith("fake_")  # the SDK's local testing mode: Aer in this process
 
     def device(self, native: str) -> DeviceInfo:
         if native.startswith("fake_"):

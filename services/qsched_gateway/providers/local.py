@@ -1,21 +1,24 @@
 """`local`: qiskit-aer, ideal (`local:aer_simulator`) and with the noise model of an IBM fake backend
 (`local:fake_<name>`, from qiskit-ibm-runtime's fake provider snapshots).
 
-Simulations run in a thread pool (Aer releases the GIL while it simulates) so the asyncio server never
-blocks. Tasks and results live in the registry: a restarted gateway still answers for finished tasks
-and reports tasks that were in flight when it stopped as FAILED ("lost")."""
+Simulations run in a thread pool (`workers` at a time) so the asyncio server never blocks; each thread
+runs its simulation in a worker process capped at the memory budget (simulation.py), so one
+simulation that needs too much fails alone while the gateway keeps serving. Tasks and results live in
+the registry: a restarted gateway still answers for finished tasks and reports tasks that were in
+flight when it stopped as FAILED ("lost")."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qsched_benchmarks.devices import IDEAL, DeviceInfo, fake_backend, local_device, local_devices
-from qsched_benchmarks.estimate import two_qubit_gate_count
-from qsched_gateway.providers.base import Adapter, NativeTask, Options, StatusUpdate, bitstring_counts
+from qsched_gateway import simulation
+from qsched_gateway.limits import limits_for
+from qsched_gateway.providers.base import Adapter, NativeTask, Options, StatusUpdate
 from qsched_gateway.registry import (
     CANCELLED,
     COMPLETED,
@@ -54,6 +57,13 @@ class LocalAdapter(Adapter):
         self._simulators: dict[str, object] = {}
         self._sim_lock = threading.Lock()
         self._devices: list[DeviceInfo] | None = None
+        # Each simulation in a worker process capped at the memory budget (simulation.py), unless
+        # QSCHED_GATEWAY_SIM_ISOLATION=thread (no cap: for debugging).
+        self.isolation = os.environ.get("QSCHED_GATEWAY_SIM_ISOLATION", "process")
+        self.memory_budget_bytes = limits_for(self.name).memory_budget_bytes
+        self._local = threading.local()  # each pool thread's own worker process
+        self._workers: list[simulation.Worker] = []
+        self._running: dict[str, simulation.Worker] = {}
 
     def sdk_version(self) -> str:
         import qiskit
@@ -69,6 +79,9 @@ class LocalAdapter(Adapter):
 
     def device(self, native: str) -> DeviceInfo:
         return local_device(native)
+
+    def runs_here(self, device: DeviceInfo) -> bool:
+        return True
 
     def _simulator(self, native: str):
         with self._sim_lock:
@@ -102,32 +115,16 @@ class LocalAdapter(Adapter):
         try:
             self._registry.update(task_id, RUNNING, provider_status="RUNNING", queue_position=0)
             self._notify()
-            from qiskit import transpile
-
-            sim = self._simulator(native)
-            compiled = transpile(
-                circuits,
-                backend=sim,
-                optimization_level=options.optimization_level,
-                seed_transpiler=options.seed_transpiler,
-            )
-            started = time.perf_counter()
-            run_args = {"shots": shots}
-            if options.seed_simulator is not None:
-                run_args["seed_simulator"] = options.seed_simulator
-            result = sim.run(compiled, **run_args).result()
-            elapsed = time.perf_counter() - started
-            counts = [bitstring_counts(result.get_counts(i)) for i in range(len(compiled))]
-            metadata = {
-                "simulator": native,
-                "noise_model": "" if native == IDEAL else native,
-                "backend_name": result.backend_name,
-                "qiskit_aer_job_id": result.job_id,
-                "time_taken_seconds": getattr(result, "time_taken", elapsed),
-                "transpiled_two_qubit_gate_counts": [two_qubit_gate_count(c) for c in compiled],
-                "transpiled_depths": [c.depth() for c in compiled],
-                "shots": shots,
-            }
+            if self.isolation == "process":
+                worker = self._worker()
+                with self._lock:
+                    if native_id in self._cancel_requested:
+                        raise simulation.Cancelled()
+                    self._running[native_id] = worker
+                outcome = worker.run(native, circuits, shots, options)
+            else:
+                outcome = self._simulate_here(native, circuits, shots, options)
+            counts, elapsed, metadata = outcome.counts, outcome.elapsed, outcome.metadata
             with self._lock:
                 cancelled = native_id in self._cancel_requested
             if cancelled:
@@ -136,6 +133,10 @@ class LocalAdapter(Adapter):
                 indices = self._registry.task(task_id).circuit_indices  # submission-wide indices
                 self._registry.save_result(task_id, TaskResultData(counts, indices, float(elapsed), metadata))
                 self._registry.update(task_id, COMPLETED, provider_status="DONE", message="")
+        except simulation.Stopped:
+            return
+        except simulation.Cancelled:
+            self._registry.update(task_id, CANCELLED, provider_status="CANCELLED", message="cancelled")
         except Exception as exc:  # anything the simulator raises fails this task only
             log.warning("local task %s failed: %s", task_id, exc)
             try:
@@ -147,8 +148,21 @@ class LocalAdapter(Adapter):
         finally:
             with self._lock:
                 self._futures.pop(native_id, None)
+                self._running.pop(native_id, None)
                 self._cancel_requested.discard(native_id)
             self._notify()
+
+    def _worker(self) -> simulation.Worker:
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = simulation.Worker(self.memory_budget_bytes)
+            with self._lock:
+                self._workers.append(worker)
+        return worker
+
+    def _simulate_here(self, native: str, circuits: list, shots: int, options: Options) -> simulation.Outcome:
+        """In a thread of the gateway itself (QSCHED_GATEWAY_SIM_ISOLATION=thread): no memory cap."""
+        return simulation.simulate(native, circuits, shots, options, self._simulator(native))
 
     def status(self, task: TaskRecord) -> StatusUpdate:
         return StatusUpdate(task.state, task.provider_status, task.message, task.queue_position)
@@ -166,6 +180,9 @@ class LocalAdapter(Adapter):
                 )
             elif future is not None:
                 self._cancel_requested.add(task.native_id)
+                worker = self._running.get(task.native_id)
+                if worker is not None:  # an isolated simulation stops at once
+                    worker.kill()
                 record = self._registry.update(
                     task.task_id,
                     task.state,
@@ -191,3 +208,7 @@ class LocalAdapter(Adapter):
 
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()

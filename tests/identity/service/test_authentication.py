@@ -8,6 +8,7 @@ import sqlite3
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
@@ -62,21 +63,33 @@ async def test_tokens_are_stored_hashed(identity):
         store.close()
 
 
-async def test_health_is_open_but_reflection_and_rpcs_are_not(scheduler, tmp_path):
+async def reflected_services(channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    return {s.name async for r in call for s in r.list_services_response.service}
+
+
+async def test_health_and_reflection_are_open_but_rpcs_are_not(scheduler, tmp_path):
     _, _, address = scheduler
     async with grpc.aio.insecure_channel(address) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+        # grpcurl without a token can read the contract, so it can decode the refusal's details.
+        assert "qsched.jobs.v1.JobService" in await reflected_services(channel)
         await refused(
             jobs_pb2_grpc.JobServiceStub(channel).GetJob(pb.GetJobRequest(job_id="JOB-20260101-00001")),
             UNAUTHENTICATED,
             "MISSING_TOKEN",
         )
-    async with running_service("configs", tmp_path) as configs, grpc.aio.insecure_channel(configs) as channel:
+    closed = running_service("configs", tmp_path, reflection_requires_auth=True)
+    async with closed as configs, grpc.aio.insecure_channel(configs) as channel:
         stub = configs_pb2_grpc.ConfigServiceStub(channel)
         await refused(
             stub.ListConfigTypes(configs_pb2.ListConfigTypesRequest()), UNAUTHENTICATED, "MISSING_TOKEN"
         )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # the site closed reflection
+            await reflected_services(channel)
+        assert caught.value.code() == UNAUTHENTICATED
 
 
 @pytest.mark.parametrize("service", ["executor", "gateway"])

@@ -298,3 +298,59 @@ async def test_one_job_is_one_trace(scheduler, spans):
     run = by_name[f"run {job_id}"]
     assert submit.context.trace_id == run.context.trace_id == execute.context.trace_id
     assert fake.trace_headers[-1]
+
+
+async def test_a_client_closing_a_watch_early_logs_no_error(scheduler, spans, caplog):
+    """A WatchJob the client cancels ends its server span cleanly: no "Failed to detach context"."""
+    import logging
+
+    from opentelemetry.trace import SpanKind
+
+    stub, _, _ = scheduler
+    job_id = (await stub.SubmitJob(lab_request())).job.job_id
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id))
+        await call.read()  # the stream is open and has produced an item
+        call.cancel()
+
+    def server_watch_spans() -> int:
+        return sum(
+            1
+            for s in spans.get_finished_spans()
+            if s.name == "qsched.jobs.v1.JobService/WatchJob" and s.kind is SpanKind.SERVER
+        )
+
+    # The server finished each cancelled stream (its span ended): only then can the error appear.
+    await eventually(server_watch_spans, until=lambda n: n >= 3, what="the cancelled watches' spans")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_stream_closed_from_another_context_ends_its_span_without_error(caplog):
+    """What the server does with a stream the client abandoned while it was suspended at a `yield`
+    (a WatchJob cancelled mid-write): it closes the generator from another task (context)."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    import grpc
+
+    from qsched_runtime.tracing import ServerTracingInterceptor
+
+    async def watch(request, context):
+        for i in range(10):
+            yield i
+
+    async def continuation(details):
+        return grpc.unary_stream_rpc_method_handler(watch)
+
+    details = SimpleNamespace(method="/qsched.jobs.v1.JobService/WatchJob", invocation_metadata=())
+    handler = await ServerTracingInterceptor().intercept_service(continuation, details)
+    context = SimpleNamespace(code=lambda: None)
+    stream = handler.unary_stream(None, context)
+    caplog.set_level(logging.INFO)
+    assert await stream.__anext__() == 0  # suspended at the yield, as while grpc writes the item
+    await asyncio.create_task(stream.aclose())  # the cancelled call's clean-up runs elsewhere
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -448,3 +448,43 @@ def test_output_proxy_semantics():
     with pytest.raises(RuntimeError, match=r"Job failed \(E\): boom"):
         both.raise_for_error()
     assert JobOutputProxy([ok, uncoded]).raise_for_error().all() == [ok, uncoded]
+
+
+async def test_a_followed_job_deleted_meanwhile_is_recorded_as_failed(client, scheduler):
+    stub, _, _ = scheduler
+    job = client.create_job(experiment=EXPERIMENT, config={"reps": 1})
+    await job.submit()
+    await job_in_state(stub, job.job_id, pb.Job.STATE_SUCCEEDED)
+    await stub.DeleteJob(pb.DeleteJobRequest(job_id=job.job_id))  # someone else deleted it
+    outputs = await job.execute(timeout_s=30)  # returns, as for any server-reported failure
+    assert job.state is JobState.FAILED and job.error.code == "JOB_NOT_FOUND"
+    assert len(job.history) == 1 and outputs[0].is_error
+
+
+async def test_a_circuit_result_has_its_config(client, scheduler, fake_gateway):
+    fake_gateway[0].auto_complete = True
+    job = client.create_job(program=QASM, qpu_id="fake:qpu", shots=100, config={"optimization_level": 1})
+    await job.execute(timeout_s=30)
+    assert job.state is JobState.COMPLETED, job.error
+    assert job.result.config == {"optimization_level": 1}
+    bare = client.create_job(program=QASM, qpu_id="fake:qpu", shots=100)
+    await bare.execute(timeout_s=30)
+    assert bare.result.config == {}
+
+
+async def test_a_composite_submits_its_children_in_one_call(client, scheduler, spans):
+    from opentelemetry.trace import SpanKind
+
+    composite = client.create_job(experiment=EXPERIMENT, config=[{"reps": 1}, {"reps": 2}, {"reps": 3}])
+    outputs = await composite.execute(timeout_s=30)
+    assert [o.is_error for o in outputs] == [False, False, False]
+    calls = [s.name.rsplit("/", 1)[1] for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert calls.count("SubmitJobs") == 1 and "SubmitJob" not in calls
+    # A batch the scheduler refuses falls back to one call each: every refusal lands on its child.
+    mixed = CompositeJob(
+        [client.create_job(experiment=EXPERIMENT, config={"reps": 1}),
+         client.create_job(experiment=EXPERIMENT, config={}, device="no-such-device")]
+    )  # fmt: skip
+    outputs = await mixed.execute(timeout_s=30)
+    assert [o.is_error for o in outputs] == [False, True]
+    assert mixed[1].error.code == "DEVICE_NOT_FOUND"

@@ -28,7 +28,14 @@ from qsched.aio.outputs import JobError, JobOutput, JobOutputProxy, JobResult
 from qsched.aio.snapshot import SnapshotError, require
 from qsched.aio.transport import Transport
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.errors import DeadlineExceeded, FailedPrecondition, QschedError, Unavailable, Unimplemented
+from qsched.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    QschedError,
+    Unavailable,
+    Unimplemented,
+)
 from qsched.follow import follow_async
 
 
@@ -171,6 +178,7 @@ class Job:
         self.cancel_requested = False
         self._server_device: str | None = None
         self._submitted_at: datetime | None = None
+        self._batched = False  # just sent by its CompositeJob's SubmitJobs: execute follows this run
         # outputs
         self._result: JobResult | None = None
         self._error: JobError | None = None
@@ -394,37 +402,47 @@ class Job:
                 except Unimplemented:
                     response = None  # an older scheduler: run it as a new job
             if response is None:
-                response = await transport.call(
-                    "SubmitJob",
-                    pb.SubmitJobRequest(
-                        device=self.device,
-                        payload=payload,
-                        priority=self.priority,
-                        owner=self.owner or transport.owner,
-                        request_id=request_id,
-                        labels=self.labels,
-                    ),
-                    timeout_s,
-                )
+                response = await transport.call("SubmitJob", self._submit_request(request_id), timeout_s)
         except (Unavailable, DeadlineExceeded):
             raise
         except QschedError as err:
-            self.state = JobState.FAILED
-            self.task_id = None
-            out = JobError(
-                code=err.reason or err.code.name,
-                message=err.message,
-                job_id=self.job_id,
-                device=self.device,
-                settings=c.payload_to_dict(payload),
-                received=_now(),
-                job=self,
-            )
-            self._error = out
-            self._result = None
-            self._history.append(out)
+            self._refused(err, payload)
             return self
-        job = response.job
+        await self._submitted(response.job)
+        return self
+
+    def _needs_new_job(self) -> bool:
+        """Whether submit() would send SubmitJob (not RerunJob): never sent, or moved to another device."""
+        return not (self.job_id and self._server_device == self.device)
+
+    def _submit_request(self, request_id: str) -> pb.SubmitJobRequest:
+        return pb.SubmitJobRequest(
+            device=self.device,
+            payload=self.payload(),
+            priority=self.priority,
+            owner=self.owner or self._transport().owner,
+            request_id=request_id,
+            labels=self.labels,
+        )
+
+    def _refused(self, err: QschedError, payload: pb.JobPayload | None = None) -> None:
+        """The server refused or lost the job: FAILED, the error recorded in history (not raised)."""
+        self.state = JobState.FAILED
+        self.task_id = None
+        out = JobError(
+            code=err.reason or err.code.name,
+            message=err.message,
+            job_id=self.job_id,
+            device=self.device,
+            settings=c.payload_to_dict(payload if payload is not None else self.payload()),
+            received=_now(),
+            job=self,
+        )
+        self._error = out
+        self._result = None
+        self._history.append(out)
+
+    async def _submitted(self, job: pb.Job) -> None:
         self.job_id = job.job_id
         self._server_device = self.device
         self._submitted_at = _now()
@@ -433,7 +451,6 @@ class Job:
         self._apply_job(job)
         if self.state.terminal:  # finished before we looked (possible for tiny runs)
             await self._settle(job)
-        return self
 
     async def refresh(self) -> Job:
         """Ask the scheduler for the job's state now (one call)."""
@@ -563,7 +580,10 @@ class Job:
             await self.submit()
             if self.state.terminal:
                 return self
-        await self._follow(timeout_s)
+        try:
+            await self._follow(timeout_s)
+        except NotFound as err:  # deleted meanwhile: a server-reported failure like any other
+            self._refused(err)
         return self
 
     async def execute(self, *, timeout_s: float | None = 120.0) -> JobOutputProxy:
@@ -572,8 +592,9 @@ class Job:
         passes first, TimeoutError is raised and the job keeps its task and state (execute again
         to keep waiting). `timeout_s=None` waits without limit. A failed run does not raise
         (see `raise_for_status()`)."""
-        if self.state.terminal:
+        if self.state.terminal and not self._batched:
             self._reset_for_new_run()
+        self._batched = False
         await self.wait(timeout_s)
         if self._raise_on_error:
             self.raise_for_status()
@@ -753,6 +774,9 @@ class Job:
         return handle
 
 
+SUBMIT_BATCH = 500  # children per SubmitJobs call (the scheduler takes up to 1000)
+
+
 class CompositeJob:
     """Several jobs executed together: at most `max_concurrency` of them in flight at once, each
     child's failure reported on that child (never raised), outputs in child order."""
@@ -837,6 +861,9 @@ class CompositeJob:
         if not self._jobs:
             return JobOutputProxy([])
         self._check_clients()
+        # The first wave (as many as may be in flight) in one SubmitJobs call; the rest as slots free.
+        idle = [j for j in self._jobs if not j.state.active]
+        await self._submit_together(idle[: self.max_concurrency])
         outcomes = await self._gather(lambda job: job.execute(timeout_s=timeout_s))
         timeouts = [o for o in outcomes if isinstance(o, TimeoutError)]
         others = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TimeoutError)]
@@ -846,8 +873,40 @@ class CompositeJob:
             raise others[0]
         return self.outputs
 
+    async def _submit_together(self, jobs: list[Job]) -> None:
+        """New children in SubmitJobs calls (one per client, at most SUBMIT_BATCH jobs each) instead
+        of a call each. SubmitJobs is all-or-nothing: if the scheduler refuses the batch (or predates
+        it), the children go one by one, so each refusal is recorded on its own child."""
+        for job in jobs:
+            if job.state.terminal:
+                job._reset_for_new_run()
+        fresh = [j for j in jobs if j._needs_new_job()]
+        by_transport: dict[int, list[Job]] = {}
+        for job in fresh:
+            by_transport.setdefault(id(job._transport()), []).append(job)
+        for group in by_transport.values():
+            for start in range(0, len(group), SUBMIT_BATCH):
+                batch = group[start : start + SUBMIT_BATCH]
+                requests = [job._submit_request(str(uuid.uuid4())) for job in batch]
+                try:
+                    answer = (
+                        await batch[0]
+                        ._transport()
+                        .call("SubmitJobs", pb.SubmitJobsRequest(requests=requests), 60.0)
+                    )
+                except (Unavailable, DeadlineExceeded):
+                    raise
+                except QschedError:
+                    continue  # submitted one by one below
+                for job, response in zip(batch, answer.responses, strict=True):
+                    await job._submitted(response.job)
+                    job._batched = True
+
     async def submit(self) -> CompositeJob:
         self._check_clients()
+        await self._submit_together([j for j in self._jobs if not j.state.active])
+        for job in self._jobs:
+            job._batched = False  # submitted: a later execute() follows it like any handle
         outcomes = await self._gather(lambda job: job.submit())
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

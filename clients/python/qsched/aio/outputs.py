@@ -61,6 +61,10 @@ class JobOutput:
 
     @property
     def config(self) -> Any:
+        """The run's config: a lab experiment's settings, a benchmark's config, a circuit run's
+        compiler options (as `Job.config` holds them; {} when none were given)."""
+        if self.settings.get("kind") == "circuit":
+            return self.settings.get("compiler_options") or {}
         return self.settings.get("config")
 
     @property

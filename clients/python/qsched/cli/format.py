@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
@@ -34,7 +35,24 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def job_rows(jobs: list[pb.Job], queue: bool) -> str:
+def held_note(device) -> str:
+    """ "paused" / "draining" (with the operator's reason) for a device whose queue is held, else ""."""
+    states = {pb.DEVICE_QUEUE_STATE_PAUSED: "paused", pb.DEVICE_QUEUE_STATE_DRAINING: "draining"}
+    word = states.get(device.queue_state, "")
+    if word and device.hold_reason:
+        word += f": {device.hold_reason}"
+    return word
+
+
+def _estimated_start(job: pb.Job, held: Mapping[str, str]) -> str:
+    if job.device in held:  # nothing starts on a held device, whatever the estimate says
+        return "held (" + held[job.device].split(":")[0] + ")"
+    return when(job.estimated_start_time)
+
+
+def job_rows(jobs: list[pb.Job], queue: bool, held: Mapping[str, str] | None = None) -> str:
+    """Jobs as a table; `held` maps held devices to held_note() (queued jobs there show "held")."""
+    held = held or {}
     if queue:
         header = ["POS", "JOB", "STATE", "PRIO", "OWNER", "DEVICE", "WHAT", "EST. START"]
         rows = [
@@ -46,7 +64,7 @@ def job_rows(jobs: list[pb.Job], queue: bool) -> str:
                 j.owner,
                 j.device,
                 what(j),
-                when(j.estimated_start_time) if j.queue_position else when(j.start_time),
+                _estimated_start(j, held) if j.queue_position else when(j.start_time),
             ]
             for j in jobs
         ]
@@ -127,8 +145,9 @@ def run_rows(runs) -> str:
     return table(rows, header) if rows else "no runs"
 
 
-def queue_view(device: str, jobs: list, owner: str = "") -> str:
-    """The live queue: running first, then queued jobs in run order (priority, then age)."""
+def queue_view(device: str, jobs: list, owner: str = "", held: str = "") -> str:
+    """The live queue: running first, then queued jobs in run order (priority, then age); `held`
+    (held_note) flags a paused or draining device, whose queued jobs start when it is resumed."""
     running = [j for j in jobs if j.state == pb.Job.STATE_RUNNING]
     queued = sorted(
         (j for j in jobs if j.state == pb.Job.STATE_QUEUED),
@@ -137,13 +156,17 @@ def queue_view(device: str, jobs: list, owner: str = "") -> str:
     rows = []
     for j in running:
         progress = f"{j.current_run.progress:.0%}" if j.HasField("current_run") else "-"
-        rows.append(["run", j.job_id, "running", str(j.priority), j.owner, what(j), progress])
+        rows.append(
+            ["run", j.job_id, "running", str(j.priority), j.owner, what(j), progress, when(j.start_time)]
+        )
     for position, j in enumerate(queued, start=1):
-        rows.append([str(position), j.job_id, "queued", str(j.priority), j.owner, what(j), "-"])
+        start = "held" if held else when(j.estimated_start_time)
+        rows.append([str(position), j.job_id, "queued", str(j.priority), j.owner, what(j), "-", start])
     if owner:
         rows = [r for r in rows if r[4] == owner]
     stamp = datetime.now().strftime("%H:%M:%S")
-    head = f"{device}: {len(running)} running, {len(queued)} queued  ({stamp})"
+    flag = f"  [HELD, {held}: nothing new starts]" if held else ""
+    head = f"{device}: {len(running)} running, {len(queued)} queued{flag}  ({stamp})"
     if not rows:
         return head + "\nthe queue is empty"
-    return head + "\n" + table(rows, ["POS", "JOB", "STATE", "PRIO", "OWNER", "WHAT", "DONE"])
+    return head + "\n" + table(rows, ["POS", "JOB", "STATE", "PRIO", "OWNER", "WHAT", "DONE", "START"])

@@ -132,6 +132,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from qsched.cli.format import job_detail, run_rows
 
     calls = _calls(args)
+    if args.job_id == "latest":  # as `job poll latest`: the caller's newest job, of any kind
+        from qsched.cli.job_commands import resolve_job_id
+
+        args.job_id = resolve_job_id(args, _client(args), "any")
     job = _get_job(calls, args.job_id)
     print(job_detail(job))
     if args.runs:
@@ -188,6 +192,11 @@ def _watch(args: argparse.Namespace, job_id: str) -> int:
     return 0 if last_state == pb.Job.STATE_SUCCEEDED else 1
 
 
+def _positive_limit(args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(args, args.job_id)
 
@@ -196,42 +205,105 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from qsched import _common as c
     from qsched.cli.format import job_rows
 
+    _positive_limit(args)
     if args.follow:
         return _follow_queue(args)
+    calls = _calls(args)
     jobs = c.list_jobs(
-        _calls(args), _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit, full=False
+        calls, _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit, full=False
     )
-    print(job_rows(jobs, queue=True) if jobs else "the queue is empty")
+    held = _held_devices(calls)[1] if jobs else {}
+    print(job_rows(jobs, queue=True, held=held) if jobs else "the queue is empty")
+    for name, note in sorted(held.items()):  # say why those jobs wait
+        if any(j.device == name for j in jobs):
+            print(f"{name} is held ({note}): its queued jobs start when an operator resumes it")
     return 0
 
 
+HELD_REFRESH_S = 5.0
+
+
+def _held_devices(calls) -> tuple[list, dict[str, str]]:
+    """The scheduler's devices, and held_note() of each paused or draining one."""
+    from qsched.cli.format import held_note
+
+    devices = list(calls("ListDevices", _pb().ListDevicesRequest()).devices)
+    return devices, {d.name: held_note(d) for d in devices if held_note(d)}
+
+
 def _follow_queue(args: argparse.Namespace) -> int:
-    """A live view of one device's queue over WatchQueue: redrawn on every change."""
+    """A live view over WatchQueue, redrawn on every change: of --device, else of every device with
+    queued or running work (else the default device), each flagged when its queue is held."""
+    import queue as queues
+    import threading
+    import time
+
     from qsched.cli.format import queue_view
 
     calls = _calls(args)
     pb = _pb()
-    device = args.device
-    if not device:
-        devices = calls("ListDevices", pb.ListDevicesRequest()).devices
-        names = [d.name for d in devices]
-        default = connection.default_device()
-        device = default if default in names else (names[0] if names else default)
+    devices, held = _held_devices(calls)
+    held_at = time.monotonic()
+    if args.device:
+        names = [args.device]
+    else:
+        names = [d.name for d in devices if d.queued or d.running_job_id]
+        if not names:
+            default = connection.default_device()
+            known = [d.name for d in devices]
+            names = [default if default in known else (known[0] if known else default)]
+    updates: queues.Queue = queues.Queue()
+
+    def pump(name: str, stream) -> None:  # one thread per device: the sync stubs block
+        try:
+            for message in stream:
+                updates.put((name, message))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                updates.put((name, error))
+
+    def follow(name: str) -> None:
+        streams[name] = _stub(calls).WatchQueue(pb.WatchQueueRequest(device=name))
+        jobs.setdefault(name, {})
+        threading.Thread(target=pump, args=(name, streams[name]), daemon=True).start()
+
+    streams: dict[str, object] = {}
+    jobs: dict[str, dict[str, object]] = {}
+    for name in names:
+        follow(name)
     tty = sys.stdout.isatty()
-    jobs: dict[str, object] = {}
     shown = 0
-    stream = _stub(calls).WatchQueue(pb.WatchQueueRequest(device=device))
     try:
-        for message in stream:
-            if message.HasField("snapshot"):
-                jobs = {j.job_id: j for j in message.snapshot.jobs}
+        while True:
+            try:
+                name, message = updates.get(timeout=HELD_REFRESH_S)
+            except queues.Empty:
+                name, message = "", None
+            if isinstance(message, grpc.RpcError):
+                raise QschedError.from_rpc_error(message)
+            if time.monotonic() - held_at >= HELD_REFRESH_S:  # paused, resumed or busy meanwhile
+                before = dict(held)
+                devices, held = _held_devices(calls)
+                held_at = time.monotonic()
+                for device in devices if not args.device else []:
+                    if (device.queued or device.running_job_id) and device.name not in streams:
+                        names.append(device.name)
+                        follow(device.name)  # its snapshot redraws the view
+                if message is None and held == before:
+                    continue
+            if message is None:
+                pass
+            elif message.HasField("snapshot"):
+                jobs[name] = {j.job_id: j for j in message.snapshot.jobs}
             else:
                 job = message.change.job
                 if job.state in (pb.Job.STATE_QUEUED, pb.Job.STATE_RUNNING):
-                    jobs[job.job_id] = job
+                    jobs[name][job.job_id] = job
                 else:
-                    jobs.pop(job.job_id, None)
-            text = queue_view(device, list(jobs.values()), args.owner or "")
+                    jobs[name].pop(job.job_id, None)
+            text = "\n\n".join(
+                queue_view(n, list(jobs[n].values()), args.owner or "", held.get(n, "")) for n in names
+            )
             if tty:
                 sys.stdout.write("\x1b[H\x1b[2J" + text + "\n(Ctrl+C to stop)\n")
             else:
@@ -240,10 +312,9 @@ def _follow_queue(args: argparse.Namespace) -> int:
             shown += 1
             if args.count and shown >= args.count:
                 break
-    except grpc.RpcError as error:
-        raise QschedError.from_rpc_error(error) from None
     finally:
-        stream.cancel()
+        for stream in streams.values():
+            stream.cancel()
     return 0
 
 
@@ -251,6 +322,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from qsched import _common as c
     from qsched.cli.format import job_rows
 
+    _positive_limit(args)
     pb = _pb()
     states = []
     if args.status:
@@ -303,6 +375,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     client = _client(args)
     job = client.get_job(args.job_id)
+    which = job.payload.WhichOneof("payload")
+    if which in ("benchmark", "circuit"):  # provider runs have results, never a data file to plot
+        raise ValueError(
+            f"{args.job_id} is a {which} job: it has results, not a data file to plot; "
+            f"see them with `qsched job poll {args.job_id}` (--json FILE writes them out)"
+        )
     run = client.load_data(args.job_id, args.task)
     out = plot_run(run, args.output, title=f"{args.job_id} {_what(job)}")
     print(out)
@@ -373,7 +451,7 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.set_defaults(func=cmd_wait)
 
     p = client("show", "one job: state, run, data file, results")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="job id, or 'latest' (your newest job)")
     p.add_argument("--runs", action="store_true", help="also list every run of the job")
     p.set_defaults(func=cmd_show)
 
