@@ -132,9 +132,25 @@ class Tls:
         return grpc.ssl_channel_credentials(read(self.ca_file), read(self.key_file), read(self.cert_file))
 
 
+# gRPC waits up to 120 s between attempts to reach a peer that refused a connection; a service
+# started a moment after its peer (or restarted) would sit idle that long. qsched's peers are on
+# the same host or LAN: try again within 2 s.
+RECONNECT_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def _with_defaults(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    given = {name for name, _ in options}
+    return [*(o for o in RECONNECT_OPTIONS if o[0] not in given), *options]
+
+
 def sync_channel(
     address: str, token: str, tls: Tls | None, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.Channel:
+    options = _with_defaults(options)
     if tls is not None:
         channel = grpc.secure_channel(address, tls.channel_credentials(), options=list(options))
     else:
@@ -150,6 +166,7 @@ def aio_channel(
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     chain = [*interceptors, *aio_bearer_interceptors(token)]
+    options = _with_defaults(options)
     if tls is not None:
         return grpc.aio.secure_channel(
             address, tls.channel_credentials(), options=list(options), interceptors=chain
