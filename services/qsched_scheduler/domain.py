@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from qsched_core.execution import DataRef
+
 # Documented limits (README "Limits"). Higher priority runs sooner.
 MIN_PRIORITY = -100
 MAX_PRIORITY = 100
@@ -53,6 +55,16 @@ class ErrorDetail:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a run was picked (or why a job waits): the queue policy's answer, stored with the run.
+    `details` is JSON-able (e.g. the priority and the jobs ahead)."""
+
+    policy: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Payload:
     """What a job runs. `body` is the kind-specific content as plain JSON-able data."""
 
@@ -79,6 +91,10 @@ class Run:
     provider_submission_id: str = ""  # the gateway's id of a benchmark/suite submission
     result_json: str = ""  # provider results, once fetched (the result cache)
     result_time: datetime | None = None
+    # Lab runs: staged = handed to the executor's queue, not started yet (the job is QUEUED).
+    staged: bool = False
+    reason: Reason | None = None  # why the queue policy picked this run
+    data: DataRef | None = None  # the run's data file on its executor
 
 
 @dataclass
@@ -109,6 +125,19 @@ class Job:
     @property
     def kind(self) -> JobKind:
         return self.payload.kind
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job as the queue index holds it: enough to order it and pick it."""
+
+    job_id: str
+    device: str
+    priority: int
+    queue_order: int
+    owner: str
+    kind: JobKind
+    staged_task_id: str = ""
 
 
 @dataclass(frozen=True)
