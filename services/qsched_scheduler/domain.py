@@ -138,6 +138,26 @@ class QueuedJob:
     owner: str
     kind: JobKind
     staged_task_id: str = ""
+    pins_main: bool = True  # a lab job naming no revision and no override: pinned from memory
+
+
+def pins_main(payload: Payload) -> bool:
+    """True when a lab payload takes every config from its main revision."""
+    body = payload.body
+    return not body.get("config_revisions") and not body.get("config_overrides")
+
+
+def queued_job(job: Job) -> QueuedJob:
+    return QueuedJob(
+        job.job_id,
+        job.device,
+        job.priority,
+        job.queue_order,
+        job.owner,
+        job.kind,
+        job.staged_task_id,
+        pins_main(job.payload),
+    )
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
-from qsched_scheduler.domain import Change, JobState, QueuedJob
+from qsched_scheduler.domain import Change, JobState, QueuedJob, queued_job
 
 Key = Callable[[QueuedJob], tuple[int, ...]]
 
@@ -80,11 +81,7 @@ class QueueIndex:
         job = change.job
         queue = self.device(job.device)
         if job.state is JobState.QUEUED:
-            queue.put(
-                QueuedJob(
-                    job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind, job.staged_task_id
-                )
-            )
+            queue.put(queued_job(job))
         else:
             queue.remove(job.job_id)
 
@@ -93,6 +90,4 @@ class QueueIndex:
         queue = self.device(device)
         job = queue.get(job_id)
         if job is not None:
-            queue.put(
-                QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind, task_id)
-            )
+            queue.put(replace(job, staged_task_id=task_id))

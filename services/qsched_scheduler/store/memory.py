@@ -23,6 +23,7 @@ from qsched_scheduler.domain import (
     Payload,
     QueuedJob,
     Run,
+    queued_job,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
 from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome, cursor_of
@@ -352,10 +353,7 @@ class MemoryJobStore:
         with self._lock:
             queued = [j for j in self._jobs.values() if j.state is JobState.QUEUED]
             queued.sort(key=lambda j: (j.device, -j.priority, j.queue_order))
-            return [
-                QueuedJob(j.job_id, j.device, j.priority, j.queue_order, j.owner, j.kind, j.staged_task_id)
-                for j in queued
-            ]
+            return [queued_job(j) for j in queued]
 
     def staged_jobs(self, device: str) -> list[Job]:
         with self._lock:

@@ -51,6 +51,7 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Reason,
     Run,
+    pins_main,
 )
 from qsched_core.execution import DataRef
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
@@ -662,13 +663,23 @@ class SqlJobStore:
                 JOBS.c.owner,
                 JOBS.c.kind,
                 JOBS.c.staged_task_id,
+                JOBS.c.payload,
             )
             .where(JOBS.c.state == QUEUED)
             .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
         )
         with self._read_engine.begin() as conn:
             return [
-                QueuedJob(r.job_id, r.device, r.priority, r.queue_order, r.owner, JobKind(r.kind), r.staged_task_id or "")
+                QueuedJob(
+                    r.job_id,
+                    r.device,
+                    r.priority,
+                    r.queue_order,
+                    r.owner,
+                    JobKind(r.kind),
+                    r.staged_task_id or "",
+                    pins_main(Payload(JobKind(r.kind), r.payload)),
+                )
                 for r in conn.execute(stmt)
             ]
 
