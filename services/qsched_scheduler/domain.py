@@ -121,6 +121,7 @@ class Job:
     # Filled on reads of queued jobs.
     queue_position: int = 0
     estimated_start_time: datetime | None = None
+    waiting_reason: Reason | None = None  # why a queued job has not started (the queue policy)
 
     @property
     def kind(self) -> JobKind:

@@ -17,13 +17,17 @@ from typing import Protocol
 from qsched_scheduler.domain import QueuedJob, Reason
 
 
-@dataclass(frozen=True)
-class DeviceHold:
-    """A held device queue (PauseDevice / DrainDevice)."""
+class DeviceHold(Protocol):
+    """A held device queue (PauseDevice / DrainDevice; holds.DeviceHolds keeps them)."""
 
-    mode: str  # PAUSED | DRAINING
-    reason: str
-    held_by: str
+    @property
+    def mode(self) -> str: ...  # PAUSED | DRAINING
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def held_by(self) -> str: ...
 
 
 class QueueView(Protocol):
