@@ -232,7 +232,6 @@ class LabDispatcher:
             self._queue is None
             or self._on_board
             or self._claims
-            or self._lock.locked()
             or len(self._index.device(self.device))
             or self._hold_of(self.device) is not None
             or not pins_main(new.payload)
@@ -345,6 +344,8 @@ class LabDispatcher:
     async def _serve(self, queue: RunQueue) -> None:
         async with self._lock:
             await self._reconcile(queue)
+            if not self._estimates.known(self.device):
+                await self._stores.thread.call(self._estimates.load, self.device)
             self._queue = queue
         self.connected.set()
         filler = asyncio.get_running_loop().create_task(self._fill_loop(queue))
@@ -499,10 +500,23 @@ class LabDispatcher:
         """Send staged jobs with one EnqueueRuns after the executor's tail (lock held)."""
         requests = [self._request(job) for job in jobs]
         tail = next((r.task_id for r in reversed(self._on_board) if not r.ended), "")
+        before = list(self._on_board)
+        # On board before the answer: their first updates may come ahead of it.
+        self._on_board.extend(
+            _OnBoard(
+                job.staged_task_id,
+                job.job_id,
+                self._policy.key(QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)),
+                pins_main(job.payload),
+            )
+            for job in jobs
+        )
         answer = await queue.enqueue(tail, requests)
-        if answer.queue_moved and answer.tail_task_id == "" and all(r.ended or r.started for r in self._on_board):
+        if answer.queue_moved and answer.tail_task_id == "" and all(r.ended or r.started for r in before):
             answer = await queue.enqueue("", requests)  # the last run ended meanwhile
         if answer.queue_moved:
+            for job in jobs:
+                self._forget(job.staged_task_id)
             # Not the queue we believed: these go back to the queue, and the connection starts over.
             await self._unstaged(
                 await self._stores.thread.call(self._stores.queue.unstage, [j.staged_task_id for j in jobs], self._clock())
@@ -510,17 +524,8 @@ class LabDispatcher:
             raise ExecutorUnavailable(f"the executor's queue moved (tail {answer.tail_task_id!r}, expected {tail!r})")
         accepted = set(answer.accepted)
         for job in jobs:
-            if job.staged_task_id in accepted:
-                self._on_board.append(
-                    _OnBoard(
-                        job.staged_task_id,
-                        job.job_id,
-                        self._policy.key(
-                            QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
-                        ),
-                        pins_main(job.payload),
-                    )
-                )
+            if job.staged_task_id not in accepted:
+                self._forget(job.staged_task_id)
         if answer.refused:
             updates = [(r.task_id, failed(r.reason or "REFUSED", _refusal(r))) for r in answer.refused]
             for change in await self._stores.thread.call(self._stores.runs.apply_updates, updates, self._clock()):
