@@ -826,7 +826,7 @@ class SqlJobStore:
             )
         conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
         conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
-        new_run = {**run._mapping, **r}
+        new_run = {**(vars(run) if isinstance(run, SimpleNamespace) else run._mapping), **r}
         new_job = {**row._mapping, **j}
         event = Event(
             row.job_id,
