@@ -143,7 +143,11 @@ class Admission:
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error("hand-over failed", exc_info=t.exception()))
+        task.add_done_callback(
+            lambda t: (
+                t.cancelled() or (t.exception() and log.error("hand-over failed", exc_info=t.exception()))
+            )
+        )
 
     # -- submit-time validation ------------------------------------------------------------------------
     async def validate_on_device(self, new: NewJob) -> None:

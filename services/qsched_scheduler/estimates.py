@@ -47,7 +47,9 @@ class Estimates:
     """Typical run time per device, in memory: loaded from the run history on first use and
     updated from every successful run (the engine feeds it each committed change)."""
 
-    def __init__(self, recent_runs: Callable[[str, int], list[float]], default_s: float = DEFAULT_RUN_SECONDS):
+    def __init__(
+        self, recent_runs: Callable[[str, int], list[float]], default_s: float = DEFAULT_RUN_SECONDS
+    ):
         self._recent_runs = recent_runs  # (device, limit) -> durations, newest first (store thread)
         self._default = default_s
         self._recent: dict[str, list[float]] = {}

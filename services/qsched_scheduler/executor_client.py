@@ -52,7 +52,9 @@ class _GrpcQueue:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as error:
-            raise ExecutorUnavailable(f"the run queue stream ended: {error.code().name} {error.details()}") from error
+            raise ExecutorUnavailable(
+                f"the run queue stream ended: {error.code().name} {error.details()}"
+            ) from error
         if message is grpc.aio.EOF:
             raise ExecutorUnavailable("the executor closed the run queue stream")
         return wire.event_from_pb(message)

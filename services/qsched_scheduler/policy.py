@@ -106,7 +106,9 @@ class DeviceHoldGate:
         if hold is None:
             return None
         mode = hold.mode.lower()
-        summary = f"device {view.device} is {mode} by {hold.held_by}" + (f": {hold.reason}" if hold.reason else "")
+        summary = f"device {view.device} is {mode} by {hold.held_by}" + (
+            f": {hold.reason}" if hold.reason else ""
+        )
         return Reason(self.name, summary, {"mode": hold.mode, "held_by": hold.held_by, "reason": hold.reason})
 
 
@@ -133,7 +135,12 @@ class QueuePolicy:
         for job in view.waiting():
             if self._held(job, view) is None:
                 reason = self.ordering.explain(job, 0)
-                out.append(Decision(job, Reason(reason.policy, reason.summary, {**reason.details, "on_board_ahead": ahead})))
+                out.append(
+                    Decision(
+                        job,
+                        Reason(reason.policy, reason.summary, {**reason.details, "on_board_ahead": ahead}),
+                    )
+                )
                 ahead += 1
                 if len(out) >= limit:
                     break

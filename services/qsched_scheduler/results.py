@@ -10,7 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from qsched_scheduler.domain import MAX_PAGE_SIZE, Job, JobKind, JobState, Payload, Run
-from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from qsched_scheduler.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from qsched_scheduler.executor_port import DataChunk, ExecutorRejected, ExecutorUnavailable, RunNotFound
 from qsched_scheduler.gateway_port import GatewayRejected, GatewayUnavailable, Submitted
 from qsched_scheduler.routing import Routes
@@ -82,9 +88,13 @@ class Results:
             async for chunk in lab.executor.fetch_data(run.task_id, run.data.name):
                 yield replace(chunk, file_name=name)
         except (RunNotFound, ExecutorRejected) as exc:
-            raise NotFound("DATA_NOT_FOUND", f"the executor has no data for {job_id}: {exc}", job_id=job_id) from exc
+            raise NotFound(
+                "DATA_NOT_FOUND", f"the executor has no data for {job_id}: {exc}", job_id=job_id
+            ) from exc
         except ExecutorUnavailable as exc:
-            raise Unavailable("EXECUTOR_UNAVAILABLE", f"the executor of {job.device} cannot be reached") from exc
+            raise Unavailable(
+                "EXECUTOR_UNAVAILABLE", f"the executor of {job.device} cannot be reached"
+            ) from exc
 
     async def estimate(self, device: str, payload: Payload | None, payload_bytes: int = 0) -> Any:
         """The gateway's estimate for a circuit or benchmark payload on a provider device."""
@@ -111,12 +121,16 @@ class Results:
             )
         run = await self._run_of(job, task_id)
         if run is None or run.state not in (JobState.SUCCEEDED, JobState.FAILED):
-            raise FailedPrecondition("RESULT_NOT_READY", f"job {job_id} has no finished run yet", job_id=job_id)
+            raise FailedPrecondition(
+                "RESULT_NOT_READY", f"job {job_id} has no finished run yet", job_id=job_id
+            )
         if run.result_json and not refresh:
             return ResultView(job_id, run.task_id, run.result_json, cached=True, fetch_time=run.result_time)
         gateway = self._routes.gateway
         if gateway is None or not (run.provider_task_ids or run.provider_submission_id):
-            raise FailedPrecondition("RESULT_NOT_READY", f"job {job_id} never reached the provider", job_id=job_id)
+            raise FailedPrecondition(
+                "RESULT_NOT_READY", f"job {job_id} never reached the provider", job_id=job_id
+            )
         submitted = Submitted(tuple(run.provider_task_ids), run.provider_submission_id)
         try:
             results = await gateway.fetch_result(job.device, submitted)

@@ -35,7 +35,6 @@ from qsched_scheduler.domain import (
     JobFilter,
     JobKind,
     JobState,
-    ListView,
     Payload,
     Run,
 )
@@ -337,7 +336,9 @@ class Scheduler:
             if not self.estimates.known(name):
                 await self._thread.call(self.estimates.load, name)
             out.append(
-                DeviceStatus(name, route.kinds, queued, running.job_id if running else "", self.estimates.typical(name))
+                DeviceStatus(
+                    name, route.kinds, queued, running.job_id if running else "", self.estimates.typical(name)
+                )
             )
         return out
 

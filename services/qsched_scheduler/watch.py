@@ -133,4 +133,3 @@ class Watching:
                 while not sub.lagged:
                     yield await sub.get()
                 sub.drain()  # fell behind: start over with a fresh snapshot
-

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from qsched_core.execution import (
     Accepted,
     BoardInfo,
-    CancelRuns,
     Cancelled,
     Cancelling,
+    CancelRuns,
     DataChunk,
     DataRef,
     Enqueued,

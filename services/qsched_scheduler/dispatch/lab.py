@@ -25,7 +25,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from qsched_core.execution import (
@@ -44,6 +44,7 @@ from qsched_core.execution import (
 from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
+from qsched_scheduler.dispatch.run_queue import RunQueue
 from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, NewJob, QueuedJob, Reason, pins_main
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
@@ -52,7 +53,6 @@ from qsched_scheduler.policy import DeviceHold, QueuePolicy
 from qsched_scheduler.queue_index import DeviceQueue, QueueIndex
 from qsched_scheduler.store.base import Claim, Queries, QueueStore, RunLog, RunUpdate, StageRequest
 from qsched_scheduler.store.thread import StoreThread
-from qsched_scheduler.dispatch.run_queue import RunQueue
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ class Stores:
 class _View:
     """The policy's view of the device (see policy.QueueView)."""
 
-    def __init__(self, device: str, queue: DeviceQueue, hold: DeviceHold | None, on_board: Sequence[str], now: datetime):
+    def __init__(
+        self, device: str, queue: DeviceQueue, hold: DeviceHold | None, on_board: Sequence[str], now: datetime
+    ):
         self.device = device
         self.now = now
         self.hold = hold
@@ -129,7 +131,9 @@ class ConfigPins:
         )
         return {p.config_type: p.revision_id for p in pinned}
 
-    def hashes(self, revisions: dict[str, str], extra: dict[str, str] | None = None) -> tuple[PinnedRevision, ...]:
+    def hashes(
+        self, revisions: dict[str, str], extra: dict[str, str] | None = None
+    ) -> tuple[PinnedRevision, ...]:
         out = []
         for config_type, revision_id in sorted(revisions.items()):
             sha = (extra or {}).get(config_type, "")
@@ -152,7 +156,11 @@ def to_run_update(update: ExecutionUpdate) -> RunUpdate:
         return RunUpdate(seq, progress=body.fraction, message=f"progress {body.fraction:.0%}{detail}")
     if isinstance(body, Succeeded):
         return RunUpdate(
-            seq, final_state=JobState.SUCCEEDED, message="succeeded", data=body.data, summary=dict(body.summary)
+            seq,
+            final_state=JobState.SUCCEEDED,
+            message="succeeded",
+            data=body.data,
+            summary=dict(body.summary),
         )
     if isinstance(body, Cancelled):
         return RunUpdate(
@@ -167,7 +175,9 @@ def to_run_update(update: ExecutionUpdate) -> RunUpdate:
 
 
 def failed(reason: str, message: str, seq: int = 0) -> RunUpdate:
-    return RunUpdate(seq, final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}")
+    return RunUpdate(
+        seq, final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}"
+    )
 
 
 class LabDispatcher:
@@ -241,7 +251,9 @@ class LabDispatcher:
         revisions = self._pins.from_memory(probe)
         if revisions is None:
             return None
-        reason = Reason(self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority})
+        reason = Reason(
+            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
+        )
         claim = Claim(str(uuid.uuid4()), revisions, reason)
         self._claims[claim.task_id] = claim
         return claim
@@ -268,7 +280,9 @@ class LabDispatcher:
 
     def queued(self, job: Job) -> None:
         """A job joined the queue: runs staged behind its place in the order are taken back."""
-        key = self._policy.key(QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind))
+        key = self._policy.key(
+            QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+        )
         if any(not r.started and not r.ended and r.key > key for r in self._on_board):
             self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
         else:
@@ -282,7 +296,9 @@ class LabDispatcher:
 
     def _mains_moved(self, moved: MainMoved) -> None:
         if any(r.pins_main and not r.started for r in self._on_board):
-            self._spawn(self._withdraw(lambda r: r.pins_main, f"main moved ({', '.join(sorted(moved.config_types))})"))
+            self._spawn(
+                self._withdraw(lambda r: r.pins_main, f"main moved ({', '.join(sorted(moved.config_types))})")
+            )
 
     async def cancel(self, job: Job, reason: str) -> Job | None:
         """Stop a job's run on the executor. A staged run that has not started is withdrawn (None:
@@ -331,6 +347,9 @@ class LabDispatcher:
                 await self._serve(queue)
             except ExecutorUnavailable as exc:
                 log.info("run queue of %s ended: %s", self.device, exc)
+            except Exception:  # a bug or the store failing: start over from the database
+                log.exception("dispatching to %s failed; reconnecting", self.device)
+                await self._sleep(RETRY_MAX_S)
             finally:
                 self._queue = None
                 self.connected.clear()
@@ -363,7 +382,11 @@ class LabDispatcher:
         thread, queries = self._stores.thread, self._stores.queries
         running = [j for j in await thread.call(queries.running_jobs) if j.device == self.device]
         staged = await thread.call(queries.staged_jobs, self.device)
-        return [RunCursor(j.current_run.task_id, j.current_run.executor_seq) for j in running + staged if j.current_run]
+        return [
+            RunCursor(j.current_run.task_id, j.current_run.executor_seq)
+            for j in running + staged
+            if j.current_run
+        ]
 
     async def _reconcile(self, queue: RunQueue) -> None:
         """The executor's queue against the database's: re-attach to what both know; a staged run
@@ -381,18 +404,26 @@ class LabDispatcher:
             if run is None:
                 continue
             h = held.get(run.task_id)
-            if h is not None and h.state in (HeldState.ENDED, HeldState.LOST) and h.last_seq <= run.executor_seq:
+            if (
+                h is not None
+                and h.state in (HeldState.ENDED, HeldState.LOST)
+                and h.last_seq <= run.executor_seq
+            ):
                 h = None  # it ended and nothing of it is left to replay: the executor lost its end
             if h is None:
                 if job.state is JobState.RUNNING:
-                    lost.append((run.task_id, failed("EXECUTOR_LOST", "the executor no longer knows this run")))
+                    lost.append(
+                        (run.task_id, failed("EXECUTOR_LOST", "the executor no longer knows this run"))
+                    )
                 elif run.task_id not in self._claims:
                     back.append(run.task_id)
                 continue
             ours[run.task_id] = _OnBoard(
                 run.task_id,
                 job.job_id,
-                self._policy.key(QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)),
+                self._policy.key(
+                    QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+                ),
                 pins_main(job.payload),
                 started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
                 ended=h.state in (HeldState.ENDED, HeldState.LOST),
@@ -417,7 +448,9 @@ class LabDispatcher:
     async def _lose_running(self, message: str) -> None:
         thread, stores = self._stores.thread, self._stores
         running = [j for j in await thread.call(stores.queries.running_jobs) if j.device == self.device]
-        updates = [(j.current_run.task_id, failed("EXECUTOR_LOST", message)) for j in running if j.current_run]
+        updates = [
+            (j.current_run.task_id, failed("EXECUTOR_LOST", message)) for j in running if j.current_run
+        ]
         if updates:
             for change in await thread.call(stores.runs.apply_updates, updates, self._clock()):
                 self._publish(change)
@@ -479,7 +512,9 @@ class LabDispatcher:
                     if requests:
                         break  # stage what is pinned; the rest after
                     raise
-            requests.append(StageRequest(decision.job.job_id, Claim(str(uuid.uuid4()), revisions, decision.reason)))
+            requests.append(
+                StageRequest(decision.job.job_id, Claim(str(uuid.uuid4()), revisions, decision.reason))
+            )
         jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
         for job in jobs:
             self._index.staged(self.device, job.job_id, job.staged_task_id)
@@ -489,7 +524,9 @@ class LabDispatcher:
                 for j in jobs
                 if j.job_id in refused
             ]
-            for change in await self._stores.thread.call(self._stores.runs.apply_updates, failures, self._clock()):
+            for change in await self._stores.thread.call(
+                self._stores.runs.apply_updates, failures, self._clock()
+            ):
                 self._publish(change)
             jobs = [j for j in jobs if j.job_id not in refused]
         if jobs:
@@ -506,7 +543,9 @@ class LabDispatcher:
             _OnBoard(
                 job.staged_task_id,
                 job.job_id,
-                self._policy.key(QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)),
+                self._policy.key(
+                    QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+                ),
                 pins_main(job.payload),
             )
             for job in jobs
@@ -519,16 +558,22 @@ class LabDispatcher:
                 self._forget(job.staged_task_id)
             # Not the queue we believed: these go back to the queue, and the connection starts over.
             await self._unstaged(
-                await self._stores.thread.call(self._stores.queue.unstage, [j.staged_task_id for j in jobs], self._clock())
+                await self._stores.thread.call(
+                    self._stores.queue.unstage, [j.staged_task_id for j in jobs], self._clock()
+                )
             )
-            raise ExecutorUnavailable(f"the executor's queue moved (tail {answer.tail_task_id!r}, expected {tail!r})")
+            raise ExecutorUnavailable(
+                f"the executor's queue moved (tail {answer.tail_task_id!r}, expected {tail!r})"
+            )
         accepted = set(answer.accepted)
         for job in jobs:
             if job.staged_task_id not in accepted:
                 self._forget(job.staged_task_id)
         if answer.refused:
             updates = [(r.task_id, failed(r.reason or "REFUSED", _refusal(r))) for r in answer.refused]
-            for change in await self._stores.thread.call(self._stores.runs.apply_updates, updates, self._clock()):
+            for change in await self._stores.thread.call(
+                self._stores.runs.apply_updates, updates, self._clock()
+            ):
                 self._publish(change)
 
     def _request(self, job: Job) -> ExecutionRequest:
@@ -567,7 +612,9 @@ class LabDispatcher:
         if back:
             for task_id in back:
                 self._forget(task_id)
-            await self._unstaged(await self._stores.thread.call(self._stores.queue.unstage, back, self._clock()))
+            await self._unstaged(
+                await self._stores.thread.call(self._stores.queue.unstage, back, self._clock())
+            )
 
     async def _unstaged(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -597,7 +644,9 @@ class LabDispatcher:
             return
         changes = await self._stores.thread.call(self._stores.runs.apply_updates, items, self._clock())
         if ended:
-            self._on_board = [r for r in self._on_board if not (r.ended and r.task_id in {t for t, _ in items})]
+            self._on_board = [
+                r for r in self._on_board if not (r.ended and r.task_id in {t for t, _ in items})
+            ]
         for change in changes:
             self._publish(change)
         if ended:

@@ -10,8 +10,8 @@ import itertools
 from collections.abc import Sequence
 
 from qsched_core.execution import (
-    CancelRuns,
     Cancelling,
+    CancelRuns,
     Enqueued,
     EnqueueRuns,
     ExecutionRequest,

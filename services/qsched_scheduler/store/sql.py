@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from qsched_core.execution import DataRef
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     Change,
@@ -53,7 +54,6 @@ from qsched_scheduler.domain import (
     Run,
     pins_main,
 )
-from qsched_core.execution import DataRef
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
 from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome
 from qsched_scheduler.store.engine import make_engine, read_only
@@ -281,7 +281,7 @@ class SqlJobStore:
                     "request_id": new.request_id or None,
                     "queue_order": first_order + n,
                     "rerun_request_id": None,
-                    "staged_task_id": None,
+                    "staged_task_id": claims[i].task_id if i in claims else None,
                 }
             )
         pks = (
@@ -324,9 +324,8 @@ class SqlJobStore:
         later = dict(added)
         staged: dict[int, dict[str, Any]] = {}  # index in news -> its staged run
         for i, pk, row in zip(fresh, pks, rows, strict=True):
-            if i in claims:
+            if i in claims:  # the job row holds its staged task id already
                 staged[i] = self._stage_run(conn, SimpleNamespace(id=pk, **row), claims[i], 1)
-                row["staged_task_id"] = claims[i].task_id
         for i, pk, row in zip(fresh, pks, rows, strict=True):
             key = (row["device"], row["priority"])
             later[key] -= 1
@@ -334,7 +333,9 @@ class SqlJobStore:
             ahead = sum(q for p, q in by_priority.items() if p > row["priority"])
             position = ahead + by_priority.get(row["priority"], 0) - later[key]
             run = staged.get(i)
-            job = _job(SimpleNamespace(id=pk, **row), SimpleNamespace(**run) if run else None, 1 if run else 0)
+            job = _job(
+                SimpleNamespace(id=pk, **row), SimpleNamespace(**run) if run else None, 1 if run else 0
+            )
             event = Event(job.job_id, 1, when, JobState.QUEUED, "queued", 0.0, "")
             out[i] = SubmitOutcome(Change(job, event), created=True, position=position)
         for i, first in repeats:
@@ -608,9 +609,7 @@ class SqlJobStore:
         by_id = {r.job_id: r for r in requests}
         out = []
         with self._tx() as conn:
-            rows = conn.execute(
-                select(JOBS).where(JOBS.c.job_id.in_(list(by_id))).with_for_update()
-            ).all()
+            rows = conn.execute(select(JOBS).where(JOBS.c.job_id.in_(list(by_id))).with_for_update()).all()
             attempts = dict(
                 conn.execute(
                     select(RUNS.c.job_pk, func.max(RUNS.c.attempt))
@@ -784,7 +783,12 @@ class SqlJobStore:
             # The executor started it (or ended it unstarted): it is the job's run now.
             self._count(conn, row.device, row.priority, -1)
             r.update(state=RUNNING, staged=False)
-            j.update(staged_task_id=None, cancel_requested=row.cancel_requested, error_reason=None, error_message=None)
+            j.update(
+                staged_task_id=None,
+                cancel_requested=row.cancel_requested,
+                error_reason=None,
+                error_message=None,
+            )
             if update.started:
                 j["state"] = RUNNING
                 self._end_superseded(conn, row, when)
@@ -875,12 +879,21 @@ class SqlJobStore:
         conn.execute(
             JOBS.update()
             .where(JOBS.c.id == other.id)
-            .values(state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message, last_seq=seq)
+            .values(
+                state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message, last_seq=seq
+            )
         )
         conn.execute(
             insert(EVENTS),
-            {"job_pk": other.id, "seq": seq, "time": when, "state": FAILED, "message": f"failed: {message}",
-             "progress": 0.0, "task_id": ""},
+            {
+                "job_pk": other.id,
+                "seq": seq,
+                "time": when,
+                "state": FAILED,
+                "message": f"failed: {message}",
+                "progress": 0.0,
+                "task_id": "",
+            },
         )
 
     def active_devices(self) -> list[str]:

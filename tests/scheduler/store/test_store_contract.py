@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from qsched_core.execution import DataRef
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     ErrorDetail,
@@ -21,7 +22,6 @@ from qsched_scheduler.domain import (
     Reason,
     Run,
 )
-from qsched_core.execution import DataRef
 from qsched_scheduler.errors import FailedPrecondition, NotFound
 from qsched_scheduler.store.base import Claim, JobStore, RunUpdate, StageRequest, cursor_of
 from qsched_scheduler.store.engine import make_engine
@@ -778,7 +778,12 @@ def test_a_staged_run_starts_ends_or_goes_back_to_its_place(store: JobStore) -> 
     changes = store.apply_updates(
         [
             ("task-1", RunUpdate(2, started=True, message="started")),
-            ("task-1", RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("a.h5", "ab", 3))),
+            (
+                "task-1",
+                RunUpdate(
+                    3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("a.h5", "ab", 3)
+                ),
+            ),
             ("task-2", RunUpdate(2, started=True, message="started")),
         ],
         at(3),
@@ -821,10 +826,15 @@ def test_a_staged_run_can_end_without_starting_and_a_cancel_drops_it(store: JobS
 
 def test_submit_can_stage_a_job_in_its_own_transaction(store: JobStore) -> None:
     news = [new_job(), new_job()]
-    outcomes = store.submit_many(news, at(1), {1: Claim("task-1", {"hardware_config": "CFG-1"}, reason("idle"))})
+    outcomes = store.submit_many(
+        news, at(1), {1: Claim("task-1", {"hardware_config": "CFG-1"}, reason("idle"))}
+    )
     claimed = store.get(outcomes[1].change.job.job_id)
     assert outcomes[1].change.job.staged_task_id == "task-1" and claimed.current_run.staged
     assert claimed.current_run.reason == reason("idle") and claimed.state is JobState.QUEUED
+    assert claimed.staged_task_id == "task-1" and [j.job_id for j in store.staged_jobs(DEVICE)] == [
+        claimed.job_id
+    ]
     assert store.get(outcomes[0].change.job.job_id).staged_task_id == ""
 
 
@@ -835,7 +845,10 @@ def test_apply_updates_applies_what_arrived_at_once_in_order(store: JobStore) ->
         [
             ("task-1", RunUpdate(1, message="accepted")),
             ("task-1", RunUpdate(2, started=True, message="started")),
-            ("task-1", RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("d/a.h5"))),
+            (
+                "task-1",
+                RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("d/a.h5")),
+            ),
             ("task-1", RunUpdate(4, progress=0.5, message="too late")),  # the run is over: ignored
         ],
         at(1),

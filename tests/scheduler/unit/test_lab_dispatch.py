@@ -60,7 +60,9 @@ async def started(scheduler: Scheduler) -> Scheduler:
 
 
 async def state_of(scheduler: Scheduler, job_id: str, state: JobState):
-    return await eventually(lambda: scheduler.get(job_id), until=lambda j: j.state is state, what=f"{job_id} {state}")
+    return await eventually(
+        lambda: scheduler.get(job_id), until=lambda j: j.state is state, what=f"{job_id} {state}"
+    )
 
 
 async def on_board(board: Board, job_id: str) -> None:
@@ -110,7 +112,9 @@ async def test_a_higher_priority_job_takes_the_place_of_staged_runs(held):
     await eventually(lambda: len(board.waiting), until=lambda n: n == 2, what="two staged")
     high = (await scheduler.submit(sub(50))).job.job_id
     await eventually(
-        lambda: [board.runs[t].job_id for t in board.waiting], until=lambda w: w == [high, *low], what="high first"
+        lambda: [board.runs[t].job_id for t in board.waiting],
+        until=lambda w: w == [high, *low],
+        what="high first",
     )
     assert any(isinstance(c, WithdrawRuns) for c in board.commands)
     for _ in range(4):
@@ -124,7 +128,9 @@ async def test_cancel_of_a_staged_job_withdraws_it(held):
     first = (await scheduler.submit(sub())).job
     await on_board(board, first.job_id)
     staged = (await scheduler.submit(sub())).job
-    task = (await eventually(lambda: scheduler.get(staged.job_id), until=lambda j: j.staged_task_id)).staged_task_id
+    task = (
+        await eventually(lambda: scheduler.get(staged.job_id), until=lambda j: j.staged_task_id)
+    ).staged_task_id
     await eventually(lambda: task in board.waiting, what="the staged run on the board's queue")
     cancelled = await scheduler.cancel(staged.job_id, "no longer needed")
     assert cancelled.state is JobState.CANCELLED and task not in board.runs
@@ -227,7 +233,11 @@ async def test_a_refused_run_fails_its_job_and_the_rest_go_on(held):
     board.refuse["Broken"] = "INVALID_EXPERIMENT"
     first = (await scheduler.submit(sub())).job
     await on_board(board, first.job_id)
-    bad = (await scheduler.submit(sub(payload=Payload(JobKind.LAB_EXPERIMENT, {**lab().body, "experiment_class": "Broken"})))).job
+    bad = (
+        await scheduler.submit(
+            sub(payload=Payload(JobKind.LAB_EXPERIMENT, {**lab().body, "experiment_class": "Broken"}))
+        )
+    ).job
     good = (await scheduler.submit(sub())).job
     failed = await state_of(scheduler, bad.job_id, JobState.FAILED)
     assert failed.error.reason == "INVALID_EXPERIMENT"
@@ -260,7 +270,9 @@ async def test_main_pins_come_from_memory_and_a_push_re_pins_the_staged_runs():
     store, executor = MemoryJobStore(), MemoryExecutor()
     executor.board.hold()
     mains = mains_at("CFG-HW-20261207-00001", 1)
-    scheduler = await started(engine(store, executor, mains=mains, pinner=NoCalls(), default_run_seconds=0.01))
+    scheduler = await started(
+        engine(store, executor, mains=mains, pinner=NoCalls(), default_run_seconds=0.01)
+    )
     try:
         ids = [(await scheduler.submit(sub())).job.job_id for _ in range(5)]
         await eventually(lambda: len(executor.board.waiting), until=lambda n: n == 4, what="four staged")
@@ -276,7 +288,9 @@ async def test_main_pins_come_from_memory_and_a_push_re_pins_the_staged_runs():
             executor.board.finish_current()
         done = [await state_of(scheduler, j, JobState.SUCCEEDED) for j in ids]
         assert done[0].current_run.config_revisions == {"hardware_config": "CFG-HW-20261207-00001"}
-        assert {d.current_run.config_revisions["hardware_config"] for d in done[1:]} == {"CFG-HW-20261207-00002"}
+        assert {d.current_run.config_revisions["hardware_config"] for d in done[1:]} == {
+            "CFG-HW-20261207-00002"
+        }
         assert executor.board.order == ids
     finally:
         await scheduler.stop()

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from qsched_core.execution import Failed, Violation
 from qsched_scheduler.domain import (
     MAX_PAYLOAD_BYTES,
     Change,
@@ -22,7 +23,6 @@ from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, NotFoun
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.store.memory import MemoryJobStore
 from qsched_scheduler.validation import Submission
-from qsched_core.execution import Failed, Violation
 from tests.support.memory_executor import MemoryExecutor
 from tests.support.waiting import eventually
 
@@ -75,7 +75,9 @@ async def test_priority_first_then_fifo(env):
     high = (await scheduler.submit(sub(10))).job
     high2 = (await scheduler.submit(sub(10))).job
     for _ in range(5):
-        current = await eventually(lambda: board.order[-1] if board.current else "", what="a run on the board")
+        current = await eventually(
+            lambda: board.order[-1] if board.current else "", what="a run on the board"
+        )
         finish(board, current)
         await wait_state(scheduler, current, JobState.SUCCEEDED)
     assert board.order == [blocker.job_id, high.job_id, high2.job_id, first.job_id, low.job_id]
@@ -319,7 +321,9 @@ async def test_submit_is_checked_on_the_device():
     try:
         with pytest.raises(InvalidArgument) as info:
             await scheduler.submit(sub(payload=lab(cls="Rejected")))
-        assert info.value.reason == "INVALID_EXPERIMENT_CONFIG" and info.value.metadata["field"] == "expt.gain"
+        assert (
+            info.value.reason == "INVALID_EXPERIMENT_CONFIG" and info.value.metadata["field"] == "expt.gain"
+        )
         assert store.list_jobs(JobFilter(), None, 10) == []
         executor.unavailable = True  # the executor cannot answer: queued, checked when handed over
         assert (await scheduler.submit(sub(payload=lab(cls="Rejected")))).created
@@ -366,9 +370,9 @@ async def test_runs_pin_configs_and_pass_them_to_the_executor(pinned_env):
     job = (await scheduler.submit(sub())).job
     done = await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
     assert done.current_run.config_revisions == {"hardware_config": "CFG-HW-20260101-00001"}
-    assert [(c.config_type, c.revision_id) for c in executor.runs[done.current_run.task_id].request.configs] == [
-        ("hardware_config", "CFG-HW-20260101-00001")
-    ]
+    assert [
+        (c.config_type, c.revision_id) for c in executor.runs[done.current_run.task_id].request.configs
+    ] == [("hardware_config", "CFG-HW-20260101-00001")]
     # A push to main between runs: the next job pins the new revision, the finished one keeps the old.
     pinner.main["hardware_config"] = ("CFG-HW-20260101-00002", "cd" * 32)
     later = await wait_state(scheduler, (await scheduler.submit(sub())).job.job_id, JobState.SUCCEEDED)
