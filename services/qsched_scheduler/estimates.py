@@ -3,7 +3,7 @@ staging horizon uses it too).
 
 The estimated start of a queued job is now, plus what is left of the running job, plus a
 typical run per job ahead. What is left of the running job comes from its own progress when
-it reports any (elapsed / progress × (1 − progress)), else from the typical run time."""
+it reports any (elapsed / progress * (1 - progress)), else from the typical run time."""
 
 from __future__ import annotations
 

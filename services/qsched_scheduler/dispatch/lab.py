@@ -5,7 +5,7 @@ The loop (one long-lived RunQueue stream per device):
 - open the queue with a cursor per run the database says is staged or running, and reconcile
   with what the executor holds (`_reconcile`);
 - stage: ask the policy for the next runs (as many as fit a ~1 s horizon of typical run time,
-  2–64), pin their configs (from the main-revision cache; PinConfigs only for named revisions
+  2-64), pin their configs (from the main-revision cache; PinConfigs only for named revisions
   and overrides), record them staged in ONE durable transaction (task ids, pins, reasons), then
   send them with one EnqueueRuns checked against the executor's tail;
 - apply each UpdateBatch in one transaction (durable when it holds a terminal result), then tell

@@ -84,7 +84,7 @@ async def held():
 
 
 async def test_the_queue_is_staged_in_batches_behind_the_running_run_with_reasons(held):
-    scheduler, board, store, _ = held
+    scheduler, board, _, _ = held
     first = (await scheduler.submit(sub())).job
     assert first.staged_task_id, "an idle device takes the job in the submit's transaction"
     await on_board(board, first.job_id)

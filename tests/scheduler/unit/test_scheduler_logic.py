@@ -192,7 +192,7 @@ async def test_cancel_finished_job_is_refused(env):
 
 
 async def test_delete_only_terminal(env):
-    scheduler, board, _ = env
+    scheduler, _, _ = env
     job = (await scheduler.submit(sub())).job
     with pytest.raises(FailedPrecondition) as info:
         await scheduler.delete(job.job_id)
