@@ -8,6 +8,9 @@ has the HDF5 writer imported, and are started at once, so the first run does not
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
+import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from pathlib import Path
@@ -16,9 +19,21 @@ from typing import Any
 from qsched_hardware import datafile
 
 
-def _warm() -> None:
-    """Runs in each writer once: the imports and HDF5's own start-up are paid here."""
+def _warm(executor_pid: int) -> None:
+    """Runs in each writer once: the imports and HDF5's own start-up are paid here. A writer
+    exits when the executor does (even on kill -9): its parent is the forkserver, which lives
+    as long as any writer does, so the writer watches the executor itself."""
     datafile.build_run_file({}, {"warm": True})
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(executor_pid)
+        except OSError:  # already gone
+            os._exit(0)
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(0)
+
+    threading.Thread(target=watch, name="executor-watch", daemon=True).start()
 
 
 class DataWriters:
@@ -31,7 +46,9 @@ class DataWriters:
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="datafile")
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["qsched_hardware.datafile"])
-        pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_warm)
+        pool = ProcessPoolExecutor(
+            max_workers=self.processes, mp_context=context, initializer=_warm, initargs=(os.getpid(),)
+        )
         for _ in range(self.processes):  # start every worker now
             pool.submit(int)
         return pool
