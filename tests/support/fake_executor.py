@@ -16,7 +16,7 @@ import grpc
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
 from qsched_core.errors import DomainError
-from qsched_core.execution import CancelRuns, DataRef, Failed, Succeeded, UpdateBody
+from qsched_core.execution import CancelRuns, DataRef, Failed, Progress, Succeeded, UpdateBody
 from qsched_runtime import execution_wire as wire
 from qsched_runtime.errors import abort
 from qsched_runtime.server import Registration, RunningServer, start_server
@@ -50,7 +50,12 @@ class _ConfigBoard(Board):
         config = json.loads(run.request.experiment.expt_config_json or "{}")
 
         async def finish() -> None:
-            await asyncio.sleep(float(config.get("duration_s", 0.05)))
+            steps = self.progress_steps
+            for step in range(1, steps + 1):  # progress while it runs, up to 100 %
+                await asyncio.sleep(float(config.get("duration_s", 0.05)) / steps)
+                if self.current != task_id:
+                    return
+                self._append(run, Progress(step, steps, step * 100, step / steps))
             hold = self._fake.hold
             if hold is not None:
                 await hold.wait()
@@ -63,7 +68,7 @@ class _ConfigBoard(Board):
         if body is None:
             config = json.loads(run.request.experiment.expt_config_json or "{}")
             if config.get("fail"):
-                body = Failed(str(config["fail"]), "the fake executor was told to fail")
+                body = Failed(str(config["fail"]), "the fake was told to fail")
             else:
                 body = self._fake.result_for(run)
         super()._finish(run, body)
