@@ -60,6 +60,11 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("watch_fanout", "notify_ms", "7 fan-out notify (N watchers)", "ms"),
     ("rabi", "run_s", "8 AmplitudeRabi 101x1000 (run)", "s"),
     ("rabi", "started_to_result_s", "8   started->result incl. file", "s"),
+    ("executor_alone", "noop_runs_per_s", "9 executor alone: no-op runs", "runs/s"),
+    ("executor_alone", "gap_ms", "9   board gap (HDF5 end->start)", "ms"),
+    ("executor_alone", "run_end_to_result_ms", "9   run end->succeeded (file write)", "ms"),
+    ("executor_alone", "writer_cpu_ms_per_file", "9   writer CPU per file", "ms"),
+    ("executor_alone", "executor_cpu_ms_per_run", "9   executor CPU per run", "ms"),
 ]
 
 

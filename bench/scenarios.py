@@ -23,7 +23,19 @@ from typing import Any
 import grpc
 
 from bench import workers
-from bench.stack import BIN, REPO, TERMINAL, Clients, Stack, file_times, in_group, submit_request, ts
+from bench.stack import (
+    BIN,
+    REPO,
+    TERMINAL,
+    Clients,
+    ExecutorAlone,
+    Stack,
+    file_times,
+    in_group,
+    noop_run,
+    submit_request,
+    ts,
+)
 from bench.stats import median, summary
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 
@@ -49,6 +61,8 @@ class Sizes:
     rabi_runs: int = 3
     rabi_expts: int = 101
     rabi_reps: int = 1000
+    alone_runs: int = 2000
+    alone_batch: int = 50
 
 
 FULL = Sizes()
@@ -67,6 +81,7 @@ QUICK = Sizes(
     watchers=20,
     watch_rounds=1,
     rabi_runs=1,
+    alone_runs=200,
 )
 
 
@@ -253,7 +268,7 @@ def board_gap(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
     """Hold the board, queue `gap_jobs` no-ops, release, let them drain. Gap (headline) =
     HDF5 start_time of run i+1 minus end_time of run i: the board's idle time between two
     runs, as the executor's board thread saw it (it includes the executor writing run i's file).
-    Breakdown from ExecutionUpdate times (the executor keeps its last 100 runs): started(i+1)
+    Breakdown from ExecutionUpdate times (the executor keeps its last 2,000 runs): started(i+1)
     minus result(i), i.e. without the file write."""
     clients.wait_idle()
     owner = "bench-gap"
@@ -267,7 +282,9 @@ def board_gap(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
     jobs = _done_jobs(clients, owner)
     errors += _failures(jobs)
     ok = [j for j in jobs if j.state == pb.Job.STATE_SUCCEEDED]
-    times = sorted((*file_times(j.current_run.data_file_path), j.current_run.task_id) for j in ok)
+    times = sorted(
+        (*file_times(stack.data_root / j.current_run.data_file_path), j.current_run.task_id) for j in ok
+    )
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(times)]
     cycle = [b[0] - a[0] for a, b in itertools.pairwise(times)]
     updates = []  # (executor updates, HDF5 end_time) of the last runs the executor still keeps
@@ -284,7 +301,11 @@ def board_gap(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
     clients.wait_idle()
     ran = [clients.get(j.job_id) for j in short]
     errors += _failures(ran)
-    ok50 = sorted(file_times(j.current_run.data_file_path) for j in ran if j.state == pb.Job.STATE_SUCCEEDED)
+    ok50 = sorted(
+        file_times(stack.data_root / j.current_run.data_file_path)
+        for j in ran
+        if j.state == pb.Job.STATE_SUCCEEDED
+    )
     gaps_50ms = [b[0] - a[1] for a, b in itertools.pairwise(ok50)]
     return _result(
         {
@@ -335,7 +356,7 @@ def _depth_probe(stack: Stack, clients: Clients, sizes: Sizes, holder: pb.Job) -
     finished = [j for j in finished if in_group(j, "bench-depth")]
     ran = [j for j in finished if ts(j.current_run.start_time) >= released_at]
     errors += _failures(ran)
-    starts = sorted(file_times(j.current_run.data_file_path)[0] for j in ran)
+    starts = sorted(file_times(stack.data_root / j.current_run.data_file_path)[0] for j in ran)
     cycle = [b - a for a, b in itertools.pairwise(starts)]
     out = {
         "depth": depth,
@@ -497,7 +518,7 @@ def rabi(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
         if job.state != pb.Job.STATE_SUCCEEDED:
             errors.append(f"{job.job_id} ended {pb.Job.State.Name(job.state)}: {job.error.message}")
             continue
-        start, end = file_times(job.current_run.data_file_path)
+        start, end = file_times(stack.data_root / job.current_run.data_file_path)
         run_s.append(end - start)
         updates = clients.exec_updates(job.current_run.task_id)
         executor_s.append(updates["result"] - updates["started"])
@@ -505,6 +526,70 @@ def rabi(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
         {"run_s": summary(run_s), "started_to_result_s": summary(executor_s)},
         errors,
         f"{sizes.rabi_expts} points x {sizes.rabi_reps} reps, 1 round",
+    )
+
+
+# ---- 9. the executor alone ------------------------------------------------------------------------
+def executor_alone(stack: Stack, clients: Clients, sizes: Sizes) -> dict[str, Any]:
+    """A lone executor process (3 data writers, as `qsched serve` starts it) driven over its run
+    queue as the scheduler drives it, with no scheduler: `alone_runs` no-ops appended in batches
+    of `alone_batch` after the tail, at most 4 batches ahead of the board. The no-op rate is runs
+    / (first `started` -> last terminal update, executor clock); the board gap is HDF5 start_time
+    of run i+1 - end_time of run i; the file write is the writers' CPU per file and the wall time
+    from a run's end_time to its `succeeded` update (which follows the fsynced file)."""
+    errors: list[str] = []
+    with ExecutorAlone(stack) as alone:
+        session = alone.run_queue()
+        try:
+            # Warm-up (not measured): the writer processes finish starting, caches fill.
+            warm = [noop_run(f"warm-{i:03d}", f"JOB-20260101-9{i:04d}") for i in range(2 * sizes.alone_batch)]
+            session.enqueue(warm, "")
+            session.wait_ends(len(warm))
+            session.ends.clear()
+            tail, warm_batches = warm[-1].task_id, session.batches
+            runs = [noop_run(f"alone-{i:06d}", f"JOB-20260101-{i:05d}") for i in range(sizes.alone_runs)]
+            cpu0 = alone.cpu_seconds()
+            t0 = time.perf_counter()
+            sent = 0
+            while sent < len(runs):
+                if sent - len(session.ends) >= 4 * sizes.alone_batch:
+                    session.wait_ends(sent - 3 * sizes.alone_batch)
+                    continue
+                batch = runs[sent : sent + sizes.alone_batch]
+                answer = session.enqueue(batch, tail)
+                if answer.queue_moved:
+                    tail = answer.tail_task_id
+                    continue
+                errors += [f"{r.task_id}: {r.reason}" for r in answer.refused]
+                sent += len(batch)
+                tail = batch[-1].task_id
+            session.wait_ends(len(runs))
+            wall_s = time.perf_counter() - t0
+            cpu1 = alone.cpu_seconds()
+            batches = session.batches - warm_batches
+            ends = [session.ends[r.task_id] for r in runs]
+            started = [session.started[r.task_id] for r in runs if r.task_id in session.started]
+        finally:
+            session.close()
+        bad = [e for e in ends if e.kind.value != "succeeded"]
+        errors += [f"{e.task_id}: {e.body}" for e in bad[:5]]
+        good = [e for e in ends if e.kind.value == "succeeded"]
+        times = sorted((*file_times(alone.data_dir / "data" / e.body.data.name), e.time) for e in good)
+    span_s = max(e.time for e in ends) - min(started) if started else 0.0
+    n = len(runs)
+    return _result(
+        {
+            "noop_runs_per_s": {"n": n, "median": n / span_s if span_s else None},
+            "client_runs_per_s": {"n": n, "median": n / wall_s if wall_s else None},
+            "gap_ms": summary([b[0] - a[1] for a, b in itertools.pairwise(times)], 1e3),
+            "run_end_to_result_ms": summary([t[2] - t[1] for t in times], 1e3),
+            "executor_cpu_ms_per_run": {"n": n, "median": (cpu1[0] - cpu0[0]) / n * 1e3},
+            "writer_cpu_ms_per_file": {"n": n, "median": (cpu1[1] - cpu0[1]) / n * 1e3},
+            "updates_per_batch": {"n": batches, "median": 3 * n / batches if batches else None},
+        },
+        errors,
+        f"{n} no-ops on a lone executor (3 writer processes), appended {sizes.alone_batch} at a time; "
+        "no scheduler involved",
     )
 
 
@@ -517,6 +602,7 @@ SCENARIOS = {
     "startup": startup,
     "watch_fanout": watch_fanout,
     "rabi": rabi,
+    "executor_alone": executor_alone,
 }
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Sizes", "ts"]

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -138,6 +139,12 @@ class Stack:
     def executor(self) -> str:
         return self.addresses["executor"]
 
+    @property
+    def data_root(self) -> Path:
+        """Where the stack's executor writes run files: a run's data name is relative to it
+        (an absolute path, as older schedulers report, stays itself when joined)."""
+        return self.data_dir / "data"
+
     def service_pids(self) -> dict[str, int]:
         """The pids of the service processes (children of `qsched up`), by service name."""
         assert self.process is not None
@@ -231,7 +238,7 @@ class Clients:
 
     def exec_updates(self, task_id: str) -> dict[str, float]:
         """The executor's own timestamps of a run ({"started": t, "result": t, ...}), from
-        WatchRun (the executor keeps the last 100 finished runs)."""
+        WatchRun (the executor keeps its last 2,000 finished runs)."""
         out: dict[str, float] = {}
         request = epb.WatchRunRequest(task_id=task_id, after_seq=1)
         for message in self.executor.WatchRun(request, timeout=30):
@@ -262,3 +269,153 @@ def file_times(path: str) -> tuple[float, float]:
 
     with h5py.File(path, "r") as f:
         return iso_ts(str(f.attrs["start_time"])), iso_ts(str(f.attrs["end_time"]))
+
+
+# ---- an executor of its own, driven over its run queue as the scheduler drives it ----------------------
+class ExecutorAlone:
+    """A second executor process (its own data directory, board lock and simulated board) that
+    trusts the stack's identity database, and a run queue on it with the scheduler's token. No
+    scheduler is involved: what it measures is the executor's own per-run cost."""
+
+    def __init__(self, stack: Stack, data_writers: int = 3):
+        self.stack = stack
+        self.data_dir = stack.data_dir / "executor-alone"
+        self.address = f"127.0.0.1:{free_port()}"
+        self.data_writers = data_writers
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> ExecutorAlone:
+        from qsched_core.sql import sqlite_url
+
+        argv = [sys.executable, "-m", "qsched_ops.serve", "executor", "--executor-address", self.address]
+        argv += ["--data-dir", str(self.data_dir), "--data-writers", str(self.data_writers)]
+        argv += ["--identity-database-url", sqlite_url(self.stack.data_dir / "identity.db")]
+        env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "qsched executor serving on ..."
+        if "serving on" not in line:
+            raise RuntimeError(f"the lone executor did not start ({line!r}, exit {self.process.poll()})")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(the executor process's CPU seconds, its helper processes' — the data writers)."""
+        assert self.process is not None
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        def descendants(pid: int) -> list[int]:
+            out = []
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    out += [int(child), *descendants(int(child))]
+            return out
+
+        return cpu(self.process.pid), sum(cpu(pid) for pid in descendants(self.process.pid))
+
+    def run_queue(self) -> RunQueueSession:
+        token = (self.stack.data_dir / "secrets" / "scheduler.token").read_text().strip()
+        return RunQueueSession(channel(self.address, token), token)
+
+
+class RunQueueSession:
+    """A synchronous run queue: commands go out from the caller, events are read on a thread."""
+
+    def __init__(self, grpc_channel: grpc.Channel, token: str):
+        import itertools
+        import queue
+        import threading
+
+        from qsched_core.execution import OpenQueue
+
+        self.channel = grpc_channel
+        self._outbox: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self.answers: dict[int, Any] = {}
+        self.ends: dict[str, Any] = {}  # task id -> terminal ExecutionUpdate
+        self.started: dict[str, float] = {}
+        self.batches = 0
+        self.error: BaseException | None = None
+        stub = epb_grpc.HardwareExecutorServiceStub(grpc_channel)
+        self._outbox.put(OpenQueue())
+        # The channel's interceptors carry the token on unary and server-streaming calls only.
+        self._call = stub.RunQueue(self._requests(), metadata=[("authorization", f"Bearer {token}")])
+        self._reader = threading.Thread(target=self._read, name="run-queue", daemon=True)
+        self._reader.start()
+
+    def _requests(self):
+        from qsched_runtime import execution_wire as wire
+
+        while (command := self._outbox.get()) is not None:
+            yield wire.command_to_pb(command)
+
+    def _read(self) -> None:
+        from qsched_core.execution import QueueOpened, UpdateBatch, UpdateKind
+        from qsched_runtime import execution_wire as wire
+
+        try:
+            for message in self._call:
+                event = wire.event_from_pb(message)
+                with self._cond:
+                    if isinstance(event, UpdateBatch):
+                        self.batches += 1
+                        for update in event.updates:
+                            if update.kind is UpdateKind.STARTED:
+                                self.started[update.task_id] = update.time
+                            elif update.terminal:
+                                self.ends[update.task_id] = update
+                    elif not isinstance(event, QueueOpened):
+                        self.answers[event.request_id] = event
+                    self._cond.notify_all()
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self.error = exc
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def enqueue(self, runs: list, after: str) -> Any:
+        from qsched_core.execution import EnqueueRuns
+
+        request_id = next(self._ids)
+        self._outbox.put(EnqueueRuns(request_id, after, tuple(runs)))
+        with self._cond:
+            self._cond.wait_for(lambda: request_id in self.answers or self.error is not None, timeout=60)
+            if request_id not in self.answers:
+                raise RuntimeError(f"no answer to enqueue {request_id}: {self.error}")
+            return self.answers.pop(request_id)
+
+    def wait_ends(self, count: int, timeout: float = 300.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.ends) >= count or self.error is not None, timeout):
+                raise TimeoutError(f"{len(self.ends)} of {count} runs ended within {timeout:g}s")
+            if self.error is not None:
+                raise RuntimeError(f"run queue failed: {self.error}")
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._call.cancel()
+        self.channel.close()
+
+
+def noop_run(task_id: str, job_id: str):
+    """A no-op ExecutionRequest, as the scheduler sends it."""
+    from qsched_core.execution import ExecutionRequest
+    from qsched_core.payloads import LabExperiment
+
+    return ExecutionRequest(job_id, task_id, "bench", LabExperiment(NOOP, BUILTINS, "{}"))

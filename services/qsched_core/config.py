@@ -87,6 +87,8 @@ class ServiceConfig:
     hardware_config: str = field(default_factory=lambda: os.environ.get("QSCHED_HARDWARE_CONFIG", ""))
     # Where run data files go ("" = <data_dir>/data).
     data_root: str = field(default_factory=lambda: os.environ.get("QSCHED_DATA_ROOT", ""))
+    # Hardware executor: processes writing run data files (0 = a thread of the executor).
+    data_writers: int = 3
     # Packages lab experiment plug-ins may be imported from (nothing else is imported).
     experiment_packages: tuple[str, ...] = ()
     # Directory of the per-board lock files ("" = <data_dir>/locks).

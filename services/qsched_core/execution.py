@@ -1,7 +1,7 @@
 """The run contract between the scheduler and a lab device's executor, in domain terms.
 
 Defined once: the scheduler's executor port and the executor itself both speak these types,
-and each side's `convert` module is the only place that maps them to qsched.executor.v1.
+and `qsched_runtime.execution_wire` is the only place that maps them to qsched.executor.v1.
 
 The flow: the scheduler opens the executor's run queue (`RunCursor`s for the runs it follows;
 the executor answers with the runs it holds, `HeldRun`), appends `ExecutionRequest`s in start
@@ -54,6 +54,8 @@ class ExecutionRequest:
     owner: str
     experiment: LabExperiment
     configs: tuple[PinnedRevision, ...] = ()
+    # W3C traceparent of the job's trace: the run's spans join it ("" = none).
+    trace_parent: str = ""
 
 
 class UpdateKind(enum.Enum):
@@ -222,6 +224,7 @@ class Enqueued:
     refused: tuple[RefusedRun, ...] = ()
     queue_moved: bool = False
     tail_task_id: str = ""
+    request_id: int = 0  # the command's id, echoed
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,58 @@ class Withdrawn:
     withdrawn: tuple[str, ...] = ()
     started: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True)
+class Cancelling:
+    """The answer to stopping runs: each of `cancelling` ends with a `Cancelled` update (waiting
+    ones at once, a running one between rounds); `ignored` had ended or were unknown."""
+
+    cancelling: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True)
+class UpdateBatch:
+    """Updates of runs as they happened (per run in seq order), sent together."""
+
+    updates: tuple[ExecutionUpdate, ...] = ()
+
+
+# The scheduler's commands on the run queue; `request_id` is echoed in the answer.
+@dataclass(frozen=True)
+class OpenQueue:
+    """First and once: the runs the scheduler follows (their updates after each cursor are replayed)."""
+
+    cursors: tuple[RunCursor, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnqueueRuns:
+    """Append `runs` (in start order) if the executor's last run is `after_task_id` ("" = none)."""
+
+    request_id: int
+    after_task_id: str
+    runs: tuple[ExecutionRequest, ...]
+
+
+@dataclass(frozen=True)
+class WithdrawRuns:
+    request_id: int
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CancelRuns:
+    request_id: int
+    task_ids: tuple[str, ...]
+    reason: str = ""
+
+
+QueueCommand = OpenQueue | EnqueueRuns | WithdrawRuns | CancelRuns
+QueueEvent = QueueOpened | UpdateBatch | Enqueued | Withdrawn | Cancelling
 
 
 @dataclass(frozen=True)

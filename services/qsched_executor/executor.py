@@ -1,43 +1,81 @@
-"""The hardware executor's domain logic: one run at a time on the one board this process owns.
+"""The hardware executor's domain logic: the board queue of the one board this process owns.
 
-Runs are driven by a single board thread (qick's acquire blocks) and report through their
-update logs (runs.py), which the event-loop thread owns; the threads hand updates over with
-`call_soon_threadsafe`. Pipelined dispatch: a run sent with `after_task_id` while the board is
-busy waits here and the board thread starts it the moment the previous run returns, without a
-round trip to the scheduler. The board is released as soon as a run returns: its data file is
-written on a separate writer thread (atomically), and its terminal update follows the write."""
+The scheduler appends runs to the queue (`enqueue`, checked against the tail it expects); the
+board thread takes the next waiting run the moment the previous one returns, with no round
+trip to the scheduler. A run's data file is written by the writer pool (writers.py) while the
+board already runs the next one, and its terminal update follows the write. Every update of
+every run goes to the open run queue (`QueueSession`), in order; runs outlive it.
+
+Threads: the event loop owns the runs and their logs (runs.py) and the queue session; the
+board thread runs experiments; writer callbacks come from the pool. They hand updates to the
+loop with `call_soon_threadsafe`. The waiting runs and the run on the board are shared with
+the board thread under `_cond`."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 import threading
 import time
 import traceback
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import qick
+from opentelemetry.trace import Span, Status, StatusCode
 
+from qsched_core.errors import Aborted, DomainError
+from qsched_core.execution import (
+    Accepted,
+    BoardInfo,
+    Cancelled,
+    Cancelling,
+    CancelRuns,
+    DataRef,
+    Enqueued,
+    EnqueueRuns,
+    ExecutionRequest,
+    ExecutionUpdate,
+    Failed,
+    OpenQueue,
+    PinnedRevision,
+    Progress,
+    QueueEvent,
+    QueueOpened,
+    RefusedRun,
+    Started,
+    Succeeded,
+    UpdateBatch,
+    UpdateBody,
+    Withdrawn,
+    WithdrawRuns,
+)
+from qsched_core.tracing import context_from_traceparent, tracer
 from qsched_executor.configs_client import HARDWARE_CONFIG, PinnedConfigs
-from qsched_executor.errors import DeviceBusy, InvalidRequest, RunNotFound
+from qsched_executor.errors import InvalidRequest, RunNotFound
+from qsched_executor.journal import Journal
 from qsched_executor.plugins import resolve_experiment
-from qsched_executor.runs import Run, RunRegistry, Update
+from qsched_executor.runs import Run, RunRegistry
 from qsched_executor.seed_compat import SeedConfigError, find_seed_experiment
 from qsched_executor.seed_compat import provenance as seed_provenance
-from qsched_hardware.board import Board, Progress, RunCancelled
-from qsched_hardware.datafile import run_file_path, write_run_file
-from qsched_hardware.experiments import Experiment, RunContext, Violation
+from qsched_executor.validation import ValidationCache, cache_key
+from qsched_executor.writers import DataWriters
+from qsched_hardware.board import Board, RunCancelled
+from qsched_hardware.board import Progress as BoardProgress
+from qsched_hardware.datafile import file_sha256, run_file_name
+from qsched_hardware.experiments import Experiment, ExperimentResult, RunContext, Violation
 from qsched_hardware.hwconfig import load_hardware_config, sha256_hex
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 0.1  # at most ~10 progress updates per second
-MAX_WAITING_RUNS = 4  # runs accepted ahead of time (after_task_id), waiting for the board
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -45,18 +83,8 @@ class Settings:
     data_root: Path
     hardware_config: Path | None = None
     experiment_packages: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ExecRequest:
-    job_id: str
-    task_id: str
-    owner: str
-    experiment_class: str
-    experiment_module: str
-    expt_config_json: str
-    configs: tuple[tuple[str, str, str], ...] = ()  # (config_type, revision_id, sha256)
-    after_task_id: str = ""  # pipelined dispatch: start right after this run (see the proto)
+    state_dir: Path | None = None  # where the crash journal lives (None: no journal)
+    data_writers: int = 0  # writer processes; 0 = one thread of this process
 
 
 @dataclass
@@ -69,13 +97,24 @@ class HardwareConfigUsed:
 
 
 class InvalidExperimentError(InvalidRequest):
-    def __init__(self, violations: list[Violation]):
+    def __init__(self, violations: list[Violation] | tuple[Violation, ...]):
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         super().__init__("INVALID_EXPERIMENT", f"the experiment cannot run: {text}")
-        self.violations = violations
+        self.violations = tuple(violations)
 
 
-_Item = tuple[Run, ExecRequest, Experiment, HardwareConfigUsed]
+class QueueReopened(Aborted):
+    """This run queue was replaced by a newer one (a restarted scheduler took over)."""
+
+
+@dataclass
+class _Item:
+    """A run ready for the board."""
+
+    run: Run
+    request: ExecutionRequest
+    experiment: Experiment
+    hw: HardwareConfigUsed
 
 
 def _now() -> float:
@@ -86,38 +125,100 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+class QueueSession:
+    """One opened run queue: the events for its stream, in the order they happened. An answer
+    follows the updates its command caused."""
+
+    def __init__(self) -> None:
+        self._events: list[ExecutionUpdate | QueueEvent | BaseException] = []
+        self._ready = asyncio.Event()
+        self.replaced = False
+
+    def push(self, event: ExecutionUpdate | QueueEvent | BaseException) -> None:
+        self._events.append(event)
+        self._ready.set()
+
+    def replace(self) -> None:
+        self.replaced = True
+        self._ready.set()
+
+    async def next(self) -> list[QueueEvent]:
+        """Everything pending (consecutive updates in one batch); waits while there is nothing.
+        Raises QueueReopened once a newer queue replaced this one."""
+        while not self._events and not self.replaced:
+            self._ready.clear()
+            await self._ready.wait()
+        if self.replaced:
+            raise QueueReopened("QUEUE_REOPENED", "a newer RunQueue replaced this one")
+        events, self._events = self._events, []
+        out: list[QueueEvent] = []
+        batch: list[ExecutionUpdate] = []
+        for event in events:
+            if isinstance(event, ExecutionUpdate):
+                batch.append(event)
+                continue
+            if batch:
+                out.append(UpdateBatch(tuple(batch)))
+                batch = []
+            if isinstance(event, BaseException):
+                raise event
+            out.append(event)
+        if batch:
+            out.append(UpdateBatch(tuple(batch)))
+        return out
+
+
 class HardwareExecutor:
     def __init__(self, board: Board, settings: Settings, pinned: PinnedConfigs | None = None):
         self.board = board
         self.settings = settings
         self.pinned = pinned
         self.runs = RunRegistry()
-        self.current: Run | None = None
-        self._reserved: str | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
-        # Data files are written here, off the board thread, in run order.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datafile")
-        # Pipelined dispatch: runs accepted while the board is busy wait here (board thread
-        # takes the next at once); guarded by _board_lock, shared with the board thread.
-        self._board_lock = threading.Lock()
-        self._board_active = False
-        self._waiting: deque[_Item] = deque()
-        self._last_task = ""  # the last run taken (on the board or waiting)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.validations = ValidationCache()
+        self._hw_cache: dict[Any, HardwareConfigUsed] = {}
+        self._writers = DataWriters(settings.data_writers)
+        self._session: QueueSession | None = None
+        self._enqueue_lock = asyncio.Lock()
+        self._spans: dict[str, Span] = {}
+        self._loop = asyncio.get_running_loop()
+        # Shared with the board thread.
+        self._cond = threading.Condition()
+        self._waiting: OrderedDict[str, _Item] = OrderedDict()
+        self._on_board: Run | None = None
+        self._closing = False
+        self._journal: Journal | None = None
+        if settings.state_dir is not None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in board.board_id)
+            self._journal = Journal(settings.state_dir / f"executor-journal-{safe}.jsonl")
+            for run in self._journal.recover(_now()):
+                self.runs.add(run)
+                if run.lost:
+                    log.warning(
+                        "run %s (job %s) was on the board when the executor died", run.task_id, run.job_id
+                    )
+        self._board_thread = threading.Thread(target=self._board_loop, name="board", daemon=True)
+        self._board_thread.start()
 
     # ---- queries --------------------------------------------------------------------------------
-    def device(self) -> dict[str, Any]:
+    def board_info(self) -> BoardInfo:
         info = self.board.describe()
-        busy = self._board_active or self._reserved is not None
-        info.update(
-            {
-                "qick_version": qick.__version__,
-                "busy": busy,
-                "current_task_id": self.current.task_id if self.current else "",
-                "current_job_id": self.current.job_id if self.current else "",
-            }
+        with self._cond:
+            current = self._on_board
+            waiting = tuple(self._waiting)
+        return BoardInfo(
+            board_id=info["board_id"],
+            board_uri=info["board_uri"],
+            board_model=info["board_model"],
+            qick_version=qick.__version__,
+            config_sha256=info["config_sha256"],
+            generator_count=info["generator_count"],
+            readout_count=info["readout_count"],
+            simulated=info["simulated"],
+            current_task_id=current.task_id if current else "",
+            current_job_id=current.job_id if current else "",
+            waiting_task_ids=waiting,
+            data_root=str(self.settings.data_root),
         )
-        return info
 
     def get_run(self, task_id: str) -> Run:
         run = self.runs.get(task_id)
@@ -128,31 +229,65 @@ class HardwareExecutor:
         return run
 
     def watch(self, task_id: str, after_seq: int):
-        return self.get_run(task_id).follow(after_seq)
-
-    def data_file(self, task_id: str) -> tuple[Path, str]:
+        """WatchRun: the updates after `after_seq` (0: from the latest one), then live ones."""
         run = self.get_run(task_id)
-        if run.data_file is None or not run.data_file.exists():
+        if after_seq <= 0 and run.updates:
+            after_seq = len(run.updates) - 1
+        return run.follow(after_seq)
+
+    async def data_file(self, task_id: str = "", name: str = "") -> tuple[Path, DataRef]:
+        """A run's data file by task id, or any file under the data root by its name."""
+        if name:
+            root = self.settings.data_root.resolve()
+            path = (root / name).resolve()
+            if not path.is_relative_to(root) or not path.is_file():
+                raise RunNotFound("DATA_NOT_FOUND", f"no data file {name!r}", name=name)
+            known = next((r.data for r in self.runs.values() if r.data and r.data.name == name), None)
+            if known is not None:
+                return path, known
+            sha = await asyncio.to_thread(file_sha256, path)
+            return path, DataRef(name, sha, path.stat().st_size)
+        run = self.get_run(task_id)
+        if run.data is None:
             state = "has not finished" if not run.done else "has no data file"
             raise RunNotFound("DATA_NOT_FOUND", f"run {task_id} {state}", task_id=task_id)
-        return run.data_file, run.data_sha256
+        path = self.settings.data_root / run.data.name
+        if not path.is_file():
+            raise RunNotFound("DATA_NOT_FOUND", f"the data file of run {task_id} is gone", task_id=task_id)
+        return path, run.data
 
     # ---- config and experiment ------------------------------------------------------------------
-    async def hardware_config(self, configs: tuple[tuple[str, str, str], ...]) -> HardwareConfigUsed:
-        pinned = [{"config_type": t, "revision_id": r, "sha256": s} for t, r, s in configs]
-        for config_type, revision_id, sha in configs:
-            if config_type == HARDWARE_CONFIG:
-                if self.pinned is None:
-                    raise InvalidRequest(
-                        "CONFIG_SERVICE_UNSET", "a hardware_config is pinned but no config service is set"
-                    )
-                cfg, content = await self.pinned.hardware_config(revision_id, sha)
-                return HardwareConfigUsed(
-                    cfg, sha256_hex(content), revision_id, f"config service {revision_id}", pinned
+    async def hardware_config(self, configs: tuple[PinnedRevision, ...]) -> HardwareConfigUsed:
+        pinned = [
+            {"config_type": c.config_type, "revision_id": c.revision_id, "sha256": c.sha256} for c in configs
+        ]
+        hw_pin = next((c for c in configs if c.config_type == HARDWARE_CONFIG), None)
+        if hw_pin is not None:
+            if self.pinned is None:
+                raise InvalidRequest(
+                    "CONFIG_SERVICE_UNSET", "a hardware_config is pinned but no config service is set"
                 )
-        cfg, content = await asyncio.to_thread(load_hardware_config, self.settings.hardware_config)
-        source = str(self.settings.hardware_config or "built-in default")
-        return HardwareConfigUsed(cfg, sha256_hex(content), "", source, pinned)
+            key: Any = ("pinned", configs) if hw_pin.sha256 else None  # a revision is immutable
+            if key is not None and key in self._hw_cache:
+                return self._hw_cache[key]
+            cfg, content = await self.pinned.hardware_config(hw_pin.revision_id, hw_pin.sha256)
+            used = HardwareConfigUsed(
+                cfg, sha256_hex(content), hw_pin.revision_id, f"config service {hw_pin.revision_id}", pinned
+            )
+        else:
+            # The local file can change under us: re-read it when its identity or mtime does.
+            path = self.settings.hardware_config
+            stat = await asyncio.to_thread(os.stat, path) if path is not None else None
+            key = ("local", configs, stat and (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            if key in self._hw_cache:
+                return self._hw_cache[key]
+            cfg, content = await asyncio.to_thread(load_hardware_config, path)
+            used = HardwareConfigUsed(cfg, sha256_hex(content), "", str(path or "built-in default"), pinned)
+        if key is not None:
+            if len(self._hw_cache) > 256:
+                self._hw_cache.clear()
+            self._hw_cache[key] = used
+        return used
 
     def _experiment(self, module: str, class_name: str, expt_json: str, hw: dict) -> Experiment:
         seed = find_seed_experiment(module, class_name, self.settings.experiment_packages)
@@ -170,12 +305,20 @@ class HardwareExecutor:
         except Exception as exc:
             raise InvalidRequest("EXPT_CONFIG_INVALID", f"{class_name}: {type(exc).__name__}: {exc}") from exc
 
-    async def validate(
-        self, module: str, class_name: str, expt_json: str, configs: tuple[tuple[str, str, str], ...] = ()
-    ) -> list[Violation]:
-        hw = await self.hardware_config(configs)
+    async def _checked(self, module: str, class_name: str, expt_json: str, hw: HardwareConfigUsed):
+        """(experiment, violations): validate() once per cache key (validation.py)."""
+        experiment = self._experiment(module, class_name, expt_json, hw.config)
+        key = cache_key(module, class_name, expt_json, hw.sha256, self.board.config_sha256)
+        violations = self.validations.get(key)
+        if violations is None:
+            violations = tuple(await asyncio.to_thread(_safe_validate, experiment))
+            self.validations.put(key, violations)
+        return experiment, violations
+
+    async def validate(self, module: str, class_name: str, expt_json: str, configs=()) -> list[Violation]:
+        hw = await self.hardware_config(tuple(configs))
         try:
-            experiment = self._experiment(module, class_name, expt_json, hw.config)
+            _, violations = await self._checked(module, class_name, expt_json, hw)
         except InvalidRequest as exc:
             if exc.reason in ("EXPERIMENT_NOT_FOUND", "EXPERIMENT_CLASS_MISSING"):
                 return [Violation("experiment_class", exc.message)]
@@ -184,209 +327,275 @@ class HardwareExecutor:
             if isinstance(exc, SeedConfigError):
                 return list(exc.violations)
             raise
-        return await asyncio.to_thread(_safe_validate, experiment)
+        return list(violations)
 
-    # ---- runs -----------------------------------------------------------------------------------
-    async def execute(self, request: ExecRequest) -> Run:
-        existing = self.runs.get(request.task_id)
-        if existing is not None:
-            return existing  # the same run asked for again: follow it
-        if not request.task_id:
-            raise InvalidRequest("TASK_ID_MISSING", "task_id is required")
-        self._check_free(request)
-        self._reserved = request.task_id
-        try:
-            hw = await self.hardware_config(request.configs)
-            experiment = self._experiment(
-                request.experiment_module, request.experiment_class, request.expt_config_json, hw.config
+    async def _prepare(self, request: ExecutionRequest) -> _Item:
+        hw = await self.hardware_config(request.configs)
+        exp = request.experiment
+        experiment, violations = await self._checked(
+            exp.experiment_module, exp.experiment_class, exp.expt_config_json, hw
+        )
+        if violations:
+            raise InvalidExperimentError(violations)
+        run = Run(request.task_id, request.job_id, request.owner, exp.experiment_class, request.trace_parent)
+        return _Item(run, request, experiment, hw)
+
+    # ---- the run queue --------------------------------------------------------------------------
+    def open_queue(self, command: OpenQueue) -> QueueSession:
+        """A new run queue (replacing any open one): QueueOpened, the updates after each cursor,
+        then every update as it happens."""
+        if self._session is not None:
+            self._session.replace()
+        session = self._session = QueueSession()
+        named = [self.runs.get(c.task_id) for c in command.cursors]
+        with self._cond:
+            waiting = [item.run for item in self._waiting.values()]
+        active = [r for r in self.runs.values() if r.reached_board and not r.done]
+        shown = {r.task_id for r in (*active, *waiting)}
+        ended = [r for r in named if r is not None and r.task_id not in shown]
+        runs = tuple(r.held() for r in (*ended, *active, *waiting))
+        session.push(QueueOpened(runs, self.board_info()))
+        for cursor, run in zip(command.cursors, named, strict=True):
+            if run is not None:
+                for update in run.after(cursor.after_seq):
+                    session.push(update)
+        return session
+
+    def close_queue(self, session: QueueSession) -> None:
+        if self._session is session:
+            self._session = None
+
+    def _tail(self) -> str:
+        """The last waiting run, else the one on the board ("" when neither). Under _cond."""
+        if self._waiting:
+            return next(reversed(self._waiting))
+        return self._on_board.task_id if self._on_board else ""
+
+    def _tail_ok(self, after_task_id: str) -> tuple[bool, str]:
+        with self._cond:
+            tail = self._tail()
+        if after_task_id == tail:
+            return True, tail
+        # Nothing waits or runs: a run the scheduler names as its last one has ended (or its
+        # file is being written), so appending still starts the new runs right after it.
+        return (not tail and self.runs.get(after_task_id) is not None), tail
+
+    async def enqueue(self, command: EnqueueRuns) -> Enqueued:
+        async with self._enqueue_lock:
+            ok, tail = self._tail_ok(command.after_task_id)
+            if not ok:
+                return Enqueued(queue_moved=True, tail_task_id=tail, request_id=command.request_id)
+            items: list[_Item] = []
+            refused: list[RefusedRun] = []
+            seen: set[str] = set()
+            for request in command.runs:
+                task = request.task_id
+                if not task:
+                    refused.append(RefusedRun(task, "TASK_ID_MISSING", "task_id is required"))
+                    continue
+                if task in seen or self.runs.get(task) is not None:
+                    refused.append(RefusedRun(task, "DUPLICATE_TASK", f"run {task} was already sent"))
+                    continue
+                seen.add(task)
+                try:
+                    items.append(await self._prepare(request))
+                except DomainError as exc:
+                    refused.append(RefusedRun(task, exc.reason, exc.message, tuple(exc.violations)))
+            # Commands come one at a time, and a run that starts or ends keeps the tail valid; only
+            # a replacing queue's commands can have moved it while the runs were checked.
+            ok, tail = self._tail_ok(command.after_task_id)
+            if not ok:
+                return Enqueued(queue_moved=True, tail_task_id=tail, request_id=command.request_id)
+            now = _now()
+            for item in items:
+                self.runs.add(item.run)
+                self._append(item.run, Accepted(), now)
+            with self._cond:
+                for item in items:
+                    self._waiting[item.run.task_id] = item
+                tail = self._tail()
+                self._cond.notify()
+            return Enqueued(
+                accepted=tuple(i.run.task_id for i in items),
+                refused=tuple(refused),
+                tail_task_id=tail,
+                request_id=command.request_id,
             )
-            violations = await asyncio.to_thread(_safe_validate, experiment)
-            if violations:
-                raise InvalidExperimentError(violations)
-        finally:
-            self._reserved = None
-        self._check_free(request)  # the board may have been taken meanwhile
-        self._loop = asyncio.get_running_loop()
-        run = Run(
-            request.task_id,
-            request.job_id,
-            request.owner,
-            request.experiment_class,
-            request.experiment_module,
-        )
-        self.runs.add(run)
-        run.append("accepted", _now())
-        item = (run, request, experiment, hw)
-        with self._board_lock:
-            self._last_task = run.task_id
-            if self._board_active:  # after_task_id is on the board or waiting: run right after it
-                self._waiting.append(item)
-                return run
-            self._board_active = True
-        self.current = run
-        self._loop.run_in_executor(self._pool, self._board_worker, item)
-        return run
 
-    def _check_free(self, request: ExecRequest) -> None:
-        """DEVICE_BUSY unless the board is free, or the request follows the last run taken."""
-        with self._board_lock:
-            active, waiting, last = self._board_active, len(self._waiting), self._last_task
-        if self._reserved is None and not active:
-            return
-        if (
-            request.after_task_id
-            and self._reserved is None
-            and request.after_task_id == last
-            and waiting < MAX_WAITING_RUNS
-        ):
-            return
-        busy_with = self.current.task_id if self.current else (self._reserved or last)
-        raise DeviceBusy(
-            "DEVICE_BUSY",
-            f"the board is running another run ({busy_with})",
-            current_task_id=busy_with or "",
-        )
+    def withdraw(self, command: WithdrawRuns) -> Withdrawn:
+        withdrawn, started, unknown = [], [], []
+        for task in command.task_ids:
+            with self._cond:
+                item = self._waiting.pop(task, None)
+            if item is not None:  # never touched the board: forgotten, no update
+                self.runs.forget(task)
+                withdrawn.append(task)
+            elif self.runs.get(task) is not None:
+                started.append(task)
+            else:
+                unknown.append(task)
+        return Withdrawn(tuple(withdrawn), tuple(started), tuple(unknown), command.request_id)
 
-    def cancel(self, task_id: str, reason: str, only_if_waiting: bool = False) -> bool:
-        """Stop a run between rounds, or withdraw one still waiting for the board (it never
-        touches it). With `only_if_waiting`, a run that has started is left alone (False)."""
-        run = self.get_run(task_id)
-        if run.done:
-            return False
-        with self._board_lock:
-            waiting = next((item for item in self._waiting if item[0] is run), None)
-            if waiting is not None:  # never reached the board: withdrawn
-                self._waiting.remove(waiting)
-        if waiting is None and only_if_waiting:
-            return False
-        run.cancel_reason = reason or "cancelled"
-        if waiting is not None:
-            self._append(run, "cancelled", _now(), {"reason": run.cancel_reason, "rounds_done": 0})
-            return True
-        run.cancel.set()
-        return True
+    def cancel(self, command: CancelRuns) -> Cancelling:
+        reason = command.reason or "cancelled"
+        cancelling, ignored = [], []
+        for task in command.task_ids:
+            with self._cond:
+                item = self._waiting.pop(task, None)
+                run = item.run if item is not None else self.runs.get(task)
+                on_board = run is not None and run is self._on_board
+                if on_board and run is not None:
+                    run.cancel_reason = reason
+                    run.cancel.set()  # the board stops between rounds
+            if item is not None:  # waiting: ends cancelled without touching the board
+                item.run.cancel_reason = reason
+                self._append(item.run, Cancelled(reason), _now())
+                cancelling.append(task)
+            elif on_board:
+                cancelling.append(task)
+            else:  # ended, unknown, or off the board with its file being written
+                ignored.append(task)
+        return Cancelling(tuple(cancelling), tuple(ignored), command.request_id)
 
-    # ---- the worker threads ---------------------------------------------------------------------
-    def _post(self, run: Run, kind: str, **fields: Any) -> None:
-        self._post_at(run, kind, _now(), **fields)
+    # ---- updates (event-loop thread) ------------------------------------------------------------
+    def _post(self, run: Run, body: UpdateBody, ts: float | None = None) -> None:
+        self._loop.call_soon_threadsafe(self._append, run, body, _now() if ts is None else ts)
 
-    def _post_at(self, run: Run, kind: str, ts: float, **fields: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._append, run, kind, ts, fields)
-
-    def _append(self, run: Run, kind: str, ts: float, fields: dict) -> None:
+    def _append(self, run: Run, body: UpdateBody, ts: float) -> None:
         if run.done:
             return
-        if kind == "started":
-            self.current = run
-        if kind in ("result", "error", "cancelled"):
-            run.data_file = fields.pop("_data_file", None)
-            run.data_sha256 = fields.get("data_sha256", "")
-            run.append(kind, ts, **fields)
+        update = run.append(body, ts)
+        if isinstance(body, Started):
+            self._start_span(run, ts)
+            if self._journal is not None:
+                self._journal.board_run(run)
+        elif run.reached_board and self._journal is not None:
+            self._journal.update(update)
+        if update.terminal:
+            if isinstance(body, Succeeded | Cancelled):
+                run.data = body.data
             self.runs.finished(run)
-        else:
-            run.append(kind, ts, **fields)
+            self._end_span(run, body, ts)
+            if self._journal is not None and self._journal.needs_compaction:
+                self._compact()
+        if self._session is not None:
+            self._session.push(update)
 
-    def _board_idle(self, run: Run) -> None:
-        if self.current is run:
-            self.current = None
+    def _compact(self) -> None:
+        assert self._journal is not None
+        keep = [r for r in self.runs.values() if r.reached_board]
+        self._journal.rewrite(keep)
 
-    def _board_worker(self, item: _Item) -> None:
-        """The board thread: runs the run it was given, then each run waiting behind it
-        (pipelined dispatch) at once; data files are written on the writer thread meanwhile."""
+    def _start_span(self, run: Run, ts: float) -> None:
+        """The run's span, a child of the job's trace (ExecutionRequest.trace_parent)."""
+        parent = context_from_traceparent(run.trace_parent)
+        span = tracer().start_span("executor.run", context=parent, start_time=int(ts * 1e9))
+        span.set_attributes(
+            {
+                "qsched.job_id": run.job_id,
+                "qsched.task_id": run.task_id,
+                "qsched.experiment_class": run.experiment_class,
+                "qsched.board_id": self.board.board_id,
+            }
+        )
+        self._spans[run.task_id] = span
+
+    def _end_span(self, run: Run, body: UpdateBody, ts: float) -> None:
+        span = self._spans.pop(run.task_id, None)
+        if span is None:
+            return
+        span.set_attribute("qsched.outcome", body.kind.value)
+        if isinstance(body, Failed):
+            span.set_status(Status(StatusCode.ERROR, f"{body.reason}: {body.message}"))
+        span.end(end_time=int(ts * 1e9))
+
+    # ---- the board thread -----------------------------------------------------------------------
+    def _board_loop(self) -> None:
+        """Takes the next waiting run the moment the board is free."""
         while True:
-            run = item[0]
-            self._work(*item)
-            with self._board_lock:
-                if not self._waiting:
-                    self._board_active = False
-                    assert self._loop is not None
-                    self._loop.call_soon_threadsafe(self._board_idle, run)
+            with self._cond:
+                while not self._waiting and not self._closing:
+                    self._cond.wait()
+                if self._closing:
                     return
-                item = self._waiting.popleft()
+                _, item = self._waiting.popitem(last=False)
+                item.run.reached_board = True
+                self._on_board = item.run
+            try:
+                self._work(item)
+            except Exception:  # never lose the board thread
+                log.exception("run %s: unexpected error on the board thread", item.run.task_id)
+            finally:
+                with self._cond:
+                    self._on_board = None
 
-    def _work(self, run: Run, request: ExecRequest, experiment: Experiment, hw: HardwareConfigUsed) -> None:
+    def _work(self, item: _Item) -> None:
+        run = item.run
         started = _now()
-        self._post_at(run, "started", started)
+        self._post(run, Started(), started)
         last = [0.0]
 
-        def progress(p: Progress) -> None:
+        def progress(p: BoardProgress) -> None:
             now = time.monotonic()
             final = p.rounds_total and p.rounds_done >= p.rounds_total
             if not final and now - last[0] < PROGRESS_MIN_INTERVAL_S:
                 return
             last[0] = now
-            self._post(
-                run,
-                "progress",
-                rounds_done=p.rounds_done,
-                rounds_total=p.rounds_total,
-                reps_done=p.reps_done,
-                fraction=min(1.0, p.fraction),
-            )
+            self._post(run, Progress(p.rounds_done, p.rounds_total, p.reps_done, min(1.0, p.fraction)))
 
-        ctx = RunContext(self.board, run.cancel, progress)
         try:
-            result = experiment.run(ctx)
+            result = item.experiment.run(RunContext(self.board, run.cancel, progress))
         except RunCancelled as cancelled:  # a plug-in that let it through
-            self._post(run, "cancelled", reason=run.cancel_reason, rounds_done=cancelled.rounds_done)
+            self._post(run, Cancelled(run.cancel_reason or "cancelled", cancelled.rounds_done))
             return
         except Exception as exc:
-            self._failed(run, exc)
+            log.exception("run %s failed", run.task_id, exc_info=exc)
+            reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
+            self._post(run, Failed(reason, traceback.format_exception_only(type(exc), exc)[-1].strip()))
             return
         ended = _now()
-        # The board is free from here on: the data file is written on the writer thread
-        # (atomically: temporary name, fsync, rename) while the next run already goes.
-        self._writer.submit(self._write, run, request, experiment, hw, result, started, ended)
+        # The board is free from here on: the file is written by the writer pool while the
+        # next run already goes; the terminal update follows the write.
+        name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.now())
+        attrs = self._attrs(item, result, started, ended)
+        future = self._writers.write(self.settings.data_root / name, result.data, attrs, result.dataset_attrs)
+        future.add_done_callback(lambda done: self._written(run, name, result, done))
 
-    def _write(
-        self, run: Run, request: ExecRequest, experiment: Experiment, hw, result, started, ended
-    ) -> None:
-        try:
-            path = run_file_path(self.settings.data_root, request.job_id or request.task_id, datetime.now())
-            attrs = self._attrs(run, request, experiment, hw, result, started, ended)
-            sha, size = write_run_file(path, result.data, attrs, result.dataset_attrs)
+    def _written(self, run: Run, name: str, result: ExperimentResult, done: Future) -> None:
+        """The writer finished (any thread): the run's terminal update."""
+        error = done.exception()
+        body: UpdateBody
+        if error is not None:
+            if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+                body = Failed("DISK_FULL", f"the data file {name} could not be written: {error}")
+            else:
+                body = Failed("DATA_WRITE_FAILED", f"the data file {name} could not be written: {error!r}")
+            log.error("run %s: %s", run.task_id, body.message)
+        else:
+            sha, size = done.result()
+            ref = DataRef(name, sha, size)
             if result.partial:
-                self._post(
-                    run,
-                    "cancelled",
-                    reason=run.cancel_reason or "cancelled",
-                    data_file_path=str(path),
-                    data_sha256=sha,
-                    rounds_done=int(result.attrs.get("rounds_done", 0)),
-                    _data_file=path,
+                body = Cancelled(
+                    run.cancel_reason or "cancelled", int(result.attrs.get("rounds_done", 0)), ref
                 )
             else:
-                self._post(
-                    run,
-                    "result",
-                    data_file_path=str(path),
-                    summary=dict(result.summary),
-                    data_sha256=sha,
-                    data_size_bytes=size,
-                    config_updates={k: float(v) for k, v in result.config_updates.items()},
-                    _data_file=path,
+                body = Succeeded(
+                    ref, dict(result.summary), {k: float(v) for k, v in result.config_updates.items()}
                 )
-        except Exception as exc:
-            self._failed(run, exc)
+        self._post(run, body)
 
-    def _failed(self, run: Run, exc: Exception) -> None:
-        log.exception("run %s failed", run.task_id, exc_info=exc)
-        reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        self._post(run, "error", reason=reason, message=tb)
-
-    def _attrs(self, run, request, experiment, hw, result, started, ended) -> dict[str, Any]:
+    def _attrs(self, item: _Item, result: ExperimentResult, started: float, ended: float) -> dict[str, Any]:
+        request, experiment, hw = item.request, item.experiment, item.hw
         resolved = experiment.resolved_config()
         return {
             "job_id": request.job_id,
             "task_id": request.task_id,
             "run_id": request.task_id,
             "user": request.owner,
-            "experiment_class": request.experiment_class,
-            "experiment_module": request.experiment_module or "qsched_hardware.experiments",
+            "experiment_class": request.experiment.experiment_class,
+            "experiment_module": request.experiment.experiment_module or "qsched_hardware.experiments",
             "expt_config": resolved,
-            "expt_config_requested": request.expt_config_json or "{}",
+            "expt_config_requested": request.experiment.expt_config_json or "{}",
             "config": {**hw.config, "expt": resolved},
             "hardware_config_revision_id": hw.revision_id,
             "hardware_config_sha256": hw.sha256,
@@ -408,15 +617,22 @@ class HardwareExecutor:
         }
 
     async def close(self) -> None:
-        for run in list(self.runs._runs.values()):
-            if not run.done:
-                run.cancel.set()
-        with self._board_lock:
-            waiting, self._waiting = list(self._waiting), deque()
-        for run, *_ in waiting:
-            self._append(run, "cancelled", _now(), {"reason": "executor stopping", "rounds_done": 0})
-        await asyncio.to_thread(self._pool.shutdown, wait=True)
-        await asyncio.to_thread(self._writer.shutdown, wait=True)
+        """Stop: the run on the board is cancelled between rounds and its file written; runs
+        still waiting are dropped (like after a crash, the scheduler queues them again)."""
+        with self._cond:
+            self._closing = True
+            self._waiting.clear()
+            if self._on_board is not None:
+                self._on_board.cancel_reason = self._on_board.cancel_reason or "executor stopping"
+                self._on_board.cancel.set()
+            self._cond.notify_all()
+        await asyncio.to_thread(self._board_thread.join)
+        await asyncio.to_thread(self._writers.close)
+        await asyncio.sleep(0)  # the writers' last callbacks
+        if self._session is not None:
+            self._session.replace()
+        if self._journal is not None:
+            self._journal.close()
         if self.pinned is not None:
             await self.pinned.close()
 
@@ -428,4 +644,4 @@ def _safe_validate(experiment: Experiment) -> list[Violation]:
         return [Violation("experiment", f"validation failed: {type(exc).__name__}: {exc}")]
 
 
-__all__ = ["ExecRequest", "HardwareExecutor", "InvalidExperimentError", "Settings", "Update"]
+__all__ = ["HardwareExecutor", "InvalidExperimentError", "QueueReopened", "QueueSession", "Settings"]

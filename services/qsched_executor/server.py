@@ -28,6 +28,8 @@ def settings_from(config: ServiceConfig) -> Settings:
         data_root=data_root,
         hardware_config=Path(config.hardware_config).expanduser() if config.hardware_config else None,
         experiment_packages=tuple(config.experiment_packages),
+        state_dir=config.data_dir,
+        data_writers=config.data_writers,
     )
 
 
@@ -50,7 +52,11 @@ async def build(config: ServiceConfig, board=None) -> ServiceHandle:
         raise
     log.info("board %s (%s) opened; lock %s", board.board_id, board.uri, lock.path)
     configs = PinnedConfigs(config.endpoints.configs, peer_credentials(config))
-    executor = HardwareExecutor(board, settings, configs)
+    try:
+        executor = HardwareExecutor(board, settings, configs)
+    except BaseException:
+        lock.release()
+        raise
     servicer = ExecutorServicer(executor)
     name = pb.DESCRIPTOR.services_by_name["HardwareExecutorService"].full_name
     registration = Registration(

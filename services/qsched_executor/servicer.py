@@ -1,65 +1,24 @@
 """qsched.executor.v1.HardwareExecutorService: translates protos to HardwareExecutor calls and
-domain results and errors back (google.rpc.Status with ErrorInfo)."""
+domain results and errors back (google.rpc.Status with ErrorInfo). The messages are converted
+by `qsched_runtime.execution_wire` and nowhere else."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched.wire import timestamp
-from qsched_executor.errors import DOMAIN
-from qsched_executor.executor import ExecRequest, HardwareExecutor
-from qsched_executor.runs import Update
+from qsched_core.execution import CancelRuns, DataChunk, EnqueueRuns, OpenQueue, WithdrawRuns
+from qsched_executor.errors import DOMAIN, InvalidRequest
+from qsched_executor.executor import HardwareExecutor, QueueSession
+from qsched_runtime import execution_wire as wire
 from qsched_runtime.errors import translates_errors
 
 CHUNK_BYTES = 1 << 20
-
-
-def update_to_pb(task_id: str, update: Update) -> pb.ExecutionUpdate:
-    f = update.fields
-    msg = pb.ExecutionUpdate(task_id=task_id, seq=update.seq, time=timestamp(update.time))
-    if update.kind == "accepted":
-        msg.accepted.SetInParent()
-    elif update.kind == "started":
-        msg.started.SetInParent()
-    elif update.kind == "progress":
-        msg.progress.CopyFrom(
-            pb.RunProgress(
-                rounds_done=f.get("rounds_done", 0),
-                rounds_total=f.get("rounds_total", 0),
-                reps_done=f.get("reps_done", 0),
-                fraction=f.get("fraction", 0.0),
-            )
-        )
-    elif update.kind == "result":
-        msg.result.CopyFrom(
-            pb.RunResult(
-                data_file_path=f.get("data_file_path", ""),
-                summary=f.get("summary", {}),
-                data_sha256=f.get("data_sha256", ""),
-                data_size_bytes=f.get("data_size_bytes", 0),
-                config_updates=f.get("config_updates", {}),
-            )
-        )
-    elif update.kind == "error":
-        msg.error.CopyFrom(pb.RunError(reason=f.get("reason", ""), message=f.get("message", "")))
-    elif update.kind == "cancelled":
-        msg.cancelled.CopyFrom(
-            pb.RunCancelled(
-                reason=f.get("reason", ""),
-                data_file_path=f.get("data_file_path", ""),
-                data_sha256=f.get("data_sha256", ""),
-                rounds_done=f.get("rounds_done", 0),
-            )
-        )
-    return msg
-
-
-def _configs(items) -> tuple[tuple[str, str, str], ...]:
-    return tuple((c.config_type, c.revision_id, c.sha256) for c in items)
 
 
 @translates_errors(DOMAIN)
@@ -67,67 +26,63 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
     def __init__(self, executor: HardwareExecutor):
         self._executor = executor
 
-    async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext):
-        exp = request.experiment
-        run = await self._executor.execute(
-            ExecRequest(
-                job_id=request.job_id,
-                task_id=request.task_id,
-                owner=request.owner,
-                experiment_class=exp.experiment_class,
-                experiment_module=exp.experiment_module,
-                expt_config_json=exp.expt_config_json,
-                configs=_configs(request.configs),
-                after_task_id=request.after_task_id,
-            )
-        )
-        async for update in run.follow(0):
-            yield pb.ExecuteResponse(update=update_to_pb(run.task_id, update))
+    async def RunQueue(
+        self, request_iterator: AsyncIterator[pb.RunQueueRequest], context: grpc.aio.ServicerContext
+    ):
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            return
+        command = wire.command_from_pb(first)
+        if not isinstance(command, OpenQueue):
+            raise InvalidRequest("QUEUE_NOT_OPEN", "the first RunQueue request must be `open`")
+        session = self._executor.open_queue(command)
+        reader = asyncio.create_task(self._commands(requests, session))
+        try:
+            while True:
+                # Whatever is pending when the stream can take more goes out together.
+                for event in await session.next():
+                    yield wire.event_to_pb(event)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._executor.close_queue(session)
+
+    async def _commands(self, requests: AsyncIterator[pb.RunQueueRequest], session: QueueSession) -> None:
+        """Each command in turn; its answer goes into the session after the updates it caused."""
+        try:
+            async for message in requests:
+                command = wire.command_from_pb(message)
+                if isinstance(command, EnqueueRuns):
+                    session.push(await self._executor.enqueue(command))
+                elif isinstance(command, WithdrawRuns):
+                    session.push(self._executor.withdraw(command))
+                elif isinstance(command, CancelRuns):
+                    session.push(self._executor.cancel(command))
+                else:
+                    raise InvalidRequest("QUEUE_ALREADY_OPEN", "`open` comes once, first")
+        except (ValueError, InvalidRequest) as exc:
+            session.push(exc if isinstance(exc, InvalidRequest) else InvalidRequest("BAD_COMMAND", str(exc)))
 
     async def WatchRun(self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext):
-        run = self._executor.get_run(request.task_id)
-        after = request.after_seq
-        if after <= 0 and run.updates:
-            after = len(run.updates) - 1  # 0 = from the latest update
-        async for update in run.follow(after):
-            yield pb.WatchRunResponse(update=update_to_pb(run.task_id, update))
-
-    async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext):
-        cancelling = self._executor.cancel(request.task_id, request.reason, request.only_if_waiting)
-        return pb.CancelRunResponse(cancelling=cancelling)
+        async for update in self._executor.watch(request.task_id, request.after_seq):
+            yield pb.WatchRunResponse(update=wire.update_to_pb(update))
 
     async def GetDevice(self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext):
-        d = self._executor.device()
-        return pb.GetDeviceResponse(
-            device=pb.DeviceInfo(
-                board_id=d["board_id"],
-                board_uri=d["board_uri"],
-                board_model=d["board_model"],
-                qick_version=d["qick_version"],
-                config_sha256=d["config_sha256"],
-                generator_count=d["generator_count"],
-                readout_count=d["readout_count"],
-                state=pb.DeviceInfo.STATE_BUSY if d["busy"] else pb.DeviceInfo.STATE_IDLE,
-                current_task_id=d["current_task_id"],
-                current_job_id=d["current_job_id"],
-                simulated=d["simulated"],
-                pipelined_dispatch=True,
-            )
-        )
+        return wire.device_response_to_pb(self._executor.board_info())
 
     async def ValidateExperiment(
         self, request: pb.ValidateExperimentRequest, context: grpc.aio.ServicerContext
     ):
-        exp = request.experiment
+        experiment, configs = wire.validate_request_from_pb(request)
         violations = await self._executor.validate(
-            exp.experiment_module, exp.experiment_class, exp.expt_config_json, _configs(request.configs)
+            experiment.experiment_module, experiment.experiment_class, experiment.expt_config_json, configs
         )
-        return pb.ValidateExperimentResponse(
-            violations=[pb.Violation(field=v.field, description=v.description) for v in violations]
-        )
+        return wire.validate_response_to_pb(violations)
 
     async def FetchData(self, request: pb.FetchDataRequest, context: grpc.aio.ServicerContext):
-        path, sha = self._executor.data_file(request.task_id)
+        path, ref = await self._executor.data_file(request.task_id, request.name)
         total = path.stat().st_size
         offset = 0
         with open(path, "rb") as handle:
@@ -135,8 +90,9 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
                 chunk = await asyncio.to_thread(handle.read, CHUNK_BYTES)
                 if not chunk and offset > 0:
                     break
-                yield pb.FetchDataResponse(
-                    offset=offset, chunk=chunk, total_size=total, sha256=sha if offset == 0 else ""
+                first = offset == 0
+                yield wire.chunk_to_pb(
+                    DataChunk(offset, chunk, total, ref.sha256 if first else "", ref.name if first else "")
                 )
                 offset += len(chunk)
                 if not chunk:

@@ -67,6 +67,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-root", default=None, metavar="DIR", help="executor: data files (default <data-dir>/data)"
     )
     parser.add_argument(
+        "--data-writers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="executor: processes writing run data files (default 3; 0 = a thread of the executor)",
+    )
+    parser.add_argument(
         "--experiment-package",
         action="append",
         default=[],
@@ -171,7 +178,15 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
     for name in ("configs_database_url", "gateway_database_url"):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
-    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir", *_SECURITY):
+    for name in (
+        "board",
+        "device_model",
+        "hardware_config",
+        "data_root",
+        "data_writers",
+        "lock_dir",
+        *_SECURITY,
+    ):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
     if getattr(args, "experiment_package", None):
@@ -197,7 +212,7 @@ def forward_args(args: argparse.Namespace) -> list[str]:
         out += ["--lab-device", device]
     if not getattr(args, "pin_configs", True):
         out.append("--no-config-pinning")
-    for name in ("board", "device_model", "hardware_config", "data_root", "lock_dir"):
+    for name in ("board", "device_model", "hardware_config", "data_root", "data_writers", "lock_dir"):
         if getattr(args, name, None) is not None:
             out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     for name, flag in _SECURITY.items():

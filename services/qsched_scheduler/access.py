@@ -192,12 +192,13 @@ class JobDesk:
     async def resume(self, who: Principal, name: str) -> DeviceView:
         await self.device(name)  # NOT_FOUND for an unknown device
         if await self._holds.release(name):
+            self._scheduler.hold_changed(name)  # its dispatcher looks at the queue again
             await self._audit.record(who, "device.resume", name)
         return await self.device(name)
 
     async def _hold(self, who: Principal, name: str, mode: str, action: str, reason: str) -> DeviceView:
         await self.device(name)
         await self._holds.hold(name, mode, who.name, reason, self._clock())
-        self._scheduler.held_now(name)  # pipelined dispatch: take back what has not started
+        self._scheduler.hold_changed(name)  # runs staged on the executor that have not started come back
         await self._audit.record(who, action, name, reason=reason)
         return await self.device(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.wire import timestamp
 from qsched_scheduler.domain import (
@@ -14,6 +16,7 @@ from qsched_scheduler.domain import (
     JobState,
     ListView,
     Payload,
+    Reason,
     Run,
 )
 from qsched_scheduler.errors import InvalidArgument
@@ -89,6 +92,14 @@ def _error(error: ErrorDetail | None) -> pb.JobError | None:
     return pb.JobError(reason=error.reason, message=error.message) if error else None
 
 
+def reason_to_pb(reason: Reason | None) -> pb.RunReason | None:
+    if reason is None:
+        return None
+    return pb.RunReason(
+        policy=reason.policy, summary=reason.summary, details_json=json.dumps(reason.details, sort_keys=True)
+    )
+
+
 def _basic(payload: pb.JobPayload) -> pb.JobPayload:
     """The payload without its documents (JobView.BASIC)."""
     which = payload.WhichOneof("payload")
@@ -125,6 +136,11 @@ def _run_to_pb(run: Run) -> pb.Run:
         payload=payload_to_pb(run.payload) if run.payload else None,
         job_id=run.job_id,
         provider_submission_id=run.provider_submission_id,
+        reason=reason_to_pb(run.reason),
+        staged=run.staged,
+        data=pb.DataRef(name=run.data.name, sha256=run.data.sha256, size_bytes=run.data.size_bytes)
+        if run.data
+        else None,
     )
 
 
@@ -157,6 +173,7 @@ def _job_to_pb(job: Job) -> pb.Job:
         last_seq=job.last_seq,
         cancel_requested=job.cancel_requested,
         labels=job.labels,
+        waiting_reason=reason_to_pb(job.waiting_reason),
     )
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from qsched_core.execution import DataRef
+
 # Documented limits (README "Limits"). Higher priority runs sooner.
 MIN_PRIORITY = -100
 MAX_PRIORITY = 100
@@ -55,6 +57,16 @@ class ErrorDetail:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a run was picked (or why a job waits): the queue policy's answer, stored with the run.
+    `details` is JSON-able (e.g. the priority and the jobs ahead)."""
+
+    policy: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Payload:
     """What a job runs. `body` is the kind-specific content as plain JSON-able data."""
 
@@ -81,6 +93,10 @@ class Run:
     provider_submission_id: str = ""  # the gateway's id of a benchmark/suite submission
     result_json: str = ""  # provider results, once fetched (the result cache)
     result_time: datetime | None = None
+    # Lab runs: staged = handed to the executor's queue, not started yet (the job is QUEUED).
+    staged: bool = False
+    reason: Reason | None = None  # why the queue policy picked this run
+    data: DataRef | None = None  # the run's data file on its executor
 
 
 @dataclass
@@ -107,10 +123,44 @@ class Job:
     # Filled on reads of queued jobs.
     queue_position: int = 0
     estimated_start_time: datetime | None = None
+    waiting_reason: Reason | None = None  # why a queued job has not started (the queue policy)
 
     @property
     def kind(self) -> JobKind:
         return self.payload.kind
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job as the queue index holds it: enough to order it and pick it."""
+
+    job_id: str
+    device: str
+    priority: int
+    queue_order: int
+    owner: str
+    kind: JobKind
+    staged_task_id: str = ""
+    pins_main: bool = True  # a lab job naming no revision and no override: pinned from memory
+
+
+def pins_main(payload: Payload) -> bool:
+    """True when a lab payload takes every config from its main revision."""
+    body = payload.body
+    return not body.get("config_revisions") and not body.get("config_overrides")
+
+
+def queued_job(job: Job) -> QueuedJob:
+    return QueuedJob(
+        job.job_id,
+        job.device,
+        job.priority,
+        job.queue_order,
+        job.owner,
+        job.kind,
+        job.staged_task_id,
+        pins_main(job.payload),
+    )
 
 
 @dataclass(frozen=True)

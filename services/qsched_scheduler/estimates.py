@@ -1,25 +1,82 @@
-"""Queue-position based start-time estimates."""
+"""Queue positions and estimated starts, and each device's typical run time (the dispatcher's
+staging horizon uses it too).
+
+The estimated start of a queued job is now, plus what is left of the running job, plus a
+typical run per job ahead. What is left of the running job comes from its own progress when
+it reports any (elapsed / progress * (1 - progress)), else from the typical run time."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from qsched_scheduler.domain import Job
+from qsched_scheduler.domain import Change, Job, JobState
 
 DEFAULT_RUN_SECONDS = 60.0
+RECENT_RUNS = 20
+# Below this fraction done, a run's own progress says too little about what is left.
+MIN_PROGRESS = 0.05
 
 
-def typical_run_seconds(recent: list[float], default: float = DEFAULT_RUN_SECONDS) -> float:
+def typical_run_seconds(recent: Sequence[float], default: float = DEFAULT_RUN_SECONDS) -> float:
     """Median of recent run durations: robust to the odd hour-long scan."""
     return statistics.median(recent) if recent else default
 
 
+def remaining_seconds(now: datetime, running: Job, typical: float) -> float:
+    """What is left of a running job: from its own progress when it has reported enough, else
+    the typical run time less what has elapsed."""
+    started = running.start_time or now
+    elapsed = max(0.0, (now - started).total_seconds())
+    run = running.current_run
+    progress = run.progress if run is not None else 0.0
+    if MIN_PROGRESS <= progress < 1.0 and elapsed > 0:
+        return elapsed / progress * (1.0 - progress)
+    return max(0.0, typical - elapsed)
+
+
 def estimated_start(now: datetime, position: int, running: Job | None, typical: float) -> datetime:
     """Now, plus what is left of the running job, plus a typical run per job ahead."""
-    wait = 0.0
-    if running is not None:
-        started = running.start_time or now
-        wait += max(0.0, typical - (now - started).total_seconds())
+    wait = remaining_seconds(now, running, typical) if running is not None else 0.0
     wait += max(0, position - 1) * typical
     return now + timedelta(seconds=wait)
+
+
+class Estimates:
+    """Typical run time per device, in memory: loaded from the run history on first use and
+    updated from every successful run (the engine feeds it each committed change)."""
+
+    def __init__(
+        self, recent_runs: Callable[[str, int], list[float]], default_s: float = DEFAULT_RUN_SECONDS
+    ):
+        self._recent_runs = recent_runs  # (device, limit) -> durations, newest first (store thread)
+        self._default = default_s
+        self._recent: dict[str, list[float]] = {}
+
+    @property
+    def default_seconds(self) -> float:
+        return self._default
+
+    def known(self, device: str) -> bool:
+        return device in self._recent
+
+    def load(self, device: str) -> None:
+        """Read the device's recent runs (store thread)."""
+        self._recent[device] = list(self._recent_runs(device, RECENT_RUNS))
+
+    def typical(self, device: str) -> float:
+        """The device's typical run time (the default until anything ran)."""
+        return typical_run_seconds(self._recent.get(device, ()), self._default)
+
+    def observe(self, change: Change) -> None:
+        run = change.job.current_run
+        if change.event.state is not JobState.SUCCEEDED or run is None:
+            return
+        if run.start_time is None or run.end_time is None:
+            return
+        recent = self._recent.get(change.job.device)
+        if recent is None:
+            return  # not loaded yet: the next load reads this run from the store
+        recent.insert(0, (run.end_time - run.start_time).total_seconds())
+        del recent[RECENT_RUNS:]

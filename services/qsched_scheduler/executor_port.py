@@ -1,90 +1,62 @@
-"""What the scheduler needs from a lab device's executor, in domain terms.
-
-The gRPC adapter is executor_client.GrpcLabExecutor; tests use fakes."""
+"""What the scheduler needs from a lab device's executor, in the run contract's domain types
+(qsched_core.execution). The gRPC adapter is executor_client.GrpcLabExecutor; unit tests use
+tests/support/memory_executor.py, which speaks the same commands in process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from qsched_core.errors import PeerRejected, PeerUnavailable
+from qsched_core.execution import DataChunk, PinnedRevision, QueueCommand, QueueEvent, Violation
+from qsched_core.payloads import LabExperiment
 
-UpdateKind = Literal["accepted", "started", "progress", "result", "error", "cancelled"]
-TERMINAL_UPDATES = frozenset({"result", "error", "cancelled"})
-
-
-@dataclass(frozen=True)
-class ExecRequest:
-    job_id: str
-    task_id: str
-    owner: str
-    experiment_class: str
-    experiment_module: str
-    expt_config_json: str
-    configs: tuple[tuple[str, str, str], ...] = ()  # (config_type, revision_id, sha256)
-    after_task_id: str = ""  # pipelined dispatch: run right after this run on the executor
-
-
-@dataclass(frozen=True)
-class ExecUpdate:
-    kind: UpdateKind
-    seq: int = 0
-    fraction: float = 0.0
-    rounds_done: int = 0
-    rounds_total: int = 0
-    data_file_path: str = ""
-    summary: dict[str, float] = field(default_factory=dict)
-    reason: str = ""
-    message: str = ""
-
-    @property
-    def terminal(self) -> bool:
-        return self.kind in TERMINAL_UPDATES
-
-
-@dataclass(frozen=True)
-class DataChunk:
-    offset: int
-    data: bytes
-    total_size: int
-    sha256: str = ""  # on the first chunk
-    file_name: str = ""
-
-
-@dataclass(frozen=True)
-class Violation:
-    field: str
-    description: str
+__all__ = [
+    "DataChunk",
+    "ExecutorRejected",
+    "ExecutorUnavailable",
+    "LabExecutor",
+    "QueueTransport",
+    "RunNotFound",
+    "Violation",
+]
 
 
 class ExecutorUnavailable(PeerUnavailable):
-    """The executor could not be reached; nothing was decided about the run."""
+    """The executor could not be reached (or its run queue stream ended); nothing was decided."""
 
 
 class RunNotFound(Exception):
-    """The executor does not know the run (it restarted, or never had it)."""
+    """The executor does not know the run or data file."""
 
 
 class ExecutorRejected(PeerRejected):
-    """The executor refused the request; `reason` is its ErrorInfo reason, `code`
-    the canonical status name (e.g. PERMISSION_DENIED)."""
+    """The executor refused the request; `reason` is its ErrorInfo reason, `code` the canonical
+    status name (e.g. PERMISSION_DENIED)."""
+
+
+class QueueTransport(Protocol):
+    """One open run queue stream: commands out, events in (dispatch/run_queue.py pairs them)."""
+
+    async def send(self, command: QueueCommand) -> None:
+        """Send a command (raises ExecutorUnavailable when the stream is gone)."""
+
+    async def receive(self) -> QueueEvent:
+        """The next event (raises ExecutorUnavailable when the stream ends or breaks)."""
+
+    async def close(self) -> None: ...
 
 
 class LabExecutor(Protocol):
-    def execute(self, request: ExecRequest) -> AsyncIterator[ExecUpdate]:
-        """Start a run and follow it to a terminal update."""
+    async def open_queue(self) -> QueueTransport:
+        """Open the run queue stream (a new one replaces the executor's previous one)."""
 
-    async def validate(self, request: ExecRequest) -> list[Violation]:
+    async def validate(
+        self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()
+    ) -> list[Violation]:
         """Check an experiment against the board without running it."""
 
-    def attach(self, task_id: str, after_seq: int) -> AsyncIterator[ExecUpdate]:
-        """Follow a run that is already on the executor (raises RunNotFound)."""
-
-    async def cancel(self, task_id: str, reason: str, only_if_waiting: bool = False) -> bool:
-        """Ask the executor to stop a run; True if it will."""
-
-    def fetch_data(self, task_id: str) -> AsyncIterator[DataChunk]:
-        """A run's data file in chunks (raises RunNotFound when the executor has none)."""
+    def fetch_data(self, task_id: str, name: str = "") -> AsyncIterator[DataChunk]:
+        """A run's data file in chunks, by run or by DataRef name (raises RunNotFound)."""
 
     async def close(self) -> None: ...

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable
 from datetime import datetime
 
 from qsched_scheduler.store.control import ControlStore, Hold
@@ -26,10 +25,9 @@ PAUSED, DRAINING = "PAUSED", "DRAINING"
 
 
 class DeviceHolds:
-    def __init__(self, store: ControlStore, on_release: Callable[[str], None] = lambda device: None):
+    def __init__(self, store: ControlStore):
         self._store = store
         self._holds: dict[str, Hold] = {}
-        self._on_release = on_release
 
     async def load(self) -> None:
         self._holds = {h.device: h for h in await asyncio.to_thread(self._store.holds)}
@@ -60,5 +58,4 @@ class DeviceHolds:
             return False
         await asyncio.to_thread(self._store.remove_hold, device)
         del self._holds[device]
-        self._on_release(device)
         return True

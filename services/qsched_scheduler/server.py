@@ -20,10 +20,11 @@ from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db
 from qsched_scheduler.access import JobDesk, Limits
 from qsched_scheduler.admin import servicer as admin_servicer
-from qsched_scheduler.configs_client import GrpcConfigPinner
+from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
+from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
 from qsched_scheduler.store.control import SqlControlStore
@@ -58,13 +59,21 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     store = SqlJobStore(engine)
     executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
+    # Main revisions pinned from memory, following ConfigService.WatchMainRevisions.
+    mains = MainRevisions() if config.pin_configs else None
+    feed = GrpcMainRevisionsFeed(config.endpoints.configs, mains, peers) if mains is not None else None
     gateway = GrpcProviderGateway(config.endpoints.gateway, peers)
-    scheduler = Scheduler(
-        store, executors, page_key(config.data_dir / "page-token.key"), pinner=pinner, gateway=gateway
-    )
     control = SqlControlStore(engine)
-    holds = DeviceHolds(control, on_release=scheduler.wake)
-    scheduler.is_held = holds.held
+    holds = DeviceHolds(control)
+    scheduler = Scheduler.build(
+        store,
+        executors,
+        page_key(config.data_dir / "page-token.key"),
+        hold_of=holds.hold_of,
+        mains=mains,
+        pinner=pinner,
+        gateway=gateway,
+    )
     audit = AuditLog(security.authenticator)
 
     async def count_queued(owner: str) -> int:
@@ -86,6 +95,13 @@ async def build(config: ServiceConfig) -> ServiceHandle:
 
     async def start() -> None:
         await holds.load()  # before dispatching: a held device must not start anything
+        if feed is not None:
+            feed.start()
         await scheduler.start()
 
-    return ServiceHandle([jobs, admin], start=start, stop=scheduler.stop, security=security)
+    async def stop() -> None:
+        if feed is not None:
+            await feed.close()
+        await scheduler.stop()
+
+    return ServiceHandle([jobs, admin], start=start, stop=stop, security=security)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as epb
+from qsched_core.execution import DataRef, Succeeded
 from tests.support.fake_executor import FakeExecutor, start_fake_executor
 
 CHUNK = 1000  # small chunks, so a fetch takes several messages
@@ -46,27 +47,24 @@ class DataFakeExecutor(FakeExecutor):
         self.files: dict[str, Path] = {}
         self.fetches: list[str] = []
 
-    def emit(self, run, **kind):
-        if "result" in kind:
-            req = run.request
-            path = self.data_dir / f"{req.job_id}-{req.task_id[:8]}.h5"
-            write_run_file(path, req.job_id, req.task_id)
-            self.files[req.task_id] = path
-            data = path.read_bytes()
-            kind["result"] = epb.RunResult(
-                data_file_path=str(path),
-                summary=dict(kind["result"].summary),
-                data_sha256=hashlib.sha256(data).hexdigest(),
-                data_size_bytes=len(data),
-            )
-        super().emit(run, **kind)
+    def result_for(self, run):
+        req = run.request
+        path = self.data_dir / f"{req.job_id}-{req.task_id[:8]}.h5"
+        write_run_file(path, req.job_id, req.task_id)
+        self.files[req.task_id] = path
+        data = path.read_bytes()
+        # This double's data root is "/": its DataRef names are absolute paths, which the SDK opens
+        # directly where it shares the executor's filesystem (and fetches otherwise).
+        return Succeeded(DataRef(str(path), hashlib.sha256(data).hexdigest(), len(data)), {"pi_gain": 0.5})
 
     async def FetchData(self, request, context):
         from qsched_runtime.errors import abort
         from tests.support.fake_executor import DOMAIN, Missing
 
         self.fetches.append(request.task_id)
-        path = self.files.get(request.task_id)
+        path = self.files.get(request.task_id) or next(
+            (p for p in self.files.values() if request.name and p.name == request.name), None
+        )
         if path is None:
             await abort(context, Missing("DATA_NOT_FOUND", f"no file for {request.task_id}"), DOMAIN)
         data = path.read_bytes()

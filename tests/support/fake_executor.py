@@ -1,7 +1,8 @@
-"""A test double of the hardware executor that speaks the real qsched.executor.v1
-protocol over gRPC. Runs take `duration_s` from the experiment config (default
-0.05 s) and fail when the config says {"fail": "REASON"}. Runs live in tasks of
-their own, so they survive the scheduler disconnecting and can be re-attached."""
+"""A test double of the hardware executor that speaks the real qsched.executor.v1 protocol over
+gRPC: the memory executor's `Board` (tests/support/memory_executor.py) behind the RunQueue
+stream. Runs take `duration_s` from the experiment config (default 0.05 s) and fail when the
+config says {"fail": "REASON"}; with `hold` set to an asyncio.Event, a run stays on the board
+until the event is set. Runs outlive the stream, so a restarted scheduler re-attaches to them."""
 
 from __future__ import annotations
 
@@ -9,22 +10,19 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-from google.protobuf import timestamp_pb2
+import grpc
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
 from qsched_core.errors import DomainError
+from qsched_core.execution import CancelRuns, DataRef, Failed, Progress, Succeeded, UpdateBody
+from qsched_runtime import execution_wire as wire
 from qsched_runtime.errors import abort
 from qsched_runtime.server import Registration, RunningServer, start_server
+from tests.support.memory_executor import Board, BoardRun
 
 DOMAIN = "qsched.executor.v1"
-
-
-class Busy(DomainError):
-    code = "FAILED_PRECONDITION"
 
 
 class Denied(DomainError):
@@ -35,111 +33,123 @@ class Missing(DomainError):
     code = "NOT_FOUND"
 
 
-@dataclass
-class FakeRun:
-    request: pb.ExecuteRequest
-    updates: list[pb.ExecutionUpdate] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    done: bool = False
+class Reopened(DomainError):
+    code = "ABORTED"
+
+
+class _ConfigBoard(Board):
+    """The board, driven by each run's experiment config and the fake's `hold` event."""
+
+    def __init__(self, fake: FakeExecutor, progress_steps: int):
+        super().__init__(progress_steps=progress_steps)
+        self._fake = fake
+
+    def _schedule_finish(self) -> None:
+        task_id = self.current
+        run = self.runs[task_id]
+        config = json.loads(run.request.experiment.expt_config_json or "{}")
+
+        async def finish() -> None:
+            steps = self.progress_steps
+            for step in range(1, steps + 1):  # progress while it runs, up to 100 %
+                await asyncio.sleep(float(config.get("duration_s", 0.05)) / steps)
+                if self.current != task_id:
+                    return
+                self._append(run, Progress(step, steps, step * 100, step / steps))
+            hold = self._fake.hold
+            if hold is not None:
+                await hold.wait()
+            if self.current == task_id:
+                self._finish(run, None)
+
+        self._fake.spawn(finish())
+
+    def _finish(self, run: BoardRun, body: UpdateBody | None) -> None:
+        if body is None:
+            config = json.loads(run.request.experiment.expt_config_json or "{}")
+            if config.get("fail"):
+                body = Failed(str(config["fail"]), "the fake was told to fail")
+            else:
+                body = self._fake.result_for(run)
+        super()._finish(run, body)
 
 
 class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
     def __init__(self, progress_steps: int = 3, hold: asyncio.Event | None = None):
-        self.runs: dict[str, FakeRun] = {}
-        self.started_jobs: list[str] = []
-        self.current: FakeRun | None = None
-        self.progress_steps = progress_steps
-        self.hold = hold  # when set, runs wait for it before finishing
-        self.execute_calls = 0
-        self.cancel_calls: list[str] = []
-        self.trace_headers: list[str] = []
+        self.hold = hold  # when set to an Event, runs wait for it before finishing
+        self.board = _ConfigBoard(self, progress_steps)
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def emit(self, run: FakeRun, **kind: object) -> None:
-        """Every update the fake sends goes through here (subclasses add to it, e.g. a data file)."""
-        ts = timestamp_pb2.Timestamp()
-        ts.GetCurrentTime()
-        update = pb.ExecutionUpdate(task_id=run.request.task_id, seq=len(run.updates) + 1, time=ts, **kind)
-        run.updates.append(update)
-        run.changed.set()
+    # -- what tests look at ---------------------------------------------------------------------------
+    @property
+    def runs(self) -> dict[str, BoardRun]:
+        return self.board.runs
 
-    async def _drive(self, run: FakeRun) -> None:
-        config = json.loads(run.request.experiment.expt_config_json or "{}")
+    @property
+    def current(self) -> str:
+        return self.board.current
+
+    @property
+    def started_jobs(self) -> list[str]:
+        return self.board.order
+
+    @property
+    def execute_calls(self) -> int:
+        """Runs handed over (enqueued)."""
+        return len(self.board.requests)
+
+    @property
+    def cancel_calls(self) -> list[str]:
+        return [t for c in self.board.commands if isinstance(c, CancelRuns) for t in c.task_ids]
+
+    @property
+    def trace_headers(self) -> list[str]:
+        return [r.trace_parent for r in self.board.requests]
+
+    def spawn(self, work) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def result_for(self, run: BoardRun) -> Succeeded:
+        """A successful run's result (subclasses write a real file)."""
+        data = self.data_of(run.request.task_id)
+        name = f"{run.job_id}-{run.request.task_id[:8]}.h5"
+        return Succeeded(DataRef(name, hashlib.sha256(data).hexdigest(), len(data)), {"pi_gain": 0.5})
+
+    def data_of(self, task_id: str) -> bytes:
+        """The bytes the fake serves as a run's data file."""
+        return (f"HDF5 stand-in for {task_id}\n" * 9000).encode()
+
+    # -- the service ----------------------------------------------------------------------------------
+    async def RunQueue(self, request_iterator, context):
+        events: asyncio.Queue = asyncio.Queue()
+        self.board.open(events)
+
+        async def pump() -> None:
+            try:
+                async for message in request_iterator:
+                    self.board.handle(wire.command_from_pb(message))
+            finally:
+                events.put_nowait(None)  # the scheduler closed its side
+
+        reader = asyncio.get_running_loop().create_task(pump())
         try:
-            self.emit(run, started=pb.RunStarted())
-            self.started_jobs.append(run.request.job_id)
-            step = float(config.get("duration_s", 0.05)) / max(1, self.progress_steps)
-            for i in range(1, self.progress_steps + 1):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(run.cancel.wait(), timeout=step)
-                if run.cancel.is_set():
-                    self.emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
+            while True:
+                event = await events.get()
+                if event is None:
                     return
-                frac = i / self.progress_steps
-                self.emit(
-                    run,
-                    progress=pb.RunProgress(rounds_done=i, rounds_total=self.progress_steps, fraction=frac),
-                )
-            if self.hold is not None:
-                waiter = asyncio.ensure_future(self.hold.wait())
-                canceller = asyncio.ensure_future(run.cancel.wait())
-                await asyncio.wait({waiter, canceller}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                canceller.cancel()
-                if run.cancel.is_set():
-                    self.emit(run, cancelled=pb.RunCancelled(reason="cancelled"))
-                    return
-            if "fail" in config:
-                self.emit(run, error=pb.RunError(reason=config["fail"], message="the fake was told to fail"))
-            else:
-                path = f"/data/{run.request.job_id}.h5"
-                self.emit(run, result=pb.RunResult(data_file_path=path, summary={"pi_gain": 0.5}))
+                if isinstance(event, BaseException):
+                    await abort(
+                        context, Reopened("QUEUE_REOPENED", "another run queue replaced this one"), DOMAIN
+                    )
+                yield wire.event_to_pb(event)
         finally:
-            run.done = True
-            run.changed.set()
-            if self.current is run:
-                self.current = None
-
-    async def _follow(self, run: FakeRun, after_seq: int) -> AsyncIterator[pb.ExecutionUpdate]:
-        index = after_seq
-        while True:
-            while index < len(run.updates):
-                yield run.updates[index]
-                index += 1
-            if run.done:
-                return
-            run.changed.clear()
-            if index < len(run.updates):
-                continue
-            await run.changed.wait()
-
-    async def Execute(self, request, context):
-        self.execute_calls += 1
-        self.trace_headers.append(dict(context.invocation_metadata()).get("traceparent", ""))
-        if self.current is not None:
-            await abort(context, Busy("DEVICE_BUSY", "the board is running another job"), DOMAIN)
-        run = FakeRun(request)
-        self.runs[request.task_id] = run
-        self.current = run
-        self.emit(run, accepted=pb.RunAccepted())
-        asyncio.get_running_loop().create_task(self._drive(run))
-        async for update in self._follow(run, 0):
-            yield pb.ExecuteResponse(update=update)
-
-    async def WatchRun(self, request, context):
-        run = self.runs.get(request.task_id)
-        if run is None:
-            await abort(context, Missing("RUN_NOT_FOUND", f"no run {request.task_id}"), DOMAIN)
-        async for update in self._follow(run, request.after_seq):
-            yield pb.WatchRunResponse(update=update)
-
-    async def CancelRun(self, request, context):
-        self.cancel_calls.append(request.task_id)
-        run = self.runs.get(request.task_id)
-        if run is None or run.done:
-            return pb.CancelRunResponse(cancelling=False)
-        run.cancel.set()
-        return pb.CancelRunResponse(cancelling=True)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError, Exception):
+                await reader
+            if self.board._listener is events:
+                self.board._listener = None
 
     async def ValidateExperiment(self, request, context):
         config = json.loads(request.experiment.expt_config_json or "{}")
@@ -152,13 +162,9 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
             violations=[pb.Violation(field=f, description="out of range") for f in config.get("reject", [])]
         )
 
-    def data_of(self, task_id: str) -> bytes:
-        """The bytes the fake serves as a run's data file."""
-        return (f"HDF5 stand-in for {task_id}\n" * 9000).encode()
-
     async def FetchData(self, request, context):
-        run = self.runs.get(request.task_id)
-        if run is None or not run.done:
+        run = self.board.runs.get(request.task_id)
+        if run is None or run.state.value != "ended":
             await abort(context, Missing("DATA_NOT_FOUND", f"no data for {request.task_id}"), DOMAIN)
         data = self.data_of(request.task_id)
         digest = hashlib.sha256(data).hexdigest()
@@ -171,8 +177,7 @@ class FakeExecutor(pb_grpc.HardwareExecutorServiceServicer):
             )
 
     async def GetDevice(self, request, context):
-        state = pb.DeviceInfo.STATE_BUSY if self.current else pb.DeviceInfo.STATE_IDLE
-        return pb.GetDeviceResponse(device=pb.DeviceInfo(board_id="fake", board_uri="fake", state=state))
+        return wire.device_response_to_pb(self.board.board_info())
 
 
 async def start_fake_executor(fake: FakeExecutor, listen: str = "127.0.0.1:0") -> RunningServer:

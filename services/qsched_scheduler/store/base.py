@@ -1,16 +1,31 @@
-"""The storage interface of the scheduler.
+"""The storage interfaces of the scheduler, typed at their callers: the queue store (admission
+and dispatch), the run log (dispatch) and queries (the API, estimates, start-up).
 
-Every mutating call is one transaction: it is durable when the call returns,
-and it returns the events it logged so the caller can publish them afterwards.
-Implementations are synchronous; the scheduler runs them off the event loop."""
+Every mutating call is one transaction and returns the events it logged so the caller can
+publish them afterwards (after the commit). Implementations are synchronous; `StoreThread`
+runs them off the event loop."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from qsched_scheduler.domain import Change, ErrorDetail, Event, Job, JobFilter, JobState, NewJob, Payload, Run
+from qsched_core.execution import DataRef
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Event,
+    Job,
+    JobFilter,
+    JobState,
+    NewJob,
+    Payload,
+    QueuedJob,
+    Reason,
+    Run,
+)
 
 
 @dataclass(frozen=True)
@@ -22,7 +37,11 @@ class SubmitOutcome:
 
 @dataclass(frozen=True)
 class RunUpdate:
-    """What the executor reported about a run; applied in `update_run`."""
+    """What an executor (or the gateway) reported about a run; applied by `RunLog.apply_updates`.
+
+    On a staged lab run (job still QUEUED), `started` makes it the job's running run and a
+    terminal outcome ends the job without it ever running; anything else only advances the
+    run's executor cursor (no event)."""
 
     executor_seq: int = 0
     # Config revisions pinned for the run, by type (set once, before the executor starts).
@@ -36,46 +55,58 @@ class RunUpdate:
     # Terminal outcome (state is SUCCEEDED, FAILED or CANCELLED when set).
     final_state: JobState | None = None
     error: ErrorDetail | None = None
-    data_file_path: str = ""
+    data: DataRef | None = None  # the run's data file on its executor
     summary: dict[str, float] = field(default_factory=dict)
     result_json: str = ""  # provider results fetched at the end
 
 
-class JobStore(Protocol):
-    def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
-        """Allocate an id and queue the job; with a known request_id return the first job."""
+@dataclass(frozen=True)
+class Claim:
+    """A run staged for a job: its task id, the config revisions pinned for it, and why."""
 
-    def submit_many(self, news: list[NewJob], now: datetime) -> list[SubmitOutcome]:
-        """`submit` for several jobs in one transaction (group commit: one commit for all);
-        each created outcome carries its queue position after that commit."""
+    task_id: str
+    config_revisions: Mapping[str, str]
+    reason: Reason
 
-    def get(self, job_id: str) -> Job | None:
-        """The job with its current run, or None."""
 
-    def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
-        """A page in the view's order, strictly after the keyset cursor `after` (see `cursor_of`)."""
+@dataclass(frozen=True)
+class StageRequest:
+    job_id: str
+    claim: Claim
 
-    def queue_position(self, job: Job) -> int:
-        """1 + queued jobs on the device that run before `job`; 0 unless QUEUED."""
 
-    def queued_count(self, device: str) -> int: ...
+class QueueStore(Protocol):
+    """What admission and dispatch write: jobs entering, leaving and moving through the queue.
+    Every call is one durable transaction."""
 
-    def running_job(self, device: str) -> Job | None: ...
+    def submit_many(
+        self, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim] | None = None
+    ) -> list[SubmitOutcome]:
+        """Queue several jobs in one transaction (group commit: one fsync for all); each created
+        outcome carries its queue position after that commit. `claims` (by index in `news`)
+        stages runs for some of the new jobs in the same transaction (a job for an idle device)."""
 
-    def recent_run_seconds(self, device: str, limit: int) -> list[float]:
-        """Durations of the most recent finished runs on the device."""
+    def stage(self, requests: Sequence[StageRequest], now: datetime) -> list[Job]:
+        """Stage runs for queued jobs in one transaction: each gets a run (staged, with its task id,
+        pinned revisions and reason) while the job stays QUEUED. A job no longer QUEUED, or staged
+        already, is skipped; the jobs staged come back (with their staged run)."""
+
+    def unstage(self, task_ids: Sequence[str], now: datetime) -> list[Job]:
+        """Take staged runs back: the runs are dropped, their jobs are ordinary queued jobs again
+        (in their place: the queue order is kept). The jobs whose run was dropped."""
 
     def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
-        """QUEUED -> CANCELLED. Raises NotFound / FailedPrecondition."""
+        """QUEUED -> CANCELLED (a staged run is dropped). Raises NotFound / FailedPrecondition."""
 
     def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
         """Mark a RUNNING job cancel_requested (the executor stops it)."""
 
+    def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
+        """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
+        A repeated non-empty request_id returns the job unchanged (the first rerun already queued it)."""
+
     def delete(self, job_id: str) -> None:
         """Remove a terminal job with its runs and events."""
-
-    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
-        """The job claim_next would take now, without claiming it (None: nothing, or busy)."""
 
     def claim_next(
         self,
@@ -86,55 +117,67 @@ class JobStore(Protocol):
         expect_job_id: str = "",
         config_revisions: dict[str, str] | None = None,
     ) -> Change | None:
-        """Highest priority, oldest queued (and not staged) job on the device -> RUNNING with a
-        new run that records `config_revisions`. None when nothing is queued, the device already
-        runs `max_running` jobs (lab devices: 1, which the database also enforces), or
-        `expect_job_id` is given and is no longer the one to take."""
-
-    def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
-        """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
-        A repeated non-empty request_id returns the job unchanged (the first rerun already queued it)."""
-
-    def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
-        """The job's runs with attempt > after_attempt, oldest first (NotFound for unknown jobs)."""
-
-    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
-        """Pipelined dispatch: mark the next queued, not yet staged job of the device (run
-        order) as handed to the executor under `task_id`; it stays QUEUED. None when nothing
-        is left or `limit` jobs are staged already. claim_next skips staged jobs."""
-
-    def start_staged(
-        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
-    ) -> Change | None:
-        """The executor started a staged run: QUEUED -> RUNNING with that run (as claim_next),
-        which records `config_revisions`. None, and the staging dropped, when the job is no
-        longer QUEUED. May be committed without an fsync (the staging itself was durable)."""
-
-    def unstage(self, task_id: str) -> None:
-        """Drop a staging: the job is an ordinary queued job again."""
-
-    def staged_jobs(self, device: str) -> list[Job]:
-        """The device's staged jobs, in run order."""
+        """Provider devices: the highest priority, oldest queued job -> RUNNING with a new run.
+        None when nothing is queued or the device already runs `max_running` jobs."""
 
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
-        """Undo a claim the executor never accepted: the run is dropped, the job is QUEUED again."""
+        """Undo a provider claim that never reached the gateway: the job is QUEUED again."""
+
+
+class RunLog(Protocol):
+    """What dispatch records about runs: updates, results and their events."""
+
+    def apply_updates(self, updates: Sequence[tuple[str, RunUpdate]], now: datetime) -> list[Change]:
+        """Updates of runs (task id, update), in order, in one transaction: durable (one fsync)
+        when any is terminal or records a pin or provider ids, relaxed otherwise (README,
+        "What is durable when"). The changes that logged an event, in order."""
 
     def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
-        """Apply an executor update to a RUNNING run (None if the run is already final)."""
-
-    def update_runs(self, task_id: str, updates: list[RunUpdate], now: datetime) -> list[Change]:
-        """`update_run` for several updates in one transaction; the changes that applied."""
+        """`apply_updates` for one update (None if the run is already final or only staged)."""
 
     def store_result(self, task_id: str, result_json: str, now: datetime) -> None:
         """Cache a run's provider results (also for a finished run: a refetch replaces them)."""
 
+
+class Queries(Protocol):
+    """Reads for the API, the estimates and the engine's start-up."""
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with its current run, or None."""
+
+    def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
+        """A page in the view's order, strictly after the keyset cursor `after` (see `cursor_of`)."""
+
+    def list_runs(self, job_id: str, after_attempt: int, limit: int) -> list[Run]:
+        """The job's runs with attempt > after_attempt, oldest first (NotFound for unknown jobs)."""
+
+    def queue_position(self, job: Job) -> int:
+        """1 + queued jobs on the device that run before `job`; 0 unless QUEUED."""
+
+    def queued_count(self, device: str) -> int: ...
+
+    def running_job(self, device: str) -> Job | None: ...
+
+    def recent_run_seconds(self, device: str, limit: int) -> list[float]:
+        """Durations of the most recent successful runs on the device."""
+
     def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]: ...
+
+    def queued_jobs(self) -> list[QueuedJob]:
+        """Every QUEUED job in run order per device (the queue index is built from them)."""
+
+    def staged_jobs(self, device: str) -> list[Job]:
+        """The device's staged jobs (current_run is the staged run), in run order."""
+
+    def running_jobs(self) -> list[Job]:
+        """Every RUNNING job with its current run (for reconciliation after a restart)."""
 
     def active_devices(self) -> list[str]:
         """Devices with queued or running jobs."""
 
-    def running_jobs(self) -> list[Job]:
-        """Every RUNNING job with its current run (for reconciliation after a restart)."""
+
+class JobStore(QueueStore, RunLog, Queries, Protocol):
+    """The three stores in one adapter (the SQL store and the memory fake implement all three)."""
 
     def close(self) -> None: ...
 

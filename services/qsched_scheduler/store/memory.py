@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from qsched_scheduler import ids
@@ -20,10 +21,12 @@ from qsched_scheduler.domain import (
     ListView,
     NewJob,
     Payload,
+    QueuedJob,
     Run,
+    queued_job,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
-from qsched_scheduler.store.base import RunUpdate, SubmitOutcome, cursor_of
+from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome, cursor_of
 
 
 class MemoryJobStore:
@@ -90,11 +93,17 @@ class MemoryJobStore:
             event = self._log(job, now, "queued")
             return SubmitOutcome(Change(self._copy(job), event), created=True)
 
-    def submit_many(self, news: list[NewJob], now: datetime) -> list[SubmitOutcome]:
+    def submit_many(
+        self, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim] | None = None
+    ) -> list[SubmitOutcome]:
         with self._lock:
             out = []
-            for new in news:
+            for i, new in enumerate(news):
                 outcome = self.submit(new, now)
+                if outcome.created and claims and i in claims:
+                    job = self._jobs[outcome.change.job.job_id]
+                    self._stage_one(job, claims[i])
+                    outcome = SubmitOutcome(Change(self._copy(job), outcome.change.event), True)
                 out.append(outcome)
             # Positions after the whole batch (as the SQL store's single commit).
             return [
@@ -178,6 +187,8 @@ class MemoryJobStore:
                 raise FailedPrecondition(
                     "JOB_NOT_QUEUED", f"job {job_id} is {job.state.value}, not QUEUED", job_id=job_id
                 )
+            if job.staged_task_id:  # its staged run never started: it goes
+                self._drop_run(job, job.staged_task_id)
             job.state = JobState.CANCELLED
             job.end_time = now
             job.staged_task_id = ""
@@ -214,20 +225,6 @@ class MemoryJobStore:
             self._events.pop(job_id, None)
             for key in [k for k, v in self._request_ids.items() if v == job_id]:
                 del self._request_ids[key]
-
-    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
-        with self._lock:
-            running = sum(
-                1 for j in self._jobs.values() if j.device == device and j.state is JobState.RUNNING
-            )
-            queued = [
-                j
-                for j in self._jobs.values()
-                if j.device == device and j.state is JobState.QUEUED and not j.staged_task_id
-            ]
-            if running >= max_running or not queued:
-                return None
-            return self._copy(min(queued, key=lambda j: (-j.priority, j.queue_order)))
 
     def claim_next(
         self,
@@ -308,45 +305,55 @@ class MemoryJobStore:
             runs = [r for r in self._runs.get(job_id, []) if r.attempt > after_attempt]
             return copy.deepcopy(runs[:limit])
 
-    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
-        with self._lock:
-            queued = [j for j in self._jobs.values() if j.device == device and j.state is JobState.QUEUED]
-            if sum(1 for j in queued if j.staged_task_id) >= limit:
-                return None
-            free = [j for j in queued if not j.staged_task_id]
-            if not free:
-                return None
-            job = min(free, key=lambda j: (-j.priority, j.queue_order))
-            job.staged_task_id = task_id
-            return self._copy(job)
+    def _stage_one(self, job: Job, claim: Claim) -> None:
+        runs = self._runs[job.job_id]
+        runs.append(
+            Run(
+                task_id=claim.task_id,
+                attempt=len(runs) + 1,
+                state=JobState.QUEUED,
+                payload=job.payload,
+                job_id=job.job_id,
+                config_revisions=dict(claim.config_revisions),
+                staged=True,
+                reason=claim.reason,
+            )
+        )
+        self._run_job[claim.task_id] = job.job_id
+        job.staged_task_id = claim.task_id
 
-    def start_staged(
-        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
-    ) -> Change | None:
-        with self._lock:
-            job = next((j for j in self._jobs.values() if j.staged_task_id == task_id), None)
-            if job is None:
-                return None
-            job.staged_task_id = ""
-            if job.state is not JobState.QUEUED:
-                return None
-            if job.kind is JobKind.LAB_EXPERIMENT and any(
-                j.device == job.device and j.state is JobState.RUNNING and j.kind is JobKind.LAB_EXPERIMENT
-                for j in self._jobs.values()
-            ):
-                job.staged_task_id = task_id
-                return None
-            change = self._start_run(job, task_id, now)
-            if config_revisions:
-                self._runs[job.job_id][-1].config_revisions = dict(config_revisions)
-                change.job.current_run.config_revisions = dict(config_revisions)
-            return change
+    def _drop_run(self, job: Job, task_id: str) -> None:
+        runs = self._runs[job.job_id]
+        runs[:] = [r for r in runs if r.task_id != task_id]
+        self._run_job.pop(task_id, None)
 
-    def unstage(self, task_id: str) -> None:
+    def stage(self, requests: Sequence[StageRequest], now: datetime) -> list[Job]:
         with self._lock:
+            out = []
+            for request in requests:
+                job = self._jobs.get(request.job_id)
+                if job is None or job.state is not JobState.QUEUED or job.staged_task_id:
+                    continue
+                self._stage_one(job, request.claim)
+                out.append(self._copy(job))
+            return out
+
+    def unstage(self, task_ids: Sequence[str], now: datetime) -> list[Job]:
+        with self._lock:
+            out = []
+            wanted = set(task_ids)
             for job in self._jobs.values():
-                if job.staged_task_id == task_id:
+                if job.staged_task_id in wanted and job.state is JobState.QUEUED:
+                    self._drop_run(job, job.staged_task_id)
                     job.staged_task_id = ""
+                    out.append(self._copy(job))
+            return out
+
+    def queued_jobs(self) -> list[QueuedJob]:
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state is JobState.QUEUED]
+            queued.sort(key=lambda j: (j.device, -j.priority, j.queue_order))
+            return [queued_job(j) for j in queued]
 
     def staged_jobs(self, device: str) -> list[Job]:
         with self._lock:
@@ -371,9 +378,31 @@ class MemoryJobStore:
                 return None
             job = self._jobs[job_id]
             run = next(r for r in self._runs[job_id] if r.task_id == task_id)
-            if run.state is not JobState.RUNNING:
-                return None
             previous = job.state
+            if run.state is JobState.QUEUED and run.staged:
+                if not update.started and update.final_state is None:
+                    run.executor_seq = max(run.executor_seq, update.executor_seq)
+                    return None
+                if job.state is not JobState.QUEUED or job.staged_task_id != task_id:
+                    return None
+                run.state, run.staged, job.staged_task_id, job.error = JobState.RUNNING, False, "", None
+                if update.started:
+                    for other in self._jobs.values():  # ended unseen (see the SQL store)
+                        if (
+                            other is not job
+                            and other.device == job.device
+                            and other.state is JobState.RUNNING
+                            and other.kind is JobKind.LAB_EXPERIMENT
+                        ):
+                            message = "the executor started the next run without reporting this one's end"
+                            error = ErrorDetail("EXECUTOR_LOST", message)
+                            other_run = self._runs[other.job_id][-1]
+                            other_run.state, other_run.end_time, other_run.error = JobState.FAILED, now, error
+                            other.state, other.end_time, other.error = JobState.FAILED, now, error
+                            self._log(other, now, f"failed: {message}")
+                    job.state = JobState.RUNNING
+            elif run.state is not JobState.RUNNING:
+                return None
             run.executor_seq = max(run.executor_seq, update.executor_seq)
             if update.config_revisions:
                 run.config_revisions = dict(update.config_revisions)
@@ -390,7 +419,8 @@ class MemoryJobStore:
                 run.state = update.final_state
                 run.end_time = now
                 run.error = update.error
-                run.data_file_path = update.data_file_path
+                run.data = update.data
+                run.data_file_path = update.data.name if update.data else ""
                 run.summary = dict(update.summary)
                 if update.result_json:
                     run.result_json, run.result_time = update.result_json, now
@@ -403,9 +433,9 @@ class MemoryJobStore:
             event = self._log(job, now, update.message, run.progress, task_id)
             return Change(self._copy(job), event, previous)
 
-    def update_runs(self, task_id: str, updates: list[RunUpdate], now: datetime) -> list[Change]:
+    def apply_updates(self, updates: Sequence[tuple[str, RunUpdate]], now: datetime) -> list[Change]:
         with self._lock:
-            changes = [self.update_run(task_id, update, now) for update in updates]
+            changes = [self.update_run(task_id, update, now) for task_id, update in updates]
             return [change for change in changes if change is not None]
 
     def store_result(self, task_id: str, result_json: str, now: datetime) -> None:

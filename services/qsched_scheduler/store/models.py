@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,6 +113,15 @@ class RunRow(Base):
     provider_submission_id: Mapped[str | None] = mapped_column(String(128))
     result_json: Mapped[str | None] = mapped_column(Text)  # cached provider results
     result_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Lab runs: handed to the executor's queue and not started (its job is still QUEUED).
+    staged: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Why the queue policy picked the run (policy name, one line, JSON details).
+    reason_policy: Mapped[str] = mapped_column(String(64), server_default="")
+    reason_summary: Mapped[str] = mapped_column(Text, server_default="")
+    reason_details: Mapped[dict[str, Any]] = mapped_column(JsonText, server_default="{}")
+    # The data file (its name is data_file_path, relative to the executor's data root).
+    data_sha256: Mapped[str] = mapped_column(String(64), server_default="")
+    data_size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 

@@ -11,7 +11,7 @@ database rests on the database, not on this process:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from qsched_core.execution import DataRef
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     Change,
@@ -48,16 +49,20 @@ from qsched_scheduler.domain import (
     ListView,
     NewJob,
     Payload,
+    QueuedJob,
+    Reason,
     Run,
+    pins_main,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
-from qsched_scheduler.store.base import RunUpdate, SubmitOutcome
+from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome
 from qsched_scheduler.store.engine import make_engine, read_only
 from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, QueueCountRow, RunRow
 
 QUEUED = JobState.QUEUED.value
 RUNNING = JobState.RUNNING.value
 SUCCEEDED = JobState.SUCCEEDED.value
+FAILED = JobState.FAILED.value
 QUEUE_ORDER_KEY = "QUEUE-ORDER"  # id_counters row handing out FIFO keys (a re-run takes a new one)
 
 JOBS = JobRow.__table__
@@ -189,18 +194,25 @@ class SqlJobStore:
     def submit(self, new: NewJob, now: datetime) -> SubmitOutcome:
         return self.submit_many([new], now)[0]
 
-    def submit_many(self, news: Sequence[NewJob], now: datetime) -> list[SubmitOutcome]:
-        """Queue several jobs in one transaction (one commit, one fsync): group commit."""
+    def submit_many(
+        self, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim] | None = None
+    ) -> list[SubmitOutcome]:
+        """Queue several jobs in one transaction (one commit, one fsync): group commit; a job in
+        `claims` gets its staged run in that transaction too."""
         try:
             with self._tx() as conn:
-                outcomes = self._submit_many(conn, news, now)
+                outcomes = self._submit_many(conn, news, now, claims or {})
         except IntegrityError:
             # A concurrent submit (another process) with one of these request_ids committed
             # first: take them one at a time, each answering with the earlier job if so.
             if not any(new.request_id for new in news):
                 raise
             if len(news) > 1:
-                return [self.submit_many([new], now)[0] for new in news]
+                claims = claims or {}
+                return [
+                    self.submit_many([new], now, {0: claims[i]} if i in claims else None)[0]
+                    for i, new in enumerate(news)
+                ]
             with self._read() as session:
                 earlier = self._by_request_id(session, news[0].request_id)
             if earlier is None:
@@ -214,7 +226,7 @@ class SqlJobStore:
         return outcomes  # type: ignore[return-value]
 
     def _submit_many(
-        self, conn: Connection, news: Sequence[NewJob], now: datetime
+        self, conn: Connection, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim]
     ) -> list[SubmitOutcome | None]:
         """The jobs are built from the rows written, not read back. None: a request_id that
         an earlier transaction already used (read after the commit)."""
@@ -269,7 +281,7 @@ class SqlJobStore:
                     "request_id": new.request_id or None,
                     "queue_order": first_order + n,
                     "rerun_request_id": None,
-                    "staged_task_id": None,
+                    "staged_task_id": claims[i].task_id if i in claims else None,
                 }
             )
         pks = (
@@ -310,13 +322,20 @@ class SqlJobStore:
         # Position after this commit: everything queued at a higher priority, plus the same
         # priority except the jobs of this batch that come after this one.
         later = dict(added)
+        staged: dict[int, dict[str, Any]] = {}  # index in news -> its staged run
+        for i, pk, row in zip(fresh, pks, rows, strict=True):
+            if i in claims:  # the job row holds its staged task id already
+                staged[i] = self._stage_run(conn, SimpleNamespace(id=pk, **row), claims[i], 1)
         for i, pk, row in zip(fresh, pks, rows, strict=True):
             key = (row["device"], row["priority"])
             later[key] -= 1
             by_priority = counts[row["device"]]
             ahead = sum(q for p, q in by_priority.items() if p > row["priority"])
             position = ahead + by_priority.get(row["priority"], 0) - later[key]
-            job = _job(SimpleNamespace(id=pk, **row), None, 0)
+            run = staged.get(i)
+            job = _job(
+                SimpleNamespace(id=pk, **row), SimpleNamespace(**run) if run else None, 1 if run else 0
+            )
             event = Event(job.job_id, 1, when, JobState.QUEUED, "queued", 0.0, "")
             out[i] = SubmitOutcome(Change(job, event), created=True, position=position)
         for i, first in repeats:
@@ -438,6 +457,12 @@ class SqlJobStore:
                 raise FailedPrecondition(
                     "JOB_NOT_QUEUED", f"job {job_id} is {row.state}, not QUEUED", job_id=job_id
                 )
+            if row.staged_task_id:  # handed over but never started: its run goes
+                session.execute(
+                    delete(RunRow)
+                    .where(RunRow.task_id == row.staged_task_id, RunRow.staged.is_(True))
+                    .execution_options(synchronize_session=False)
+                )
             row.state = JobState.CANCELLED.value
             row.end_time = now
             row.staged_task_id = None
@@ -476,15 +501,6 @@ class SqlJobStore:
             )
 
     # -- JobStore: dispatch ----------------------------------------------------------------------------
-    def next_claimable(self, device: str, max_running: int = 1) -> Job | None:
-        """The job claim_next would take now (a read: nothing is claimed)."""
-        with self._read_engine.begin() as conn:
-            busy = select(func.count()).where(JOBS.c.device == device, JOBS.c.state == RUNNING)
-            if conn.scalar(busy) >= max_running:
-                return None
-            row = conn.execute(self._head(device)).one_or_none()
-            return _job(row, None, 0) if row is not None else None
-
     def claim_next(
         self,
         device: str,
@@ -571,72 +587,100 @@ class SqlJobStore:
         event = Event(job.job_id, seq, when, JobState.RUNNING, message, 0.0, task_id)
         return Change(job, event, JobState.QUEUED)
 
-    # -- pipelined dispatch ------------------------------------------------------------------------------
-    def stage_next(self, device: str, task_id: str, limit: int = 1) -> Job | None:
-        """Hand the next queued job that is not staged yet to the executor ahead of time: it
-        stays QUEUED and records `task_id` (durably, before the executor hears of it). None
-        when nothing is left to stage or `limit` jobs of the device are staged already."""
-        head = (
-            select(JOBS.c.id)
-            .where(JOBS.c.device == device, JOBS.c.state == QUEUED, JOBS.c.staged_task_id.is_(None))
-            .limit(1)
+    # -- staging (lab devices) ---------------------------------------------------------------------------
+    def _stage_run(self, conn: Connection, job: Any, claim: Claim, attempt: int) -> dict[str, Any]:
+        """Insert a job's staged run (the job row is updated by the caller)."""
+        run = _new_run_values(job, claim.task_id, attempt)
+        run.update(
+            state=QUEUED,
+            staged=True,
+            config_revisions=dict(claim.config_revisions),
+            reason_policy=claim.reason.policy,
+            reason_summary=claim.reason.summary,
+            reason_details=dict(claim.reason.details),
         )
-        with self._read_engine.begin() as conn:  # nothing to stage: no write transaction at all
-            if conn.scalar(head) is None:
-                return None
+        conn.execute(insert(RUNS), run)
+        return run
+
+    def stage(self, requests: Sequence[StageRequest], now: datetime) -> list[Job]:
+        """Stage runs for queued jobs, all in one durable transaction (see QueueStore.stage)."""
+        if not requests:
+            return []
+        by_id = {r.job_id: r for r in requests}
+        out = []
         with self._tx() as conn:
-            # Every staged job (a handful at most), through their index: `> ''` rather than
-            # IS NOT NULL so that SQLite searches the index instead of counting the queue.
-            staged = sum(
-                1
-                for other, state in conn.execute(
-                    select(JOBS.c.device, JOBS.c.state).where(JOBS.c.staged_task_id > "")
-                )
-                if other == device and state == QUEUED
+            rows = conn.execute(select(JOBS).where(JOBS.c.job_id.in_(list(by_id))).with_for_update()).all()
+            attempts = dict(
+                conn.execute(
+                    select(RUNS.c.job_pk, func.max(RUNS.c.attempt))
+                    .where(RUNS.c.job_pk.in_([row.id for row in rows]))
+                    .group_by(RUNS.c.job_pk)
+                ).all()
             )
-            if staged >= limit:
-                return None
-            row = conn.execute(
-                select(JOBS)
-                .where(JOBS.c.device == device, JOBS.c.state == QUEUED, JOBS.c.staged_task_id.is_(None))
-                .order_by(JOBS.c.priority.desc(), JOBS.c.queue_order)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).one_or_none()
-            if row is None:
-                return None
-            conn.execute(update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=task_id))
-            run = conn.execute(
-                select(RUNS).where(RUNS.c.job_pk == row.id).order_by(RUNS.c.attempt.desc()).limit(1)
-            ).one_or_none()
-            staged = SimpleNamespace(**{**row._mapping, "staged_task_id": task_id})
-            return _job(staged, run, run.attempt if run else 0)
+            found = {row.job_id: row for row in rows}
+            for request in requests:  # in the order given (run order)
+                row = found.get(request.job_id)
+                if row is None or row.state != QUEUED or row.staged_task_id:
+                    continue
+                attempt = attempts.get(row.id, 0) + 1
+                run = self._stage_run(conn, row, request.claim, attempt)
+                conn.execute(
+                    update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=request.claim.task_id)
+                )
+                values = {**row._mapping, "staged_task_id": request.claim.task_id}
+                out.append(_job(SimpleNamespace(**values), SimpleNamespace(**run), attempt))
+        return out
 
-    def start_staged(
-        self, task_id: str, now: datetime, config_revisions: dict[str, str] | None = None
-    ) -> Change | None:
-        """The executor started a staged run: its job -> RUNNING with that run (recording the
-        config revisions pinned for it). None (and the staging forgotten) if the job is no
-        longer QUEUED, e.g. it was cancelled. Not fsynced: the staging was, so a restart after
-        a crash finds the job staged and re-attaches to the run (see README, durability)."""
-        try:
-            with self._tx(durable=False) as conn:
-                row = conn.execute(
-                    select(JOBS).where(JOBS.c.staged_task_id == task_id).with_for_update()
-                ).one_or_none()
-                if row is None:
-                    return None
-                if row.state != QUEUED:
-                    conn.execute(update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=None))
-                    return None
-                return self._start_run(conn, row, task_id, now, config_revisions or {})
-        except _ClaimLost:
-            return None
-
-    def unstage(self, task_id: str) -> None:
-        """Forget a staging (the executor never took the run, or gave it back)."""
+    def unstage(self, task_ids: Sequence[str], now: datetime) -> list[Job]:
+        """Drop staged runs; their jobs are ordinary queued jobs again, in their place."""
+        if not task_ids:
+            return []
         with self._tx() as conn:
-            conn.execute(update(JOBS).where(JOBS.c.staged_task_id == task_id).values(staged_task_id=None))
+            rows = conn.execute(
+                select(JOBS).where(JOBS.c.staged_task_id.in_(list(task_ids))).with_for_update()
+            ).all()
+            conn.execute(delete(RUNS).where(RUNS.c.task_id.in_(list(task_ids)), RUNS.c.staged.is_(True)))
+            conn.execute(
+                update(JOBS).where(JOBS.c.staged_task_id.in_(list(task_ids))).values(staged_task_id=None)
+            )
+            out = []
+            for row in rows:
+                count = conn.scalar(select(func.count()).where(RUNS.c.job_pk == row.id)) or 0
+                last = conn.execute(
+                    select(RUNS).where(RUNS.c.job_pk == row.id).order_by(RUNS.c.attempt.desc()).limit(1)
+                ).one_or_none()
+                out.append(_job(SimpleNamespace(**{**row._mapping, "staged_task_id": None}), last, count))
+            return out
+
+    def queued_jobs(self) -> list[QueuedJob]:
+        stmt = (
+            select(
+                JOBS.c.job_id,
+                JOBS.c.device,
+                JOBS.c.priority,
+                JOBS.c.queue_order,
+                JOBS.c.owner,
+                JOBS.c.kind,
+                JOBS.c.staged_task_id,
+                JOBS.c.payload,
+            )
+            .where(JOBS.c.state == QUEUED)
+            .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
+        )
+        with self._read_engine.begin() as conn:
+            return [
+                QueuedJob(
+                    r.job_id,
+                    r.device,
+                    r.priority,
+                    r.queue_order,
+                    r.owner,
+                    JobKind(r.kind),
+                    r.staged_task_id or "",
+                    pins_main(Payload(JobKind(r.kind), r.payload)),
+                )
+                for r in conn.execute(stmt)
+            ]
 
     def staged_jobs(self, device: str) -> list[Job]:
         """The device's staged jobs in run order (re-attach after a restart)."""
@@ -705,15 +749,15 @@ class SqlJobStore:
             return Change(self._job(session, row), event, JobState.RUNNING)
 
     def update_run(self, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
-        with self._tx(_needs_fsync(update)) as conn:
-            return self._update_run(conn, task_id, update, now)
+        changes = self.apply_updates([(task_id, update)], now)
+        return changes[0] if changes else None
 
-    def update_runs(self, task_id: str, updates: Sequence[RunUpdate], now: datetime) -> list[Change]:
-        """Several updates of one run in one transaction (what arrived from the executor at
-        once); the changes of those that applied, in order."""
+    def apply_updates(self, updates: Sequence[tuple[str, RunUpdate]], now: datetime) -> list[Change]:
+        """Updates of runs in one transaction (what arrived from executors together): one fsync
+        for all when any needs it (group commit of results); the changes that logged an event."""
         changes = []
-        with self._tx(any(_needs_fsync(u) for u in updates)) as conn:
-            for update in updates:
+        with self._tx(any(_needs_fsync(u) for _, u in updates)) as conn:
+            for task_id, update in updates:
                 change = self._update_run(conn, task_id, update, now)
                 if change is not None:
                     changes.append(change)
@@ -726,12 +770,31 @@ class SqlJobStore:
         row = conn.execute(select(JOBS).where(JOBS.c.id == run.job_pk).with_for_update()).one()
         if self._dialect == "postgresql":  # re-read under the job's lock
             run = conn.execute(select(RUNS).where(RUNS.c.task_id == task_id)).one()
-        if run.state != RUNNING:
-            return None
         when = _utc(now)
         previous = JobState(row.state)
         r: dict[str, Any] = {"executor_seq": max(run.executor_seq, update.executor_seq)}
         j: dict[str, Any] = {"last_seq": row.last_seq + 1}
+        if run.state == QUEUED and run.staged:
+            if not update.started and update.final_state is None:  # accepted: only the cursor moves
+                conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
+                return None
+            if row.state != QUEUED or row.staged_task_id != task_id:
+                return None
+            # The executor started it (or ended it unstarted): it is the job's run now.
+            self._count(conn, row.device, row.priority, -1)
+            r.update(state=RUNNING, staged=False)
+            j.update(
+                staged_task_id=None,
+                cancel_requested=row.cancel_requested,
+                error_reason=None,
+                error_message=None,
+            )
+            if update.started:
+                j["state"] = RUNNING
+                self._end_superseded(conn, row, when)
+            run = SimpleNamespace(**{**run._mapping, "state": RUNNING})
+        elif run.state != RUNNING:
+            return None
         if update.config_revisions:
             r["config_revisions"] = dict(update.config_revisions)
         if update.provider_task_ids:
@@ -749,7 +812,9 @@ class SqlJobStore:
                 end_time=when,
                 error_reason=error.reason if error else None,
                 error_message=error.message if error else None,
-                data_file_path=update.data_file_path,
+                data_file_path=update.data.name if update.data else "",
+                data_sha256=update.data.sha256 if update.data else "",
+                data_size_bytes=update.data.size_bytes if update.data else 0,
                 summary=dict(update.summary),
             )
             if update.result_json:
@@ -765,7 +830,7 @@ class SqlJobStore:
             )
         conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
         conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
-        new_run = {**run._mapping, **r}
+        new_run = {**(vars(run) if isinstance(run, SimpleNamespace) else run._mapping), **r}
         new_job = {**row._mapping, **j}
         event = Event(
             row.job_id,
@@ -790,6 +855,46 @@ class SqlJobStore:
         )
         job = _job(SimpleNamespace(**new_job), SimpleNamespace(**new_run), run.attempt)
         return Change(job, event, previous)
+
+    def _end_superseded(self, conn: Connection, row: Any, when: datetime | None) -> None:
+        """The executor started a run on a device whose previous lab run is still RUNNING here: it
+        ended unseen (its executor lost it), so it fails before the one-running index says no."""
+        other = conn.execute(
+            select(JOBS).where(
+                JOBS.c.device == row.device,
+                JOBS.c.state == RUNNING,
+                JOBS.c.kind == JobKind.LAB_EXPERIMENT.value,
+                JOBS.c.id != row.id,
+            )
+        ).one_or_none()
+        if other is None:
+            return
+        message = "the executor started the next run without reporting this one's end"
+        seq = other.last_seq + 1
+        conn.execute(
+            RUNS.update()
+            .where(RUNS.c.job_pk == other.id, RUNS.c.state == RUNNING)
+            .values(state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message)
+        )
+        conn.execute(
+            JOBS.update()
+            .where(JOBS.c.id == other.id)
+            .values(
+                state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message, last_seq=seq
+            )
+        )
+        conn.execute(
+            insert(EVENTS),
+            {
+                "job_pk": other.id,
+                "seq": seq,
+                "time": when,
+                "state": FAILED,
+                "message": f"failed: {message}",
+                "progress": 0.0,
+                "task_id": "",
+            },
+        )
 
     def active_devices(self) -> list[str]:
         with self._read() as session:
@@ -854,6 +959,12 @@ def _new_run_values(job: Any, task_id: str, attempt: int) -> dict[str, Any]:
         "provider_submission_id": None,
         "result_json": None,
         "result_time": None,
+        "staged": False,
+        "reason_policy": "",
+        "reason_summary": "",
+        "reason_details": {},
+        "data_sha256": "",
+        "data_size_bytes": 0,
     }
 
 
@@ -910,6 +1021,17 @@ def _run(row: RunRow, job: JobRow) -> Run:
         provider_submission_id=row.provider_submission_id or "",
         result_json=row.result_json or "",
         result_time=_utc(row.result_time),
+        staged=bool(getattr(row, "staged", False)),
+        reason=(
+            Reason(row.reason_policy, row.reason_summary, dict(row.reason_details or {}))
+            if getattr(row, "reason_policy", "")
+            else None
+        ),
+        data=(
+            DataRef(row.data_file_path, row.data_sha256 or "", row.data_size_bytes or 0)
+            if row.data_file_path
+            else None
+        ),
     )
 
 

@@ -14,11 +14,10 @@ import yaml
 
 from qsched.api.configs.v1 import configs_pb2, configs_pb2_grpc
 from qsched.api.executor.v1 import executor_pb2 as pb
-from qsched.wire import error_info
+from qsched_core.execution import PinnedRevision, Succeeded
 from qsched_hardware.hwconfig import load_hardware_config
 from qsched_runtime.server import Registration, start_server
-from tests.executor.conftest import executor_service
-from tests.executor.service.test_service import collect, request
+from tests.executor.conftest import executor_service, run_queue, run_request
 
 
 class FakeConfigService(configs_pb2_grpc.ConfigServiceServicer):
@@ -60,31 +59,32 @@ async def config_service():
 async def test_pinned_hardware_config_is_fetched_verified_and_cached(tmp_path, config_service):
     fake, address, content = config_service
     sha = hashlib.sha256(content).hexdigest()
-    pinned = [pb.PinnedConfig(config_type="hardware_config", revision_id="CFG-HW-20260113-00007", sha256=sha)]
-    async with executor_service(tmp_path, configs_address=address) as (stub, _, _):
-        for task in ("t-1", "t-2"):
-            updates = await collect(stub.Execute(request(task, expt={"expts": 5, "reps": 5}, configs=pinned)))
-            assert updates[-1].WhichOneof("update") == "result"
+    pinned = (PinnedRevision("hardware_config", "CFG-HW-20260113-00007", sha),)
+    async with executor_service(tmp_path, configs_address=address) as (stub, _, _), run_queue(stub) as queue:
+        expt = {"expts": 5, "reps": 5}
+        taken = await queue.enqueue(
+            run_request("t-1", expt=expt, configs=pinned), run_request("t-2", expt=expt, configs=pinned)
+        )
+        assert taken.accepted == ("t-1", "t-2")
+        result = (await queue.ended_run("t-2")).body
+        assert isinstance(result, Succeeded)
         assert fake.calls == 1  # the second run used the cache
-        with h5py.File(updates[-1].result.data_file_path, "r") as f:
+        with h5py.File(tmp_path / "data" / result.data.name, "r") as f:
             assert f.attrs["hardware_config_revision_id"] == "CFG-HW-20260113-00007"
             assert f.attrs["hardware_config_sha256"] == sha
             assert json.loads(f.attrs["config"])["qubit"]["pi_pulse"]["gain"] == 0.21
             assert json.loads(f.attrs["pinned_configs"])[0]["revision_id"] == "CFG-HW-20260113-00007"
 
-        bad = [
-            pb.PinnedConfig(
-                config_type="hardware_config", revision_id="CFG-HW-20260113-00007", sha256="0" * 64
-            )
+        bad = (PinnedRevision("hardware_config", "CFG-HW-20260113-00007", "0" * 64),)
+        missing = (PinnedRevision("hardware_config", "CFG-HW-20260113-00099", ""),)
+        refused = await queue.enqueue(
+            run_request("t-3", configs=bad), run_request("t-4", configs=missing), after="t-2"
+        )
+        assert [(r.task_id, r.reason) for r in refused.refused] == [
+            ("t-3", "CONFIG_CHECKSUM_MISMATCH"),
+            ("t-4", "CONFIG_UNAVAILABLE"),
         ]
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await collect(stub.Execute(request("t-3", configs=bad)))
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert error_info(err.value).reason == "CONFIG_CHECKSUM_MISMATCH"
-
-        missing = [pb.PinnedConfig(config_type="hardware_config", revision_id="CFG-HW-20260113-00099")]
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await collect(stub.Execute(request("t-4", configs=missing)))
-        assert error_info(err.value).reason == "CONFIG_UNAVAILABLE"
-        # the board is free again after the refusals
-        assert (await stub.GetDevice(pb.GetDeviceRequest())).device.state == pb.DeviceInfo.STATE_IDLE
+        # nothing was taken: the board is idle and the tail unchanged
+        device = (await stub.GetDevice(pb.GetDeviceRequest())).device
+        assert device.state == pb.DeviceInfo.STATE_IDLE and not device.waiting_task_ids
+        assert refused.tail_task_id == ""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qsched_hardware.board import Board, open_board
-from qsched_hardware.datafile import TMP_SUFFIX, run_file_path, write_run_file
+from qsched_hardware.datafile import TMP_SUFFIX, run_file_name, write_run_file
 from qsched_hardware.experiments import AmplitudeRabiExperiment, RunContext
 from qsched_hardware.sim.soc import SimulationError
 
@@ -88,19 +88,18 @@ def test_pyro_loopback_runs_the_same_code_path(calibrated_config):
         server.close()
 
 
-def test_data_files_are_written_atomically_and_never_overwritten(tmp_path):
+def test_data_files_are_written_atomically_under_a_name_per_run(tmp_path):
     from datetime import datetime
 
     when = datetime(2026, 1, 13, 12, 0)
-    first = run_file_path(tmp_path, "JOB-20260113-00001", when)
-    assert first == tmp_path / "2026-01-13" / "JOB-20260113-00001.h5"
-    sha, size = write_run_file(
-        first, {"xpts": np.arange(3)}, {"job_id": "JOB-20260113-00001", "summary": {"a": 1}}
-    )
+    name = run_file_name("JOB-20260113-00001", "t-1", when)
+    assert name == "2026-01-13/JOB-20260113-00001-t-1.h5"
+    first = tmp_path / name
+    attrs = {"job_id": "JOB-20260113-00001", "summary": {"a": 1}, "partial": False, "n": 3, "none": None}
+    sha, size = write_run_file(first, {"xpts": np.arange(3)}, attrs, {"xpts": {"units": "us"}})
     assert size == first.stat().st_size and len(sha) == 64
     assert not list(tmp_path.rglob(f"*{TMP_SUFFIX}"))
-    second = run_file_path(tmp_path, "JOB-20260113-00001", when)
-    assert second.name == "JOB-20260113-00001-r2.h5"
+    second = tmp_path / run_file_name("JOB-20260113-00001", "t-2", when)
 
     class Boom(Exception):
         pass
@@ -112,5 +111,8 @@ def test_data_files_are_written_atomically_and_never_overwritten(tmp_path):
     with pytest.raises(Boom):
         write_run_file(second, {"xpts": Bad()}, {})
     assert not second.exists() and not list(tmp_path.rglob(f"*{TMP_SUFFIX}"))
-    with h5py.File(first, "r") as f:
+    with h5py.File(first, "r") as f:  # written with the low-level API, read as h5py always reads
         assert list(f["xpts"][()]) == [0, 1, 2] and f.attrs["format"] == "qsched-run/1"
+        assert f.attrs["job_id"] == "JOB-20260113-00001" and f.attrs["summary"] == '{"a": 1}'
+        assert f.attrs["partial"] == False and f.attrs["n"] == 3 and f.attrs["none"] == ""  # noqa: E712
+        assert f["xpts"].attrs["units"] == "us"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from qsched_core.execution import DataRef
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     ErrorDetail,
@@ -18,10 +19,11 @@ from qsched_scheduler.domain import (
     ListView,
     NewJob,
     Payload,
+    Reason,
     Run,
 )
 from qsched_scheduler.errors import FailedPrecondition, NotFound
-from qsched_scheduler.store.base import JobStore, RunUpdate, cursor_of
+from qsched_scheduler.store.base import Claim, JobStore, RunUpdate, StageRequest, cursor_of
 from qsched_scheduler.store.engine import make_engine
 from qsched_scheduler.store.memory import MemoryJobStore
 from qsched_scheduler.store.sql import SqlJobStore
@@ -498,7 +500,7 @@ def test_update_run_applies_start_progress_and_success(store: JobStore) -> None:
         RunUpdate(
             executor_seq=3,
             final_state=JobState.SUCCEEDED,
-            data_file_path="/data/JOB-20260314-00001.h5",
+            data=DataRef("2026/03/14/JOB-20260314-00001.h5", "ab" * 32, 10),
             summary={"t1_us": 42.5, "fidelity": 0.98},
             message="finished",
         ),
@@ -521,7 +523,7 @@ def test_update_run_applies_start_progress_and_success(store: JobStore) -> None:
         3,
     )
     assert (run.data_file_path, run.summary, run.error) == (
-        "/data/JOB-20260314-00001.h5",
+        "2026/03/14/JOB-20260314-00001.h5",
         {"t1_us": 42.5, "fidelity": 0.98},
         None,
     )
@@ -735,64 +737,119 @@ def test_queued_counts_follow_every_way_in_and_out_of_the_queue(store: JobStore)
     assert store.queue_position(store.get(a.job_id)) == 1
 
 
-def test_a_staged_job_stays_queued_is_skipped_by_claims_and_starts_when_told(store: JobStore) -> None:
-    first = submit(store)
-    second = submit(store)
-    third = submit(store)
-    claim(store, DEVICE, "task-1")
+def reason(summary: str = "next in line") -> Reason:
+    return Reason("priority-fifo", summary, {"priority": 0})
 
-    staged = store.stage_next(DEVICE, "task-2")
-    assert staged is not None and staged.job_id == second.job_id
-    assert staged.state is JobState.QUEUED and staged.staged_task_id == "task-2"
-    assert store.stage_next(DEVICE, "task-x") is None  # limit 1
-    assert [j.job_id for j in store.staged_jobs(DEVICE)] == [second.job_id]
-    assert store.get(second.job_id).queue_position == 0 and store.queued_count(DEVICE) == 2
 
-    finish(store, "task-1", at(1))
-    # An ordinary claim never takes a staged job.
-    assert claim(store, DEVICE, "task-3", at(2)).job_id == third.job_id
-    finish(store, "task-3", at(3))
+def stage(store: JobStore, job: Job, task_id: str, revisions: dict | None = None) -> Job | None:
+    staged = store.stage([StageRequest(job.job_id, Claim(task_id, revisions or {}, reason()))], at(1))
+    return staged[0] if staged else None
 
-    change = store.start_staged("task-2", at(4), {"hardware_config": "CFG-HW-1"})
-    assert change is not None and change.previous_state is JobState.QUEUED
-    assert store.get(second.job_id).current_run.config_revisions == {"hardware_config": "CFG-HW-1"}
-    assert (change.job.job_id, change.job.state, change.job.current_run.task_id) == (
-        second.job_id,
-        JobState.RUNNING,
-        "task-2",
+
+def test_staged_runs_are_recorded_in_one_call_with_pins_and_reasons(store: JobStore) -> None:
+    jobs = [submit(store) for _ in range(3)]
+    requests = [
+        StageRequest(j.job_id, Claim(f"task-{i}", {"hardware_config": "CFG-HW-1"}, reason(f"#{i}")))
+        for i, j in enumerate(jobs)
+    ]
+    staged = store.stage(requests, at(1))
+    assert [j.staged_task_id for j in staged] == ["task-0", "task-1", "task-2"]
+    job = store.get(jobs[1].job_id)
+    assert job.state is JobState.QUEUED and job.staged_task_id == "task-1" and job.run_count == 1
+    run = job.current_run
+    assert (run.state, run.staged, run.config_revisions, run.reason) == (
+        JobState.QUEUED,
+        True,
+        {"hardware_config": "CFG-HW-1"},
+        reason("#1"),
     )
-    assert change.job.staged_task_id == "" and change.event.message == "dispatched to the device"
+    assert [j.job_id for j in store.staged_jobs(DEVICE)] == [j.job_id for j in jobs]
+    assert store.queued_count(DEVICE) == 3  # staged jobs are still queued
+    assert store.stage(requests[:1], at(2)) == []  # staged already: skipped
+    assert [q.staged_task_id for q in store.queued_jobs()] == ["task-0", "task-1", "task-2"]
+
+
+def test_a_staged_run_starts_ends_or_goes_back_to_its_place(store: JobStore) -> None:
+    first, second, third = (submit(store) for _ in range(3))
+    for job, task in ((first, "task-1"), (second, "task-2"), (third, "task-3")):
+        stage(store, job, task, {"hardware_config": "CFG-HW-1"})
+    # Accepted while staged: only the cursor moves (no event).
+    assert store.apply_updates([("task-1", RunUpdate(1, message="accepted"))], at(2)) == []
+    changes = store.apply_updates(
+        [
+            ("task-1", RunUpdate(2, started=True, message="started")),
+            (
+                "task-1",
+                RunUpdate(
+                    3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("a.h5", "ab", 3)
+                ),
+            ),
+            ("task-2", RunUpdate(2, started=True, message="started")),
+        ],
+        at(3),
+    )
+    assert [(c.job.job_id, c.event.state) for c in changes] == [
+        (first.job_id, JobState.RUNNING),
+        (first.job_id, JobState.SUCCEEDED),
+        (second.job_id, JobState.RUNNING),
+    ]
+    done = store.get(first.job_id)
+    assert done.current_run.data == DataRef("a.h5", "ab", 3) and done.current_run.data_file_path == "a.h5"
+    assert not done.current_run.staged and done.current_run.executor_seq == 3
+    running = store.get(second.job_id)
+    assert running.state is JobState.RUNNING and running.staged_task_id == "" and running.start_time == at(3)
+    assert running.current_run.config_revisions == {"hardware_config": "CFG-HW-1"}
+    assert store.queued_count(DEVICE) == 1
+    # Taken back: the run is gone, the job queued in its place (first in line again).
+    back = store.unstage(["task-3"], at(4))
+    assert [j.job_id for j in back] == [third.job_id]
+    again = store.get(third.job_id)
+    assert again.staged_task_id == "" and again.run_count == 0 and again.current_run is None
+    assert store.queue_position(again) == 1
+    assert store.apply_updates([("task-3", RunUpdate(2, started=True))], at(5)) == []  # forgotten
+
+
+def test_a_staged_run_can_end_without_starting_and_a_cancel_drops_it(store: JobStore) -> None:
+    refused, cancelled = submit(store), submit(store)
+    stage(store, refused, "task-1")
+    stage(store, cancelled, "task-2")
+    failed = store.apply_updates(
+        [("task-1", RunUpdate(final_state=JobState.FAILED, error=ErrorDetail("INVALID_EXPERIMENT", "no")))],
+        at(2),
+    )
+    assert failed[0].job.state is JobState.FAILED and failed[0].previous_state is JobState.QUEUED
+    assert store.get(refused.job_id).current_run.state is JobState.FAILED
+    change = store.cancel_queued(cancelled.job_id, "no longer needed", at(3))
+    assert change.job.state is JobState.CANCELLED and change.job.run_count == 0
     assert store.staged_jobs(DEVICE) == [] and store.queued_count(DEVICE) == 0
-    assert store.get(first.job_id).state is JobState.SUCCEEDED
 
 
-def test_a_cancelled_or_unstaged_job_is_not_started_from_its_staging(store: JobStore) -> None:
-    submit(store)
-    second = submit(store)
-    third = submit(store)
-    claim(store, DEVICE, "task-1")
-    store.stage_next(DEVICE, "task-2")
-    store.cancel_queued(second.job_id, "changed my mind", at(1))
-    finish(store, "task-1", at(2))
-    assert store.start_staged("task-2", at(3)) is None
-    assert store.get(second.job_id).state is JobState.CANCELLED
-
-    assert store.stage_next(DEVICE, "task-3").job_id == third.job_id
-    store.unstage("task-3")
-    assert store.staged_jobs(DEVICE) == [] and store.start_staged("task-3", at(4)) is None
-    assert claim(store, DEVICE, "task-4", at(5)).job_id == third.job_id
+def test_submit_can_stage_a_job_in_its_own_transaction(store: JobStore) -> None:
+    news = [new_job(), new_job()]
+    outcomes = store.submit_many(
+        news, at(1), {1: Claim("task-1", {"hardware_config": "CFG-1"}, reason("idle"))}
+    )
+    claimed = store.get(outcomes[1].change.job.job_id)
+    assert outcomes[1].change.job.staged_task_id == "task-1" and claimed.current_run.staged
+    assert claimed.current_run.reason == reason("idle") and claimed.state is JobState.QUEUED
+    assert claimed.staged_task_id == "task-1" and [j.job_id for j in store.staged_jobs(DEVICE)] == [
+        claimed.job_id
+    ]
+    assert store.get(outcomes[0].change.job.job_id).staged_task_id == ""
 
 
-def test_update_runs_applies_what_arrived_at_once_in_order(store: JobStore) -> None:
+def test_apply_updates_applies_what_arrived_at_once_in_order(store: JobStore) -> None:
     job = submit(store)
     claim(store, DEVICE, "task-1")
-    changes = store.update_runs(
-        "task-1",
+    changes = store.apply_updates(
         [
-            RunUpdate(1, message="accepted"),
-            RunUpdate(2, started=True, message="started"),
-            RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data_file_path="/d/a.h5"),
-            RunUpdate(4, progress=0.5, message="too late"),  # the run is over: ignored
+            ("task-1", RunUpdate(1, message="accepted")),
+            ("task-1", RunUpdate(2, started=True, message="started")),
+            (
+                "task-1",
+                RunUpdate(3, final_state=JobState.SUCCEEDED, message="succeeded", data=DataRef("d/a.h5")),
+            ),
+            ("task-1", RunUpdate(4, progress=0.5, message="too late")),  # the run is over: ignored
         ],
         at(1),
     )
@@ -800,19 +857,5 @@ def test_update_runs_applies_what_arrived_at_once_in_order(store: JobStore) -> N
     assert [c.event.seq for c in changes] == [3, 4, 5]
     done = store.get(job.job_id)
     assert done.state is JobState.SUCCEEDED and done.current_run.executor_seq == 3
-    assert done.current_run.data_file_path == "/d/a.h5" and done.start_time == at(1)
+    assert done.current_run.data_file_path == "d/a.h5" and done.start_time == at(1)
     assert [e.message for e in store.events_after(job.job_id, 0)][-3:] == ["accepted", "started", "succeeded"]
-
-
-def test_claim_with_pinned_revisions_takes_only_the_job_that_was_looked_at(store: JobStore) -> None:
-    low = submit(store, priority=0)
-    assert store.next_claimable(DEVICE).job_id == low.job_id
-    high = submit(store, priority=5)  # arrives between the look and the claim
-    assert store.claim_next(DEVICE, "task-1", at(1), 1, low.job_id, {"hardware_config": "CFG-1"}) is None
-    assert store.get(low.job_id).state is JobState.QUEUED
-    head = store.next_claimable(DEVICE)
-    assert head.job_id == high.job_id
-    change = store.claim_next(DEVICE, "task-1", at(1), 1, head.job_id, {"hardware_config": "CFG-2"})
-    assert change.job.job_id == high.job_id
-    assert store.get(high.job_id).current_run.config_revisions == {"hardware_config": "CFG-2"}
-    assert store.next_claimable(DEVICE) is None  # the device is busy

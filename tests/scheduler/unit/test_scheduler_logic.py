@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from qsched_core.execution import Failed, Violation
 from qsched_scheduler.domain import (
     MAX_PAYLOAD_BYTES,
     Change,
@@ -43,12 +44,20 @@ def sub(priority: int = 0, device: str = "qick", **kw) -> Submission:
 
 @pytest.fixture
 async def env():
+    """The engine on a memory store, its board held: each run stays on it until the test ends it."""
     store = MemoryJobStore()
     executor = MemoryExecutor()
-    scheduler = Scheduler(store, {"qick": executor}, page_key=b"k" * 32, executor_lost_after_s=0.5)
+    executor.board.hold()
+    scheduler = Scheduler.build(store, {"qick": executor}, page_key=b"k" * 32, executor_lost_after_s=0.5)
     await scheduler.start()
-    yield scheduler, executor, store
+    await scheduler.routes.labs["qick"].connected.wait()
+    yield scheduler, executor.board, store
     await scheduler.stop()
+
+
+def finish(board, job_id: str, body=None) -> None:
+    assert board.order and board.order[-1] == job_id and board.current, f"{job_id} is not on the board"
+    board.finish_current(body)
 
 
 async def wait_state(scheduler: Scheduler, job_id: str, state: JobState, timeout: float = 5.0) -> Job:
@@ -58,22 +67,20 @@ async def wait_state(scheduler: Scheduler, job_id: str, state: JobState, timeout
 
 
 async def test_priority_first_then_fifo(env):
-    scheduler, executor, _ = env
-    executor.unavailable = True  # hold everything in the queue while we submit
+    scheduler, board, _ = env
+    blocker = (await scheduler.submit(sub(0))).job  # on the board: the rest queue behind it
+    await wait_state(scheduler, blocker.job_id, JobState.RUNNING)
     first = (await scheduler.submit(sub(0))).job
-    await asyncio.sleep(0.05)
     low = (await scheduler.submit(sub(0))).job
     high = (await scheduler.submit(sub(10))).job
     high2 = (await scheduler.submit(sub(10))).job
-    executor.unavailable = False
-    scheduler._dispatchers["qick"].wake()
-    for _ in range(4):
-        await asyncio.wait_for(executor.started.wait(), 5)
-        executor.started.clear()
-        current = executor.order[-1]
-        executor.finish(current)
+    for _ in range(5):
+        current = await eventually(
+            lambda: board.order[-1] if board.current else "", what="a run on the board"
+        )
+        finish(board, current)
         await wait_state(scheduler, current, JobState.SUCCEEDED)
-    assert executor.order == [high.job_id, high2.job_id, first.job_id, low.job_id]
+    assert board.order == [blocker.job_id, high.job_id, high2.job_id, first.job_id, low.job_id]
 
 
 async def test_submit_answers_position_and_estimate(env):
@@ -89,10 +96,13 @@ async def test_submit_answers_position_and_estimate(env):
 
 
 async def test_idle_device_dispatches_without_polling(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     job = (await scheduler.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 1.0)
-    assert executor.order == [job.job_id]
+    # Claimed in the transaction that inserted it: staged already when submit answers.
+    assert job.state is JobState.QUEUED and job.staged_task_id and job.current_run.staged
+    assert job.current_run.reason.summary.startswith("the device was idle")
+    await asyncio.wait_for(board.started.wait(), 1.0)
+    assert board.order == [job.job_id]
 
 
 async def test_request_id_makes_submit_idempotent(env):
@@ -154,7 +164,7 @@ async def test_unknown_job(env):
 
 
 async def test_cancel_queued_and_running(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     running = (await scheduler.submit(sub())).job
     await wait_state(scheduler, running.job_id, JobState.RUNNING)
     queued = (await scheduler.submit(sub())).job
@@ -165,16 +175,16 @@ async def test_cancel_queued_and_running(env):
     assert stopping.state is JobState.RUNNING and stopping.cancel_requested
     done = await wait_state(scheduler, running.job_id, JobState.CANCELLED)
     assert done.error.reason == "CANCELLED"
-    assert executor.cancelled == [
-        running.current_run.task_id if running.current_run else done.current_run.task_id
+    assert [c.task_ids for c in board.commands if type(c).__name__ == "CancelRuns"] == [
+        (done.current_run.task_id,)
     ]
 
 
 async def test_cancel_finished_job_is_refused(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     job = (await scheduler.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 5)
-    executor.finish(job.job_id)
+    await asyncio.wait_for(board.started.wait(), 5)
+    finish(board, job.job_id)
     await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
     with pytest.raises(FailedPrecondition) as info:
         await scheduler.cancel(job.job_id)
@@ -182,23 +192,23 @@ async def test_cancel_finished_job_is_refused(env):
 
 
 async def test_delete_only_terminal(env):
-    scheduler, executor, _ = env
-    executor.unavailable = True
+    scheduler, _, _ = env
     job = (await scheduler.submit(sub())).job
     with pytest.raises(FailedPrecondition) as info:
         await scheduler.delete(job.job_id)
     assert info.value.reason == "JOB_NOT_TERMINAL"
     await scheduler.cancel(job.job_id)
+    await wait_state(scheduler, job.job_id, JobState.CANCELLED)
     await scheduler.delete(job.job_id)
     with pytest.raises(NotFound):
         await scheduler.get(job.job_id)
 
 
 async def test_failed_run_carries_reason(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     job = (await scheduler.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 5)
-    executor.finish(job.job_id, "error", reason="PROGRAM_ERROR", message="boom")
+    await asyncio.wait_for(board.started.wait(), 5)
+    finish(board, job.job_id, Failed("PROGRAM_ERROR", "boom"))
     failed = await wait_state(scheduler, job.job_id, JobState.FAILED)
     assert (failed.error.reason, failed.error.message) == ("PROGRAM_ERROR", "boom")
 
@@ -215,30 +225,28 @@ async def collect(stream) -> list:
 
 
 async def test_watch_snapshot_then_events_until_terminal(env):
-    scheduler, executor, _ = env
-    executor.unavailable = True
+    scheduler, board, _ = env
     job = (await scheduler.submit(sub())).job
-    watcher = asyncio.create_task(collect(scheduler.watch(job.job_id)))
-    await asyncio.sleep(0.05)
-    executor.unavailable = False
-    scheduler._dispatchers["qick"].wake()
-    await asyncio.wait_for(executor.started.wait(), 5)
-    executor.finish(job.job_id, data_file_path="/data/run.h5")
-    items = await asyncio.wait_for(watcher, 5)
-    # The snapshot comes first (the job may be between a claim and its release by then).
+    stream = scheduler.watch(job.job_id)
+    snapshot = await anext(stream)
+    watcher = asyncio.create_task(collect(stream))
+    await asyncio.wait_for(board.started.wait(), 5)
+    finish(board, job.job_id)
+    items = [snapshot, *await asyncio.wait_for(watcher, 5)]
     assert isinstance(items[0], Job) and items[0].state in (JobState.QUEUED, JobState.RUNNING)
     seqs = [seq_of(i) for i in items[1:]]
     assert seqs == list(range(items[0].last_seq + 1, items[0].last_seq + 1 + len(seqs)))
     last = items[-1]
     assert isinstance(last, Change) and last.event.state is JobState.SUCCEEDED
     assert last.job.current_run.data_file_path.endswith(".h5")
+    assert last.job.current_run.data.name == last.job.current_run.data_file_path
 
 
 async def test_watch_resume_replays_missed_events(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     job = (await scheduler.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 5)
-    executor.finish(job.job_id)
+    await asyncio.wait_for(board.started.wait(), 5)
+    finish(board, job.job_id)
     done = await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
     items = await collect(scheduler.watch(job.job_id, after_seq=1))
     assert isinstance(items[0], Job)
@@ -251,17 +259,14 @@ async def test_watch_resume_replays_missed_events(env):
 
 
 async def test_lagging_watcher_catches_up_from_the_store(env):
-    scheduler, executor, _ = env
+    scheduler, board, _ = env
     scheduler.bus._maxsize = 2  # tiny buffer: the watcher must lag
     job = (await scheduler.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 5)
+    await asyncio.wait_for(board.started.wait(), 5)
     stream = scheduler.watch(job.job_id)
     snapshot = await anext(stream)
-    script = next(iter(executor.runs.values()))
-    for i in range(1, 20):
-        script.push("progress", fraction=i / 20)
-    await asyncio.sleep(0.1)
-    executor.finish(job.job_id)
+    board.progress_steps = 19
+    finish(board, job.job_id)
     await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
     rest = [item async for item in stream]
     seqs = [seq_of(i) for i in rest]
@@ -269,47 +274,23 @@ async def test_lagging_watcher_catches_up_from_the_store(env):
     assert (rest[-1].event if isinstance(rest[-1], Change) else rest[-1]).state is JobState.SUCCEEDED
 
 
-async def test_unavailable_executor_keeps_job_queued(env):
-    scheduler, executor, _ = env
+async def test_unavailable_executor_keeps_job_queued():
+    store, executor = MemoryJobStore(), MemoryExecutor()
     executor.unavailable = True
-    job = (await scheduler.submit(sub())).job
-    await asyncio.sleep(0.2)
-    now = await scheduler.get(job.job_id)
-    assert now.state is JobState.QUEUED and now.run_count == 0
-    executor.unavailable = False
-    await asyncio.wait_for(executor.started.wait(), 5)
-
-
-async def test_restart_reattaches_or_declares_lost():
-    store = MemoryJobStore()
-    executor = MemoryExecutor()
-    first = Scheduler(store, {"qick": executor}, page_key=b"k" * 32, executor_lost_after_s=0.3)
-    await first.start()
-    job = (await first.submit(sub())).job
-    await asyncio.wait_for(executor.started.wait(), 5)
-    await first._dispatchers["qick"].stop()  # the scheduler "dies" mid-run
-    # Same executor still has the run: a new scheduler re-attaches and records the result.
-    second = Scheduler(store, {"qick": executor}, page_key=b"k" * 32, executor_lost_after_s=0.3)
-    await second.start()
-    executor.finish(job.job_id)
-    assert (await wait_state(second, job.job_id, JobState.SUCCEEDED)).error is None
-    await second._dispatchers["qick"].stop()
-
-    # An executor that lost the run (restarted): the run is failed with EXECUTOR_LOST.
-    job2 = (await second.submit(sub())).job
-    third_exec = MemoryExecutor()
-    claim = store.claim_next("qick", "task-x", job2.create_time)
-    assert claim is not None
-    third = Scheduler(store, {"qick": third_exec}, page_key=b"k" * 32, executor_lost_after_s=0.3)
-    await third.start()
-    lost = await wait_state(third, job2.job_id, JobState.FAILED)
-    assert lost.error.reason == "EXECUTOR_LOST"
-    await third.stop()
+    scheduler = Scheduler.build(store, {"qick": executor}, page_key=b"k" * 32)
+    await scheduler.start()
+    try:
+        job = (await scheduler.submit(sub())).job
+        now = await scheduler.get(job.job_id)
+        assert now.state is JobState.QUEUED and now.run_count == 0 and not now.staged_task_id
+        executor.unavailable = False
+        await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
+    finally:
+        await scheduler.stop()
 
 
 async def test_list_pagination_and_tokens(env):
-    scheduler, executor, _ = env
-    executor.unavailable = True
+    scheduler, _, _ = env
     ids = [(await scheduler.submit(sub(priority=i % 3))).job.job_id for i in range(7)]
     flt = JobFilter(view=ListView.HISTORY)
     seen, token = [], ""
@@ -332,14 +313,22 @@ async def test_list_pagination_and_tokens(env):
     assert info.value.reason == "INVALID_PAGE_SIZE"
 
 
-async def test_submit_is_checked_on_the_device(env):
-    scheduler, executor, store = env
-    with pytest.raises(InvalidArgument) as info:
-        await scheduler.submit(sub(payload=lab(config={"reject": ["expt.gain"]})))
-    assert info.value.reason == "INVALID_EXPERIMENT_CONFIG" and info.value.metadata["field"] == "expt.gain"
-    assert store.list_jobs(JobFilter(), None, 10) == []
-    executor.unavailable = True  # the executor cannot answer: queued, checked at run time
-    assert (await scheduler.submit(sub(payload=lab(config={"reject": ["expt.gain"]})))).created
+async def test_submit_is_checked_on_the_device():
+    store, executor = MemoryJobStore(), MemoryExecutor()
+    executor.board.violations["Rejected"] = [Violation("expt.gain", "too high")]
+    scheduler = Scheduler.build(store, {"qick": executor}, page_key=b"k" * 32)
+    await scheduler.start()
+    try:
+        with pytest.raises(InvalidArgument) as info:
+            await scheduler.submit(sub(payload=lab(cls="Rejected")))
+        assert (
+            info.value.reason == "INVALID_EXPERIMENT_CONFIG" and info.value.metadata["field"] == "expt.gain"
+        )
+        assert store.list_jobs(JobFilter(), None, 10) == []
+        executor.unavailable = True  # the executor cannot answer: queued, checked when handed over
+        assert (await scheduler.submit(sub(payload=lab(cls="Rejected")))).created
+    finally:
+        await scheduler.stop()
 
 
 class FakePinner:
@@ -368,10 +357,11 @@ class FakePinner:
 
 @pytest.fixture
 async def pinned_env():
-    store, executor, pinner = MemoryJobStore(), MemoryExecutor(auto_finish_s=0.01), FakePinner()
-    scheduler = Scheduler(store, {"qick": executor}, page_key=b"k" * 32, pinner=pinner)
+    """No main-revision cache: every pin is a PinConfigs call."""
+    store, executor, pinner = MemoryJobStore(), MemoryExecutor(), FakePinner()
+    scheduler = Scheduler.build(store, {"qick": executor}, page_key=b"k" * 32, pinner=pinner)
     await scheduler.start()
-    yield scheduler, executor, pinner
+    yield scheduler, executor.board, pinner
     await scheduler.stop()
 
 
@@ -380,9 +370,9 @@ async def test_runs_pin_configs_and_pass_them_to_the_executor(pinned_env):
     job = (await scheduler.submit(sub())).job
     done = await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)
     assert done.current_run.config_revisions == {"hardware_config": "CFG-HW-20260101-00001"}
-    assert executor.runs[done.current_run.task_id].request.configs == (
-        ("hardware_config", "CFG-HW-20260101-00001", "ab" * 32),
-    )
+    assert [
+        (c.config_type, c.revision_id) for c in executor.runs[done.current_run.task_id].request.configs
+    ] == [("hardware_config", "CFG-HW-20260101-00001")]
     # A push to main between runs: the next job pins the new revision, the finished one keeps the old.
     pinner.main["hardware_config"] = ("CFG-HW-20260101-00002", "cd" * 32)
     later = await wait_state(scheduler, (await scheduler.submit(sub())).job.job_id, JobState.SUCCEEDED)
@@ -411,7 +401,7 @@ async def test_pin_refused_fails_the_job_and_unavailable_keeps_it_queued(pinned_
     assert failed.error.reason == "NO_MAIN_REVISION" and not executor.runs
     pinner.refuse, pinner.down = "", True
     job = (await scheduler.submit(sub())).job
-    await asyncio.sleep(0.2)
+    await eventually(lambda: len(pinner.calls), until=lambda n: n >= 2, what="a pin attempt while down")
     assert (await scheduler.get(job.job_id)).state is JobState.QUEUED
     pinner.down = False
     await wait_state(scheduler, job.job_id, JobState.SUCCEEDED)

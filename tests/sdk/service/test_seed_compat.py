@@ -15,8 +15,10 @@ import pytest
 
 from qsched import InvalidArgument, JobClient
 from qsched.aio import Client
+from qsched_core.execution import EnqueueRuns, ExecutionRequest, OpenQueue
+from qsched_core.payloads import LabExperiment
 from qsched_executor.errors import InvalidRequest
-from qsched_executor.executor import ExecRequest, HardwareExecutor, InvalidExperimentError, Settings
+from qsched_executor.executor import HardwareExecutor, Settings
 from qsched_executor.seed_compat import (
     SEED_EXPERIMENTS,
     SeedConfigError,
@@ -219,10 +221,15 @@ async def executor(tmp_path, board):
 
 
 async def run_to_end(executor: HardwareExecutor, module: str, cls: str, config: dict):
+    """(the run, its last update), or the refusal when the executor would not take it."""
     task = str(uuid.uuid4())
-    run = await executor.execute(
-        ExecRequest("JOB-20260113-00001", task, "Claude", cls, module, json.dumps(config))
-    )
+    experiment = LabExperiment(cls, module, json.dumps(config))
+    request = ExecutionRequest("JOB-20260113-00001", task, "Claude", experiment)
+    executor.open_queue(OpenQueue())
+    answer = await executor.enqueue(EnqueueRuns(1, executor.board_info().current_task_id, (request,)))
+    if answer.refused:
+        return None, answer.refused[0]
+    run = executor.get_run(task)
     async for update in run.follow(0):
         last = update
     return run, last
@@ -245,22 +252,22 @@ async def test_validate_names_the_untranslatable_key(executor):
 
 
 async def test_execute_refuses_an_untranslatable_seed_job(executor):
-    with pytest.raises(SeedConfigError) as info:  # INVALID_ARGUMENT, ErrorInfo metadata field=...
-        await run_to_end(executor, RABI, "AmplitudeRabiExperiment", {"checkZZ": True})
-    assert [v.field for v in info.value.violations] == ["expt.checkZZ"]
-    assert info.value.metadata == {"field": "expt.checkZZ"}
-    with pytest.raises(InvalidExperimentError) as refused:  # translated, then checked as any job
-        await run_to_end(executor, RABI, "AmplitudeRabiExperiment", {"pulse_type": "flat_top"})
-    assert [v.field for v in refused.value.violations] == ["expt.pulse_type"]
-    assert executor.current is None  # the board was not taken
+    _, refused = await run_to_end(executor, RABI, "AmplitudeRabiExperiment", {"checkZZ": True})
+    assert refused.reason == "SEED_CONFIG_UNTRANSLATABLE"
+    assert [v.field for v in refused.violations] == ["expt.checkZZ"]
+    # translated, then checked as any job
+    _, refused = await run_to_end(executor, RABI, "AmplitudeRabiExperiment", {"pulse_type": "flat_top"})
+    assert refused.reason == "INVALID_EXPERIMENT"
+    assert [v.field for v in refused.violations] == ["expt.pulse_type"]
+    assert not executor.board_info().busy  # the board was not taken
 
 
 async def test_a_seed_run_records_what_was_translated_in_its_file(executor):
     import h5py
 
     run, last = await run_to_end(executor, RABI, "AmplitudeRabiExperiment", SEED_RABI_CONFIG)
-    assert last.kind == "result", last.fields
-    with h5py.File(run.data_file) as f:
+    assert last.kind.value == "succeeded", last
+    with h5py.File(executor.settings.data_root / run.data.name) as f:
         attrs = dict(f.attrs)
         xpts = f["xpts"][()]
     assert attrs["experiment_module"] == RABI and attrs["experiment_class"] == "AmplitudeRabiExperiment"
@@ -276,8 +283,8 @@ async def test_a_seed_run_records_what_was_translated_in_its_file(executor):
     plain, last = await run_to_end(
         executor, "qsched_hardware.experiments", "T1Experiment", {"expts": 5, "reps": 10}
     )
-    assert last.kind == "result"
-    with h5py.File(plain.data_file) as f:
+    assert last.kind.value == "succeeded"
+    with h5py.File(executor.settings.data_root / plain.data.name) as f:
         assert "seed_compat" not in f.attrs  # only seed jobs are translated
 
 

@@ -13,9 +13,8 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from qsched_scheduler.dispatch_loop import DispatchLoop, StoreCall, cancel_tasks
 from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, Run
 from qsched_scheduler.gateway_port import (
     TERMINAL_PROVIDER_STATES,
@@ -26,6 +25,9 @@ from qsched_scheduler.gateway_port import (
     Submitted,
 )
 from qsched_scheduler.store.base import RunUpdate
+
+if TYPE_CHECKING:
+    from qsched_scheduler.dispatch.lab import Stores
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,27 @@ def _failed(reason: str, message: str, result_json: str = "") -> RunUpdate:
     )
 
 
-class ProviderDispatcher(DispatchLoop):
+class ProviderDispatcher:
     def __init__(
         self,
         device: str,
         gateway: ProviderGateway,
-        store: Any,
-        call: StoreCall,
+        stores: Stores,
         publish: Callable[[Change], None],
         clock: Callable[[], datetime],
+        held: Callable[[], bool],
         max_in_flight: int = MAX_IN_FLIGHT,
     ):
-        super().__init__(device, store, call, publish, clock)
+        self.device = device
+        self._queue_store = stores.queue
+        self._run_log = stores.runs
+        self._queries = stores.queries
+        self._call = stores.thread.call
+        self._publish = publish
+        self._clock = clock
+        self.held = held
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.gateway = gateway
         self.max_in_flight = max_in_flight
         self._runs: dict[str, asyncio.Task[None]] = {}  # task_id -> follower
@@ -67,8 +78,26 @@ class ProviderDispatcher(DispatchLoop):
         (in memory only: after a restart it is back with the follower's first Watch message)."""
         return list(self._statuses.get(run_task_id, {}).values())
 
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"dispatch-{self.device}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
     async def stop(self) -> None:
-        await cancel_tasks([t for t in (self._task, *self._runs.values()) if t is not None])
+        tasks = [t for t in (self._task, *self._runs.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _apply(self, task_id: str, update: RunUpdate) -> None:
+        """Record an update of a run (durably when it must be), then tell the watchers."""
+        for change in await self._call(self._run_log.apply_updates, [(task_id, update)], self._clock()):
+            self._publish(change)
+
+    async def _release(self, task_id: str, message: str) -> None:
+        """Undo a claim that never reached the gateway: the job is queued again in its place."""
+        self._publish(await self._call(self._queue_store.release_claim, task_id, message, self._clock()))
 
     async def cancel_run(self, run: Run, reason: str) -> None:
         if not run.provider_task_ids and not run.provider_submission_id:
@@ -83,7 +112,7 @@ class ProviderDispatcher(DispatchLoop):
     # -- the loop ------------------------------------------------------------------------------------
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        for job in await self._call(self._store.running_jobs):
+        for job in await self._call(self._queries.running_jobs):
             if job.device == self.device and job.current_run is not None:
                 self._spawn(job.current_run.task_id, self._resume(job))
         while True:
@@ -94,7 +123,7 @@ class ProviderDispatcher(DispatchLoop):
             while len(self._runs) < self.max_in_flight and not self.held():
                 task_id = str(uuid.uuid4())
                 change = await self._call(
-                    self._store.claim_next, self.device, task_id, self._clock(), self.max_in_flight
+                    self._queue_store.claim_next, self.device, task_id, self._clock(), self.max_in_flight
                 )
                 if change is None:
                     break

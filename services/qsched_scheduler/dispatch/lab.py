@@ -1,0 +1,675 @@
+"""One dispatcher per lab device: keep the executor's run queue filled with what the queue policy
+picks, and record what comes back. Claiming a job and staging it ahead of time are one path.
+
+The loop (one long-lived RunQueue stream per device):
+- open the queue with a cursor per run the database says is staged or running, and reconcile
+  with what the executor holds (`_reconcile`);
+- stage: ask the policy for the next runs (as many as fit a ~1 s horizon of typical run time,
+  2-64), pin their configs (from the main-revision cache; PinConfigs only for named revisions
+  and overrides), record them staged in ONE durable transaction (task ids, pins, reasons), then
+  send them with one EnqueueRuns checked against the executor's tail;
+- apply each UpdateBatch in one transaction (durable when it holds a terminal result), then tell
+  watchers; a terminal result makes room, so staging runs again;
+- take staged runs back (WithdrawRuns) when a job that sorts before them arrives, the device is
+  held, or a main config they pinned moves; they are queued again in their place.
+
+A job submitted to an idle device is staged in the transaction that inserts it (`claim`), and
+handed over when that commits (`claimed`). An executor unreachable for `lost_after_s` fails its
+running job EXECUTOR_LOST and keeps the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from qsched_core.execution import (
+    Accepted,
+    Cancelled,
+    ExecutionRequest,
+    ExecutionUpdate,
+    Failed,
+    HeldState,
+    PinnedRevision,
+    Progress,
+    RunCursor,
+    Started,
+    Succeeded,
+)
+from qsched_core.payloads import JobKind as CoreKind
+from qsched_core.payloads import LabExperiment, from_body
+from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
+from qsched_scheduler.dispatch.run_queue import RunQueue
+from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, NewJob, QueuedJob, Reason, pins_main
+from qsched_scheduler.estimates import Estimates
+from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
+from qsched_scheduler.main_revisions import MainMoved, MainRevisions
+from qsched_scheduler.policy import DeviceHold, QueuePolicy
+from qsched_scheduler.queue_index import DeviceQueue, QueueIndex
+from qsched_scheduler.store.base import Claim, Queries, QueueStore, RunLog, RunUpdate, StageRequest
+from qsched_scheduler.store.thread import StoreThread
+
+log = logging.getLogger(__name__)
+
+EXECUTOR_LOST_AFTER_S = 30.0
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 2.0
+# Staging: enough runs to cover this much typical run time, within these bounds.
+HORIZON_S = 1.0
+MIN_STAGED = 2
+MAX_STAGED = 64
+_NO_EXPERIMENT = LabExperiment("", "")  # "the main revisions": what MainRevisions.pin needs to know
+
+
+@dataclass
+class _OnBoard:
+    """A run handed to the executor that has not ended (as far as the scheduler has applied)."""
+
+    task_id: str
+    job_id: str
+    key: tuple[int, ...]  # its place in the policy's order
+    pins_main: bool = True
+    started: bool = False
+    ended: bool = False  # the executor says it ended; its last updates are on their way
+    seq: int = 0  # last update applied
+
+
+@dataclass(frozen=True)
+class Stores:
+    queue: QueueStore
+    runs: RunLog
+    queries: Queries
+    thread: StoreThread
+
+
+class _View:
+    """The policy's view of the device (see policy.QueueView)."""
+
+    def __init__(
+        self, device: str, queue: DeviceQueue, hold: DeviceHold | None, on_board: Sequence[str], now: datetime
+    ):
+        self.device = device
+        self.now = now
+        self.hold = hold
+        self.on_board = on_board
+        self._queue = queue
+
+    def waiting(self) -> Iterator[QueuedJob]:
+        return self._queue.unstaged()
+
+    def ahead_of(self, job_id: str) -> int:
+        return max(0, self._queue.position(job_id) - 1)
+
+
+class ConfigPins:
+    """What a run pins: the main revisions from memory, else PinConfigs (named revisions, inline
+    overrides, or while the main-revision stream is not live). No pinner: nothing is pinned."""
+
+    def __init__(self, mains: MainRevisions | None, pinner: ConfigPinner | None):
+        self.mains = mains
+        self.pinner = pinner
+
+    def from_memory(self, job: QueuedJob) -> dict[str, str] | None:
+        if self.pinner is None:
+            return {}
+        if self.mains is None or not job.pins_main:
+            return None
+        pinned = self.mains.pin(_NO_EXPERIMENT)
+        return None if pinned is None else {p.config_type: p.revision_id for p in pinned}
+
+    async def by_call(self, job: Job) -> dict[str, str]:
+        """Raises ConfigsUnavailable / PinRefused."""
+        assert self.pinner is not None
+        body = job.payload.body
+        pinned = await self.pinner.pin(
+            job.job_id, body.get("config_revisions") or {}, body.get("config_overrides") or {}, job.owner
+        )
+        return {p.config_type: p.revision_id for p in pinned}
+
+    def hashes(
+        self, revisions: dict[str, str], extra: dict[str, str] | None = None
+    ) -> tuple[PinnedRevision, ...]:
+        out = []
+        for config_type, revision_id in sorted(revisions.items()):
+            sha = (extra or {}).get(config_type, "")
+            main = self.mains.main(config_type) if self.mains is not None else None
+            if not sha and main is not None and main.revision_id == revision_id:
+                sha = main.sha256
+            out.append(PinnedRevision(config_type, revision_id, sha))
+        return tuple(out)
+
+
+def to_run_update(update: ExecutionUpdate) -> RunUpdate:
+    body = update.body
+    seq = update.seq
+    if isinstance(body, Accepted):
+        return RunUpdate(seq, message="accepted by the executor")
+    if isinstance(body, Started):
+        return RunUpdate(seq, started=True, message="started on the device")
+    if isinstance(body, Progress):
+        detail = f" ({body.rounds_done}/{body.rounds_total} rounds)" if body.rounds_total else ""
+        return RunUpdate(seq, progress=body.fraction, message=f"progress {body.fraction:.0%}{detail}")
+    if isinstance(body, Succeeded):
+        return RunUpdate(
+            seq,
+            final_state=JobState.SUCCEEDED,
+            message="succeeded",
+            data=body.data,
+            summary=dict(body.summary),
+        )
+    if isinstance(body, Cancelled):
+        return RunUpdate(
+            seq,
+            final_state=JobState.CANCELLED,
+            error=ErrorDetail("CANCELLED", body.reason or "cancelled"),
+            message="cancelled" + (" while running" if body.rounds_done else ""),
+            data=body.data,
+        )
+    assert isinstance(body, Failed)
+    return failed(body.reason or "RUN_FAILED", body.message, seq)
+
+
+def failed(reason: str, message: str, seq: int = 0) -> RunUpdate:
+    return RunUpdate(
+        seq, final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}"
+    )
+
+
+class LabDispatcher:
+    def __init__(
+        self,
+        device: str,
+        executor: LabExecutor,
+        stores: Stores,
+        index: QueueIndex,
+        policy: QueuePolicy,
+        hold_of: Callable[[str], DeviceHold | None],
+        pins: ConfigPins,
+        publish: Callable[[Change], None],
+        estimates: Estimates,
+        clock: Callable[[], datetime],
+        lost_after_s: float = EXECUTOR_LOST_AFTER_S,
+    ):
+        self.device = device
+        self.executor = executor
+        self._stores = stores
+        self._index = index
+        self._policy = policy
+        self._hold_of = hold_of
+        self._pins = pins
+        self._publish = publish
+        self._estimates = estimates
+        self._clock = clock
+        self._lost_after_s = lost_after_s
+        self._queue: RunQueue | None = None
+        self._on_board: list[_OnBoard] = []  # in start order
+        self._lock = asyncio.Lock()  # one change of the executor's queue at a time (the tail)
+        self._wake = asyncio.Event()
+        self._claims: dict[str, Claim] = {}  # staged by a submit, not yet handed over
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.connected = asyncio.Event()  # the run queue is open and reconciled
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._pins.mains is not None:
+            self._unsubscribe = self._pins.mains.subscribe(self._mains_moved)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.executor.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- what the engine tells it --------------------------------------------------------------------------
+    def claim(self, new: NewJob) -> Claim | None:
+        """A claim for a job about to be inserted, when it would start at once: the device is
+        connected, idle and not held, nothing of it is queued, and its configs pin from memory.
+        The caller stages it in the inserting transaction, then calls `claimed`."""
+        if (
+            self._queue is None
+            or self._on_board
+            or self._claims
+            or len(self._index.device(self.device))
+            or self._hold_of(self.device) is not None
+            or not pins_main(new.payload)
+        ):
+            return None
+        probe = QueuedJob("", self.device, new.priority, 0, new.owner, new.payload.kind)
+        revisions = self._pins.from_memory(probe)
+        if revisions is None:
+            return None
+        reason = Reason(
+            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
+        )
+        claim = Claim(str(uuid.uuid4()), revisions, reason)
+        self._claims[claim.task_id] = claim
+        return claim
+
+    def unclaim(self, claim: Claim) -> None:
+        """The inserting transaction did not happen."""
+        self._claims.pop(claim.task_id, None)
+        self._wake.set()
+
+    async def claimed(self, job: Job) -> None:
+        """A job staged at submit (committed): hand it over."""
+        claim = self._claims.get(job.staged_task_id)
+        try:
+            async with self._lock:
+                queue = self._queue
+                if claim is None or queue is None:
+                    return  # the connection's reconcile finds it staged and sorts it out
+                await self._hand_over(queue, [job])
+        except ExecutorUnavailable as exc:
+            log.info("handing %s to %s failed: %s", job.job_id, self.device, exc)
+        finally:
+            self._claims.pop(job.staged_task_id, None)
+            self._wake.set()
+
+    def queued(self, job: Job) -> None:
+        """A job joined the queue: runs staged behind its place in the order are taken back."""
+        key = self._policy.key(
+            QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+        )
+        if any(not r.started and not r.ended and r.key > key for r in self._on_board):
+            self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
+        else:
+            self._wake.set()
+
+    def hold_changed(self) -> None:
+        if self._hold_of(self.device) is not None:
+            self._spawn(self._withdraw(lambda r: True, "the device is held"))
+        else:
+            self._wake.set()
+
+    def _mains_moved(self, moved: MainMoved) -> None:
+        if any(r.pins_main and not r.started for r in self._on_board):
+            self._spawn(
+                self._withdraw(lambda r: r.pins_main, f"main moved ({', '.join(sorted(moved.config_types))})")
+            )
+
+    async def cancel(self, job: Job, reason: str) -> Job | None:
+        """Stop a job's run on the executor. A staged run that has not started is withdrawn (None:
+        the caller cancels the queued job); a running one is cancelled (the job is returned)."""
+        async with self._lock:
+            queue = self._queue
+            task_id = job.staged_task_id or (job.current_run.task_id if job.current_run else "")
+            if job.state is JobState.QUEUED:
+                if queue is not None and job.staged_task_id:
+                    answer = await queue.withdraw([task_id])
+                    if task_id in answer.started:  # it started meanwhile: cancel the run
+                        await queue.cancel([task_id], reason)
+                        return job
+                    self._forget(task_id)
+                self._claims.pop(task_id, None)
+                return None
+            if queue is not None and task_id:
+                await queue.cancel([task_id], reason)
+            return job
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_log_failure)
+
+    # -- the connection ----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        down_since: float | None = None
+        backoff = RETRY_MIN_S
+        while True:
+            try:
+                cursors = await self._cursors()
+                transport = await self.executor.open_queue()
+                queue = await RunQueue.open(transport, cursors)
+            except ExecutorUnavailable as exc:
+                log.info("cannot open the run queue of %s: %s", self.device, exc)
+                now = loop.time()
+                down_since = down_since if down_since is not None else now
+                if now - down_since >= self._lost_after_s:
+                    await self._lose_running(f"executor unreachable for {self._lost_after_s:.0f}s: {exc}")
+                await self._sleep(min(backoff, max(0.0, down_since + self._lost_after_s - now)) or backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            backoff = RETRY_MIN_S
+            down_since = None
+            try:
+                await self._serve(queue)
+            except ExecutorUnavailable as exc:
+                log.info("run queue of %s ended: %s", self.device, exc)
+            except Exception:  # a bug or the store failing: start over from the database
+                log.exception("dispatching to %s failed; reconnecting", self.device)
+                await self._sleep(RETRY_MAX_S)
+            finally:
+                self._queue = None
+                self.connected.clear()
+                await queue.close()
+            down_since = loop.time()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), seconds)
+
+    async def _serve(self, queue: RunQueue) -> None:
+        async with self._lock:
+            await self._reconcile(queue)
+            if not self._estimates.known(self.device):
+                await self._stores.thread.call(self._estimates.load, self.device)
+            self._queue = queue
+        self.connected.set()
+        filler = asyncio.get_running_loop().create_task(self._fill_loop(queue))
+        self._wake.set()
+        try:
+            while True:
+                batch = await queue.next_batch()
+                await self._apply(batch.updates)
+        finally:
+            filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ExecutorUnavailable):
+                await filler
+
+    async def _cursors(self) -> list[RunCursor]:
+        thread, queries = self._stores.thread, self._stores.queries
+        running = [j for j in await thread.call(queries.running_jobs) if j.device == self.device]
+        staged = await thread.call(queries.staged_jobs, self.device)
+        return [
+            RunCursor(j.current_run.task_id, j.current_run.executor_seq)
+            for j in running + staged
+            if j.current_run
+        ]
+
+    async def _reconcile(self, queue: RunQueue) -> None:
+        """The executor's queue against the database's: re-attach to what both know; a staged run
+        the executor does not know goes back to its place in the queue; a running one it does not
+        know (or lost) fails EXECUTOR_LOST; runs only the executor knows are withdrawn/cancelled."""
+        thread, stores = self._stores.thread, self._stores
+        held = {r.task_id: r for r in queue.opened.runs}
+        log.info(
+            "run queue of %s open: %s",
+            self.device,
+            ", ".join(f"{r.task_id[:8]} {r.state.value}@{r.last_seq}" for r in queue.opened.runs) or "empty",
+        )
+        running = [j for j in await thread.call(stores.queries.running_jobs) if j.device == self.device]
+        staged = await thread.call(stores.queries.staged_jobs, self.device)
+        ours: dict[str, _OnBoard] = {}
+        lost: list[tuple[str, RunUpdate]] = []
+        back: list[str] = []
+        for job in running + staged:
+            run = job.current_run
+            if run is None:
+                continue
+            h = held.get(run.task_id)
+            if h is not None and h.state is HeldState.ENDED and h.last_seq <= run.executor_seq:
+                h = None  # it ended and nothing of it is left to replay: the executor lost its end
+            if h is not None and h.state is HeldState.LOST:
+                # On the board when the executor died: whatever its replay says, it did not finish.
+                lost.append((run.task_id, failed("EXECUTOR_LOST", "the executor died during the run")))
+                continue
+            if h is None:
+                if job.state is JobState.RUNNING:
+                    lost.append(
+                        (run.task_id, failed("EXECUTOR_LOST", "the executor no longer knows this run"))
+                    )
+                elif run.task_id not in self._claims:
+                    back.append(run.task_id)
+                continue
+            ours[run.task_id] = _OnBoard(
+                run.task_id,
+                job.job_id,
+                self._policy.key(
+                    QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+                ),
+                pins_main(job.payload),
+                started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
+                ended=h.state in (HeldState.ENDED, HeldState.LOST),
+                seq=run.executor_seq,
+            )
+        if lost:
+            for change in await thread.call(stores.runs.apply_updates, lost, self._clock()):
+                self._publish(change)
+        if back:
+            await self._unstaged(await thread.call(stores.queue.unstage, back, self._clock()))
+        strangers = [r for r in queue.opened.runs if r.task_id not in ours]
+        waiting = [r.task_id for r in strangers if r.state is HeldState.WAITING]
+        if waiting:
+            await queue.withdraw(waiting)
+        on_board = [r.task_id for r in strangers if r.state is HeldState.RUNNING]
+        if on_board:
+            await queue.cancel(on_board, "not a run the scheduler knows")
+        self._on_board = [ours[r.task_id] for r in queue.opened.runs if r.task_id in ours]
+        if self._hold_of(self.device) is not None:
+            await self._take_back(queue, [r for r in self._on_board if not r.started and not r.ended])
+
+    async def _lose_running(self, message: str) -> None:
+        thread, stores = self._stores.thread, self._stores
+        running = [j for j in await thread.call(stores.queries.running_jobs) if j.device == self.device]
+        updates = [
+            (j.current_run.task_id, failed("EXECUTOR_LOST", message)) for j in running if j.current_run
+        ]
+        if updates:
+            for change in await thread.call(stores.runs.apply_updates, updates, self._clock()):
+                self._publish(change)
+            lost = {task_id for task_id, _ in updates}
+            self._on_board = [r for r in self._on_board if r.task_id not in lost]
+
+    # -- staging -------------------------------------------------------------------------------------------
+    async def _fill_loop(self, queue: RunQueue) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    await self._fill(queue)
+            except ExecutorUnavailable as exc:
+                log.info("handing runs to %s failed: %s", self.device, exc)
+                await queue.close()  # the connection starts over (and reconciles)
+                return
+            except ConfigsUnavailable as exc:
+                log.info("config service unavailable for %s: %s", self.device, exc)
+                await self._sleep(RETRY_MAX_S)
+                self._wake.set()
+
+    def _depth(self) -> int:
+        typical = self._estimates.typical(self.device)
+        return max(MIN_STAGED, min(MAX_STAGED, math.ceil(HORIZON_S / max(typical, 1e-6))))
+
+    def view(self) -> _View:
+        return _View(
+            self.device,
+            self._index.device(self.device),
+            self._hold_of(self.device),
+            [r.job_id for r in self._on_board if not r.ended],
+            self._clock(),
+        )
+
+    async def _fill(self, queue: RunQueue) -> None:
+        if self._claims or queue.closed:
+            return  # a submit is handing one over; it wakes us after
+        if not self._estimates.known(self.device):
+            await self._stores.thread.call(self._estimates.load, self.device)
+        waiting = sum(1 for r in self._on_board if not r.started and not r.ended)
+        decisions = self._policy.next_runs(self.view(), self._depth() - waiting)
+        if not decisions:
+            return
+        requests: list[StageRequest] = []
+        refused: dict[str, PinRefused] = {}
+        for decision in decisions:
+            revisions = self._pins.from_memory(decision.job)
+            if revisions is None:
+                job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
+                if job is None or job.state is not JobState.QUEUED:
+                    continue
+                try:
+                    revisions = await self._pins.by_call(job)
+                except PinRefused as exc:
+                    revisions, refused[job.job_id] = {}, exc
+                except ConfigsUnavailable:
+                    if requests:
+                        break  # stage what is pinned; the rest after
+                    raise
+            requests.append(
+                StageRequest(decision.job.job_id, Claim(str(uuid.uuid4()), revisions, decision.reason))
+            )
+        jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
+        for job in jobs:
+            self._index.staged(self.device, job.job_id, job.staged_task_id)
+        if refused:
+            failures = [
+                (j.staged_task_id, failed(refused[j.job_id].reason, refused[j.job_id].message))
+                for j in jobs
+                if j.job_id in refused
+            ]
+            for change in await self._stores.thread.call(
+                self._stores.runs.apply_updates, failures, self._clock()
+            ):
+                self._publish(change)
+            jobs = [j for j in jobs if j.job_id not in refused]
+        if jobs:
+            await self._hand_over(queue, jobs)
+        self._wake.set()  # look again: more may fit (stops when nothing is picked)
+
+    async def _hand_over(self, queue: RunQueue, jobs: list[Job]) -> None:
+        """Send staged jobs with one EnqueueRuns after the executor's tail (lock held)."""
+        requests = [self._request(job) for job in jobs]
+        tail = next((r.task_id for r in reversed(self._on_board) if not r.ended), "")
+        before = list(self._on_board)
+        # On board before the answer: their first updates may come ahead of it.
+        self._on_board.extend(
+            _OnBoard(
+                job.staged_task_id,
+                job.job_id,
+                self._policy.key(
+                    QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+                ),
+                pins_main(job.payload),
+            )
+            for job in jobs
+        )
+        answer = await queue.enqueue(tail, requests)
+        if answer.queue_moved and answer.tail_task_id == "" and all(r.ended or r.started for r in before):
+            answer = await queue.enqueue("", requests)  # the last run ended meanwhile
+        if answer.queue_moved:
+            for job in jobs:
+                self._forget(job.staged_task_id)
+            # Not the queue we believed: these go back to the queue, and the connection starts over.
+            await self._unstaged(
+                await self._stores.thread.call(
+                    self._stores.queue.unstage, [j.staged_task_id for j in jobs], self._clock()
+                )
+            )
+            raise ExecutorUnavailable(
+                f"the executor's queue moved (tail {answer.tail_task_id!r}, expected {tail!r})"
+            )
+        accepted = set(answer.accepted)
+        for job in jobs:
+            if job.staged_task_id not in accepted:
+                self._forget(job.staged_task_id)
+        if answer.refused:
+            updates = [(r.task_id, failed(r.reason or "REFUSED", _refusal(r))) for r in answer.refused]
+            for change in await self._stores.thread.call(
+                self._stores.runs.apply_updates, updates, self._clock()
+            ):
+                self._publish(change)
+
+    def _request(self, job: Job) -> ExecutionRequest:
+        payload = from_body(CoreKind.LAB_EXPERIMENT, job.payload.body)
+        assert isinstance(payload, LabExperiment)
+        run = job.current_run
+        revisions = dict(run.config_revisions) if run is not None else {}
+        return ExecutionRequest(
+            job_id=job.job_id,
+            task_id=job.staged_task_id,
+            owner=job.owner,
+            experiment=payload,
+            configs=self._pins.hashes(revisions),
+            trace_parent=job.trace_parent,
+        )
+
+    # -- taking back ---------------------------------------------------------------------------------------
+    async def _withdraw(self, which: Callable[[_OnBoard], bool], why: str) -> None:
+        async with self._lock:
+            queue = self._queue
+            if queue is None:
+                return  # reconcile decides when the queue is open again
+            targets = [r for r in self._on_board if not r.started and not r.ended and which(r)]
+            if targets:
+                log.info("taking %d staged run(s) back from %s: %s", len(targets), self.device, why)
+                await self._take_back(queue, targets)
+        self._wake.set()
+
+    async def _take_back(self, queue: RunQueue, runs: list[_OnBoard]) -> None:
+        answer = await queue.withdraw([r.task_id for r in runs])
+        back = list(answer.withdrawn) + list(answer.unknown)
+        for task_id in answer.started:
+            for r in self._on_board:
+                if r.task_id == task_id:
+                    r.started = True
+        if back:
+            for task_id in back:
+                self._forget(task_id)
+            await self._unstaged(
+                await self._stores.thread.call(self._stores.queue.unstage, back, self._clock())
+            )
+
+    async def _unstaged(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._index.staged(self.device, job.job_id, "")
+
+    def _forget(self, task_id: str) -> None:
+        self._on_board = [r for r in self._on_board if r.task_id != task_id]
+
+    # -- updates -------------------------------------------------------------------------------------------
+    async def _apply(self, updates: Sequence[ExecutionUpdate]) -> None:
+        """One batch from the executor, in one transaction (durable if it holds a terminal
+        update), then the watchers."""
+        items: list[tuple[str, RunUpdate]] = []
+        ended = False
+        by_task = {r.task_id: r for r in self._on_board}
+        for update in updates:
+            run = by_task.get(update.task_id)
+            if run is None or update.seq <= run.seq:
+                continue  # not ours (withdrawn, a stranger) or replayed
+            run.seq = update.seq
+            if isinstance(update.body, Started):
+                run.started = True
+            if update.terminal:
+                run.ended = ended = True
+            items.append((update.task_id, to_run_update(update)))
+        if not items:
+            return
+        changes = await self._stores.thread.call(self._stores.runs.apply_updates, items, self._clock())
+        if ended:
+            self._on_board = [
+                r for r in self._on_board if not (r.ended and r.task_id in {t for t, _ in items})
+            ]
+        for change in changes:
+            self._publish(change)
+        if ended:
+            self._wake.set()
+
+
+def _refusal(refused) -> str:  # type: ignore[no-untyped-def]
+    text = refused.message
+    if refused.violations:
+        text += ": " + "; ".join(f"{v.field}: {v.description}" for v in refused.violations)
+    return text
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, ExecutorUnavailable):
+            log.info("run queue command not delivered: %s", exc)
+        else:
+            log.error("dispatcher task failed", exc_info=exc)

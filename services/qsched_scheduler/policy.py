@@ -1,0 +1,167 @@
+"""The queue policy: given a device's queue and state, which runs start next, and why.
+
+A policy is an ordering (the run order of the queued jobs) plus gates (what holds a job back
+now). `QueuePolicy.next_runs` walks the queue in order and returns the first jobs no gate
+holds back, each with the `Reason` that is stored with its run (shown by GetJob and ListRuns);
+`why_waiting` explains a queued job that has not been picked. Issues to come add gates here
+(reservations, sessions, calibration freshness) and orderings (fair share): a gate is one
+class with a name and `holds(job, view)`, listed where the engine is wired (server.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from qsched_scheduler.domain import QueuedJob, Reason
+
+
+class DeviceHold(Protocol):
+    """A held device queue (PauseDevice / DrainDevice; holds.DeviceHolds keeps them)."""
+
+    @property
+    def mode(self) -> str: ...  # PAUSED | DRAINING
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def held_by(self) -> str: ...
+
+
+class QueueView(Protocol):
+    """What a policy sees of one device."""
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    @property
+    def hold(self) -> DeviceHold | None:
+        """The device's hold, if its queue is held."""
+
+    @property
+    def on_board(self) -> Sequence[str]:
+        """Job ids handed to the executor (running first, then waiting, in start order)."""
+
+    def waiting(self) -> Iterator[QueuedJob]:
+        """Queued jobs not handed over yet, in the ordering's run order."""
+
+    def ahead_of(self, job_id: str) -> int:
+        """Queued jobs that run before this one (handed over or not)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A job the policy picked to run next, and why."""
+
+    job: QueuedJob
+    reason: Reason
+
+
+class Ordering(Protocol):
+    name: str
+
+    def key(self, job: QueuedJob) -> tuple[int, ...]:
+        """The job's place in the run order (smaller runs sooner)."""
+
+    def explain(self, job: QueuedJob, ahead: int) -> Reason:
+        """Why the job is where it is in the order (`ahead`: queued jobs before it)."""
+
+
+class Gate(Protocol):
+    name: str
+
+    def holds(self, job: QueuedJob, view: QueueView) -> Reason | None:
+        """Why `job` may not start now, or None when this gate lets it."""
+
+
+class PriorityFifo:
+    """Higher priority first; within a priority, in the order jobs were queued (a re-run goes to
+    the back of its priority)."""
+
+    name = "priority-fifo"
+
+    def key(self, job: QueuedJob) -> tuple[int, ...]:
+        return (-job.priority, job.queue_order)
+
+    def explain(self, job: QueuedJob, ahead: int) -> Reason:
+        if ahead == 0:
+            summary = f"next in line: highest priority queued ({job.priority}), queued first at it"
+        else:
+            summary = f"{ahead} job(s) ahead at priority {job.priority} or higher"
+        return Reason(self.name, summary, {"priority": job.priority, "ahead": ahead})
+
+
+class DeviceHoldGate:
+    """A paused or draining device starts nothing until it is resumed."""
+
+    name = "device-hold"
+
+    def holds(self, job: QueuedJob, view: QueueView) -> Reason | None:
+        hold = view.hold
+        if hold is None:
+            return None
+        mode = hold.mode.lower()
+        summary = f"device {view.device} is {mode} by {hold.held_by}" + (
+            f": {hold.reason}" if hold.reason else ""
+        )
+        return Reason(self.name, summary, {"mode": hold.mode, "held_by": hold.held_by, "reason": hold.reason})
+
+
+class QueuePolicy:
+    """An ordering and the gates every picked job must pass."""
+
+    def __init__(self, ordering: Ordering, gates: Sequence[Gate] = ()):
+        self.ordering = ordering
+        self.gates = tuple(gates)
+
+    @property
+    def name(self) -> str:
+        return "+".join([self.ordering.name, *(g.name for g in self.gates)])
+
+    def key(self, job: QueuedJob) -> tuple[int, ...]:
+        return self.ordering.key(job)
+
+    def next_runs(self, view: QueueView, limit: int) -> list[Decision]:
+        """Up to `limit` jobs to hand over next, in start order, each with its reason."""
+        out: list[Decision] = []
+        if limit <= 0:
+            return out
+        ahead = len(view.on_board)
+        for job in view.waiting():
+            if self._held(job, view) is None:
+                reason = self.ordering.explain(job, 0)
+                out.append(
+                    Decision(
+                        job,
+                        Reason(reason.policy, reason.summary, {**reason.details, "on_board_ahead": ahead}),
+                    )
+                )
+                ahead += 1
+                if len(out) >= limit:
+                    break
+            elif view.hold is not None:  # a device-wide gate: nothing behind it can pass either
+                break
+        return out
+
+    def why_waiting(self, job: QueuedJob, view: QueueView) -> Reason:
+        """Why a queued job has not started: the first gate that holds it, else its place in line."""
+        held = self._held(job, view)
+        if held is not None:
+            return held
+        return self.ordering.explain(job, view.ahead_of(job.job_id))
+
+    def _held(self, job: QueuedJob, view: QueueView) -> Reason | None:
+        for gate in self.gates:
+            reason = gate.holds(job, view)
+            if reason is not None:
+                return reason
+        return None
+
+
+def default_policy() -> QueuePolicy:
+    return QueuePolicy(PriorityFifo(), [DeviceHoldGate()])

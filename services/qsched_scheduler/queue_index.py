@@ -1,0 +1,93 @@
+"""Each device's queued jobs in memory, in run order: what the queue policy walks, so picking the
+next runs costs no query. Built from the store at start; kept in step with every committed
+change (the engine feeds it before watchers hear of the change) and with staging."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+
+from qsched_scheduler.domain import Change, JobState, QueuedJob, queued_job
+
+Key = Callable[[QueuedJob], tuple[int, ...]]
+
+
+class DeviceQueue:
+    def __init__(self, key: Key):
+        self._key = key
+        self._keys: list[tuple[tuple[int, ...], str]] = []
+        self._jobs: dict[str, QueuedJob] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def put(self, job: QueuedJob) -> None:
+        old = self._jobs.get(job.job_id)
+        if old is not None:
+            if self._key(old) == self._key(job):
+                self._jobs[job.job_id] = job
+                return
+            self.remove(job.job_id)
+        self._jobs[job.job_id] = job
+        bisect.insort(self._keys, (self._key(job), job.job_id))
+
+    def remove(self, job_id: str) -> QueuedJob | None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            entry = (self._key(job), job_id)
+            i = bisect.bisect_left(self._keys, entry)
+            if i < len(self._keys) and self._keys[i] == entry:
+                del self._keys[i]
+        return job
+
+    def get(self, job_id: str) -> QueuedJob | None:
+        return self._jobs.get(job_id)
+
+    def __iter__(self) -> Iterator[QueuedJob]:
+        for _, job_id in list(self._keys):
+            job = self._jobs.get(job_id)
+            if job is not None:
+                yield job
+
+    def unstaged(self) -> Iterator[QueuedJob]:
+        return (job for job in self if not job.staged_task_id)
+
+    def position(self, job_id: str) -> int:
+        """1-based place in run order (0: not queued)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return 0
+        return bisect.bisect_left(self._keys, (self._key(job), job_id)) + 1
+
+
+class QueueIndex:
+    def __init__(self, key: Key):
+        self._key = key
+        self._devices: dict[str, DeviceQueue] = {}
+
+    def load(self, jobs: Iterable[QueuedJob]) -> None:
+        self._devices.clear()
+        for job in jobs:
+            self.device(job.device).put(job)
+
+    def device(self, name: str) -> DeviceQueue:
+        queue = self._devices.get(name)
+        if queue is None:
+            queue = self._devices[name] = DeviceQueue(self._key)
+        return queue
+
+    def apply(self, change: Change) -> None:
+        job = change.job
+        queue = self.device(job.device)
+        if job.state is JobState.QUEUED:
+            queue.put(queued_job(job))
+        else:
+            queue.remove(job.job_id)
+
+    def staged(self, device: str, job_id: str, task_id: str) -> None:
+        """A job's run was staged (task_id) or taken back ("")."""
+        queue = self.device(device)
+        job = queue.get(job_id)
+        if job is not None:
+            queue.put(replace(job, staged_task_id=task_id))
