@@ -284,7 +284,7 @@ class LabDispatcher:
         key = self._policy.key(
             QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
         )
-        if any(not r.started and not r.ended and r.key > key for r in self._on_board):
+        if self._lock.locked() or any(not r.started and not r.ended and r.key > key for r in self._on_board):
             self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
         else:
             self._wake.set()
@@ -296,7 +296,8 @@ class LabDispatcher:
             self._wake.set()
 
     def _mains_moved(self, moved: MainMoved) -> None:
-        if any(r.pins_main and not r.started for r in self._on_board):
+        # A batch being staged right now (lock held) may carry the old pins: look after it.
+        if self._lock.locked() or any(r.pins_main and not r.started for r in self._on_board):
             self._spawn(
                 self._withdraw(lambda r: r.pins_main, f"main moved ({', '.join(sorted(moved.config_types))})")
             )
