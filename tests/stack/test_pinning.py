@@ -67,6 +67,12 @@ async def test_a_push_racing_a_deep_queue_applies_to_every_run_not_started(lab):
     rest = [(await jobs.SubmitJob(lab_request())).job.job_id for _ in range(8)]
     await eventually(lambda: len(fake.board.waiting), until=lambda n: n >= 2, what="runs staged")
     v2 = await push(configs, "qubit:\n  pi_gain: 0.47\n")
+    # The scheduler hears of the push and takes back what it staged with v1 (then stages it again).
+    await eventually(
+        lambda: {fake.runs[t].request.configs[0].revision_id for t in fake.board.waiting},
+        until=lambda revisions: revisions == {v2.revision_id},
+        what="the waiting runs pinned to the new main",
+    )
     fake.hold.set()
     done_first = await job_in_state(jobs, first, pb.Job.STATE_SUCCEEDED)
     assert dict(done_first.current_run.config_revisions) == {"hardware_config": v1.revision_id}

@@ -211,6 +211,7 @@ class LabDispatcher:
         self._lock = asyncio.Lock()  # one change of the executor's queue at a time (the tail)
         self._wake = asyncio.Event()
         self._claims: dict[str, Claim] = {}  # staged by a submit, not yet handed over
+        self._deferred: list[ExecutionUpdate] = []  # see _apply
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.connected = asyncio.Event()  # the run queue is open and reconciled
@@ -283,7 +284,7 @@ class LabDispatcher:
         key = self._policy.key(
             QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
         )
-        if any(not r.started and not r.ended and r.key > key for r in self._on_board):
+        if self._lock.locked() or any(not r.started and not r.ended and r.key > key for r in self._on_board):
             self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
         else:
             self._wake.set()
@@ -295,7 +296,8 @@ class LabDispatcher:
             self._wake.set()
 
     def _mains_moved(self, moved: MainMoved) -> None:
-        if any(r.pins_main and not r.started for r in self._on_board):
+        # A batch being staged right now (lock held) may carry the old pins: look after it.
+        if self._lock.locked() or any(r.pins_main and not r.started for r in self._on_board):
             self._spawn(
                 self._withdraw(lambda r: r.pins_main, f"main moved ({', '.join(sorted(moved.config_types))})")
             )
@@ -395,6 +397,7 @@ class LabDispatcher:
         know (or lost) fails EXECUTOR_LOST; runs only the executor knows are withdrawn/cancelled."""
         thread, stores = self._stores.thread, self._stores
         held = {r.task_id: r for r in queue.opened.runs}
+        self._deferred = []  # replayed after the cursors
         log.info(
             "run queue of %s open: %s",
             self.device,
@@ -632,31 +635,52 @@ class LabDispatcher:
     # -- updates -------------------------------------------------------------------------------------------
     async def _apply(self, updates: Sequence[ExecutionUpdate]) -> None:
         """One batch from the executor, in one transaction (durable if it holds a terminal
-        update), then the watchers."""
+        update), then the watchers.
+
+        The executor releases the board before the previous run's data file is written, so the
+        next run's `started` can come before the previous run's result. The database keeps one
+        running lab job per device: updates of a run that would start while an earlier one is
+        still running here wait (in order) until that one's terminal update is applied."""
         items: list[tuple[str, RunUpdate]] = []
-        ended = False
+        ended_now: set[str] = set()
         by_task = {r.task_id: r for r in self._on_board}
-        for update in updates:
+        running = next((r.task_id for r in self._on_board if r.started and not r.ended), "")
+        pending = [*self._deferred, *updates]
+        self._deferred = []
+        for update in pending:
             run = by_task.get(update.task_id)
             if run is None or update.seq <= run.seq:
                 continue  # not ours (withdrawn, a stranger) or replayed
+            waits = any(u.task_id == update.task_id for u in self._deferred)
+            if waits or (running and running != update.task_id and not run.started and _starts(update)):
+                self._deferred.append(update)
+                continue
             run.seq = update.seq
-            if isinstance(update.body, Started):
+            if isinstance(update.body, Started) or (update.terminal and not run.started):
                 run.started = True
+                running = running or update.task_id
             if update.terminal:
-                run.ended = ended = True
+                run.ended = True
+                ended_now.add(update.task_id)
+                if running == update.task_id:
+                    running = ""
             items.append((update.task_id, to_run_update(update)))
         if not items:
             return
         changes = await self._stores.thread.call(self._stores.runs.apply_updates, items, self._clock())
-        if ended:
-            self._on_board = [
-                r for r in self._on_board if not (r.ended and r.task_id in {t for t, _ in items})
-            ]
+        if ended_now:
+            self._on_board = [r for r in self._on_board if r.task_id not in ended_now]
         for change in changes:
             self._publish(change)
-        if ended:
+        if ended_now:
             self._wake.set()
+            if self._deferred:
+                await self._apply(())
+
+
+def _starts(update: ExecutionUpdate) -> bool:
+    """An update that makes a staged run the device's running one."""
+    return isinstance(update.body, (Started, Progress))
 
 
 def _refusal(refused) -> str:  # type: ignore[no-untyped-def]
