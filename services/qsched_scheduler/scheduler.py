@@ -281,6 +281,17 @@ class Scheduler:
     def wake(self, device: str) -> None:
         self.hold_changed(device)
 
+    def reconsider(self, device: str, why: str) -> None:
+        """A gate's answer changed for the device (calendar.py): staged runs are picked again."""
+        lab = self.routes.lab(device)
+        if lab is not None:
+            lab.reconsider(why)
+        else:
+            self.routes.wake(device)
+
+    async def running_on(self, device: str) -> Job | None:
+        return await self._thread.call(self._store.running_job, device)
+
     # -- reads ---------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:
         self._check_id(job_id)

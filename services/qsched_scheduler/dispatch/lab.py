@@ -45,7 +45,17 @@ from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.dispatch.run_queue import RunQueue
-from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, NewJob, QueuedJob, Reason, pins_main
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Job,
+    JobState,
+    NewJob,
+    QueuedJob,
+    Reason,
+    pins_main,
+    reservation_of,
+)
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
@@ -247,13 +257,22 @@ class LabDispatcher:
             or not pins_main(new.payload)
         ):
             return None
-        probe = QueuedJob("", self.device, new.priority, 0, new.owner, new.payload.kind)
+        reservation, calibration = reservation_of(new.labels)
+        probe = QueuedJob(
+            "", self.device, new.priority, 0, new.owner, new.payload.kind, "", True, reservation, calibration
+        )
+        reason = self._policy.admit(
+            probe,
+            self.view(),
+            Reason(
+                self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
+            ),
+        )
+        if reason is None:  # a gate holds it (e.g. a reservation window): it waits in the queue
+            return None
         revisions = self._pins.from_memory(probe)
         if revisions is None:
             return None
-        reason = Reason(
-            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
-        )
         claim = Claim(str(uuid.uuid4()), revisions, reason)
         self._claims[claim.task_id] = claim
         return claim
@@ -291,6 +310,14 @@ class LabDispatcher:
     def hold_changed(self) -> None:
         if self._hold_of(self.device) is not None:
             self._spawn(self._withdraw(lambda r: True, "the device is held"))
+        else:
+            self._wake.set()
+
+    def reconsider(self, why: str) -> None:
+        """A gate's answer may have changed (a reservation window opened, ended, was booked or
+        cancelled): staged runs that have not started are taken back and picked again."""
+        if any(not r.started and not r.ended for r in self._on_board):
+            self._spawn(self._withdraw(lambda r: True, why))
         else:
             self._wake.set()
 

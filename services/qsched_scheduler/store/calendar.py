@@ -1,0 +1,62 @@
+"""Storage of the device calendars (calendar.CalendarStore on SQL): a window is one row, written
+when it is booked and again when it is cancelled (cancelled rows stay, for the record)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from qsched_core.sql import read_only
+from qsched_scheduler.calendar import Window, WindowKind
+from qsched_scheduler.store.models import ReservationRow
+
+
+class SqlCalendarStore:
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._reader = read_only(engine)
+
+    def windows(self, since: datetime) -> list[Window]:
+        query = select(ReservationRow).where(
+            ReservationRow.end_time > since, ReservationRow.cancelled.is_(False)
+        )
+        with Session(self._reader) as session:
+            return [_window(row) for row in session.scalars(query)]
+
+    def put_window(self, window: Window) -> None:
+        with Session(self._engine) as session, session.begin():
+            session.merge(
+                ReservationRow(
+                    reservation_id=window.reservation_id,
+                    device=window.device,
+                    kind=window.kind.value,
+                    start_time=window.start,
+                    end_time=window.end,
+                    holders=",".join(window.holders),
+                    hard_end=window.hard_end,
+                    note=window.note,
+                    created_by=window.created_by,
+                    create_time=window.create_time,
+                    cancelled=window.cancelled,
+                    cancelled_by=window.cancelled_by,
+                )
+            )
+
+
+def _window(row: ReservationRow) -> Window:
+    return Window(
+        row.reservation_id,
+        row.device,
+        WindowKind(row.kind),
+        row.start_time,
+        row.end_time,
+        row.created_by,
+        row.create_time,
+        tuple(h for h in row.holders.split(",") if h),
+        row.hard_end,
+        row.note,
+        row.cancelled,
+        row.cancelled_by,
+    )
