@@ -296,4 +296,3 @@ class ReservationGate:
         return Reason(
             self.name, f"inside {window.describe()}", {"rule": "inside-window", "window": window.details()}
         )
-

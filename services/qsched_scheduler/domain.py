@@ -158,7 +158,8 @@ CALIBRATION_LABEL = "calibration"
 
 def reservation_of(labels: dict[str, str]) -> tuple[str, bool]:
     """A job's reservation target and calibration flag, from its labels."""
-    return labels.get(RESERVATION_LABEL, ""), labels.get(CALIBRATION_LABEL, "").lower() in ("true", "1", "yes")
+    calibration = labels.get(CALIBRATION_LABEL, "").lower() in ("true", "1", "yes")
+    return labels.get(RESERVATION_LABEL, ""), calibration
 
 
 def queued_job(job: Job) -> QueuedJob:

@@ -58,7 +58,7 @@ class ReservationDesk:
                     "OPERATOR_REQUIRED", f"{new.kind.value.lower()} windows are booked by an operator"
                 )
             if set(new.holders) != {who.name}:
-                raise PermissionDenied("OPERATOR_REQUIRED", "a user books exclusive windows for themselves only")
+                raise PermissionDenied("OPERATOR_REQUIRED", "users book exclusive windows for themselves")
             if new.end - new.start > timedelta(hours=self._quota.max_user_hours):
                 raise QuotaExceeded(
                     "RESERVATION_TOO_LONG",
@@ -88,7 +88,7 @@ class ReservationDesk:
     async def cancel(self, who: Principal, reservation_id: str) -> Window:
         window = self._calendar.get(reservation_id)
         if window is not None and window.created_by != who.name and not who.has(Role.OPERATOR):
-            raise PermissionDenied("NOT_YOUR_RESERVATION", f"{reservation_id} was booked by {window.created_by}")
+            raise PermissionDenied("NOT_YOUR_RESERVATION", f"{reservation_id} is {window.created_by}'s")
         cancelled = await asyncio.to_thread(self._calendar.cancel, reservation_id, who.name)
         await self._audit.record(
             who, "reservation.cancel", reservation_id, device=cancelled.device, booked_by=cancelled.created_by

@@ -261,13 +261,10 @@ class LabDispatcher:
         probe = QueuedJob(
             "", self.device, new.priority, 0, new.owner, new.payload.kind, "", True, reservation, calibration
         )
-        reason = self._policy.admit(
-            probe,
-            self.view(),
-            Reason(
-                self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
-            ),
+        idle = Reason(
+            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
         )
+        reason = self._policy.admit(probe, self.view(), idle)
         if reason is None:  # a gate holds it (e.g. a reservation window): it waits in the queue
             return None
         revisions = self._pins.from_memory(probe)
