@@ -129,7 +129,7 @@ class Calendar:
         self._by_device: dict[str, list[Window]] = {}  # by start, not cancelled, not yet ended
         self._listeners: list[Callable[[str], None]] = []
         self._hard_end: Callable[[Window], Awaitable[None]] | None = None
-        self._last_tick: datetime | None = None
+        self._last_tick = clock()
 
     # -- wiring ----------------------------------------------------------------------------------------
     def on_change(self, listener: Callable[[str], None]) -> None:
@@ -226,7 +226,7 @@ class Calendar:
         """Look at the clock: tell listeners of every device whose window opened or ended since
         the last tick, cancel the runs of hard-end windows that ended, and forget ended windows."""
         now = self._clock()
-        last = self._last_tick or now
+        last = self._last_tick
         self._last_tick = now
         for device, windows in list(self._by_device.items()):
             crossed = any(last < t <= now for w in windows for t in (w.start, w.end))
