@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.wire import timestamp
+from qsched.wire import timestamp, to_datetime
+from qsched_scheduler.calendar import NewWindow, Window, WindowKind
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -190,3 +191,38 @@ def filter_from_pb(request: pb.ListJobsRequest) -> JobFilter:
         raise InvalidArgument("INVALID_KIND", f"unknown kind {request.kind}")
     view = ListView.QUEUE if request.view == pb.LIST_VIEW_QUEUE else ListView.HISTORY
     return JobFilter(view=view, states=states, owner=request.owner, device=request.device, kind=kind)
+
+
+# -- reservations (calendar.py) ----------------------------------------------------------------------
+WINDOW_KIND_TO_PB = {kind: pb.Reservation.Kind.Value(f"KIND_{kind.value}") for kind in WindowKind}
+WINDOW_KIND_FROM_PB = {v: k for k, v in WINDOW_KIND_TO_PB.items()}
+
+
+def reservation_to_pb(window: Window) -> pb.Reservation:
+    return pb.Reservation(
+        reservation_id=window.reservation_id,
+        device=window.device,
+        kind=WINDOW_KIND_TO_PB[window.kind],
+        start_time=timestamp(window.start),
+        end_time=timestamp(window.end),
+        holders=list(window.holders),
+        hard_end=window.hard_end,
+        note=window.note,
+        created_by=window.created_by,
+        create_time=timestamp(window.create_time),
+        cancelled=window.cancelled,
+        cancelled_by=window.cancelled_by,
+    )
+
+
+def new_window_from_pb(request: pb.CreateReservationRequest) -> NewWindow:
+    kind = WINDOW_KIND_FROM_PB.get(request.kind)
+    if kind is None:
+        raise InvalidArgument(
+            "INVALID_WINDOW", "kind must be exclusive, calibration or maintenance", field="kind"
+        )
+    if not request.HasField("start_time") or not request.HasField("end_time"):
+        raise InvalidArgument("INVALID_WINDOW", "start_time and end_time are required", field="start_time")
+    start, end = to_datetime(request.start_time), to_datetime(request.end_time)
+    assert start is not None and end is not None
+    return NewWindow(request.device, kind, start, end, tuple(request.holders), request.hard_end, request.note)

@@ -49,7 +49,7 @@ class ReservationDesk:
     async def create(self, who: Principal, new: NewWindow) -> Window:
         operator = who.has(Role.OPERATOR)
         if not self._known(new.device):
-            raise InvalidArgument("UNKNOWN_DEVICE", f"no device {new.device!r}", field="device")
+            raise InvalidArgument("UNKNOWN_DEVICE", f"no lab device {new.device!r}", field="device")
         if new.kind is WindowKind.EXCLUSIVE and not new.holders:
             new = replace(new, holders=(who.name,))
         if not operator:

@@ -8,6 +8,7 @@ import asyncio
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched_core.clock import utcnow
 from qsched_core.config import ServiceConfig
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
@@ -17,16 +18,19 @@ from qsched_runtime.auth import Anyone
 from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_scheduler import db
+from qsched_scheduler import db, reservations
 from qsched_scheduler.access import JobDesk, Limits
 from qsched_scheduler.admin import servicer as admin_servicer
+from qsched_scheduler.calendar import Calendar, ReservationGate
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.main_revisions import MainRevisions
+from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
+from qsched_scheduler.store.calendar import SqlCalendarStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
@@ -65,6 +69,10 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     gateway = GrpcProviderGateway(config.endpoints.gateway, peers)
     control = SqlControlStore(engine)
     holds = DeviceHolds(control)
+    # Issue 13: the device calendars, a gate of the queue policy (after the device hold).
+    calendar = Calendar(SqlCalendarStore(engine), utcnow)
+    calendar.load()
+    gate = ReservationGate(calendar)
     scheduler = Scheduler.build(
         store,
         executors,
@@ -73,8 +81,16 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         mains=mains,
         pinner=pinner,
         gateway=gateway,
+        policy=QueuePolicy(PriorityFifo(), [DeviceHoldGate(), gate]),
     )
+    gate.typical_seconds = scheduler.estimates.typical
+    reservations.wire(calendar, scheduler)
+    ticker = reservations.CalendarTicker(calendar, utcnow)
     audit = AuditLog(security.authenticator)
+    # Lab devices only for now: provider devices are not dispatched through the queue policy.
+    booking = reservations.ReservationDesk(
+        calendar, lambda device: scheduler.routes.lab(device) is not None, audit
+    )
 
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
@@ -82,7 +98,9 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     desk = JobDesk(scheduler, holds, count_queued, limits(config), audit)
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
-        lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler, desk), server),
+        lambda server: pb_grpc.add_JobServiceServicer_to_server(
+            JobServicer(scheduler, desk, booking), server
+        ),
         JOB_POLICY,
     )
     admin = Registration(
@@ -98,8 +116,10 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         if feed is not None:
             feed.start()
         await scheduler.start()
+        ticker.start()
 
     async def stop() -> None:
+        await ticker.stop()
         if feed is not None:
             await feed.close()
         await scheduler.stop()

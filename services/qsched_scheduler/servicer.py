@@ -21,6 +21,8 @@ from qsched_runtime.errors import translates_errors
 from qsched_scheduler import convert
 from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
+from qsched_scheduler.errors import Unimplemented
+from qsched_scheduler.reservations import ReservationDesk
 from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
@@ -29,9 +31,34 @@ DOMAIN = "qsched.jobs.v1"
 
 @translates_errors(DOMAIN)
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, scheduler: Scheduler, desk: JobDesk):
+    def __init__(self, scheduler: Scheduler, desk: JobDesk, reservations: ReservationDesk | None = None):
         self._scheduler = scheduler
         self._desk = desk
+        self._reservations = reservations
+
+    # -- the calendar (reservations.py) ----------------------------------------------------------------
+    def _calendar(self) -> ReservationDesk:
+        if self._reservations is None:
+            raise Unimplemented("NO_CALENDAR", "this scheduler keeps no reservations")
+        return self._reservations
+
+    async def CreateReservation(
+        self, request: pb.CreateReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateReservationResponse:
+        window = await self._calendar().create(caller(), convert.new_window_from_pb(request))
+        return pb.CreateReservationResponse(reservation=convert.reservation_to_pb(window))
+
+    async def ListReservations(
+        self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReservationsResponse:
+        windows = self._calendar().list(request.device)
+        return pb.ListReservationsResponse(reservations=[convert.reservation_to_pb(w) for w in windows])
+
+    async def CancelReservation(
+        self, request: pb.CancelReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelReservationResponse:
+        window = await self._calendar().cancel(caller(), request.reservation_id)
+        return pb.CancelReservationResponse(reservation=convert.reservation_to_pb(window))
 
     async def SubmitJobs(
         self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext
