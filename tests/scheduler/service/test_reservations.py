@@ -1,0 +1,166 @@
+"""Reservations over gRPC on a real scheduler (SQLite, and PostgreSQL for the restart): book,
+list, cancel, overlaps refused naming the other window, roles, a job held by a window and a job
+targeting one, windows kept across a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched.wire import error_info, timestamp
+from tests.support.identity import authed_channel
+from tests.support.jobs import expect_error, job_in_state, lab_request
+from tests.support.stack import running_service
+from tests.support.waiting import eventually
+
+EXCLUSIVE, MAINTENANCE = pb.Reservation.KIND_EXCLUSIVE, pb.Reservation.KIND_MAINTENANCE
+
+
+def book(kind: int, start: datetime, length: timedelta, *holders: str, **kw) -> pb.CreateReservationRequest:
+    return pb.CreateReservationRequest(
+        device=kw.pop("device", "qick"),
+        kind=kind,
+        start_time=timestamp(start),
+        end_time=timestamp(start + length),
+        holders=list(holders),
+        **kw,
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def waiting_on_calendar(stub, job_id: str) -> pb.Job:
+    response = await eventually(
+        lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id)),
+        until=lambda r: r.job.waiting_reason.policy == "reservations",
+        what=f"{job_id} held by the calendar",
+    )
+    assert response.job.state == pb.Job.STATE_QUEUED
+    return response.job
+
+
+async def test_book_list_cancel_and_an_overlap_is_refused_naming_the_other(scheduler):
+    stub, _, _ = scheduler
+    start = now() + timedelta(hours=2)
+    first = (await stub.CreateReservation(book(EXCLUSIVE, start, timedelta(hours=1)))).reservation
+    assert first.reservation_id.startswith("RES-") and list(first.holders) == ["alice"]
+    assert first.created_by == "alice"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateReservation(book(MAINTENANCE, start + timedelta(minutes=30), timedelta(hours=1)))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    detail = error_info(refused.value)
+    assert (
+        detail.reason == "RESERVATION_OVERLAP" and detail.metadata["reservation_id"] == first.reservation_id
+    )
+    assert first.reservation_id in refused.value.details()
+    later = await stub.CreateReservation(book(MAINTENANCE, start + timedelta(hours=1), timedelta(hours=1)))
+    listed = (await stub.ListReservations(pb.ListReservationsRequest(device="qick"))).reservations
+    assert [r.reservation_id for r in listed] == [first.reservation_id, later.reservation.reservation_id]
+    gone = await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=first.reservation_id))
+    assert gone.reservation.cancelled and gone.reservation.cancelled_by == "alice"
+    listed = (await stub.ListReservations(pb.ListReservationsRequest())).reservations
+    assert [r.reservation_id for r in listed] == [later.reservation.reservation_id]
+    await expect_error(
+        stub.CreateReservation(book(EXCLUSIVE, start, timedelta(hours=1), device="nowhere")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNKNOWN_DEVICE",
+    )
+
+
+async def test_a_user_books_only_exclusive_windows_for_themselves_and_cancels_only_their_own(
+    scheduler, identity
+):
+    stub, _, address = scheduler
+    start = now() + timedelta(hours=5)
+    operators = (
+        await stub.CreateReservation(book(EXCLUSIVE, start, timedelta(hours=1), "carol"))
+    ).reservation
+    async with authed_channel(address, identity.token_for("bob")) as channel:
+        bob = pb_grpc.JobServiceStub(channel)
+        await expect_error(
+            bob.CreateReservation(book(MAINTENANCE, start + timedelta(hours=2), timedelta(hours=1))),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "OPERATOR_REQUIRED",
+        )
+        await expect_error(
+            bob.CreateReservation(book(EXCLUSIVE, start + timedelta(hours=2), timedelta(hours=1), "carol")),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "OPERATOR_REQUIRED",
+        )
+        await expect_error(
+            bob.CreateReservation(book(EXCLUSIVE, start + timedelta(hours=2), timedelta(hours=9))),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "RESERVATION_TOO_LONG",
+        )
+        own = await bob.CreateReservation(book(EXCLUSIVE, start + timedelta(hours=2), timedelta(hours=1)))
+        assert list(own.reservation.holders) == ["bob"]
+        await expect_error(
+            bob.CancelReservation(pb.CancelReservationRequest(reservation_id=operators.reservation_id)),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "NOT_YOUR_RESERVATION",
+        )
+        await bob.CancelReservation(
+            pb.CancelReservationRequest(reservation_id=own.reservation.reservation_id)
+        )
+
+
+async def test_others_wait_inside_an_exclusive_window_and_a_targeted_job_waits_for_its_window(
+    scheduler, identity
+):
+    stub, fake, address = scheduler
+    # alice's window is open now; one of hers opens in a moment and her job targets it.
+    open_now = (await stub.CreateReservation(book(EXCLUSIVE, now(), timedelta(seconds=1.5)))).reservation
+    soon = (
+        await stub.CreateReservation(book(EXCLUSIVE, now() + timedelta(seconds=1.5), timedelta(minutes=10)))
+    ).reservation
+    async with authed_channel(address, identity.token_for("bob")) as channel:
+        bob = pb_grpc.JobServiceStub(channel)
+        bobs = (await bob.SubmitJob(lab_request(owner="bob"))).job.job_id
+    held = await waiting_on_calendar(stub, bobs)
+    assert open_now.reservation_id in held.waiting_reason.summary
+    targeted = (await stub.SubmitJob(lab_request(labels={"reservation": soon.reservation_id}))).job.job_id
+    # It waits for its window, then runs inside it (the ticker opens it, no call needed).
+    ran = await job_in_state(stub, targeted, pb.Job.STATE_SUCCEEDED)
+    assert soon.reservation_id in ran.current_run.reason.summary
+    assert (await stub.GetJob(pb.GetJobRequest(job_id=bobs))).job.state == pb.Job.STATE_QUEUED
+    await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=soon.reservation_id))
+    await job_in_state(stub, bobs, pb.Job.STATE_SUCCEEDED)
+    assert fake.started_jobs == [targeted, bobs]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return ""  # the data directory's SQLite file
+    return request.getfixturevalue("postgres_databases")()
+
+
+async def test_windows_survive_a_scheduler_restart(tmp_path, fake_executor, database_url):
+    _, executor_address = fake_executor
+    config = {"lab_devices": {"qick": executor_address}, "pin_configs": False, "database_url": database_url}
+    async with (
+        running_service("scheduler", tmp_path, **config) as address,
+        authed_channel(address) as channel,
+    ):
+        stub = pb_grpc.JobServiceStub(channel)
+        window = (
+            await stub.CreateReservation(book(MAINTENANCE, now(), timedelta(hours=1), note="fridge warm-up"))
+        ).reservation
+    async with (
+        running_service("scheduler", tmp_path, **config) as address,
+        authed_channel(address) as channel,
+    ):
+        stub = pb_grpc.JobServiceStub(channel)
+        listed = (await stub.ListReservations(pb.ListReservationsRequest())).reservations
+        assert [(r.reservation_id, r.note) for r in listed] == [(window.reservation_id, "fridge warm-up")]
+        job_id = (await stub.SubmitJob(lab_request())).job.job_id
+        held = await waiting_on_calendar(stub, job_id)
+        assert window.reservation_id in held.waiting_reason.summary
+        await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=window.reservation_id))
+        await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
