@@ -53,7 +53,7 @@ class DataFakeExecutor(FakeExecutor):
         write_run_file(path, req.job_id, req.task_id)
         self.files[req.task_id] = path
         data = path.read_bytes()
-        return Succeeded(DataRef(path.name, hashlib.sha256(data).hexdigest(), len(data)), {"fit": 1.0})
+        return Succeeded(DataRef(path.name, hashlib.sha256(data).hexdigest(), len(data)), {"pi_gain": 0.5})
 
     async def FetchData(self, request, context):
         from qsched_runtime.errors import abort

@@ -19,6 +19,7 @@ from qsched.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from tests.support.identity import authed_channel
 from tests.support.processes import free_port
 from tests.support.stack import running_service
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 PYTHON = sys.executable
@@ -113,6 +114,14 @@ async def test_executor_killed_mid_run_fails_the_run_and_a_restarted_executor_ta
             async for message in jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job)):
                 if message.HasField("event") and message.event.message.startswith("started"):
                     break
+            # Two more, staged on the executor behind the long run when it dies.
+            staged = [await submit(jobs, {"expts": 11, "reps": 20}, f"staged-{i}") for i in range(2)]
+            for job_id in staged:
+                await eventually(
+                    lambda job_id=job_id: jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)),
+                    until=lambda r: r.job.current_run.staged,
+                    what=f"{job_id} staged",
+                )
             exec_stub = executor_pb2_grpc.HardwareExecutorServiceStub(exec_channel)
             device = (await exec_stub.GetDevice(pb.GetDeviceRequest())).device
             assert device.state == pb.DeviceInfo.STATE_BUSY and device.current_job_id == job
@@ -122,6 +131,11 @@ async def test_executor_killed_mid_run_fails_the_run_and_a_restarted_executor_ta
             await asyncio.to_thread(wait_serving, executor)
             failed = await asyncio.wait_for(_watch_until(jobs, job, {jobs_pb2.Job.STATE_FAILED}), 60)
             assert failed.error.reason == "EXECUTOR_LOST", failed.error
+            for job_id in staged:  # re-attached, or back in the queue in their place: each runs once
+                done = await asyncio.wait_for(
+                    _watch_until(jobs, job_id, {jobs_pb2.Job.STATE_SUCCEEDED, jobs_pb2.Job.STATE_FAILED}), 60
+                )
+                assert done.state == jobs_pb2.Job.STATE_SUCCEEDED and done.run_count == 1, done
             ok = await submit(jobs, {"expts": 11, "reps": 20}, "after-restart")
             done = await asyncio.wait_for(
                 _watch_until(jobs, ok, {jobs_pb2.Job.STATE_SUCCEEDED, jobs_pb2.Job.STATE_FAILED}), 60

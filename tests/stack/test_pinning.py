@@ -16,6 +16,7 @@ from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.support.identity import authed_channel
 from tests.support.jobs import job_in_state, lab_request
 from tests.support.stack import running_service
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -56,25 +57,29 @@ async def push(configs, text: str) -> cpb.ConfigRevision:
     return response.revision
 
 
-async def test_a_push_applies_to_runs_dispatched_after_it(lab):
+async def test_a_push_racing_a_deep_queue_applies_to_every_run_not_started(lab):
     jobs, configs, fake = lab
     v1 = await push(configs, "qubit:\n  pi_gain: 0.40\n")
     fake.hold = asyncio.Event()
     first = (await jobs.SubmitJob(lab_request())).job.job_id
     await job_in_state(jobs, first, pb.Job.STATE_RUNNING)
-    second = (await jobs.SubmitJob(lab_request())).job.job_id  # queued while main changes
+    # A deep queue, some of it staged on the executor with v1 pinned, while main changes.
+    rest = [(await jobs.SubmitJob(lab_request())).job.job_id for _ in range(8)]
+    await eventually(lambda: len(fake.board.waiting), until=lambda n: n >= 2, what="runs staged")
     v2 = await push(configs, "qubit:\n  pi_gain: 0.47\n")
     fake.hold.set()
     done_first = await job_in_state(jobs, first, pb.Job.STATE_SUCCEEDED)
-    done_second = await job_in_state(jobs, second, pb.Job.STATE_SUCCEEDED)
     assert dict(done_first.current_run.config_revisions) == {"hardware_config": v1.revision_id}
-    assert dict(done_second.current_run.config_revisions) == {"hardware_config": v2.revision_id}
-    sent = {r.request.job_id: list(r.request.configs) for r in fake.runs.values()}
-    assert [(c.revision_id, c.sha256) for c in sent[second]] == [
-        (v2.revision_id, hashlib.sha256(b"qubit:\n  pi_gain: 0.47\n").hexdigest())
-    ]
+    v2_sha = hashlib.sha256(b"qubit:\n  pi_gain: 0.47\n").hexdigest()
+    for job_id in rest:
+        done = await job_in_state(jobs, job_id, pb.Job.STATE_SUCCEEDED)
+        assert dict(done.current_run.config_revisions) == {"hardware_config": v2.revision_id}
+        sent = fake.runs[done.current_run.task_id].request.configs
+        assert [(c.revision_id, c.sha256) for c in sent] == [(v2.revision_id, v2_sha)]
+    assert fake.started_jobs == [first, *rest]
+    # Main pins come from memory: the config service has no record of them (docs/configs.md).
     shown = (await configs.GetRevision(cpb.GetRevisionRequest(revision_id=v1.revision_id))).revision
-    assert shown.first_job_id == first
+    assert shown.first_job_id == ""
 
 
 async def test_named_revision_and_inline_override(lab):

@@ -12,6 +12,7 @@ from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.support import processes
 from tests.support.identity import authed_channel
 from tests.support.jobs import job_in_state, lab_request
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,8 @@ async def test_kill_9_keeps_the_queue_and_reattaches(tmp_path, fake_executor):
         running = (await stub.SubmitJob(lab_request(0))).job.job_id
         await job_in_state(stub, running, pb.Job.STATE_RUNNING)
         queued = [(await stub.SubmitJob(lab_request(p))).job.job_id for p in (0, 5, 0, 5)]
-    processes.stop(process, signal.SIGKILL)
+        await eventually(lambda: len(fake.board.waiting), until=lambda n: n >= 2, what="runs staged")
+    processes.stop(process, signal.SIGKILL)  # with runs staged on the executor
 
     process = await start_scheduler(args, log)
     try:
@@ -65,10 +67,9 @@ async def test_kill_9_keeps_the_queue_and_reattaches(tmp_path, fake_executor):
             assert int(later[-5:]) == int(queued[-1][-5:]) + 1  # ids continue
             fake.hold.set()  # the run that was going on is re-attached and completes
             done = await job_in_state(stub, running, pb.Job.STATE_SUCCEEDED)
-            assert done.current_run.data_file_path.endswith(f"{running}.h5")
+            assert done.current_run.data.name.startswith(running)
             await job_in_state(stub, later, pb.Job.STATE_SUCCEEDED)
-            assert fake.started_jobs == [*expected, later]
-            assert fake.execute_calls == len(expected) + 1  # the running job was not run twice
+            assert fake.started_jobs == [*expected, later]  # in order, and none ran twice
     finally:
         processes.stop(process)
 
@@ -86,10 +87,10 @@ async def test_run_gone_from_the_executor_is_failed_executor_lost(tmp_path, fake
         running = (await stub.SubmitJob(lab_request(0))).job.job_id
         await job_in_state(stub, running, pb.Job.STATE_RUNNING)
         waiting = (await stub.SubmitJob(lab_request(0))).job.job_id
+        await eventually(lambda: len(fake.board.waiting), until=lambda n: n == 1, what="the second staged")
     processes.stop(process, signal.SIGKILL)
-    # The executor restarted meanwhile: it no longer knows the run.
-    fake.runs.clear()
-    fake.current = None
+    # The executor restarted meanwhile: the run on the board was lost, the staged one forgotten.
+    fake.board.restart()
     fake.hold.set()
 
     process = await start_scheduler(args, log)
@@ -98,6 +99,7 @@ async def test_run_gone_from_the_executor_is_failed_executor_lost(tmp_path, fake
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             lost = await job_in_state(stub, running, pb.Job.STATE_FAILED)
             assert lost.error.reason == "EXECUTOR_LOST"
-            await job_in_state(stub, waiting, pb.Job.STATE_SUCCEEDED)  # the queue moves on
+            done = await job_in_state(stub, waiting, pb.Job.STATE_SUCCEEDED)  # back in the queue, then run
+            assert done.run_count == 1
     finally:
         processes.stop(process)
