@@ -31,6 +31,7 @@ from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched.calls import Calls
 from qsched.errors import QschedError
+from qsched.wire import timestamp
 
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -639,8 +640,85 @@ class JobClient:
         self.delete_job(job_id)
         return {"job_id": job_id, "cancelled": cancelled, "state": c.SEED_STATUS.get(job.state, "unknown")}
 
+    # -- reservations and decisions (docs/scheduling.md) ---------------------------------------------
+    def reserve(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        kind: str = "exclusive",
+        holders: list[str] | None = None,
+        hard_end: bool = False,
+        note: str = "",
+    ) -> dict[str, Any]:
+        """Book a window of the device's calendar: kind "exclusive" (only the holders' jobs start
+        inside; default holder: you), "calibration" or "maintenance" (operators). Refused with
+        RESERVATION_OVERLAP (metadata reservation_id) when it overlaps another window."""
+        request = pb.CreateReservationRequest(
+            device=device,
+            kind=pb.Reservation.Kind.Value(f"KIND_{kind.upper()}"),
+            start_time=timestamp(start),
+            end_time=timestamp(end),
+            holders=list(holders or ()),
+            hard_end=hard_end,
+            note=note,
+        )
+        return reservation_dict(self.calls("CreateReservation", request).reservation)
+
+    def reservations(self, device: str | None = None) -> list[dict[str, Any]]:
+        """The windows that have not ended, soonest first."""
+        response = self.calls("ListReservations", pb.ListReservationsRequest(device=device or ""))
+        return [reservation_dict(r) for r in response.reservations]
+
+    def cancel_reservation(self, reservation_id: str) -> dict[str, Any]:
+        request = pb.CancelReservationRequest(reservation_id=reservation_id)
+        return reservation_dict(self.calls("CancelReservation", request).reservation)
+
+    def why(self, job_id: str) -> dict[str, Any]:
+        """Why a job runs when it does: for a queued job the rule that holds it (or its place in
+        line), for a started one the reason stored with each run."""
+        job = self.get_job(job_id)
+        out: dict[str, Any] = {"job_id": job_id, "status": c.SEED_STATUS.get(job.state, "unknown")}
+        if job.HasField("waiting_reason"):
+            out["waiting"] = reason_dict(job.waiting_reason)
+            out["queue_position"] = job.queue_position
+            if job.HasField("estimated_start_time"):
+                out["estimated_start"] = job.estimated_start_time.ToDatetime(tzinfo=UTC)
+        runs = self.calls("ListRuns", pb.ListRunsRequest(job_id=job_id)).runs if job.run_count else []
+        out["runs"] = [
+            {"task_id": r.task_id, "attempt": r.attempt, **reason_dict(r.reason)}
+            for r in runs
+            if r.HasField("reason")
+        ]
+        return out
+
 
 __all__ = ["JobClient", "JobResult"]
+
+
+def reason_dict(reason: Any) -> dict[str, Any]:
+    import json
+
+    return {
+        "policy": reason.policy,
+        "summary": reason.summary,
+        "details": json.loads(reason.details_json) if reason.details_json else {},
+    }
+
+
+def reservation_dict(r: Any) -> dict[str, Any]:
+    return {
+        "reservation_id": r.reservation_id,
+        "device": r.device,
+        "kind": pb.Reservation.Kind.Name(r.kind).removeprefix("KIND_").lower(),
+        "start": r.start_time.ToDatetime(tzinfo=UTC),
+        "end": r.end_time.ToDatetime(tzinfo=UTC),
+        "holders": list(r.holders),
+        "hard_end": r.hard_end,
+        "note": r.note,
+        "created_by": r.created_by,
+        "cancelled": r.cancelled,
+    }
 
 
 def device_dict(device: Any) -> dict[str, Any]:

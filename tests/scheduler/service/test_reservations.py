@@ -4,6 +4,7 @@ targeting one, windows kept across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -164,3 +165,30 @@ async def test_windows_survive_a_scheduler_restart(tmp_path, fake_executor, data
         assert window.reservation_id in held.waiting_reason.summary
         await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=window.reservation_id))
         await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+
+
+async def test_the_cli_books_lists_explains_and_cancels(scheduler, capsys):
+    from qsched.cli.main import main
+
+    stub, _, address = scheduler
+
+    async def qsched(*args: str) -> str:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, [*args, "--address", address])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out
+
+    out = await qsched("reserve", "qick", "--kind", "maintenance", "--for", "2h", "--note", "warm-up")
+    reservation_id = out.split()[0]
+    assert reservation_id.startswith("RES-") and "maintenance" in out
+    assert reservation_id in await qsched("calendar", "qick")
+    job_id = (await stub.SubmitJob(lab_request())).job.job_id
+    await waiting_on_calendar(stub, job_id)
+    why = await qsched("why", job_id)
+    assert "[reservations]" in why and reservation_id in why
+    assert f"Cancelled {reservation_id}" in await qsched("unreserve", reservation_id)
+    await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+    why = await qsched("why", job_id)
+    assert "run 1" in why and "[priority-fifo]" in why
+    assert "No reservations." in await qsched("reservations")
