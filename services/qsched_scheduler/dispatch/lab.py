@@ -54,6 +54,7 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Reason,
     pins_main,
+    queued_job,
     reservation_of,
 )
 from qsched_scheduler.estimates import Estimates
@@ -73,7 +74,8 @@ RETRY_MAX_S = 2.0
 HORIZON_S = 1.0
 MIN_STAGED = 2
 MAX_STAGED = 64
-_NO_EXPERIMENT = LabExperiment("", "")  # "the main revisions": what MainRevisions.pin needs to know
+_NO_EXPERIMENT = LabExperiment("", "")
+_STAGED = Reason("", "staged before a restart")  # "the main revisions": what MainRevisions.pin needs to know
 
 
 @dataclass
@@ -468,6 +470,19 @@ class LabDispatcher:
         self._on_board = [ours[r.task_id] for r in queue.opened.runs if r.task_id in ours]
         if self._hold_of(self.device) is not None:
             await self._take_back(queue, [r for r in self._on_board if not r.started and not r.ended])
+            return
+        # A gate may hold what was staged before the restart (e.g. a reservation window opened).
+        view, by_job = self.view(), {j.job_id: j for j in staged}
+        barred = [
+            r
+            for r in self._on_board
+            if not r.started
+            and not r.ended
+            and r.job_id in by_job
+            and self._policy.admit(queued_job(by_job[r.job_id]), view, _STAGED) is None
+        ]
+        if barred:
+            await self._take_back(queue, barred)
 
     async def _lose_running(self, message: str) -> None:
         thread, stores = self._stores.thread, self._stores

@@ -224,3 +224,44 @@ async def test_a_window_opening_takes_back_runs_staged_for_others(rig: Rig):
     bob = await rig.submit("bob")
     await rig.runs_then_finishes(bob)
     assert rig.board.order == [first, bob]  # alice's staged run never started in bob's window
+
+
+async def test_after_a_scheduler_restart_runs_staged_before_a_window_opened_are_taken_back():
+    clock, store, executor, windows = Clock(), MemoryJobStore(), MemoryExecutor(), MemoryCalendarStore()
+    executor.board.hold()
+
+    async def engine() -> tuple[Scheduler, Calendar]:
+        calendar = Calendar(windows, clock)
+        calendar.load()
+        gate = ReservationGate(calendar)
+        policy = QueuePolicy(PriorityFifo(), [DeviceHoldGate(), gate])
+        scheduler = Scheduler.build(
+            store, {"qick": executor}, page_key=b"k" * 32, policy=policy, clock=clock, default_run_seconds=1
+        )
+        gate.typical_seconds = scheduler.estimates.typical
+        reservations.wire(calendar, scheduler)
+        await scheduler.start()
+        await scheduler.routes.labs["qick"].connected.wait()
+        return scheduler, calendar
+
+    first, calendar = await engine()
+    running = (await first.submit(sub("alice"))).job.job_id
+    staged = (await first.submit(sub("alice"))).job.job_id
+    await eventually(lambda: executor.board.waiting, until=lambda w: len(w) == 1, what="one staged")
+    await first.routes.stop()  # the scheduler dies; meanwhile bob's window is booked and opens
+    calendar.create(NewWindow("qick", WindowKind.EXCLUSIVE, T0 + HOUR, T0 + 2 * HOUR, ("bob",)), "op")
+    clock.now = T0 + HOUR
+    second, _ = await engine()
+    rig = Rig(clock, calendar, second, executor.board)
+    try:
+        await eventually(
+            lambda: executor.board.waiting, until=lambda w: w == [], what="the staged run taken back"
+        )
+        await rig.waits(staged, "open-window")
+        executor.board.finish_current()  # alice's running job was left to finish
+        await rig.state(running, JobState.SUCCEEDED)
+        bob = await rig.submit("bob")
+        await rig.runs_then_finishes(bob)
+        assert executor.board.order == [running, bob]
+    finally:
+        await second.stop()
