@@ -65,6 +65,10 @@ class Decision:
 
 
 class Ordering(Protocol):
+    """The run order. `key` is static (the queue index sorts by it); an ordering whose order
+    changes with time may also define `arrange(waiting, device)`, which reorders the waiting jobs
+    (given in key order) when the next runs are picked (fair_share.FairShare)."""
+
     name: str
 
     def key(self, job: QueuedJob) -> tuple[int, ...]:
@@ -135,7 +139,8 @@ class QueuePolicy:
         if limit <= 0:
             return out
         picked = _Picked(view)
-        for job in view.waiting():
+        arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
+        for job in arrange(view.waiting(), view.device) if arrange is not None else view.waiting():
             if self._held(job, picked) is None:
                 reason = self.ordering.explain(job, 0)
                 reason = Reason(

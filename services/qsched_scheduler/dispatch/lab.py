@@ -89,6 +89,7 @@ class _OnBoard:
     started: bool = False
     ended: bool = False  # the executor says it ended; its last updates are on their way
     seq: int = 0  # last update applied
+    owner: str = ""  # for orderings that reorder at pick time (fair share)
 
 
 @dataclass(frozen=True)
@@ -298,11 +299,16 @@ class LabDispatcher:
 
     def queued(self, job: Job) -> None:
         """A job joined the queue: runs staged behind its place in the order are taken back."""
-        key = self._policy.key(
-            QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
-        )
-        if any(not r.started and not r.ended and r.key > key for r in self._on_board):
-            self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
+        probe = QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+        key = self._policy.key(probe)
+        # An ordering that reorders at pick time (fair share) says which staged runs it overtakes.
+        overtakes = getattr(self._policy.ordering, "overtakes", None)
+
+        def behind(r: _OnBoard) -> bool:
+            return r.key > key or (overtakes is not None and overtakes(probe, r.owner, r.key))
+
+        if any(not r.started and not r.ended and behind(r) for r in self._on_board):
+            self._spawn(self._withdraw(behind, "a job that runs first arrived"))
         else:
             self._wake.set()
 
@@ -454,6 +460,7 @@ class LabDispatcher:
                 started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
                 ended=h.state in (HeldState.ENDED, HeldState.LOST),
                 seq=run.executor_seq,
+                owner=job.owner,
             )
         if lost:
             for change in await thread.call(stores.runs.apply_updates, lost, self._clock()):
@@ -586,6 +593,7 @@ class LabDispatcher:
                     QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
                 ),
                 pins_main(job.payload),
+                owner=job.owner,
             )
             for job in jobs
         )

@@ -1,0 +1,170 @@
+"""Fair share: the order within a priority by each user's recent use of the device.
+
+Usage is device-seconds per user (start to end of every run that started, whatever its outcome),
+decayed exponentially with a half-life (default 7 days): a run of 100 s a half-life ago counts
+50 s. `FairShare` is an ordering of the queue policy: priorities still come first; within one
+priority, the next run goes to the queued user with the least usage, counting what the runs
+already picked in the same walk will add (one typical run each), so users with equal standing
+alternate (round robin) and one user's 500 jobs interleave with everyone else's. Among a user's
+own jobs the order stays FIFO. With the `fifo` setting (PriorityFifo) nothing of this applies.
+
+Usage is kept in memory, fed by every committed change (the engine's bus) and, at start, read
+back from the run history (`load`), so it survives a restart."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from qsched_scheduler.domain import Change, QueuedJob, Reason
+from qsched_scheduler.policy import PriorityFifo
+
+DEFAULT_HALF_LIFE = timedelta(days=7)
+NAME = "fair-share"
+
+
+@dataclass(frozen=True)
+class UsedTime:
+    """One run's time on a device."""
+
+    owner: str
+    device: str
+    end: datetime
+    seconds: float
+
+
+@dataclass
+class Usage:
+    """Decayed device-seconds per (device, user). Stored as value at `_at` and decayed on read."""
+
+    clock: Callable[[], datetime]
+    half_life: timedelta = DEFAULT_HALF_LIFE
+    _used: dict[tuple[str, str], tuple[float, datetime]] = field(default_factory=dict)
+
+    def _decayed(self, value: float, since: datetime, now: datetime) -> float:
+        age = (now - since).total_seconds()
+        return value * math.pow(0.5, max(0.0, age) / self.half_life.total_seconds())
+
+    def add(self, used: UsedTime) -> None:
+        key = (used.device, used.owner)
+        now = self.clock()
+        value, at = self._used.get(key, (0.0, now))
+        self._used[key] = (self._decayed(value, at, now) + self._decayed(used.seconds, used.end, now), now)
+
+    def of(self, device: str, owner: str) -> float:
+        value, at = self._used.get((device, owner), (0.0, self.clock()))
+        return self._decayed(value, at, self.clock())
+
+    def standings(self, device: str) -> dict[str, float]:
+        now = self.clock()
+        return {o: self._decayed(v, at, now) for (d, o), (v, at) in self._used.items() if d == device}
+
+    def load(self, history: Iterable[UsedTime]) -> None:
+        self._used.clear()
+        for used in history:
+            self.add(used)
+
+    def observe(self, change: Change) -> None:
+        """A committed change: a run that ended adds its time."""
+        if not change.event.state.terminal:
+            return
+        run = change.job.current_run
+        if run is None or run.start_time is None or run.end_time is None or run.staged:
+            return
+        seconds = max(0.0, (run.end_time - run.start_time).total_seconds())
+        self.add(UsedTime(change.job.owner, change.job.device, run.end_time, seconds))
+
+
+class FairShare(PriorityFifo):
+    """Priority first; within a priority, least recent usage first (see the module doc)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        usage: Usage,
+        typical_seconds: Callable[[str], float] = lambda device: 60.0,
+        devices: Callable[[str], bool] = lambda device: True,
+    ):
+        self.usage = usage
+        self.typical_seconds = typical_seconds
+        self.applies = devices  # the devices set to fair share; the others stay FIFO
+
+    def arrange(self, jobs: Iterator[QueuedJob], device: str) -> Iterator[QueuedJob]:
+        """The queue (in priority-FIFO order) in fair-share order: band by band of one priority,
+        the user with the least usage (plus one typical run per job of theirs already yielded)
+        first; ties go to the user whose oldest queued job is older."""
+        if not self.applies(device):
+            yield from jobs
+            return
+        typical = max(self.typical_seconds(device), 1e-3)
+        band: list[QueuedJob] = []
+        for job in jobs:
+            if band and job.priority != band[0].priority:
+                yield from self._interleave(band, device, typical)
+                band = []
+            band.append(job)
+        if band:
+            yield from self._interleave(band, device, typical)
+
+    def _interleave(self, band: list[QueuedJob], device: str, typical: float) -> Iterator[QueuedJob]:
+        if len(band) == 1:
+            yield band[0]
+            return
+        by_owner: dict[str, deque[QueuedJob]] = {}
+        for job in band:
+            by_owner.setdefault(job.owner, deque()).append(job)
+        if len(by_owner) == 1:
+            yield from band
+            return
+        heap = [(self.usage.of(device, o), jobs[0].queue_order, o) for o, jobs in by_owner.items()]
+        heapq.heapify(heap)
+        while heap:
+            used, _, owner = heapq.heappop(heap)
+            queue = by_owner[owner]
+            yield queue.popleft()
+            if queue:
+                heapq.heappush(heap, (used + typical, queue[0].queue_order, owner))
+
+    def overtakes(self, job: QueuedJob, owner: str, key: tuple[int, ...]) -> bool:
+        """Whether a newly queued `job` goes before a staged run of `owner` with `key` (the staged
+        run is taken back and the next runs picked again)."""
+        if not self.applies(job.device) or owner == job.owner or key[0] != -job.priority:
+            return False
+        return self.usage.of(job.device, job.owner) <= self.usage.of(job.device, owner)
+
+    def explain(self, job: QueuedJob, ahead: int) -> Reason:
+        if not self.applies(job.device):
+            fifo = super().explain(job, ahead)
+            return Reason(PriorityFifo.name, fifo.summary, fifo.details)
+        standings = self.usage.standings(job.device)
+        mine = standings.get(job.owner, 0.0)
+        less = sum(1 for o, used in standings.items() if used < mine and o != job.owner)
+        summary = (
+            f"fair share at priority {job.priority}: {job.owner} used {mine:.0f} device-s recently"
+            f" ({less} user(s) with less)"
+        )
+        if ahead:
+            summary += f"; {ahead} job(s) ahead in priority order"
+        return Reason(
+            self.name,
+            summary,
+            {
+                "priority": job.priority,
+                "ahead": ahead,
+                "usage_seconds": round(mine, 3),
+                "users_with_less": less,
+            },
+        )
+
+
+def fair_share_devices(setting: str) -> Callable[[str], bool]:
+    """The setting QSCHED_FAIR_SHARE_DEVICES: comma-separated device names, or "*" for all."""
+    names = {n.strip() for n in setting.split(",") if n.strip()}
+    if "*" in names:
+        return lambda device: True
+    return lambda device: device in names
