@@ -24,6 +24,7 @@ from qsched_scheduler.admin import servicer as admin_servicer
 from qsched_scheduler.calendar import Calendar, ReservationGate
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
 from qsched_scheduler.executor_client import GrpcLabExecutor
+from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.main_revisions import MainRevisions
@@ -34,6 +35,7 @@ from qsched_scheduler.store.calendar import SqlCalendarStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
+from qsched_scheduler.store.usage import SqlUsageHistory
 
 # People use the JobService (ownership is checked per job by access.JobDesk); holding a
 # device queue is an operator's call.
@@ -43,6 +45,10 @@ JOB_POLICY = {
     "ResumeDevice": Role.OPERATOR,
     "DrainDevice": Role.OPERATOR,
 }
+
+
+# Fair share reads back this many half-lives of run history at start (older runs count < 0.1%).
+USAGE_HISTORY = 10
 
 
 def database_url(config: ServiceConfig) -> str:
@@ -73,6 +79,11 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     calendar = Calendar(SqlCalendarStore(engine), utcnow)
     calendar.load()
     gate = ReservationGate(calendar)
+    # The order within a priority: fair share on the devices the setting names, FIFO elsewhere.
+    usage = Usage(utcnow)
+    history = SqlUsageHistory(engine).since(utcnow() - USAGE_HISTORY * usage.half_life)
+    usage.load(history)
+    ordering = FairShare(usage, devices=fair_share_devices(config.fair_share_devices))
     scheduler = Scheduler.build(
         store,
         executors,
@@ -81,9 +92,12 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         mains=mains,
         pinner=pinner,
         gateway=gateway,
-        policy=QueuePolicy(PriorityFifo(), [DeviceHoldGate(), gate]),
+        policy=QueuePolicy(
+            ordering if config.fair_share_devices else PriorityFifo(), [DeviceHoldGate(), gate]
+        ),
     )
-    gate.typical_seconds = scheduler.estimates.typical
+    gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
+    scheduler.bus.add_listener(usage.observe)
     reservations.wire(calendar, scheduler)
     ticker = reservations.CalendarTicker(calendar, utcnow)
     audit = AuditLog(security.authenticator)
