@@ -143,6 +143,7 @@ class QueuedJob:
     # Issue 13 (calendar.py): the reservation it targets and whether it is a calibration job (labels).
     reservation: str = ""
     calibration: bool = False
+    session: str = ""  # sessions.py: the session it joined (label "session")
 
 
 def pins_main(payload: Payload) -> bool:
@@ -175,6 +176,7 @@ def queued_job(job: Job) -> QueuedJob:
         pins_main(job.payload),
         reservation,
         calibration,
+        job.labels.get("session", ""),
     )
 
 

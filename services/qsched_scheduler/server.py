@@ -31,7 +31,8 @@ from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
-from qsched_scheduler.store.calendar import SqlCalendarStore
+from qsched_scheduler.sessions import SessionGate, Sessions
+from qsched_scheduler.store.calendar import SqlCalendarStore, SqlSessionStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
@@ -79,6 +80,8 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     calendar = Calendar(SqlCalendarStore(engine), utcnow)
     calendar.load()
     gate = ReservationGate(calendar)
+    sessions = Sessions(SqlSessionStore(engine), utcnow)
+    sessions.load()  # before dispatching: a device in a session must start only its jobs
     # The order within a priority: fair share on the devices the setting names, FIFO elsewhere.
     usage = Usage(utcnow)
     history = SqlUsageHistory(engine).since(utcnow() - USAGE_HISTORY * usage.half_life)
@@ -93,18 +96,23 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         pinner=pinner,
         gateway=gateway,
         policy=QueuePolicy(
-            ordering if config.fair_share_devices else PriorityFifo(), [DeviceHoldGate(), gate]
+            ordering if config.fair_share_devices else PriorityFifo(),
+            [DeviceHoldGate(), gate, SessionGate(sessions)],
         ),
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)
     reservations.wire(calendar, scheduler)
-    ticker = reservations.CalendarTicker(calendar, utcnow)
+    reservations.wire_sessions(sessions, scheduler)
+    ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
     audit = AuditLog(security.authenticator)
     # Lab devices only for now: provider devices are not dispatched through the queue policy.
-    booking = reservations.ReservationDesk(
-        calendar, lambda device: scheduler.routes.lab(device) is not None, audit
-    )
+
+    def is_lab(device: str) -> bool:
+        return scheduler.routes.lab(device) is not None
+
+    booking = reservations.ReservationDesk(calendar, is_lab, audit)
+    session_desk = reservations.SessionDesk(sessions, is_lab, audit)
 
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
@@ -113,7 +121,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
         lambda server: pb_grpc.add_JobServiceServicer_to_server(
-            JobServicer(scheduler, desk, booking), server
+            JobServicer(scheduler, desk, booking, session_desk), server
         ),
         JOB_POLICY,
     )
@@ -130,6 +138,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         if feed is not None:
             feed.start()
         await scheduler.start()
+        sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
 
     async def stop() -> None:

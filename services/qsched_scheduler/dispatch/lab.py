@@ -262,7 +262,17 @@ class LabDispatcher:
             return None
         reservation, calibration = reservation_of(new.labels)
         probe = QueuedJob(
-            "", self.device, new.priority, 0, new.owner, new.payload.kind, "", True, reservation, calibration
+            "",
+            self.device,
+            new.priority,
+            0,
+            new.owner,
+            new.payload.kind,
+            "",
+            True,
+            reservation,
+            calibration,
+            new.labels.get("session", ""),
         )
         idle = Reason(
             self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}

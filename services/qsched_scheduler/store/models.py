@@ -200,3 +200,23 @@ class ReservationRow(Base):
 
 
 Index("ix_reservations_device_end", ReservationRow.device, ReservationRow.end_time)
+
+
+class SessionRow(Base):
+    """A session on a device (sessions.py); ended ones are kept for the record."""
+
+    __tablename__ = "sessions"
+
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # OPEN | CLOSING | ENDED
+    open_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    max_length_s: Mapped[float] = mapped_column(Float)
+    idle_timeout_s: Mapped[float] = mapped_column(Float)
+    failure_policy: Mapped[str] = mapped_column(String(16))  # CONTINUE | ABORT
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    end_reason: Mapped[str] = mapped_column(Text)
+
+
+Index("ix_sessions_state", SessionRow.state)

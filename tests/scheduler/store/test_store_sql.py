@@ -21,7 +21,7 @@ from tests.support.migrations import schema_drift, table_names
 
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 JOBS_PER_PROCESS = 150
-TABLES = {"jobs", "runs", "events", "id_counters", "queue_counts", "device_holds", "reservations"}
+TABLES = {"jobs", "runs", "events", "id_counters", "queue_counts", "device_holds", "reservations", "sessions"}
 
 
 def new_job(device: str = "qpu-a", request_id: str = "") -> NewJob:

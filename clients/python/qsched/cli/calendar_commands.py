@@ -29,13 +29,16 @@ def span(text: str) -> timedelta:
 
 
 def when(text: str, now: datetime | None = None) -> datetime:
-    """An ISO time (local time when it names no zone), `now`, or `+SPAN` from now."""
+    """An ISO time (local time when it names no zone), HH:MM today, `now`, or `+SPAN` from now."""
     now = now or datetime.now(UTC)
     text = text.strip()
     if text == "now":
         return now
     if text.startswith("+"):
         return now + span(text[1:])
+    if re.fullmatch(r"\d{1,2}:\d{2}", text):  # HH:MM today, local time
+        hours, minutes = map(int, text.split(":"))
+        return datetime.now().astimezone().replace(hour=hours, minute=minutes, second=0, microsecond=0)
     value = datetime.fromisoformat(text)
     return value if value.tzinfo is not None else value.astimezone()
 

@@ -1,4 +1,5 @@
-"""Reservations (issue 13): one calendar per device, kept across restarts.
+"""Reservations and sessions (issue 13): one calendar per device and the sessions on devices,
+kept across restarts.
 
 Revision ID: 0013_reservations
 Revises: 0006
@@ -36,8 +37,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("reservation_id", name="pk_reservations"),
     )
     op.create_index("ix_reservations_device_end", "reservations", ["device", "end_time"])
+    op.create_table(
+        "sessions",
+        sa.Column("session_id", sa.String(32), nullable=False),
+        sa.Column("device", sa.String(128), nullable=False),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("open_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("max_length_s", sa.Float(), nullable=False),
+        sa.Column("idle_timeout_s", sa.Float(), nullable=False),
+        sa.Column("failure_policy", sa.String(16), nullable=False),
+        sa.Column("end_time", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("end_reason", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("session_id", name="pk_sessions"),
+    )
+    op.create_index("ix_sessions_state", "sessions", ["state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_state", table_name="sessions")
+    op.drop_table("sessions")
     op.drop_index("ix_reservations_device_end", table_name="reservations")
     op.drop_table("reservations")
