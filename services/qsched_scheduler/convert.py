@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.wire import timestamp, to_datetime
@@ -21,6 +22,8 @@ from qsched_scheduler.domain import (
     Run,
 )
 from qsched_scheduler.errors import InvalidArgument
+from qsched_scheduler.sessions import FailurePolicy, SessionState
+from qsched_scheduler.sessions import Session as DeviceSession
 
 STATE_TO_PB = {state: pb.Job.State.Value(f"STATE_{state.value}") for state in JobState}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
@@ -226,3 +229,32 @@ def new_window_from_pb(request: pb.CreateReservationRequest) -> NewWindow:
     start, end = to_datetime(request.start_time), to_datetime(request.end_time)
     assert start is not None and end is not None
     return NewWindow(request.device, kind, start, end, tuple(request.holders), request.hard_end, request.note)
+
+
+# -- sessions (sessions.py) ---------------------------------------------------------------------------------
+SESSION_STATE_TO_PB = {st: pb.DeviceSession.State.Value(f"STATE_{st.value}") for st in SessionState}
+FAILURE_TO_PB = {f: pb.DeviceSession.FailurePolicy.Value(f"FAILURE_POLICY_{f.value}") for f in FailurePolicy}
+FAILURE_FROM_PB = {**{v: k for k, v in FAILURE_TO_PB.items()}, 0: FailurePolicy.CONTINUE}
+
+
+def session_to_pb(session: DeviceSession) -> pb.DeviceSession:
+    out = pb.DeviceSession(
+        session_id=session.session_id,
+        device=session.device,
+        owner=session.owner,
+        state=SESSION_STATE_TO_PB[session.state],
+        open_time=timestamp(session.open_time),
+        failure_policy=FAILURE_TO_PB[session.failure_policy],
+        end_time=timestamp(session.end_time),
+        end_reason=session.end_reason,
+    )
+    out.max_length.FromTimedelta(session.max_length)
+    out.idle_timeout.FromTimedelta(session.idle_timeout)
+    return out
+
+
+def session_request_from_pb(request: pb.OpenSessionRequest) -> tuple[timedelta, timedelta, FailurePolicy]:
+    policy = FAILURE_FROM_PB.get(request.failure_policy)
+    if policy is None:
+        raise InvalidArgument("INVALID_SESSION", "unknown failure_policy", field="failure_policy")
+    return request.max_length.ToTimedelta(), request.idle_timeout.ToTimedelta(), policy

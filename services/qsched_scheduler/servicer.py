@@ -22,7 +22,7 @@ from qsched_scheduler import convert
 from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
 from qsched_scheduler.errors import Unimplemented
-from qsched_scheduler.reservations import ReservationDesk
+from qsched_scheduler.reservations import ReservationDesk, SessionDesk
 from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
@@ -31,10 +31,48 @@ DOMAIN = "qsched.jobs.v1"
 
 @translates_errors(DOMAIN)
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, scheduler: Scheduler, desk: JobDesk, reservations: ReservationDesk | None = None):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        desk: JobDesk,
+        reservations: ReservationDesk | None = None,
+        sessions: SessionDesk | None = None,
+    ):
         self._scheduler = scheduler
         self._desk = desk
         self._reservations = reservations
+        self._sessions = sessions
+
+    # -- sessions (sessions.py) ------------------------------------------------------------------------
+    def _session_desk(self) -> SessionDesk:
+        if self._sessions is None:
+            raise Unimplemented("NO_SESSIONS", "this scheduler keeps no sessions")
+        return self._sessions
+
+    async def OpenSession(
+        self, request: pb.OpenSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.OpenSessionResponse:
+        max_length, idle_timeout, policy = convert.session_request_from_pb(request)
+        session = await self._session_desk().open(caller(), request.device, max_length, idle_timeout, policy)
+        return pb.OpenSessionResponse(session=convert.session_to_pb(session))
+
+    async def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseSessionResponse:
+        session = await self._session_desk().close(caller(), request.session_id)
+        return pb.CloseSessionResponse(session=convert.session_to_pb(session))
+
+    async def CancelSession(
+        self, request: pb.CancelSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelSessionResponse:
+        session = await self._session_desk().cancel(caller(), request.session_id)
+        return pb.CancelSessionResponse(session=convert.session_to_pb(session))
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        sessions = self._session_desk().list(request.device)
+        return pb.ListSessionsResponse(sessions=[convert.session_to_pb(s) for s in sessions])
 
     # -- the calendar (reservations.py) ----------------------------------------------------------------
     def _calendar(self) -> ReservationDesk:
