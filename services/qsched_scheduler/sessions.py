@@ -7,7 +7,9 @@ the session's jobs run back to back ahead of the queue. The session ends:
 - `cancel`: its queued jobs are cancelled and it ends at once (a running one finishes);
 - the idle timeout: nothing of it queued or running for that long;
 - the maximum length: from then on its queued jobs wait in the normal queue;
-- failure policy `abort`: a session job that fails cancels the session (`continue`: it goes on).
+- failure policy `abort`: a session job that fails cancels the session (`continue`: it goes on);
+  such a session hands its jobs to the board one at a time (none waits staged behind a running
+  one, which the board would start the moment that one failed).
 The session gate composes with the calendar: a session job still passes the reservation gate
 (a session inside one's own exclusive window works; a maintenance window stops it too).
 
@@ -100,6 +102,7 @@ class Sessions:
         self._listeners: list[Callable[[str], None]] = []
         self._cancel_jobs: Callable[[list[str], str], Awaitable[None]] | None = None
         self._pending: list[tuple[str, str]] = []  # (session id, why) to end at the next tick
+        self.dropping: set[str] = set()  # sessions whose queued jobs are being cancelled
 
     # -- wiring ---------------------------------------------------------------------------------------
     def on_change(self, listener: Callable[[str], None]) -> None:
@@ -181,9 +184,14 @@ class Sessions:
     async def cancel(self, session_id: str, why: str = "cancelled") -> Session:
         live = self._require(session_id)
         dropped = sorted(live.active)
-        ended = self._end(live, why)
-        if dropped and self._cancel_jobs is not None:
-            await self._cancel_jobs(dropped, f"session {session_id} {why}")
+        # Its jobs stay held while they are cancelled, so none is picked again in the meantime.
+        self.dropping.add(session_id)
+        try:
+            ended = self._end(live, why)
+            if dropped and self._cancel_jobs is not None:
+                await self._cancel_jobs(dropped, f"session {session_id} {why}")
+        finally:
+            self.dropping.discard(session_id)
         return ended
 
     def observe(self, change: Change) -> None:
@@ -200,8 +208,9 @@ class Sessions:
         if change.job.state.terminal:
             live.active.discard(change.job.job_id)
             if change.job.state is JobState.FAILED and live.session.failure_policy is FailurePolicy.ABORT:
+                self.dropping.add(session_id)  # at once: the dispatcher picks again right after this
                 self._pending.append((session_id, f"aborted: {change.job.job_id} failed"))
-                self._changed(live.session.device)  # wakes the ticker, which ends it
+                self._changed(live.session.device)  # wakes the ticker, which cancels it
             elif live.session.state is SessionState.CLOSING and not live.active:
                 self._pending.append((session_id, "closed"))
                 self._changed(live.session.device)
@@ -265,10 +274,19 @@ class SessionGate:
     name: str = GATE_NAME
 
     def holds(self, job: QueuedJob, view: Any) -> Reason | None:
+        if job.session and job.session in self.sessions.dropping:
+            return Reason(self.name, f"session {job.session} was cancelled", {"rule": "session-cancelled"})
         session = self.sessions.holding(view.device, view.now)
         if session is None:
             return None
         if job.session == session.session_id and job.owner == session.owner:
+            if session.failure_policy is FailurePolicy.ABORT and view.on_board:
+                # Not staged behind another run: the board would start it the moment that one failed.
+                return Reason(
+                    self.name,
+                    f"session {session.session_id} aborts on a failure: one job at a time",
+                    {"rule": "abort-one-at-a-time", "session": session.details()},
+                )
             return None
         return Reason(
             self.name,
