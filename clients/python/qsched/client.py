@@ -14,11 +14,13 @@ did `from job_server import JobClient` needs only `from qsched import JobClient`
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -674,6 +676,56 @@ class JobClient:
         request = pb.CancelReservationRequest(reservation_id=reservation_id)
         return reservation_dict(self.calls("CancelReservation", request).reservation)
 
+    def open_session(
+        self,
+        device: str,
+        max_length: float = 3600.0,
+        idle_timeout: float = 300.0,
+        on_failure: str = "continue",
+    ) -> dict[str, Any]:
+        """Open a session on the device (seconds): while it is open only jobs submitted with its id
+        (`submit_job(..., session=id)`) start there. Prefer `session()`, which closes it."""
+        request = pb.OpenSessionRequest(
+            device=device,
+            failure_policy=pb.DeviceSession.FailurePolicy.Value(f"FAILURE_POLICY_{on_failure.upper()}"),
+        )
+        request.max_length.FromTimedelta(timedelta(seconds=max_length))
+        request.idle_timeout.FromTimedelta(timedelta(seconds=idle_timeout))
+        return session_dict(self.calls("OpenSession", request).session)
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        """Its queued jobs still run, then the device goes back to the queue."""
+        return session_dict(self.calls("CloseSession", pb.CloseSessionRequest(session_id=session_id)).session)
+
+    def cancel_session(self, session_id: str) -> dict[str, Any]:
+        """Its queued jobs are cancelled; it ends at once."""
+        return session_dict(
+            self.calls("CancelSession", pb.CancelSessionRequest(session_id=session_id)).session
+        )
+
+    def sessions(self, device: str | None = None) -> list[dict[str, Any]]:
+        response = self.calls("ListSessions", pb.ListSessionsRequest(device=device or ""))
+        return [session_dict(s) for s in response.sessions]
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        device: str | None = None,
+        max_length: float = 3600.0,
+        idle_timeout: float = 300.0,
+        on_failure: str = "continue",
+    ) -> Iterator[DeviceSession]:
+        """A session as a context manager: `with client.session("qick") as s: s.submit_job(...)`.
+        Leaving the block closes it (its queued jobs still run); an exception cancels it."""
+        opened = self.open_session(device or self.device, max_length, idle_timeout, on_failure)
+        handle = DeviceSession(self, opened["session_id"], opened["device"])
+        try:
+            yield handle
+        except BaseException:
+            self.cancel_session(handle.session_id)
+            raise
+        self.close_session(handle.session_id)
+
     def why(self, job_id: str) -> dict[str, Any]:
         """Why a job runs when it does: for a queued job the rule that holds it (or its place in
         line), for a started one the reason stored with each run."""
@@ -693,7 +745,24 @@ class JobClient:
         return out
 
 
-__all__ = ["JobClient", "JobResult"]
+@dataclass
+class DeviceSession:
+    """An open session (JobClient.session): submit_job here joins it."""
+
+    client: JobClient
+    session_id: str
+    device: str
+
+    def submit_job(
+        self, experiment_class: str, experiment_module: str, expt_config: dict[str, Any], **kw: Any
+    ) -> str:
+        labels = {**(kw.pop("labels", None) or {}), "session": self.session_id}
+        return self.client.submit_job(
+            experiment_class, experiment_module, expt_config, device=self.device, labels=labels, **kw
+        )
+
+
+__all__ = ["DeviceSession", "JobClient", "JobResult"]
 
 
 def reason_dict(reason: Any) -> dict[str, Any]:
@@ -731,4 +800,20 @@ def device_dict(device: Any) -> dict[str, Any]:
         "hold_reason": device.hold_reason,
         "held_by": device.held_by,
         "hold_time": device.hold_time.ToDatetime(tzinfo=UTC) if device.HasField("hold_time") else None,
+    }
+
+
+def session_dict(s: Any) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "device": s.device,
+        "owner": s.owner,
+        "state": pb.DeviceSession.State.Name(s.state).removeprefix("STATE_").lower(),
+        "open_time": s.open_time.ToDatetime(tzinfo=UTC),
+        "max_length": s.max_length.ToTimedelta(),
+        "idle_timeout": s.idle_timeout.ToTimedelta(),
+        "on_failure": pb.DeviceSession.FailurePolicy.Name(s.failure_policy)
+        .removeprefix("FAILURE_POLICY_")
+        .lower(),
+        "end_reason": s.end_reason,
     }

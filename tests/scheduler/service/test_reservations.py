@@ -192,3 +192,89 @@ async def test_the_cli_books_lists_explains_and_cancels(scheduler, capsys):
     why = await qsched("why", job_id)
     assert "run 1" in why and "[priority-fifo]" in why
     assert "No reservations." in await qsched("reservations")
+
+
+# -- sessions ------------------------------------------------------------------------------------------------
+def open_request(minutes: float = 10, idle_s: float = 60) -> pb.OpenSessionRequest:
+    request = pb.OpenSessionRequest(device="qick")
+    request.max_length.FromTimedelta(timedelta(minutes=minutes))
+    request.idle_timeout.FromTimedelta(timedelta(seconds=idle_s))
+    return request
+
+
+async def waiting_on_session(stub, job_id: str) -> pb.Job:
+    response = await eventually(
+        lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id)),
+        until=lambda r: r.job.waiting_reason.policy == "sessions",
+        what=f"{job_id} held by a session",
+    )
+    assert response.job.state == pb.Job.STATE_QUEUED
+    return response.job
+
+
+async def test_a_session_runs_its_jobs_while_others_wait_and_close_ends_it(scheduler, identity):
+    stub, fake, address = scheduler
+    session = (await stub.OpenSession(open_request())).session
+    assert session.owner == "alice" and session.state == pb.DeviceSession.STATE_OPEN
+    async with authed_channel(address, identity.token_for("bob")) as channel:
+        bob = pb_grpc.JobServiceStub(channel)
+        bobs = (await bob.SubmitJob(lab_request(owner="bob"))).job.job_id
+        await expect_error(
+            bob.CloseSession(pb.CloseSessionRequest(session_id=session.session_id)),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "NOT_YOUR_SESSION",
+        )
+    await waiting_on_session(stub, bobs)
+    mine = [
+        (await stub.SubmitJob(lab_request(labels={"session": session.session_id}))).job.job_id
+        for _ in range(2)
+    ]
+    for job_id in mine:
+        ran = await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+        assert session.session_id in ran.current_run.reason.summary
+    await waiting_on_session(stub, bobs)  # the device waits for alice's next job (idle < 60 s)
+    closed = (await stub.CloseSession(pb.CloseSessionRequest(session_id=session.session_id))).session
+    assert closed.state == pb.DeviceSession.STATE_ENDED and closed.end_reason == "closed"
+    await job_in_state(stub, bobs, pb.Job.STATE_SUCCEEDED)
+    assert fake.started_jobs == [*mine, bobs]
+    assert not (await stub.ListSessions(pb.ListSessionsRequest())).sessions
+
+
+async def test_the_sdk_session_context_manager(scheduler):
+    from qsched.client import JobClient
+
+    stub, _, address = scheduler
+
+    def in_a_session() -> tuple[str, list[dict]]:
+        with JobClient(address) as client:
+            with client.session("qick", max_length=600, idle_timeout=60) as session:
+                job_id = session.submit_job("AmplitudeRabiExperiment", "exp.rabi", {"reps": 10})
+                client.wait_for_completion(job_id, timeout=30, verbose=False)
+                assert [s["session_id"] for s in client.sessions()] == [session.session_id]
+            return job_id, client.sessions()
+
+    job_id, after = await asyncio.to_thread(in_a_session)
+    job = (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
+    assert job.labels["session"] and "in session" in job.current_run.reason.summary
+    assert after == []
+
+
+async def test_an_open_session_survives_a_scheduler_restart(tmp_path, fake_executor, database_url):
+    _, executor_address = fake_executor
+    config = {"lab_devices": {"qick": executor_address}, "pin_configs": False, "database_url": database_url}
+    async with (
+        running_service("scheduler", tmp_path, **config) as address,
+        authed_channel(address) as channel,
+    ):
+        session = (await pb_grpc.JobServiceStub(channel).OpenSession(open_request(idle_s=600))).session
+    async with (
+        running_service("scheduler", tmp_path, **config) as address,
+        authed_channel(address) as channel,
+    ):
+        stub = pb_grpc.JobServiceStub(channel)
+        listed = (await stub.ListSessions(pb.ListSessionsRequest())).sessions
+        assert [s.session_id for s in listed] == [session.session_id]
+        other = (await stub.SubmitJob(lab_request(owner="alice"))).job.job_id  # not in the session
+        await waiting_on_session(stub, other)
+        await stub.CancelSession(pb.CancelSessionRequest(session_id=session.session_id))
+        await job_in_state(stub, other, pb.Job.STATE_SUCCEEDED)

@@ -1,5 +1,6 @@
-"""`qsched reserve`, `qsched reservations` (alias `calendar`), `qsched unreserve` and `qsched why`:
-the device calendars and the scheduler's decisions (docs/scheduling.md). Thin over JobClient."""
+"""`qsched reserve`, `qsched reservations` (alias `calendar`), `qsched unreserve`, `qsched session
+open|close|cancel|list` and `qsched why`: the device calendars, sessions and the scheduler's
+decisions (docs/scheduling.md). Thin over JobClient."""
 
 from __future__ import annotations
 
@@ -109,6 +110,47 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_session(s: dict) -> None:
+    ends = f"  ended: {s['end_reason']}" if s["end_reason"] else ""
+    print(
+        f"{s['session_id']:<17} {s['device']:<16} {s['owner']:<12} {s['state']:<8} "
+        f"opened {_time(s['open_time'])}, at most {s['max_length']}, idle {s['idle_timeout']}, "
+        f"on failure {s['on_failure']}{ends}"
+    )
+
+
+def cmd_session_open(args: argparse.Namespace) -> int:
+    with _jobs(args) as client:
+        session = client.open_session(
+            args.device,
+            span(args.max).total_seconds(),
+            span(args.idle).total_seconds(),
+            args.on_failure,
+        )
+    _print_session(session)
+    print(f"Submit into it with: qsched submit ... --session {session['session_id']}")
+    return 0
+
+
+def _session_action(method: str):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        with _jobs(args) as client:
+            _print_session(getattr(client, method)(args.session_id))
+        return 0
+
+    return run
+
+
+def cmd_session_list(args: argparse.Namespace) -> int:
+    with _jobs(args) as client:
+        sessions = client.sessions(args.device)
+    if not sessions:
+        print("No open sessions.")
+    for session in sessions:
+        _print_session(session)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, add_client_options: AddOptions) -> None:
     p = add_client_options(sub.add_parser("reserve", help="book a window of a device's calendar"))
     p.add_argument("device")
@@ -138,3 +180,22 @@ def register(sub: argparse._SubParsersAction, add_client_options: AddOptions) ->
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true", help="the whole answer as JSON")
     p.set_defaults(func=cmd_why)
+
+    session = sub.add_parser("session", help="have a device to yourself for a while, your jobs back to back")
+    ssub = session.add_subparsers(dest="session_command", required=True)
+    p = add_client_options(ssub.add_parser("open", help="open a session on a device"))
+    p.add_argument("device")
+    p.add_argument("--max", default="1h", help="the longest it may last (default 1h; users at most 4h)")
+    p.add_argument("--idle", default="5m", help="end it after this long without a job of it (default 5m)")
+    p.add_argument("--on-failure", choices=("continue", "abort"), default="continue")
+    p.set_defaults(func=cmd_session_open)
+    for name, method, text in (
+        ("close", "close_session", "its queued jobs still run, then the device is shared again"),
+        ("cancel", "cancel_session", "cancel its queued jobs and end it now"),
+    ):
+        p = add_client_options(ssub.add_parser(name, help=text))
+        p.add_argument("session_id")
+        p.set_defaults(func=_session_action(method))
+    p = add_client_options(ssub.add_parser("list", help="the open sessions"))
+    p.add_argument("device", nargs="?", help="only this device")
+    p.set_defaults(func=cmd_session_list)

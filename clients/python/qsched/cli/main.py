@@ -83,6 +83,8 @@ def _experiment(args: argparse.Namespace) -> tuple[str, str]:
 def _calendar_labels(args: argparse.Namespace) -> dict[str, str]:
     """The labels the scheduler's calendar reads (docs/scheduling.md)."""
     labels = {"reservation": args.reservation} if getattr(args, "reservation", None) else {}
+    if getattr(args, "session", None):
+        labels["session"] = args.session
     if getattr(args, "calibration", False):
         labels["calibration"] = "true"
     return labels
@@ -367,6 +369,7 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument("--owner", help="submitting user (default: your login name)")
     p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the first job")
     p.add_argument("--reservation", help="run inside this reservation (waits until it opens)")
+    p.add_argument("--session", help="join this session of yours (qsched session open)")
     p.add_argument(
         "--calibration", action="store_true", help="a calibration job (may run in calibration windows)"
     )
