@@ -59,6 +59,12 @@ class Usage:
         value, at = self._used.get((device, owner), (0.0, self.clock()))
         return self._decayed(value, at, self.clock())
 
+    def table(self) -> list[tuple[str, str, float]]:
+        """(device, owner, usage) of everyone, by device then least usage first."""
+        now = self.clock()
+        rows = [(d, o, self._decayed(v, at, now)) for (d, o), (v, at) in self._used.items()]
+        return sorted(rows, key=lambda r: (r[0], r[2], r[1]))
+
     def standings(self, device: str) -> dict[str, float]:
         now = self.clock()
         return {o: self._decayed(v, at, now) for (d, o), (v, at) in self._used.items() if d == device}

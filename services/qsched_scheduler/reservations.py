@@ -23,6 +23,7 @@ from qsched_identity.audit import AuditLog
 from qsched_scheduler.calendar import Calendar, NewWindow, Window, WindowKind
 from qsched_scheduler.domain import JobState
 from qsched_scheduler.errors import InvalidArgument
+from qsched_scheduler.fair_share import Usage
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.sessions import FailurePolicy, Session, Sessions
 
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 
 # The longest a ticker sleeps without looking at the clock (a changed calendar wakes it sooner).
 MAX_TICK_S = 30.0
+
+
+@dataclass(frozen=True)
+class UsageView:
+    """What ListUsage shows: fair share's usage and the devices set to fair share."""
+
+    usage: Usage
+    fair_share_devices: list[str]
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ async def build(config: ServiceConfig) -> ServiceHandle:
 
     booking = reservations.ReservationDesk(calendar, is_lab, audit)
     session_desk = reservations.SessionDesk(sessions, is_lab, audit)
+    fair = [n.strip() for n in config.fair_share_devices.split(",") if n.strip()]
+    shown = reservations.UsageView(usage, fair)
 
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
@@ -121,7 +123,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
         lambda server: pb_grpc.add_JobServiceServicer_to_server(
-            JobServicer(scheduler, desk, booking, session_desk), server
+            JobServicer(scheduler, desk, booking, session_desk, shown), server
         ),
         JOB_POLICY,
     )

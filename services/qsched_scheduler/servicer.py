@@ -22,7 +22,7 @@ from qsched_scheduler import convert
 from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
 from qsched_scheduler.errors import Unimplemented
-from qsched_scheduler.reservations import ReservationDesk, SessionDesk
+from qsched_scheduler.reservations import ReservationDesk, SessionDesk, UsageView
 from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
@@ -37,11 +37,26 @@ class JobServicer(pb_grpc.JobServiceServicer):
         desk: JobDesk,
         reservations: ReservationDesk | None = None,
         sessions: SessionDesk | None = None,
+        usage: UsageView | None = None,
     ):
         self._scheduler = scheduler
         self._desk = desk
         self._reservations = reservations
         self._sessions = sessions
+        self._usage = usage
+
+    async def ListUsage(
+        self, request: pb.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsageResponse:
+        if self._usage is None:
+            raise Unimplemented("NO_USAGE", "this scheduler keeps no usage")
+        rows = [r for r in self._usage.usage.table() if not request.device or r[0] == request.device]
+        response = pb.ListUsageResponse(
+            usage=[pb.DeviceUsage(device=d, owner=o, usage_seconds=u) for d, o, u in rows],
+            fair_share_devices=self._usage.fair_share_devices,
+        )
+        response.half_life.FromTimedelta(self._usage.usage.half_life)
+        return response
 
     # -- sessions (sessions.py) ------------------------------------------------------------------------
     def _session_desk(self) -> SessionDesk:

@@ -726,6 +726,19 @@ class JobClient:
             raise
         self.close_session(handle.session_id)
 
+    def usage(self, device: str | None = None) -> dict[str, Any]:
+        """Each user's recent device-seconds per device (as fair share sees them): {"usage": [{device,
+        owner, usage_seconds}], "half_life": timedelta, "fair_share_devices": [...]}."""
+        response = self.calls("ListUsage", pb.ListUsageRequest(device=device or ""))
+        return {
+            "usage": [
+                {"device": u.device, "owner": u.owner, "usage_seconds": u.usage_seconds}
+                for u in response.usage
+            ],
+            "half_life": response.half_life.ToTimedelta(),
+            "fair_share_devices": list(response.fair_share_devices),
+        }
+
     def why(self, job_id: str) -> dict[str, Any]:
         """Why a job runs when it does: for a queued job the rule that holds it (or its place in
         line), for a started one the reason stored with each run."""

@@ -192,6 +192,11 @@ async def test_the_cli_books_lists_explains_and_cancels(scheduler, capsys):
     why = await qsched("why", job_id)
     assert "run 1" in why and "[priority-fifo]" in why
     assert "No reservations." in await qsched("reservations")
+    usage = await stub.ListUsage(pb.ListUsageRequest(device="qick"))
+    assert [(u.device, u.owner) for u in usage.usage] == [("qick", "alice")]
+    assert usage.half_life.ToTimedelta() == timedelta(days=7) and not usage.fair_share_devices
+    out = await qsched("usage")
+    assert "alice" in out and "fair share on: none" in out
 
 
 # -- sessions ------------------------------------------------------------------------------------------------
@@ -278,3 +283,28 @@ async def test_an_open_session_survives_a_scheduler_restart(tmp_path, fake_execu
         await waiting_on_session(stub, other)
         await stub.CancelSession(pb.CancelSessionRequest(session_id=session.session_id))
         await job_in_state(stub, other, pb.Job.STATE_SUCCEEDED)
+
+
+async def test_with_fair_share_a_later_users_job_starts_within_the_next_two_starts(
+    tmp_path, fake_executor, identity
+):
+    fake, executor_address = fake_executor
+    fake.hold = asyncio.Event()  # alice's first job keeps the board until released
+    config = {"lab_devices": {"qick": executor_address}, "pin_configs": False, "fair_share_devices": "qick"}
+    async with (
+        running_service("scheduler", tmp_path, **config) as address,
+        authed_channel(address) as channel,
+    ):
+        stub = pb_grpc.JobServiceStub(channel)
+        alice = [(await stub.SubmitJob(lab_request())).job.job_id for _ in range(20)]
+        await job_in_state(stub, alice[0], pb.Job.STATE_RUNNING)
+        async with authed_channel(address, identity.token_for("bob")) as bob_channel:
+            bob = (await pb_grpc.JobServiceStub(bob_channel).SubmitJob(lab_request(owner="bob"))).job.job_id
+        fake.hold.set()
+        ran = await job_in_state(stub, bob, pb.Job.STATE_SUCCEEDED)
+        assert bob in fake.started_jobs[1:3], fake.started_jobs[:4]
+        assert ran.current_run.reason.policy == "fair-share"
+        await job_in_state(stub, alice[-1], pb.Job.STATE_SUCCEEDED)
+        usage = {u.owner: u.usage_seconds for u in (await stub.ListUsage(pb.ListUsageRequest())).usage}
+        assert set(usage) == {"alice", "bob"}
+        assert list((await stub.ListUsage(pb.ListUsageRequest())).fair_share_devices) == ["qick"]

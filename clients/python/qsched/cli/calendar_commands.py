@@ -151,6 +151,18 @@ def cmd_session_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    with _jobs(args) as client:
+        answer = client.usage(args.device)
+    fair = ", ".join(answer["fair_share_devices"]) or "none"
+    print(f"Recent use (half-life {answer['half_life']}); fair share on: {fair}")
+    if not answer["usage"]:
+        print("No runs yet.")
+    for row in answer["usage"]:
+        print(f"  {row['device']:<16} {row['owner']:<16} {row['usage_seconds']:>12.1f} device-s")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, add_client_options: AddOptions) -> None:
     p = add_client_options(sub.add_parser("reserve", help="book a window of a device's calendar"))
     p.add_argument("device")
@@ -199,3 +211,6 @@ def register(sub: argparse._SubParsersAction, add_client_options: AddOptions) ->
     p = add_client_options(ssub.add_parser("list", help="the open sessions"))
     p.add_argument("device", nargs="?", help="only this device")
     p.set_defaults(func=cmd_session_list)
+    p = add_client_options(sub.add_parser("usage", help="each user's recent use of each device (fair share)"))
+    p.add_argument("device", nargs="?", help="only this device")
+    p.set_defaults(func=cmd_usage)
