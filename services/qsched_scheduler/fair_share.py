@@ -9,18 +9,22 @@ alternate (round robin) and one user's 500 jobs interleave with everyone else's.
 own jobs the order stays FIFO. With the `fifo` setting (PriorityFifo) nothing of this applies.
 
 Usage is kept in memory, fed by every committed change (the engine's bus) and, at start, read
-back from the run history (`load`), so it survives a restart."""
+back from the run history (`Usage.load`), so it survives a restart. The ordering keeps its own
+index of each user's queued jobs per device (`FairShare.load` once the engine has started, then
+`observe`), so a decision costs O(users) rather than O(queue); without it, it scans the queue."""
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from qsched_scheduler.domain import Change, QueuedJob, Reason
+from qsched_scheduler.domain import Change, JobState, QueuedJob, Reason
 from qsched_scheduler.policy import PriorityFifo
 
 DEFAULT_HALF_LIFE = timedelta(days=7)
@@ -99,40 +103,114 @@ class FairShare(PriorityFifo):
         self.usage = usage
         self.typical_seconds = typical_seconds
         self.applies = devices  # the devices set to fair share; the others stay FIFO
+        # Per device, per user: their queued jobs as sorted (-priority, queue_order, job_id).
+        self._lists: dict[str, dict[str, list[tuple[int, int, str]]]] = {}
+        self._where: dict[str, tuple[str, str, tuple[int, int, str]]] = {}
+        self._tracking = False
 
-    def arrange(self, jobs: Iterator[QueuedJob], device: str) -> Iterator[QueuedJob]:
-        """The queue (in priority-FIFO order) in fair-share order: band by band of one priority,
-        the user with the least usage (plus one typical run per job of theirs already yielded)
-        first; ties go to the user whose oldest queued job is older."""
-        if not self.applies(device):
-            yield from jobs
+    # -- its own index: each user's queued jobs per device, in (priority, FIFO) order --------------------
+    def load(self, jobs: Iterable[QueuedJob]) -> None:
+        """Every queued job (from the queue index, once the engine has started); from then on the
+        committed changes (`observe`) keep it, and a decision costs O(users), not O(queue)."""
+        self._lists.clear()
+        self._where.clear()
+        for job in jobs:
+            self._put(job.device, job.owner, job.job_id, job.priority, job.queue_order)
+        self._tracking = True
+
+    def observe(self, change: Change) -> None:
+        job = change.job
+        self._drop(job.job_id)
+        if job.state is JobState.QUEUED:
+            self._put(job.device, job.owner, job.job_id, job.priority, job.queue_order)
+
+    def _put(self, device: str, owner: str, job_id: str, priority: int, queue_order: int) -> None:
+        entry = (-priority, queue_order, job_id)
+        bisect.insort(self._lists.setdefault(device, {}).setdefault(owner, []), entry)
+        self._where[job_id] = (device, owner, entry)
+
+    def _drop(self, job_id: str) -> None:
+        where = self._where.pop(job_id, None)
+        if where is None:
             return
+        device, owner, entry = where
+        entries = self._lists[device][owner]
+        i = bisect.bisect_left(entries, entry)
+        if i < len(entries) and entries[i] == entry:
+            del entries[i]
+        if not entries:
+            del self._lists[device][owner]
+
+    # -- the order -------------------------------------------------------------------------------------------
+    def arrange(self, view: Any) -> Iterator[QueuedJob]:
+        """The view's waiting jobs in fair-share order: by priority; within a priority the user with
+        the least usage (plus one typical run per job of theirs already given in this walk) first,
+        ties to the user whose next job was queued first; each user's own jobs in FIFO order."""
+        if not self.applies(view.device):
+            return view.waiting()
+        lookup = getattr(view, "queued", None)
+        if self._tracking and lookup is not None:
+            return self._from_index(view.device, lookup)
+        return self._by_scan(view.waiting(), view.device)
+
+    def _from_index(self, device: str, lookup: Callable[[str], QueuedJob | None]) -> Iterator[QueuedJob]:
         typical = max(self.typical_seconds(device), 1e-3)
+        lists = self._lists.get(device, {})
+
+        def unstaged(entries: list[tuple[int, int, str]], i: int) -> tuple[int, QueuedJob] | None:
+            while i < len(entries):
+                job = lookup(entries[i][2])
+                if job is not None and not job.staged_task_id:
+                    return i, job
+                i += 1
+            return None
+
+        heap: list[tuple[int, float, int, str, int]] = []
+        found: dict[str, QueuedJob] = {}
+        for owner, entries in lists.items():
+            head = unstaged(entries, 0)
+            if head is not None:
+                i, found[owner] = head
+                heap.append((entries[i][0], self.usage.of(device, owner), entries[i][1], owner, i))
+        heapq.heapify(heap)
+        while heap:
+            _, used, _, owner, i = heapq.heappop(heap)
+            yield found[owner]
+            entries = lists.get(owner, [])
+            head = unstaged(entries, i + 1)
+            if head is not None:
+                j, found[owner] = head
+                heapq.heappush(heap, (entries[j][0], used + typical, entries[j][1], owner, j))
+
+    def _by_scan(self, jobs: Iterator[QueuedJob], device: str) -> Iterator[QueuedJob]:
+        """The same order from the waiting jobs in priority-FIFO order (before `load`)."""
+        typical = max(self.typical_seconds(device), 1e-3)
+        given: dict[str, float] = {}  # usage added in this walk, per user
         band: list[QueuedJob] = []
         for job in jobs:
             if band and job.priority != band[0].priority:
-                yield from self._interleave(band, device, typical)
+                yield from self._interleave(band, device, typical, given)
                 band = []
             band.append(job)
         if band:
-            yield from self._interleave(band, device, typical)
+            yield from self._interleave(band, device, typical, given)
 
-    def _interleave(self, band: list[QueuedJob], device: str, typical: float) -> Iterator[QueuedJob]:
-        if len(band) == 1:
-            yield band[0]
-            return
+    def _interleave(
+        self, band: list[QueuedJob], device: str, typical: float, given: dict[str, float]
+    ) -> Iterator[QueuedJob]:
         by_owner: dict[str, deque[QueuedJob]] = {}
         for job in band:
             by_owner.setdefault(job.owner, deque()).append(job)
-        if len(by_owner) == 1:
-            yield from band
-            return
-        heap = [(self.usage.of(device, o), jobs[0].queue_order, o) for o, jobs in by_owner.items()]
+        heap = [
+            (self.usage.of(device, o) + given.get(o, 0.0), jobs[0].queue_order, o)
+            for o, jobs in by_owner.items()
+        ]
         heapq.heapify(heap)
         while heap:
             used, _, owner = heapq.heappop(heap)
             queue = by_owner[owner]
             yield queue.popleft()
+            given[owner] = given.get(owner, 0.0) + typical
             if queue:
                 heapq.heappush(heap, (used + typical, queue[0].queue_order, owner))
 

@@ -66,8 +66,8 @@ class Decision:
 
 class Ordering(Protocol):
     """The run order. `key` is static (the queue index sorts by it); an ordering whose order
-    changes with time may also define `arrange(waiting, device)`, which reorders the waiting jobs
-    (given in key order) when the next runs are picked (fair_share.FairShare)."""
+    changes with time may also define `arrange(view)`, which gives the view's waiting jobs in the
+    order to pick them now (fair_share.FairShare)."""
 
     name: str
 
@@ -140,7 +140,7 @@ class QueuePolicy:
             return out
         picked = _Picked(view)
         arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
-        for job in arrange(view.waiting(), view.device) if arrange is not None else view.waiting():
+        for job in arrange(picked) if arrange is not None else view.waiting():
             if self._held(job, picked) is None:
                 reason = self.ordering.explain(job, 0)
                 reason = Reason(
@@ -208,6 +208,11 @@ class _Picked:
 
     def ahead_of(self, job_id: str) -> int:
         return self._view.ahead_of(job_id)
+
+    @property
+    def queued(self):  # type: ignore[no-untyped-def]
+        """The view's `queued(job_id)` lookup, if it has one (orderings use it when present)."""
+        return getattr(self._view, "queued", None)
 
 
 def default_policy() -> QueuePolicy:

@@ -102,6 +102,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)
+    scheduler.bus.add_listener(ordering.observe)  # fair share's per-user index of the queues
     reservations.wire(calendar, scheduler)
     reservations.wire_sessions(sessions, scheduler)
     ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
@@ -140,6 +141,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         if feed is not None:
             feed.start()
         await scheduler.start()
+        ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
         sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
 

@@ -118,6 +118,10 @@ class _View:
     def ahead_of(self, job_id: str) -> int:
         return max(0, self._queue.position(job_id) - 1)
 
+    def queued(self, job_id: str) -> QueuedJob | None:
+        """A queued job by id (staged or not): for orderings with their own index (fair share)."""
+        return self._queue.get(job_id)
+
 
 class ConfigPins:
     """What a run pins: the main revisions from memory, else PinConfigs (named revisions, inline

@@ -70,9 +70,11 @@ class Rig:
         )
         self.ordering.typical_seconds = self.scheduler.estimates.typical
         self.scheduler.bus.add_listener(self.usage.observe)
+        self.scheduler.bus.add_listener(self.ordering.observe)
 
     async def start(self) -> Rig:
         await self.scheduler.start()
+        self.ordering.load(self.scheduler.index.device("qick"))
         await self.scheduler.routes.labs["qick"].connected.wait()
         return self
 
@@ -138,3 +140,57 @@ async def test_a_device_not_set_to_fair_share_stays_fifo():
         assert ran.current_run.reason.policy == "priority-fifo"
     finally:
         await rig.scheduler.stop()
+
+
+class View:
+    """A device's queue as the dispatcher shows it to the policy (lab._View)."""
+
+    def __init__(self, queue, device: str = "qick") -> None:
+        self.device, self._queue = device, queue
+
+    def waiting(self):
+        return self._queue.unstaged()
+
+    def queued(self, job_id: str):
+        return self._queue.get(job_id)
+
+
+def test_the_index_gives_the_same_order_as_a_scan_of_the_queue():
+    import random
+
+    from qsched_scheduler.domain import QueuedJob
+    from qsched_scheduler.queue_index import QueueIndex
+
+    rng = random.Random(13)
+    clock = Clock()
+    usage = Usage(clock)
+    for owner in "abcde":
+        usage.add(UsedTime(owner, "qick", T0, rng.choice([0.0, 30.0, 60.0, 600.0])))
+    jobs = [
+        QueuedJob(f"J{n}", "qick", rng.choice([0, 0, 0, 5]), n, rng.choice("abcde"), JobKind.LAB_EXPERIMENT)
+        for n in range(300)
+    ]
+    index = QueueIndex(FairShare(usage).key)
+    index.load(jobs)
+    for job in rng.sample(jobs, 20):  # some are staged: neither way gives them
+        index.staged("qick", job.job_id, f"task-{job.job_id}")
+    scanning, indexed = FairShare(usage), FairShare(usage)
+    indexed.load(index.device("qick"))
+    view = View(index.device("qick"))
+    by_scan = [j.job_id for j in scanning.arrange(_ScanOnly(view))]
+    by_index = [j.job_id for j in indexed.arrange(view)]
+    assert by_index == by_scan and len(by_index) == 280
+    # Within a priority, the user with the least usage goes first, then they alternate.
+    owner = {j.job_id: j.owner for j in jobs}
+    top = [j for j in by_index if next(x for x in jobs if x.job_id == j).priority == 5]
+    assert len({owner[j] for j in top[:5]}) >= 4
+
+
+class _ScanOnly:
+    """A view without the lookup: the ordering falls back to scanning."""
+
+    def __init__(self, view: View) -> None:
+        self.device, self._view = view.device, view
+
+    def waiting(self):
+        return self._view.waiting()
