@@ -260,14 +260,14 @@ class ReservationGate:
             return Reason(
                 self.name,
                 f"waits for its reservation {target.reservation_id}, opening {target.start.isoformat()}",
-                {"rule": "target", "window": target.details()},
+                {"rule": "target", "window": target.details(), "not_before": target.start.isoformat()},
             )
         window = self.calendar.open_window(device, now)
         if window is not None and not window.admits(job):
             return Reason(
                 self.name,
                 f"{window.describe()} is open until {window.end.isoformat()}",
-                {"rule": "open-window", "window": window.details()},
+                {"rule": "open-window", "window": window.details(), "not_before": window.end.isoformat()},
             )
         typical = self.typical_seconds(device)
         ahead = len(view.on_board)
@@ -284,6 +284,7 @@ class ReservationGate:
                         "window": upcoming.details(),
                         "estimated_run_seconds": typical,
                         "estimated_end": end.isoformat(),
+                        "not_before": upcoming.end.isoformat(),
                     },
                 )
         return None

@@ -378,6 +378,12 @@ class Scheduler:
             entry = self.index.device(job.device).get(job.job_id)
             if lab is not None and entry is not None and not job.staged_task_id:
                 job.waiting_reason = self.policy.why_waiting(entry, lab.view())
+                # A gate that knows when it lets the job go (a window's end) moves the estimate.
+                not_before = job.waiting_reason.details.get("not_before")
+                if not_before and job.estimated_start_time is not None:
+                    job.estimated_start_time = max(
+                        job.estimated_start_time, datetime.fromisoformat(not_before)
+                    )
         return jobs
 
     def _running_and_typical(self, devices: set[str]) -> dict[str, Job | None]:

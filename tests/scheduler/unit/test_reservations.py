@@ -135,7 +135,8 @@ async def test_inside_an_exclusive_window_only_the_holders_jobs_start(rig: Rig):
     window = rig.book(WindowKind.EXCLUSIVE, timedelta(0), HOUR, "alice")
     await rig.at(timedelta(0))
     bob = await rig.submit("bob")
-    await rig.waits(bob, "open-window")
+    held = await rig.waits(bob, "open-window")
+    assert held.estimated_start_time == T0 + HOUR  # not before the window ends
     alice = await rig.submit("alice")
     done = await rig.runs_then_finishes(alice)
     assert window.reservation_id in done.current_run.reason.summary
@@ -169,6 +170,7 @@ async def test_a_job_that_would_overrun_an_upcoming_window_waits(rig: Rig):
     alice = await rig.submit("alice")
     job = await rig.waits(alice, "overrun")
     assert job.waiting_reason.details["estimated_run_seconds"] == 600
+    assert job.estimated_start_time == T0 + timedelta(minutes=5) + HOUR
     bob = await rig.submit("bob")  # the holder's job is not kept out of the holder's window
     await rig.state(bob, JobState.RUNNING)
     await rig.at(timedelta(minutes=4))  # it took 4 minutes: now the typical run
