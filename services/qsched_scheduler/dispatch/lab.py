@@ -74,8 +74,8 @@ RETRY_MAX_S = 2.0
 HORIZON_S = 1.0
 MIN_STAGED = 2
 MAX_STAGED = 64
-_NO_EXPERIMENT = LabExperiment("", "")
-_STAGED = Reason("", "staged before a restart")  # "the main revisions": what MainRevisions.pin needs to know
+_NO_EXPERIMENT = LabExperiment("", "")  # "the main revisions": what MainRevisions.pin needs to know
+_STAGED = Reason("", "staged before a restart")  # what _reconcile asks the gates about
 
 
 @dataclass
