@@ -118,6 +118,9 @@ class ServiceConfig:
     max_queued_per_user: int = 1000
     max_payload_bytes_per_job: int = 1024 * 1024
     max_user_priority: int = 10
+    # -- the order within a priority per device (docs/scheduling.md): comma-separated devices that
+    # use fair share ("*": all); the others are FIFO.
+    fair_share_devices: str = field(default_factory=lambda: os.environ.get("QSCHED_FAIR_SHARE_DEVICES", ""))
 
     @property
     def listen(self) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
-from qsched.wire import timestamp
+from qsched.wire import timestamp, to_datetime
+from qsched_scheduler.calendar import NewWindow, Window, WindowKind
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -20,6 +22,8 @@ from qsched_scheduler.domain import (
     Run,
 )
 from qsched_scheduler.errors import InvalidArgument
+from qsched_scheduler.sessions import FailurePolicy, SessionState
+from qsched_scheduler.sessions import Session as DeviceSession
 
 STATE_TO_PB = {state: pb.Job.State.Value(f"STATE_{state.value}") for state in JobState}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
@@ -219,3 +223,67 @@ def filter_from_pb(request: pb.ListJobsRequest) -> JobFilter:
         raise InvalidArgument("INVALID_KIND", f"unknown kind {request.kind}")
     view = ListView.QUEUE if request.view == pb.LIST_VIEW_QUEUE else ListView.HISTORY
     return JobFilter(view=view, states=states, owner=request.owner, device=request.device, kind=kind)
+
+
+# -- reservations (calendar.py) ----------------------------------------------------------------------
+WINDOW_KIND_TO_PB = {kind: pb.Reservation.Kind.Value(f"KIND_{kind.value}") for kind in WindowKind}
+WINDOW_KIND_FROM_PB = {v: k for k, v in WINDOW_KIND_TO_PB.items()}
+
+
+def reservation_to_pb(window: Window) -> pb.Reservation:
+    return pb.Reservation(
+        reservation_id=window.reservation_id,
+        device=window.device,
+        kind=WINDOW_KIND_TO_PB[window.kind],
+        start_time=timestamp(window.start),
+        end_time=timestamp(window.end),
+        holders=list(window.holders),
+        hard_end=window.hard_end,
+        note=window.note,
+        created_by=window.created_by,
+        create_time=timestamp(window.create_time),
+        cancelled=window.cancelled,
+        cancelled_by=window.cancelled_by,
+    )
+
+
+def new_window_from_pb(request: pb.CreateReservationRequest) -> NewWindow:
+    kind = WINDOW_KIND_FROM_PB.get(request.kind)
+    if kind is None:
+        raise InvalidArgument(
+            "INVALID_WINDOW", "kind must be exclusive, calibration or maintenance", field="kind"
+        )
+    if not request.HasField("start_time") or not request.HasField("end_time"):
+        raise InvalidArgument("INVALID_WINDOW", "start_time and end_time are required", field="start_time")
+    start, end = to_datetime(request.start_time), to_datetime(request.end_time)
+    assert start is not None and end is not None
+    return NewWindow(request.device, kind, start, end, tuple(request.holders), request.hard_end, request.note)
+
+
+# -- sessions (sessions.py) ---------------------------------------------------------------------------------
+SESSION_STATE_TO_PB = {st: pb.DeviceSession.State.Value(f"STATE_{st.value}") for st in SessionState}
+FAILURE_TO_PB = {f: pb.DeviceSession.FailurePolicy.Value(f"FAILURE_POLICY_{f.value}") for f in FailurePolicy}
+FAILURE_FROM_PB = {**{v: k for k, v in FAILURE_TO_PB.items()}, 0: FailurePolicy.CONTINUE}
+
+
+def session_to_pb(session: DeviceSession) -> pb.DeviceSession:
+    out = pb.DeviceSession(
+        session_id=session.session_id,
+        device=session.device,
+        owner=session.owner,
+        state=SESSION_STATE_TO_PB[session.state],
+        open_time=timestamp(session.open_time),
+        failure_policy=FAILURE_TO_PB[session.failure_policy],
+        end_time=timestamp(session.end_time),
+        end_reason=session.end_reason,
+    )
+    out.max_length.FromTimedelta(session.max_length)
+    out.idle_timeout.FromTimedelta(session.idle_timeout)
+    return out
+
+
+def session_request_from_pb(request: pb.OpenSessionRequest) -> tuple[timedelta, timedelta, FailurePolicy]:
+    policy = FAILURE_FROM_PB.get(request.failure_policy)
+    if policy is None:
+        raise InvalidArgument("INVALID_SESSION", "unknown failure_policy", field="failure_policy")
+    return request.max_length.ToTimedelta(), request.idle_timeout.ToTimedelta(), policy

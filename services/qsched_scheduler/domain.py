@@ -142,6 +142,10 @@ class QueuedJob:
     kind: JobKind
     staged_task_id: str = ""
     pins_main: bool = True  # a lab job naming no revision and no override: pinned from memory
+    # Issue 13 (calendar.py): the reservation it targets and whether it is a calibration job (labels).
+    reservation: str = ""
+    calibration: bool = False
+    session: str = ""  # sessions.py: the session it joined (label "session")
 
 
 def pins_main(payload: Payload) -> bool:
@@ -150,7 +154,19 @@ def pins_main(payload: Payload) -> bool:
     return not body.get("config_revisions") and not body.get("config_overrides")
 
 
+# The labels a job targets a reservation with, and marks itself a calibration job with (calendar.py).
+RESERVATION_LABEL = "reservation"
+CALIBRATION_LABEL = "calibration"
+
+
+def reservation_of(labels: dict[str, str]) -> tuple[str, bool]:
+    """A job's reservation target and calibration flag, from its labels."""
+    calibration = labels.get(CALIBRATION_LABEL, "").lower() in ("true", "1", "yes")
+    return labels.get(RESERVATION_LABEL, ""), calibration
+
+
 def queued_job(job: Job) -> QueuedJob:
+    reservation, calibration = reservation_of(job.labels)
     return QueuedJob(
         job.job_id,
         job.device,
@@ -160,6 +176,9 @@ def queued_job(job: Job) -> QueuedJob:
         job.kind,
         job.staged_task_id,
         pins_main(job.payload),
+        reservation,
+        calibration,
+        job.labels.get("session", ""),
     )
 
 

@@ -5,7 +5,9 @@ now). `QueuePolicy.next_runs` walks the queue in order and returns the first job
 holds back, each with the `Reason` that is stored with its run (shown by GetJob and ListRuns);
 `why_waiting` explains a queued job that has not been picked. Issues to come add gates here
 (reservations, sessions, calibration freshness) and orderings (fair share): a gate is one
-class with a name and `holds(job, view)`, listed where the engine is wired (server.py)."""
+class with a name and `holds(job, view)` (and optionally `note(job, view)`: what it has to say
+about a job it let through, added to the run's reason), listed where the engine is wired
+(server.py). The calendar's gate is calendar.ReservationGate."""
 
 from __future__ import annotations
 
@@ -63,6 +65,10 @@ class Decision:
 
 
 class Ordering(Protocol):
+    """The run order. `key` is static (the queue index sorts by it); an ordering whose order
+    changes with time may also define `arrange(view)`, which gives the view's waiting jobs in the
+    order to pick them now (fair_share.FairShare)."""
+
     name: str
 
     def key(self, job: QueuedJob) -> tuple[int, ...]:
@@ -127,26 +133,47 @@ class QueuePolicy:
         return self.ordering.key(job)
 
     def next_runs(self, view: QueueView, limit: int) -> list[Decision]:
-        """Up to `limit` jobs to hand over next, in start order, each with its reason."""
+        """Up to `limit` jobs to hand over next, in start order, each with its reason. Gates see
+        the jobs picked so far as on the board (a gate estimating when a job starts counts them)."""
         out: list[Decision] = []
         if limit <= 0:
             return out
-        ahead = len(view.on_board)
-        for job in view.waiting():
-            if self._held(job, view) is None:
+        picked = _Picked(view)
+        arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
+        for job in arrange(picked) if arrange is not None else view.waiting():
+            if self._held(job, picked) is None:
                 reason = self.ordering.explain(job, 0)
-                out.append(
-                    Decision(
-                        job,
-                        Reason(reason.policy, reason.summary, {**reason.details, "on_board_ahead": ahead}),
-                    )
+                reason = Reason(
+                    reason.policy, reason.summary, {**reason.details, "on_board_ahead": len(picked.on_board)}
                 )
-                ahead += 1
+                out.append(Decision(job, self._noted(job, picked, reason)))
+                picked.add(job.job_id)
                 if len(out) >= limit:
                     break
             elif view.hold is not None:  # a device-wide gate: nothing behind it can pass either
                 break
         return out
+
+    def admit(self, job: QueuedJob, view: QueueView, reason: Reason) -> Reason | None:
+        """For a job about to start outside `next_runs` (claimed at submit): None when a gate holds
+        it, else `reason` with what the gates noted."""
+        if self._held(job, view) is not None:
+            return None
+        return self._noted(job, view, reason)
+
+    def _noted(self, job: QueuedJob, view: QueueView, reason: Reason) -> Reason:
+        """The ordering's reason plus what gates that let the job through have to say about it
+        (e.g. "inside exclusive window R for alice"): the stored reason names every rule involved."""
+        summary, details = reason.summary, dict(reason.details)
+        for gate in self.gates:
+            note = getattr(gate, "note", None)
+            said = note(job, view) if note is not None else None
+            if said is not None:
+                summary += f"; {said.summary}"
+                details[gate.name] = said.details
+        if summary == reason.summary:
+            return reason
+        return Reason(reason.policy, summary, details)
 
     def why_waiting(self, job: QueuedJob, view: QueueView) -> Reason:
         """Why a queued job has not started: the first gate that holds it, else its place in line."""
@@ -161,6 +188,31 @@ class QueuePolicy:
             if reason is not None:
                 return reason
         return None
+
+
+class _Picked:
+    """A view whose board includes the jobs picked so far in one `next_runs`."""
+
+    def __init__(self, view: QueueView):
+        self._view = view
+        self.device = view.device
+        self.now = view.now
+        self.hold = view.hold
+        self.on_board: list[str] = list(view.on_board)
+
+    def add(self, job_id: str) -> None:
+        self.on_board.append(job_id)
+
+    def waiting(self) -> Iterator[QueuedJob]:
+        return self._view.waiting()
+
+    def ahead_of(self, job_id: str) -> int:
+        return self._view.ahead_of(job_id)
+
+    @property
+    def queued(self):  # type: ignore[no-untyped-def]
+        """The view's `queued(job_id)` lookup, if it has one (orderings use it when present)."""
+        return getattr(self._view, "queued", None)
 
 
 def default_policy() -> QueuePolicy:

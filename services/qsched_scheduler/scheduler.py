@@ -282,6 +282,17 @@ class Scheduler:
     def wake(self, device: str) -> None:
         self.hold_changed(device)
 
+    def reconsider(self, device: str, why: str) -> None:
+        """A gate's answer changed for the device (calendar.py): staged runs are picked again."""
+        lab = self.routes.lab(device)
+        if lab is not None:
+            lab.reconsider(why)
+        else:
+            self.routes.wake(device)
+
+    async def running_on(self, device: str) -> Job | None:
+        return await self._thread.call(self._store.running_job, device)
+
     # -- reads ---------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:
         self._check_id(job_id)
@@ -376,6 +387,12 @@ class Scheduler:
             entry = self.index.device(job.device).get(job.job_id)
             if lab is not None and entry is not None and not job.staged_task_id:
                 job.waiting_reason = self.policy.why_waiting(entry, lab.view())
+                # A gate that knows when it lets the job go (a window's end) moves the estimate.
+                not_before = job.waiting_reason.details.get("not_before")
+                if not_before and job.estimated_start_time is not None:
+                    job.estimated_start_time = max(
+                        job.estimated_start_time, datetime.fromisoformat(not_before)
+                    )
         return jobs
 
     def _running_and_typical(self, devices: set[str]) -> dict[str, Job | None]:

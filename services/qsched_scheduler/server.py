@@ -8,6 +8,7 @@ import asyncio
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched_core.clock import utcnow
 from qsched_core.config import ServiceConfig
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
@@ -17,19 +18,25 @@ from qsched_runtime.auth import Anyone
 from qsched_runtime.security import peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
-from qsched_scheduler import db
+from qsched_scheduler import db, reservations
 from qsched_scheduler.access import JobDesk, Limits
 from qsched_scheduler.admin import servicer as admin_servicer
+from qsched_scheduler.calendar import Calendar, ReservationGate
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
 from qsched_scheduler.executor_client import GrpcLabExecutor
+from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.main_revisions import MainRevisions
+from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
+from qsched_scheduler.sessions import SessionGate, Sessions
+from qsched_scheduler.store.calendar import SqlCalendarStore, SqlSessionStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
+from qsched_scheduler.store.usage import SqlUsageHistory
 
 # People use the JobService (ownership is checked per job by access.JobDesk); holding a
 # device queue is an operator's call.
@@ -39,6 +46,10 @@ JOB_POLICY = {
     "ResumeDevice": Role.OPERATOR,
     "DrainDevice": Role.OPERATOR,
 }
+
+
+# Fair share reads back this many half-lives of run history at start (older runs count < 0.1%).
+USAGE_HISTORY = 10
 
 
 def database_url(config: ServiceConfig) -> str:
@@ -65,6 +76,17 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     gateway = GrpcProviderGateway(config.endpoints.gateway, peers)
     control = SqlControlStore(engine)
     holds = DeviceHolds(control)
+    # Issue 13: the device calendars, a gate of the queue policy (after the device hold).
+    calendar = Calendar(SqlCalendarStore(engine), utcnow)
+    calendar.load()
+    gate = ReservationGate(calendar)
+    sessions = Sessions(SqlSessionStore(engine), utcnow)
+    sessions.load()  # before dispatching: a device in a session must start only its jobs
+    # The order within a priority: fair share on the devices the setting names, FIFO elsewhere.
+    usage = Usage(utcnow)
+    history = SqlUsageHistory(engine).since(utcnow() - USAGE_HISTORY * usage.half_life)
+    usage.load(history)
+    ordering = FairShare(usage, devices=fair_share_devices(config.fair_share_devices))
     scheduler = Scheduler.build(
         store,
         executors,
@@ -73,8 +95,27 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         mains=mains,
         pinner=pinner,
         gateway=gateway,
+        policy=QueuePolicy(
+            ordering if config.fair_share_devices else PriorityFifo(),
+            [DeviceHoldGate(), gate, SessionGate(sessions)],
+        ),
     )
+    gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
+    scheduler.bus.add_listener(usage.observe)
+    scheduler.bus.add_listener(ordering.observe)  # fair share's per-user index of the queues
+    reservations.wire(calendar, scheduler)
+    reservations.wire_sessions(sessions, scheduler)
+    ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
     audit = AuditLog(security.authenticator)
+    # Lab devices only for now: provider devices are not dispatched through the queue policy.
+
+    def is_lab(device: str) -> bool:
+        return scheduler.routes.lab(device) is not None
+
+    booking = reservations.ReservationDesk(calendar, is_lab, audit)
+    session_desk = reservations.SessionDesk(sessions, is_lab, audit)
+    fair = [n.strip() for n in config.fair_share_devices.split(",") if n.strip()]
+    shown = reservations.UsageView(usage, fair)
 
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
@@ -82,7 +123,9 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     desk = JobDesk(scheduler, holds, count_queued, limits(config), audit)
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
-        lambda server: pb_grpc.add_JobServiceServicer_to_server(JobServicer(scheduler, desk), server),
+        lambda server: pb_grpc.add_JobServiceServicer_to_server(
+            JobServicer(scheduler, desk, booking, session_desk, shown), server
+        ),
         JOB_POLICY,
     )
     admin = Registration(
@@ -98,8 +141,12 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         if feed is not None:
             feed.start()
         await scheduler.start()
+        ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
+        sessions.track(await reservations.active_session_jobs(scheduler))
+        ticker.start()
 
     async def stop() -> None:
+        await ticker.stop()
         if feed is not None:
             await feed.close()
         await scheduler.stop()

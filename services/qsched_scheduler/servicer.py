@@ -21,6 +21,8 @@ from qsched_runtime.errors import translates_errors
 from qsched_scheduler import convert
 from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
+from qsched_scheduler.errors import Unimplemented
+from qsched_scheduler.reservations import ReservationDesk, SessionDesk, UsageView
 from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
@@ -29,9 +31,87 @@ DOMAIN = "qsched.jobs.v1"
 
 @translates_errors(DOMAIN)
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, scheduler: Scheduler, desk: JobDesk):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        desk: JobDesk,
+        reservations: ReservationDesk | None = None,
+        sessions: SessionDesk | None = None,
+        usage: UsageView | None = None,
+    ):
         self._scheduler = scheduler
         self._desk = desk
+        self._reservations = reservations
+        self._sessions = sessions
+        self._usage = usage
+
+    async def ListUsage(
+        self, request: pb.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsageResponse:
+        if self._usage is None:
+            raise Unimplemented("NO_USAGE", "this scheduler keeps no usage")
+        rows = [r for r in self._usage.usage.table() if not request.device or r[0] == request.device]
+        response = pb.ListUsageResponse(
+            usage=[pb.DeviceUsage(device=d, owner=o, usage_seconds=u) for d, o, u in rows],
+            fair_share_devices=self._usage.fair_share_devices,
+        )
+        response.half_life.FromTimedelta(self._usage.usage.half_life)
+        return response
+
+    # -- sessions (sessions.py) ------------------------------------------------------------------------
+    def _session_desk(self) -> SessionDesk:
+        if self._sessions is None:
+            raise Unimplemented("NO_SESSIONS", "this scheduler keeps no sessions")
+        return self._sessions
+
+    async def OpenSession(
+        self, request: pb.OpenSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.OpenSessionResponse:
+        max_length, idle_timeout, policy = convert.session_request_from_pb(request)
+        session = await self._session_desk().open(caller(), request.device, max_length, idle_timeout, policy)
+        return pb.OpenSessionResponse(session=convert.session_to_pb(session))
+
+    async def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseSessionResponse:
+        session = await self._session_desk().close(caller(), request.session_id)
+        return pb.CloseSessionResponse(session=convert.session_to_pb(session))
+
+    async def CancelSession(
+        self, request: pb.CancelSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelSessionResponse:
+        session = await self._session_desk().cancel(caller(), request.session_id)
+        return pb.CancelSessionResponse(session=convert.session_to_pb(session))
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        sessions = self._session_desk().list(request.device)
+        return pb.ListSessionsResponse(sessions=[convert.session_to_pb(s) for s in sessions])
+
+    # -- the calendar (reservations.py) ----------------------------------------------------------------
+    def _calendar(self) -> ReservationDesk:
+        if self._reservations is None:
+            raise Unimplemented("NO_CALENDAR", "this scheduler keeps no reservations")
+        return self._reservations
+
+    async def CreateReservation(
+        self, request: pb.CreateReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateReservationResponse:
+        window = await self._calendar().create(caller(), convert.new_window_from_pb(request))
+        return pb.CreateReservationResponse(reservation=convert.reservation_to_pb(window))
+
+    async def ListReservations(
+        self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReservationsResponse:
+        windows = self._calendar().list(request.device)
+        return pb.ListReservationsResponse(reservations=[convert.reservation_to_pb(w) for w in windows])
+
+    async def CancelReservation(
+        self, request: pb.CancelReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelReservationResponse:
+        window = await self._calendar().cancel(caller(), request.reservation_id)
+        return pb.CancelReservationResponse(reservation=convert.reservation_to_pb(window))
 
     async def SubmitJobs(
         self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext

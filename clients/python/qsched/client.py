@@ -14,11 +14,13 @@ did `from job_server import JobClient` needs only `from qsched import JobClient`
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched.calls import Calls
 from qsched.errors import QschedError
+from qsched.wire import timestamp
 
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -647,8 +650,165 @@ class JobClient:
         self.delete_job(job_id)
         return {"job_id": job_id, "cancelled": cancelled, "state": c.SEED_STATUS.get(job.state, "unknown")}
 
+    # -- reservations and decisions (docs/scheduling.md) ---------------------------------------------
+    def reserve(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        kind: str = "exclusive",
+        holders: list[str] | None = None,
+        hard_end: bool = False,
+        note: str = "",
+    ) -> dict[str, Any]:
+        """Book a window of the device's calendar: kind "exclusive" (only the holders' jobs start
+        inside; default holder: you), "calibration" or "maintenance" (operators). Refused with
+        RESERVATION_OVERLAP (metadata reservation_id) when it overlaps another window."""
+        request = pb.CreateReservationRequest(
+            device=device,
+            kind=pb.Reservation.Kind.Value(f"KIND_{kind.upper()}"),
+            start_time=timestamp(start),
+            end_time=timestamp(end),
+            holders=list(holders or ()),
+            hard_end=hard_end,
+            note=note,
+        )
+        return reservation_dict(self.calls("CreateReservation", request).reservation)
 
-__all__ = ["JobClient", "JobResult"]
+    def reservations(self, device: str | None = None) -> list[dict[str, Any]]:
+        """The windows that have not ended, soonest first."""
+        response = self.calls("ListReservations", pb.ListReservationsRequest(device=device or ""))
+        return [reservation_dict(r) for r in response.reservations]
+
+    def cancel_reservation(self, reservation_id: str) -> dict[str, Any]:
+        request = pb.CancelReservationRequest(reservation_id=reservation_id)
+        return reservation_dict(self.calls("CancelReservation", request).reservation)
+
+    def open_session(
+        self,
+        device: str,
+        max_length: float = 3600.0,
+        idle_timeout: float = 300.0,
+        on_failure: str = "continue",
+    ) -> dict[str, Any]:
+        """Open a session on the device (seconds): while it is open only jobs submitted with its id
+        (`submit_job(..., session=id)`) start there. Prefer `session()`, which closes it."""
+        request = pb.OpenSessionRequest(
+            device=device,
+            failure_policy=pb.DeviceSession.FailurePolicy.Value(f"FAILURE_POLICY_{on_failure.upper()}"),
+        )
+        request.max_length.FromTimedelta(timedelta(seconds=max_length))
+        request.idle_timeout.FromTimedelta(timedelta(seconds=idle_timeout))
+        return session_dict(self.calls("OpenSession", request).session)
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        """Its queued jobs still run, then the device goes back to the queue."""
+        return session_dict(self.calls("CloseSession", pb.CloseSessionRequest(session_id=session_id)).session)
+
+    def cancel_session(self, session_id: str) -> dict[str, Any]:
+        """Its queued jobs are cancelled; it ends at once."""
+        return session_dict(
+            self.calls("CancelSession", pb.CancelSessionRequest(session_id=session_id)).session
+        )
+
+    def sessions(self, device: str | None = None) -> list[dict[str, Any]]:
+        response = self.calls("ListSessions", pb.ListSessionsRequest(device=device or ""))
+        return [session_dict(s) for s in response.sessions]
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        device: str | None = None,
+        max_length: float = 3600.0,
+        idle_timeout: float = 300.0,
+        on_failure: str = "continue",
+    ) -> Iterator[DeviceSession]:
+        """A session as a context manager: `with client.session("qick") as s: s.submit_job(...)`.
+        Leaving the block closes it (its queued jobs still run); an exception cancels it."""
+        opened = self.open_session(device or self.device, max_length, idle_timeout, on_failure)
+        handle = DeviceSession(self, opened["session_id"], opened["device"])
+        try:
+            yield handle
+        except BaseException:
+            self.cancel_session(handle.session_id)
+            raise
+        self.close_session(handle.session_id)
+
+    def usage(self, device: str | None = None) -> dict[str, Any]:
+        """Each user's recent device-seconds per device (as fair share sees them): {"usage": [{device,
+        owner, usage_seconds}], "half_life": timedelta, "fair_share_devices": [...]}."""
+        response = self.calls("ListUsage", pb.ListUsageRequest(device=device or ""))
+        return {
+            "usage": [
+                {"device": u.device, "owner": u.owner, "usage_seconds": u.usage_seconds}
+                for u in response.usage
+            ],
+            "half_life": response.half_life.ToTimedelta(),
+            "fair_share_devices": list(response.fair_share_devices),
+        }
+
+    def why(self, job_id: str) -> dict[str, Any]:
+        """Why a job runs when it does: for a queued job the rule that holds it (or its place in
+        line), for a started one the reason stored with each run."""
+        job = self.get_job(job_id)
+        out: dict[str, Any] = {"job_id": job_id, "status": c.SEED_STATUS.get(job.state, "unknown")}
+        if job.HasField("waiting_reason"):
+            out["waiting"] = reason_dict(job.waiting_reason)
+            out["queue_position"] = job.queue_position
+            if job.HasField("estimated_start_time"):
+                out["estimated_start"] = job.estimated_start_time.ToDatetime(tzinfo=UTC)
+        runs = self.calls("ListRuns", pb.ListRunsRequest(job_id=job_id)).runs if job.run_count else []
+        out["runs"] = [
+            {"task_id": r.task_id, "attempt": r.attempt, **reason_dict(r.reason)}
+            for r in runs
+            if r.HasField("reason")
+        ]
+        return out
+
+
+@dataclass
+class DeviceSession:
+    """An open session (JobClient.session): submit_job here joins it."""
+
+    client: JobClient
+    session_id: str
+    device: str
+
+    def submit_job(
+        self, experiment_class: str, experiment_module: str, expt_config: dict[str, Any], **kw: Any
+    ) -> str:
+        labels = {**(kw.pop("labels", None) or {}), "session": self.session_id}
+        return self.client.submit_job(
+            experiment_class, experiment_module, expt_config, device=self.device, labels=labels, **kw
+        )
+
+
+__all__ = ["DeviceSession", "JobClient", "JobResult"]
+
+
+def reason_dict(reason: Any) -> dict[str, Any]:
+    import json
+
+    return {
+        "policy": reason.policy,
+        "summary": reason.summary,
+        "details": json.loads(reason.details_json) if reason.details_json else {},
+    }
+
+
+def reservation_dict(r: Any) -> dict[str, Any]:
+    return {
+        "reservation_id": r.reservation_id,
+        "device": r.device,
+        "kind": pb.Reservation.Kind.Name(r.kind).removeprefix("KIND_").lower(),
+        "start": r.start_time.ToDatetime(tzinfo=UTC),
+        "end": r.end_time.ToDatetime(tzinfo=UTC),
+        "holders": list(r.holders),
+        "hard_end": r.hard_end,
+        "note": r.note,
+        "created_by": r.created_by,
+        "cancelled": r.cancelled,
+    }
 
 
 def device_dict(device: Any) -> dict[str, Any]:
@@ -661,4 +821,20 @@ def device_dict(device: Any) -> dict[str, Any]:
         "hold_reason": device.hold_reason,
         "held_by": device.held_by,
         "hold_time": device.hold_time.ToDatetime(tzinfo=UTC) if device.HasField("hold_time") else None,
+    }
+
+
+def session_dict(s: Any) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "device": s.device,
+        "owner": s.owner,
+        "state": pb.DeviceSession.State.Name(s.state).removeprefix("STATE_").lower(),
+        "open_time": s.open_time.ToDatetime(tzinfo=UTC),
+        "max_length": s.max_length.ToTimedelta(),
+        "idle_timeout": s.idle_timeout.ToTimedelta(),
+        "on_failure": pb.DeviceSession.FailurePolicy.Name(s.failure_policy)
+        .removeprefix("FAILURE_POLICY_")
+        .lower(),
+        "end_reason": s.end_reason,
     }

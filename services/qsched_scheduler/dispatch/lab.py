@@ -45,7 +45,18 @@ from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.dispatch.run_queue import RunQueue
-from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, NewJob, QueuedJob, Reason, pins_main
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Job,
+    JobState,
+    NewJob,
+    QueuedJob,
+    Reason,
+    pins_main,
+    queued_job,
+    reservation_of,
+)
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
@@ -64,6 +75,7 @@ HORIZON_S = 1.0
 MIN_STAGED = 2
 MAX_STAGED = 64
 _NO_EXPERIMENT = LabExperiment("", "")  # "the main revisions": what MainRevisions.pin needs to know
+_STAGED = Reason("", "staged before a restart")  # what _reconcile asks the gates about
 
 
 @dataclass
@@ -77,6 +89,7 @@ class _OnBoard:
     started: bool = False
     ended: bool = False  # the executor says it ended; its last updates are on their way
     seq: int = 0  # last update applied
+    owner: str = ""  # for orderings that reorder at pick time (fair share)
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,10 @@ class _View:
 
     def ahead_of(self, job_id: str) -> int:
         return max(0, self._queue.position(job_id) - 1)
+
+    def queued(self, job_id: str) -> QueuedJob | None:
+        """A queued job by id (staged or not): for orderings with their own index (fair share)."""
+        return self._queue.get(job_id)
 
 
 class ConfigPins:
@@ -248,13 +265,29 @@ class LabDispatcher:
             or not pins_main(new.payload)
         ):
             return None
-        probe = QueuedJob("", self.device, new.priority, 0, new.owner, new.payload.kind)
+        reservation, calibration = reservation_of(new.labels)
+        probe = QueuedJob(
+            "",
+            self.device,
+            new.priority,
+            0,
+            new.owner,
+            new.payload.kind,
+            "",
+            True,
+            reservation,
+            calibration,
+            new.labels.get("session", ""),
+        )
+        idle = Reason(
+            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
+        )
+        reason = self._policy.admit(probe, self.view(), idle)
+        if reason is None:  # a gate holds it (e.g. a reservation window): it waits in the queue
+            return None
         revisions = self._pins.from_memory(probe)
         if revisions is None:
             return None
-        reason = Reason(
-            self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
-        )
         claim = Claim(str(uuid.uuid4()), revisions, reason)
         self._claims[claim.task_id] = claim
         return claim
@@ -281,17 +314,31 @@ class LabDispatcher:
 
     def queued(self, job: Job) -> None:
         """A job joined the queue: runs staged behind its place in the order are taken back."""
-        key = self._policy.key(
-            QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
-        )
-        if self._lock.locked() or any(not r.started and not r.ended and r.key > key for r in self._on_board):
-            self._spawn(self._withdraw(lambda r: r.key > key, "a job that runs first arrived"))
+        probe = QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
+        key = self._policy.key(probe)
+        # An ordering that reorders at pick time (fair share) says which staged runs it overtakes.
+        overtakes = getattr(self._policy.ordering, "overtakes", None)
+
+        def behind(r: _OnBoard) -> bool:
+            return r.key > key or (overtakes is not None and overtakes(probe, r.owner, r.key))
+
+        # A batch being staged right now (lock held) may be behind it: look after it too.
+        if self._lock.locked() or any(not r.started and not r.ended and behind(r) for r in self._on_board):
+            self._spawn(self._withdraw(behind, "a job that runs first arrived"))
         else:
             self._wake.set()
 
     def hold_changed(self) -> None:
         if self._hold_of(self.device) is not None:
             self._spawn(self._withdraw(lambda r: True, "the device is held"))
+        else:
+            self._wake.set()
+
+    def reconsider(self, why: str) -> None:
+        """A gate's answer may have changed (a reservation window opened, ended, was booked or
+        cancelled): staged runs that have not started are taken back and picked again."""
+        if any(not r.started and not r.ended for r in self._on_board):
+            self._spawn(self._withdraw(lambda r: True, why))
         else:
             self._wake.set()
 
@@ -437,6 +484,7 @@ class LabDispatcher:
                 started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
                 ended=h.state in (HeldState.ENDED, HeldState.LOST),
                 seq=run.executor_seq,
+                owner=job.owner,
             )
         if lost:
             for change in await thread.call(stores.runs.apply_updates, lost, self._clock()):
@@ -453,6 +501,19 @@ class LabDispatcher:
         self._on_board = [ours[r.task_id] for r in queue.opened.runs if r.task_id in ours]
         if self._hold_of(self.device) is not None:
             await self._take_back(queue, [r for r in self._on_board if not r.started and not r.ended])
+            return
+        # A gate may hold what was staged before the restart (e.g. a reservation window opened).
+        view, by_job = self.view(), {j.job_id: j for j in staged}
+        barred = [
+            r
+            for r in self._on_board
+            if not r.started
+            and not r.ended
+            and r.job_id in by_job
+            and self._policy.admit(queued_job(by_job[r.job_id]), view, _STAGED) is None
+        ]
+        if barred:
+            await self._take_back(queue, barred)
 
     async def _lose_running(self, message: str) -> None:
         thread, stores = self._stores.thread, self._stores
@@ -556,6 +617,7 @@ class LabDispatcher:
                     QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
                 ),
                 pins_main(job.payload),
+                owner=job.owner,
             )
             for job in jobs
         )

@@ -178,3 +178,45 @@ class DeviceHoldRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     held_by: Mapped[str] = mapped_column(String(64))
     hold_time: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReservationRow(Base):
+    """A window of a device's calendar (calendar.py); cancelled ones are kept for the record."""
+
+    __tablename__ = "reservations"
+
+    reservation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # EXCLUSIVE | CALIBRATION | MAINTENANCE
+    start_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    holders: Mapped[str] = mapped_column(Text)  # comma-separated user names
+    hard_end: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    cancelled: Mapped[bool] = mapped_column(Boolean)
+    cancelled_by: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_reservations_device_end", ReservationRow.device, ReservationRow.end_time)
+
+
+class SessionRow(Base):
+    """A session on a device (sessions.py); ended ones are kept for the record."""
+
+    __tablename__ = "sessions"
+
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # OPEN | CLOSING | ENDED
+    open_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    max_length_s: Mapped[float] = mapped_column(Float)
+    idle_timeout_s: Mapped[float] = mapped_column(Float)
+    failure_policy: Mapped[str] = mapped_column(String(16))  # CONTINUE | ABORT
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    end_reason: Mapped[str] = mapped_column(Text)
+
+
+Index("ix_sessions_state", SessionRow.state)

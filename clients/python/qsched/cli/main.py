@@ -80,6 +80,16 @@ def _experiment(args: argparse.Namespace) -> tuple[str, str]:
     return args.experiment_module, args.experiment_class
 
 
+def _calendar_labels(args: argparse.Namespace) -> dict[str, str]:
+    """The labels the scheduler's calendar reads (docs/scheduling.md)."""
+    labels = {"reservation": args.reservation} if getattr(args, "reservation", None) else {}
+    if getattr(args, "session", None):
+        labels["session"] = args.session
+    if getattr(args, "calibration", False):
+        labels["calibration"] = "true"
+    return labels
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from qsched.cli.format import state_name, when
 
@@ -99,6 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.priority,
         device=args.device or None,
         request_id=args.request_id,
+        labels=_calendar_labels(args),
     )
     job = client.get_job(job_id)
     where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
@@ -441,6 +452,11 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument("--priority", type=int, default=0, help="higher runs sooner (-100..100, default 0)")
     p.add_argument("--owner", help="submitting user (default: your login name)")
     p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the first job")
+    p.add_argument("--reservation", help="run inside this reservation (waits until it opens)")
+    p.add_argument("--session", help="join this session of yours (qsched session open)")
+    p.add_argument(
+        "--calibration", action="store_true", help="a calibration job (may run in calibration windows)"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
     p.add_argument("--watch", action="store_true", help="print the job's events until it ends")
     p.set_defaults(func=cmd_submit)
@@ -504,6 +520,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         job_commands.register(job_sub, _add_client_options)
         suite_commands.register(sub, _add_client_options)
+        from qsched.cli import calendar_commands
+
+        calendar_commands.register(sub, _add_client_options)
 
     p = client("queue", "queued and running jobs in run order")
     p.add_argument("--device", help="only this device")

@@ -1,0 +1,299 @@
+"""Reservations: one calendar per device, and the queue-policy gate that enforces it.
+
+A window is `exclusive` (only its holders' jobs start inside), `calibration` (only jobs labelled
+`calibration=true`) or `maintenance` (nothing starts). Windows of one device never overlap. The
+gate (`ReservationGate`) holds a job back when:
+
+- it targets a reservation (label `reservation=<id>`) that has not opened yet;
+- a window that excludes it is open now;
+- its estimated run would overrun the start of an upcoming window that excludes it: the job is
+  estimated to start after what is on the board (one typical run each) and to take one typical
+  run (the median of the device's recent successful runs, estimates.py).
+
+A window's end stops new starts (the gate lets the normal queue through again); a job still
+running then is left to finish unless the window says `hard_end`, in which case `Calendar.tick`
+cancels it (the executor stops between rounds). Knows nothing of gRPC or SQL."""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from qsched_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from qsched_scheduler.domain import QueuedJob, Reason
+
+GATE_NAME = "reservations"
+
+
+class WindowKind(enum.Enum):
+    EXCLUSIVE = "EXCLUSIVE"
+    CALIBRATION = "CALIBRATION"
+    MAINTENANCE = "MAINTENANCE"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One reservation of a device from `start` (inclusive) to `end` (exclusive)."""
+
+    reservation_id: str
+    device: str
+    kind: WindowKind
+    start: datetime
+    end: datetime
+    created_by: str
+    create_time: datetime
+    holders: tuple[str, ...] = ()  # exclusive: the users whose jobs may start inside
+    hard_end: bool = False  # at the end, cancel what of it still runs
+    note: str = ""
+    cancelled: bool = False
+    cancelled_by: str = ""
+
+    def admits(self, job: QueuedJob) -> bool:
+        if self.kind is WindowKind.EXCLUSIVE:
+            return job.owner in self.holders
+        if self.kind is WindowKind.CALIBRATION:
+            return job.calibration
+        return False
+
+    def open_at(self, now: datetime) -> bool:
+        return self.start <= now < self.end
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+    def describe(self) -> str:
+        who = f" for {', '.join(self.holders)}" if self.kind is WindowKind.EXCLUSIVE else ""
+        return f"{self.kind.value.lower()} window {self.reservation_id}{who}"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "reservation_id": self.reservation_id,
+            "kind": self.kind.value,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "holders": list(self.holders),
+        }
+
+
+@dataclass(frozen=True)
+class NewWindow:
+    device: str
+    kind: WindowKind
+    start: datetime
+    end: datetime
+    holders: tuple[str, ...] = ()
+    hard_end: bool = False
+    note: str = ""
+
+
+class CalendarStore(Protocol):
+    """Where windows are kept (store/calendar.py: SQL; MemoryCalendarStore: tests)."""
+
+    def windows(self, since: datetime) -> list[Window]:
+        """Windows not cancelled that end after `since`."""
+
+    def put_window(self, window: Window) -> None: ...
+
+
+class MemoryCalendarStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, Window] = {}
+
+    def windows(self, since: datetime) -> list[Window]:
+        return [w for w in self.rows.values() if not w.cancelled and w.end > since]
+
+    def put_window(self, window: Window) -> None:
+        self.rows[window.reservation_id] = window
+
+
+def overlap_refused(existing: Window) -> FailedPrecondition:
+    return FailedPrecondition(
+        "RESERVATION_OVERLAP",
+        f"overlaps {existing.describe()} ({existing.start.isoformat()} to {existing.end.isoformat()})",
+        reservation_id=existing.reservation_id,
+    )
+
+
+class Calendar:
+    """Every device's windows in memory (loaded from the store at start, written through), and
+    what happens at their boundaries (`tick`)."""
+
+    def __init__(self, store: CalendarStore, clock: Callable[[], datetime]):
+        self._store = store
+        self._clock = clock
+        self._by_device: dict[str, list[Window]] = {}  # by start, not cancelled, not yet ended
+        self._listeners: list[Callable[[str], None]] = []
+        self._hard_end: Callable[[Window], Awaitable[None]] | None = None
+        self._last_tick = clock()
+
+    # -- wiring ----------------------------------------------------------------------------------------
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """`listener(device)` when the device's calendar changes or one of its windows opens or ends."""
+        self._listeners.append(listener)
+
+    def on_hard_end(self, stop: Callable[[Window], Awaitable[None]]) -> None:
+        """`stop(window)` when a hard-end window ends: cancel what of it still runs."""
+        self._hard_end = stop
+
+    def load(self) -> None:
+        """Read the windows that have not ended (store thread or at start)."""
+        now = self._clock()
+        self._by_device = {}
+        for window in sorted(self._store.windows(now), key=lambda w: w.start):
+            self._by_device.setdefault(window.device, []).append(window)
+        self._last_tick = now
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def windows(self, device: str = "") -> list[Window]:
+        if device:
+            return list(self._by_device.get(device, ()))
+        return sorted((w for ws in self._by_device.values() for w in ws), key=lambda w: (w.start, w.device))
+
+    def get(self, reservation_id: str) -> Window | None:
+        for windows in self._by_device.values():
+            for window in windows:
+                if window.reservation_id == reservation_id:
+                    return window
+        return None
+
+    def open_window(self, device: str, now: datetime) -> Window | None:
+        for window in self._by_device.get(device, ()):
+            if window.start > now:
+                return None
+            if window.open_at(now):
+                return window
+        return None
+
+    def upcoming(self, device: str, now: datetime, before: datetime) -> Iterable[Window]:
+        """Windows that open after `now` and before `before`, soonest first."""
+        for window in self._by_device.get(device, ()):
+            if window.start >= before:
+                return
+            if window.start > now:
+                yield window
+
+    def next_boundary(self, now: datetime) -> datetime | None:
+        """The next time a window opens or ends."""
+        times = [t for ws in self._by_device.values() for w in ws for t in (w.start, w.end) if t > now]
+        return min(times, default=None)
+
+    # -- commands (store calls are blocking: run them off the event loop) ------------------------------
+    def create(self, new: NewWindow, created_by: str) -> Window:
+        now = self._clock()
+        if new.end <= new.start:
+            raise InvalidArgument("INVALID_WINDOW", "a window must end after it starts", field="end")
+        if new.end <= now:
+            raise InvalidArgument("INVALID_WINDOW", "the window has already ended", field="end")
+        if new.kind is WindowKind.EXCLUSIVE and not new.holders:
+            raise InvalidArgument("INVALID_WINDOW", "an exclusive window needs a holder", field="holders")
+        for window in self._by_device.get(new.device, ()):
+            if window.overlaps(new.start, new.end):
+                raise overlap_refused(window)
+        window = Window(
+            f"RES-{uuid.uuid4().hex[:12]}",
+            new.device,
+            new.kind,
+            new.start,
+            new.end,
+            created_by,
+            now,
+            tuple(new.holders),
+            new.hard_end,
+            new.note,
+        )
+        self._store.put_window(window)
+        windows = self._by_device.setdefault(window.device, [])
+        bisect.insort(windows, window, key=lambda w: w.start)
+        self._changed(window.device)
+        return window
+
+    def cancel(self, reservation_id: str, by: str) -> Window:
+        window = self.get(reservation_id)
+        if window is None:
+            raise NotFound("RESERVATION_NOT_FOUND", f"no reservation {reservation_id} that has not ended")
+        cancelled = replace(window, cancelled=True, cancelled_by=by)
+        self._store.put_window(cancelled)
+        self._by_device[window.device].remove(window)
+        self._changed(window.device)
+        return cancelled
+
+    async def tick(self) -> None:
+        """Look at the clock: tell listeners of every device whose window opened or ended since
+        the last tick, cancel the runs of hard-end windows that ended, and forget ended windows."""
+        now = self._clock()
+        last = self._last_tick
+        self._last_tick = now
+        for device, windows in list(self._by_device.items()):
+            crossed = any(last < t <= now for w in windows for t in (w.start, w.end))
+            ended = [w for w in windows if w.end <= now]
+            if ended:
+                self._by_device[device] = [w for w in windows if w.end > now]
+            if crossed or ended:
+                self._changed(device)
+            for window in ended:
+                if window.hard_end and self._hard_end is not None:
+                    await self._hard_end(window)
+
+    def _changed(self, device: str) -> None:
+        for listener in self._listeners:
+            listener(device)
+
+
+@dataclass
+class ReservationGate:
+    """The calendar as a gate of the queue policy (see the module doc for the rules)."""
+
+    calendar: Calendar
+    typical_seconds: Callable[[str], float] = field(default=lambda device: 60.0)
+    name: str = GATE_NAME
+
+    def holds(self, job: QueuedJob, view: Any) -> Reason | None:
+        now: datetime = view.now
+        device: str = view.device
+        target = self.calendar.get(job.reservation) if job.reservation else None
+        if target is not None and target.device == device and target.start > now and target.admits(job):
+            return Reason(
+                self.name,
+                f"waits for its reservation {target.reservation_id}, opening {target.start.isoformat()}",
+                {"rule": "target", "window": target.details(), "not_before": target.start.isoformat()},
+            )
+        window = self.calendar.open_window(device, now)
+        if window is not None and not window.admits(job):
+            return Reason(
+                self.name,
+                f"{window.describe()} is open until {window.end.isoformat()}",
+                {"rule": "open-window", "window": window.details(), "not_before": window.end.isoformat()},
+            )
+        typical = self.typical_seconds(device)
+        ahead = len(view.on_board)
+        start = now + timedelta(seconds=ahead * typical)
+        end = start + timedelta(seconds=typical)
+        for upcoming in self.calendar.upcoming(device, now, end):
+            if not upcoming.admits(job):
+                return Reason(
+                    self.name,
+                    f"would overrun {upcoming.describe()} opening {upcoming.start.isoformat()} "
+                    f"(estimated {typical:.0f} s run after {ahead} on the board)",
+                    {
+                        "rule": "overrun",
+                        "window": upcoming.details(),
+                        "estimated_run_seconds": typical,
+                        "estimated_end": end.isoformat(),
+                        "not_before": upcoming.end.isoformat(),
+                    },
+                )
+        return None
+
+    def note(self, job: QueuedJob, view: Any) -> Reason | None:
+        """What the calendar had to do with a job it let start (for its run's reason)."""
+        window = self.calendar.open_window(view.device, view.now)
+        if window is None:
+            return None
+        return Reason(
+            self.name, f"inside {window.describe()}", {"rule": "inside-window", "window": window.details()}
+        )
