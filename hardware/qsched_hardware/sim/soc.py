@@ -14,8 +14,8 @@ taken from the loaded binary. The listing is then interpreted (sim/tproc.py) sho
 
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
