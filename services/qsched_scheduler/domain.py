@@ -140,12 +140,20 @@ class QueuedJob:
     kind: JobKind
     staged_task_id: str = ""
     pins_main: bool = True  # a lab job naming no revision and no override: pinned from memory
+    # Calibrations the job needs fresh: (name, oldest accepted age in s; 0 = the definition's).
+    calibrations: tuple[tuple[str, float], ...] = ()
 
 
 def pins_main(payload: Payload) -> bool:
     """True when a lab payload takes every config from its main revision."""
     body = payload.body
     return not body.get("config_revisions") and not body.get("config_overrides")
+
+
+def calibration_needs(payload: Payload) -> tuple[tuple[str, float], ...]:
+    """A lab payload's `calibrations` ({name: max_age_s}), as QueuedJob carries them."""
+    needs = payload.body.get("calibrations") or {}
+    return tuple(sorted((str(k), float(v or 0.0)) for k, v in needs.items()))
 
 
 def queued_job(job: Job) -> QueuedJob:
@@ -158,6 +166,7 @@ def queued_job(job: Job) -> QueuedJob:
         job.kind,
         job.staged_task_id,
         pins_main(job.payload),
+        calibration_needs(job.payload),
     )
 
 

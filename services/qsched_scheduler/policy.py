@@ -155,6 +155,10 @@ class QueuePolicy:
             return held
         return self.ordering.explain(job, view.ahead_of(job.job_id))
 
+    def held(self, job: QueuedJob, view: QueueView) -> Reason | None:
+        """The first gate's reason to hold `job` now (None: every gate lets it start)."""
+        return self._held(job, view)
+
     def _held(self, job: QueuedJob, view: QueueView) -> Reason | None:
         for gate in self.gates:
             reason = gate.holds(job, view)

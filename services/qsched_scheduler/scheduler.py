@@ -23,6 +23,9 @@ from qsched_core.pagination import PageTokens
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.admission import Admission, SubmitResult
 from qsched_scheduler.bus import EventBus
+from qsched_scheduler.calibration.gate import CalibrationGate
+from qsched_scheduler.calibration.manager import Calibrations
+from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.config_port import ConfigPinner
 from qsched_scheduler.dispatch.lab import EXECUTOR_LOST_AFTER_S, ConfigPins, LabDispatcher, Stores
 from qsched_scheduler.dispatch.provider import ProviderDispatcher
@@ -36,6 +39,7 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     Payload,
+    QueuedJob,
     Run,
 )
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
@@ -87,7 +91,9 @@ class Scheduler:
         page_key: bytes,
         clock: Callable[[], datetime],
         closers: tuple[Any, ...] = (),
+        calibrations: Calibrations | None = None,
     ):
+        self.calibrations = calibrations
         self._store = store
         self._thread = thread
         self.routes = routes
@@ -118,11 +124,14 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
         executor_lost_after_s: float = EXECUTOR_LOST_AFTER_S,
+        calibrations: Calibrations | None = None,
     ) -> Scheduler:
         """The engine, wired: every collaborator gets what it uses in its constructor."""
         thread = StoreThread()
         stores = Stores(store, store, store, thread)
         policy = policy or default_policy()
+        if calibrations is not None:  # the freshness gate (docs/calibration.md)
+            policy = QueuePolicy(policy.ordering, [*policy.gates, CalibrationGate(calibrations)])
         index = QueueIndex(policy.key)
         estimates_ = Estimates(store.recent_run_seconds, default_run_seconds)
         feed = ChangeFeed(index, estimates_, EventBus())
@@ -173,15 +182,22 @@ class Scheduler:
             page_key,
             clock,
             closers=tuple(c for c in (pinner, gateway) if c is not None),
+            calibrations=calibrations,
         )
+        if calibrations is not None:
+            feed.bus.add_listener(calibrations.observe)
         return engine
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         self.index.load(await self._thread.call(self._store.queued_jobs))
+        if self.calibrations is not None:  # before dispatching: the gate needs the states
+            await self.calibrations.start(self, self._thread.call)
         self.routes.start(await self._thread.call(self._store.active_devices))
 
     async def stop(self) -> None:
+        if self.calibrations is not None:
+            await self.calibrations.stop()
         await self.routes.stop()
         for closer in self._closers:
             await closer.close()
@@ -280,6 +296,26 @@ class Scheduler:
 
     def wake(self, device: str) -> None:
         self.hold_changed(device)
+
+    def queued_on(self, device: str) -> list[QueuedJob]:
+        """The device's queued jobs in run order (from the queue index)."""
+        return list(self.index.device(device))
+
+    # -- calibration (docs/calibration.md) -------------------------------------------------------------
+    async def calibration_states(self, device: str = "") -> list[CalibrationState]:
+        if self.calibrations is None:
+            return []
+        await self.calibrations.reload_definitions()
+        return self.calibrations.states(device)
+
+    async def calibrate(self, device: str, name: str) -> list[str]:
+        """Run a calibration now (an operator's call), its stale dependencies first; the names queued."""
+        if self.calibrations is None or not self.routes.is_lab(device):
+            raise FailedPrecondition(
+                "CALIBRATION_UNAVAILABLE", f"device {device!r} has no calibrations", device=device
+            )
+        queued = await self.calibrations.calibrate(device, name, self._clock())
+        return queued
 
     # -- reads ---------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:

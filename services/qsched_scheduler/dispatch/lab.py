@@ -45,7 +45,17 @@ from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.dispatch.run_queue import RunQueue
-from qsched_scheduler.domain import Change, ErrorDetail, Job, JobState, NewJob, QueuedJob, Reason, pins_main
+from qsched_scheduler.domain import (
+    Change,
+    ErrorDetail,
+    Job,
+    JobState,
+    NewJob,
+    QueuedJob,
+    Reason,
+    calibration_needs,
+    pins_main,
+)
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
@@ -247,7 +257,17 @@ class LabDispatcher:
             or not pins_main(new.payload)
         ):
             return None
-        probe = QueuedJob("", self.device, new.priority, 0, new.owner, new.payload.kind)
+        probe = QueuedJob(
+            "",
+            self.device,
+            new.priority,
+            0,
+            new.owner,
+            new.payload.kind,
+            calibrations=calibration_needs(new.payload),
+        )
+        if self._policy.held(probe, self.view()) is not None:
+            return None  # a gate (e.g. calibration freshness) holds it: it waits in the queue
         revisions = self._pins.from_memory(probe)
         if revisions is None:
             return None
