@@ -34,6 +34,8 @@ def test_states_are_kept_per_device_and_name_and_replaced(store) -> None:
         ("qick", "rabi"),
     ]
     assert store.calibration_states()[2] == rabi
-    failed = CalibrationState("qick", "rabi", Status.FAILED, "JOB-20261207-00003", t, t, t, "", {}, 1, "bad fit")
+    failed = CalibrationState(
+        "qick", "rabi", Status.FAILED, "JOB-20261207-00003", t, t, t, "", {}, 1, "bad fit"
+    )  # fmt: skip
     store.put_calibration_state(failed)
     assert store.calibration_states()[2] == failed
