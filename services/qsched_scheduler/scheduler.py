@@ -71,6 +71,13 @@ class DeviceStatus:
     typical_run_seconds: float
 
 
+@dataclass(frozen=True)
+class CalibrationListing:
+    now: datetime
+    states: list[tuple[CalibrationState, tuple[str, ...]]]  # each with its dependencies
+    definitions_revision_id: str
+
+
 def no_holds(device: str) -> DeviceHold | None:
     return None
 
@@ -297,16 +304,30 @@ class Scheduler:
     def wake(self, device: str) -> None:
         self.hold_changed(device)
 
+    def lab_devices(self) -> list[str]:
+        return sorted(self.routes.labs)
+
     def queued_on(self, device: str) -> list[QueuedJob]:
         """The device's queued jobs in run order (from the queue index)."""
         return list(self.index.device(device))
 
     # -- calibration (docs/calibration.md) -------------------------------------------------------------
-    async def calibration_states(self, device: str = "") -> list[CalibrationState]:
+    async def calibration_listing(self, device: str = "") -> CalibrationListing:
+        """Every defined calibration (of one device, or of every lab device) with its state."""
+        now = self._clock()
         if self.calibrations is None:
-            return []
-        await self.calibrations.reload_definitions()
-        return self.calibrations.states(device)
+            return CalibrationListing(now, [], "")
+        definitions = await self.calibrations.reload_definitions()
+        devices = [device] if device else sorted(self.routes.labs)
+        states = [s for d in devices for s in self.calibrations.states(d)]
+        listed = []
+        for state in states:
+            cal = definitions.get(state.name)
+            listed.append((state, cal.depends_on if cal is not None else ()))
+        return CalibrationListing(now, listed, definitions.revision_id)
+
+    async def calibration_states(self, device: str = "") -> list[CalibrationState]:
+        return [s for s, _ in (await self.calibration_listing(device)).states]
 
     async def calibrate(self, device: str, name: str) -> list[str]:
         """Run a calibration now (an operator's call), its stale dependencies first; the names queued."""

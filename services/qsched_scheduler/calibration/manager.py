@@ -30,7 +30,7 @@ from qsched_scheduler.calibration import definitions as defs
 from qsched_scheduler.calibration.configs_port import HARDWARE_CONFIG, CalibrationConfigs
 from qsched_scheduler.calibration.state import CalibrationState, CalibrationStore, Status
 from qsched_scheduler.domain import MAX_PRIORITY, Change, Job, JobKind, JobState, Payload, QueuedJob, Reason
-from qsched_scheduler.errors import NotFound
+from qsched_scheduler.errors import InvalidArgument, NotFound
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
 from qsched_scheduler.validation import Submission
 
@@ -53,6 +53,8 @@ class Engine(Protocol):
     def wake(self, device: str) -> None: ...
 
     def queued_on(self, device: str) -> Iterable[QueuedJob]: ...
+
+    def lab_devices(self) -> list[str]: ...
 
 
 Run = Callable[..., Awaitable[Any]]  # runs a blocking store call off the loop
@@ -122,7 +124,11 @@ class Calibrations:
             log.warning("calibration definitions not loaded: %s", exc)
             return self.definitions
         if found is not None and found.revision_id != self.definitions.revision_id:
-            self.definitions = defs.parse(found.content, found.revision_id)
+            try:
+                self.definitions = defs.parse(found.content, found.revision_id)
+            except InvalidArgument as exc:  # a broken file must not stop the queue: keep the last good one
+                log.error("CALIBRATION ALERT: definitions %s refused: %s", found.revision_id, exc)
+                return self.definitions
             log.info(
                 "calibration definitions %s: %s", found.revision_id, ", ".join(self.definitions.calibrations)
             )
@@ -389,6 +395,8 @@ class Calibrations:
         return main is not None and main.revision_id == revision_id
 
     def _mains_moved(self, moved: MainMoved) -> None:
+        if defs.CONFIG_TYPE in moved.config_types:  # new definitions: read them, look at the queues again
+            self._spawn(self._definitions_moved())
         if HARDWARE_CONFIG not in moved.config_types:
             return
         for key, revision in list(self._awaiting_main.items()):
@@ -396,6 +404,12 @@ class Calibrations:
                 del self._awaiting_main[key]
                 if self._engine is not None:
                     self._engine.wake(key[0])
+
+    async def _definitions_moved(self) -> None:
+        await self.reload_definitions()
+        if self._engine is not None:
+            for device in self._engine.lab_devices():
+                self._engine.wake(device)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
