@@ -101,6 +101,23 @@ def seed_main(address: str, config_type: str, path: Path, token: str = "") -> st
             raise
 
 
+def register_calibrations_type(address: str, token: str = "") -> bool:
+    """Register the `calibrations` config type (the scheduler's calibration definitions,
+    docs/calibration.md) if it is not there yet; True when it was added."""
+    from qsched.api.configs.v1 import configs_pb2 as pb
+    from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+
+    config_type = pb.ConfigType(
+        name="calibrations",
+        abbreviation="CA",
+        description="Calibration definitions the scheduler runs (YAML)",
+    )
+    with sync_channel(address, find_token(token), tls_from_env()) as channel:
+        stub = pb_grpc.ConfigServiceStub(channel)
+        request = pb.RegisterConfigTypeRequest(config_type=config_type)
+        return stub.RegisterConfigType(request, timeout=10).created
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace, forward: list[str]):
         configs = {service: config_from_args(service, args) for service in SERVICES}
@@ -178,6 +195,10 @@ class Supervisor:
             return
         if revision:
             print(f"Seeded the main hardware_config ({revision}) from {path}.", flush=True)
+        try:
+            register_calibrations_type(address, self.person_token)
+        except grpc.RpcError as exc:  # e.g. a site type took the name or CA: calibration stays off
+            print(f"qsched up: could not register the calibrations config type: {exc}", file=sys.stderr)
 
     def _watch(self) -> int:
         while not self.stopping:

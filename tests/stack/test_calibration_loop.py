@@ -29,6 +29,9 @@ from tests.support.stack import running_service
 from tests.support.waiting import eventually
 
 RABI_FRESH_S = 4.0
+CALIBRATIONS_TYPE = cpb.ConfigType(
+    name="calibrations", abbreviation="CA", description="Calibration definitions the scheduler runs (YAML)"
+)
 DEFINITIONS = f"""
 on_failure: hold
 calibrations:
@@ -88,28 +91,23 @@ async def loop(tmp_path):
     truth = load_device_model()
     hardware = load_hardware_config()[0]
     hardware["readout"]["frequency_mhz"] = truth.resonator.frequency_mhz  # resonator known; qubit not
-    async with running_service("configs", tmp_path / "configs") as configs_address:
-        async with authed_channel(configs_address) as channel:
-            configs = configs_pb2_grpc.ConfigServiceStub(channel)
-            await configs.RegisterConfigType(
-                cpb.RegisterConfigTypeRequest(
-                    config_type=cpb.ConfigType(
-                        name="calibrations", abbreviation="CA", description="calibration definitions"
-                    )
-                )
+    async with (
+        running_service("configs", tmp_path / "configs") as configs_address,
+        authed_channel(configs_address) as channel,
+    ):
+        configs = configs_pb2_grpc.ConfigServiceStub(channel)
+        # What `qsched up` does on a fresh stack (an admin's `qsched config register-type` elsewhere).
+        await configs.RegisterConfigType(cpb.RegisterConfigTypeRequest(config_type=CALIBRATIONS_TYPE))
+        await push(configs, "hardware_config", yaml.safe_dump(hardware).encode(), "hardware_config.yml")
+        await push(configs, "calibrations", DEFINITIONS.encode(), "calibrations.yml")
+        device = drifting_device(tmp_path)
+        async with executor(tmp_path / "executor", configs_address, device) as (executor_address, board):
+            peers = {"configs": configs_address}
+            service = running_service(
+                "scheduler", tmp_path / "scheduler", peers, lab_devices={"qick": executor_address}
             )
-            await push(configs, "hardware_config", yaml.safe_dump(hardware).encode(), "hardware_config.yml")
-            await push(configs, "calibrations", DEFINITIONS.encode(), "calibrations.yml")
-            async with executor(tmp_path / "executor", configs_address, drifting_device(tmp_path)) as (
-                executor_address,
-                board,
-            ):
-                peers = {"configs": configs_address}
-                service = running_service(
-                    "scheduler", tmp_path / "scheduler", peers, lab_devices={"qick": executor_address}
-                )
-                async with service as address, authed_channel(address) as jobs_channel:
-                    yield jobs_pb2_grpc.JobServiceStub(jobs_channel), configs, board
+            async with service as address, authed_channel(address) as jobs_channel:
+                yield jobs_pb2_grpc.JobServiceStub(jobs_channel), configs, board
 
 
 def user_job() -> pb.SubmitJobRequest:
@@ -143,11 +141,13 @@ async def test_a_stale_chain_is_recalibrated_pushed_and_the_job_runs_on_the_fres
     freq, rabi = cals["qubit_freq"], cals["rabi"]
     assert freq.status == pb.CALIBRATION_STATUS_FRESH and rabi.status == pb.CALIBRATION_STATUS_FRESH
     # Rabi's pass is main, made by the calibrator, recorded with its job; the user job pinned it.
-    main = (await configs.GetMain(cpb.GetMainRequest(config_type="hardware_config", include_content=True))).revision
+    request = cpb.GetMainRequest(config_type="hardware_config", include_content=True)
+    main = (await configs.GetMain(request)).revision
     assert main.revision_id == rabi.revision_id and main.first_job_id == rabi.job_id
     assert dict(done.current_run.config_revisions) == {"hardware_config": rabi.revision_id}
     assert yaml.safe_load(main.content)["qubit"]["pi_pulse"]["gain"] == pytest.approx(rabi.values["pi_gain"])
-    history = (await configs.ListMainHistory(cpb.ListMainHistoryRequest(config_type="hardware_config"))).changes
+    listed = await configs.ListMainHistory(cpb.ListMainHistoryRequest(config_type="hardware_config"))
+    history = listed.changes
     assert [c.changed_by for c in history[:2]] == [
         "svc-calibrator (calibration rabi)",
         "svc-calibrator (calibration qubit_freq)",
