@@ -76,7 +76,10 @@ class Gate(Protocol):
     name: str
 
     def holds(self, job: QueuedJob, view: QueueView) -> Reason | None:
-        """Why `job` may not start now, or None when this gate lets it."""
+        """Why `job` may not start now, or None when this gate lets it.
+
+        A gate may also have `holds_rest(job, view) -> bool`: asked after it held `job`, True means
+        no job behind it can pass either, so the walk stops (as at a device hold)."""
 
 
 class PriorityFifo:
@@ -133,7 +136,8 @@ class QueuePolicy:
             return out
         ahead = len(view.on_board)
         for job in view.waiting():
-            if self._held(job, view) is None:
+            gate = self._holding_gate(job, view)
+            if gate is None:
                 reason = self.ordering.explain(job, 0)
                 out.append(
                     Decision(
@@ -144,8 +148,8 @@ class QueuePolicy:
                 ahead += 1
                 if len(out) >= limit:
                     break
-            elif view.hold is not None:  # a device-wide gate: nothing behind it can pass either
-                break
+            elif view.hold is not None or _holds_rest(gate, job, view):
+                break  # a device-wide hold, or a gate that holds everything behind this job too
         return out
 
     def why_waiting(self, job: QueuedJob, view: QueueView) -> Reason:
@@ -159,12 +163,23 @@ class QueuePolicy:
         """The first gate's reason to hold `job` now (None: every gate lets it start)."""
         return self._held(job, view)
 
+    def _holding_gate(self, job: QueuedJob, view: QueueView) -> Gate | None:
+        for gate in self.gates:
+            if gate.holds(job, view) is not None:
+                return gate
+        return None
+
     def _held(self, job: QueuedJob, view: QueueView) -> Reason | None:
         for gate in self.gates:
             reason = gate.holds(job, view)
             if reason is not None:
                 return reason
         return None
+
+
+def _holds_rest(gate: Gate, job: QueuedJob, view: QueueView) -> bool:
+    holds_rest = getattr(gate, "holds_rest", None)
+    return holds_rest is not None and bool(holds_rest(job, view))
 
 
 def default_policy() -> QueuePolicy:

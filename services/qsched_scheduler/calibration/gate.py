@@ -17,3 +17,6 @@ class CalibrationGate:
 
     def holds(self, job: QueuedJob, view: QueueView) -> Reason | None:
         return self.calibrations.hold(job, view.device, view.now)
+
+    def holds_rest(self, job: QueuedJob, view: QueueView) -> bool:
+        return self.calibrations.holds_rest(job, view)

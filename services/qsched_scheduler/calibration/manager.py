@@ -32,6 +32,7 @@ from qsched_scheduler.calibration.state import CalibrationState, CalibrationStor
 from qsched_scheduler.domain import MAX_PRIORITY, Change, Job, JobKind, JobState, Payload, QueuedJob, Reason
 from qsched_scheduler.errors import InvalidArgument, NotFound
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
+from qsched_scheduler.policy import QueueView
 from qsched_scheduler.validation import Submission
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,12 @@ class Calibrations:
         self._engine: Engine | None = None
         self._run: Run | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The gate's answers for user jobs, by what they need, while nothing changed and `now` is the
+        # same: one policy walk asks once per kind of job, not once per queued job.
+        self._version = 0
+        self._memo: dict[tuple[str, tuple[tuple[str, float], ...]], Reason | None] = {}
+        self._memo_at: tuple[int, datetime] | None = None
+        self._rest_memo: dict[str, tuple[tuple[int, datetime] | None, bool]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -91,13 +98,16 @@ class Calibrations:
         self._engine, self._run = engine, run
         for state in await run(self._store.calibration_states):
             self._states[(state.device, state.name)] = state
+            self._version += 1  # what the gate answered may have changed
         if self._mains is not None:
             self._unsubscribe = self._mains.subscribe(self._mains_moved)
         await self.reload_definitions()
         for state in list(self._states.values()):
             if state.status is Status.RUNNING and state.job_id:
                 self._jobs[state.job_id] = (state.device, state.name)
+                self._version += 1
                 self._active.add((state.device, state.name))
+                self._version += 1  # what the gate answered may have changed
                 try:
                     job = await engine.get(state.job_id)
                 except NotFound:
@@ -126,6 +136,7 @@ class Calibrations:
         if found is not None and found.revision_id != self.definitions.revision_id:
             try:
                 self.definitions = defs.parse(found.content, found.revision_id)
+                self._version += 1  # what the gate answered may have changed
             except InvalidArgument as exc:  # a broken file must not stop the queue: keep the last good one
                 log.error("CALIBRATION ALERT: definitions %s refused: %s", found.revision_id, exc)
                 return self.definitions
@@ -164,6 +175,48 @@ class Calibrations:
             return None
         if job.owner == self.owner:
             return self._hold_calibration_job(job, device, now)
+        if self._memo_at != (self._version, now):
+            self._memo.clear()
+            self._memo_at = (self._version, now)
+        key = (device, job.calibrations)
+        if key in self._memo:
+            return self._memo[key]
+        reason = self._hold_user_job(job, device, now)
+        if self._memo_at == (self._version, now):  # (asking may have queued a chain: then ask again)
+            self._memo[key] = reason
+        return reason
+
+    def holds_rest(self, job: QueuedJob, view: QueueView) -> bool:
+        """Whether nothing queued behind `job` (a held user job) can pass either: a calibration every
+        user job of the device needs is not fresh, and no recalibration of the device waits behind
+        `job` (each is handed over, or ahead of it in the order). The policy then stops walking the
+        queue: a dispatch costs about the same with 10 or 10,000 held jobs."""
+        if job.owner == self.owner:
+            return False
+        device, now = view.device, view.now
+        if self._memo_at != (self._version, now):
+            self._memo.clear()
+            self._memo_at = (self._version, now)
+        if self._rest_memo.get(device, (None, False))[0] != self._memo_at:
+            required = self.definitions.chain(self.definitions.required_on(device))
+            blocked = any(not self._fresh(device, n, now) for n in required)
+            self._rest_memo[device] = (self._memo_at, blocked)
+        if not self._rest_memo[device][1]:
+            return False
+        jobs = {key: job_id for job_id, key in self._jobs.items()}
+        handed = set(view.on_board)
+        place = view.ahead_of(job.job_id)
+        for key in self._active:
+            if key[0] != device:
+                continue
+            cal_job = jobs.get(key)
+            if cal_job is None:
+                return False  # being submitted: it may land anywhere
+            if cal_job not in handed and view.ahead_of(cal_job) >= place:
+                return False
+        return True
+
+    def _hold_user_job(self, job: QueuedJob, device: str, now: datetime) -> Reason | None:
         needs = self.needs(job, device)
         if not needs:
             return None
@@ -237,6 +290,7 @@ class Calibrations:
             return []
         for name in todo:
             self._active.add((device, name))
+            self._version += 1  # what the gate answered may have changed
         self._spawn(self._submit_chain(device, todo))
         return todo
 
@@ -255,6 +309,7 @@ class Calibrations:
             cal = self.definitions.get(name)
             if cal is None:
                 self._active.discard((device, name))
+                self._version += 1  # what the gate answered may have changed
                 continue
             body = {
                 "experiment_class": cal.experiment_class,
@@ -275,9 +330,11 @@ class Calibrations:
             except Exception as exc:
                 for rest in names[i:]:
                     self._active.discard((device, rest))
+                    self._version += 1  # what the gate answered may have changed
                     await self._failed(device, rest, "", f"the recalibration job was not accepted: {exc}")
                 return
             self._jobs[job.job_id] = (device, name)
+            self._version += 1
             await self._put(replace(self.state(device, name), status=Status.RUNNING, job_id=job.job_id))
             log.info("recalibration of %s on %s queued as %s", name, device, job.job_id)
         self._engine.wake(device)
@@ -291,6 +348,7 @@ class Calibrations:
 
     async def _finished(self, job_id: str, job: Job | None) -> None:
         device, name = self._jobs.pop(job_id)
+        self._version += 1
         try:
             cal = self.definitions.get(name)
             if job is None or cal is None:
@@ -317,6 +375,7 @@ class Calibrations:
                 revision = pushed.revision_id
                 if self._mains is not None and not self._main_is(revision):
                     self._awaiting_main[(device, name)] = revision
+                    self._version += 1  # what the gate answered may have changed
             now = self._clock()
             await self._put(
                 replace(
@@ -341,6 +400,7 @@ class Calibrations:
             )
         finally:
             self._active.discard((device, name))
+            self._version += 1  # what the gate answered may have changed
             if self._engine is not None:
                 self._engine.wake(device)
 
@@ -384,6 +444,7 @@ class Calibrations:
 
     async def _put(self, state: CalibrationState) -> None:
         self._states[(state.device, state.name)] = state
+        self._version += 1  # what the gate answered may have changed
         if self._run is not None:
             await self._run(self._store.put_calibration_state, state)
         else:
@@ -402,6 +463,7 @@ class Calibrations:
         for key, revision in list(self._awaiting_main.items()):
             if self._main_is(revision):
                 del self._awaiting_main[key]
+                self._version += 1  # what the gate answered may have changed
                 if self._engine is not None:
                     self._engine.wake(key[0])
 

@@ -306,3 +306,51 @@ def test_updates_go_into_the_hardware_config_by_dotted_key():
     import yaml
 
     assert yaml.safe_load(out)["qubit"] == {"f_ge_mhz": 4500.0, "pi_pulse": {"gain": 0.45, "sigma_us": 0.025}}
+
+
+def test_a_stale_required_calibration_stops_the_walk_once_the_chain_is_ahead_or_handed_over():
+    """A dispatch with 10,000 held jobs costs about what it costs with one: the policy stops at the
+    first held job once no recalibration waits behind it."""
+    from qsched_scheduler.calibration.gate import CalibrationGate
+    from qsched_scheduler.domain import JobKind, QueuedJob
+    from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
+    from qsched_scheduler.queue_index import DeviceQueue
+
+    clock = Clock()
+    definitions = defs.parse(CHAIN.format(on_failure="hold"))
+    calibrations = Calibrations(MemoryCalibrationStore(), definitions=definitions, clock=clock)
+    calibrations._states[("qick", "qubit_freq")] = fresh("qubit_freq", clock, 0, 3600)
+    calibrations._states[("qick", "rabi")] = fresh("rabi", clock, 2000, 1800)  # stale
+    calibrations._active = {("qick", "rabi")}
+    calibrations._jobs = {"JOB-CAL": ("qick", "rabi")}
+    asked: list[str] = []
+    gate = CalibrationGate(calibrations)
+    counting = type(
+        "Counting", (), {"name": "count", "holds": lambda self, job, view: asked.append(job.job_id)}
+    )()
+    policy = QueuePolicy(PriorityFifo(), [DeviceHoldGate(), counting, gate])
+    queue = DeviceQueue(policy.key)
+    for i in range(1000):
+        queue.put(QueuedJob(f"JOB-{i}", "qick", 0, i + 1, "alice", JobKind.LAB_EXPERIMENT))
+
+    class View:
+        device, hold, now = "qick", None, clock.now
+        on_board: tuple[str, ...] = ()
+
+        def waiting(self):
+            return queue.unstaged()
+
+        def ahead_of(self, job_id):
+            return max(0, queue.position(job_id) - 1)
+
+    # The recalibration is queued behind every user job (a tie it cannot win): the walk goes on.
+    queue.put(QueuedJob("JOB-CAL", "qick", 0, 10**6, CALIBRATOR, JobKind.LAB_EXPERIMENT))
+    assert [d.job.job_id for d in policy.next_runs(View(), 4)] == ["JOB-CAL"]
+    assert len(asked) == 1001
+    # Handed over: the first held job ends the walk.
+    asked.clear()
+    queue.remove("JOB-CAL")
+    View.on_board = ("JOB-CAL",)
+    assert policy.next_runs(View(), 4) == [] and asked == ["JOB-0"]
+    reason = policy.why_waiting(queue.get("JOB-500"), View())
+    assert reason.policy == "calibration-freshness" and "rabi" in reason.summary
