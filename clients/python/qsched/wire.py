@@ -110,9 +110,21 @@ class _AioBearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(with_bearer(client_call_details, self._token, aio=True), request)
 
 
+class _AioBearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    """Bidi streams (the executor's RunQueue) carry the token too."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def,override]
+        return await continuation(with_bearer(client_call_details, self._token, aio=True), request_iterator)
+
+
 def aio_bearer_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
     """An aio channel files each interceptor under one call type, hence one class per type."""
-    return [_AioBearerUnaryUnary(token), _AioBearerUnaryStream(token)] if token else []
+    if not token:
+        return []
+    return [_AioBearerUnaryUnary(token), _AioBearerUnaryStream(token), _AioBearerStreamStream(token)]
 
 
 # -- TLS and channels -----------------------------------------------------------------------------------
