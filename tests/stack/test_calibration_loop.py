@@ -178,3 +178,31 @@ async def test_a_stale_chain_is_recalibrated_pushed_and_the_job_runs_on_the_fres
     new_gain = cals["rabi"].values["pi_gain"]
     assert new_gain == pytest.approx(truth, abs=0.04), "the new Rabi follows the drift"
     assert abs(new_gain - first_gain) > 0.005, "the device drifted between the two Rabis"
+
+
+async def test_a_calibration_failing_its_check_leaves_main_alone_and_is_visible(loop):
+    jobs, configs, _board = loop
+    first = (await jobs.SubmitJob(user_job())).job
+    await job_in_state(jobs, first.job_id, pb.Job.STATE_SUCCEEDED, timeout=60)
+    main = (await configs.GetMain(cpb.GetMainRequest(config_type="hardware_config"))).revision
+    # A stricter check no fit can pass (a new revision of the definitions), then Rabi on demand.
+    etag = (await configs.GetMain(cpb.GetMainRequest(config_type="calibrations"))).etag
+    strict = DEFINITIONS.replace("pi_gain_err: [0, 0.05]", "pi_gain_err: [0, 0.0]")
+    await configs.PushToMain(
+        cpb.PushToMainRequest(
+            config_type="calibrations", content=strict.encode(), original_filename="c.yml", creator="carol",
+            etag=etag,
+        )
+    )  # fmt: skip
+    queued = await jobs.RunCalibration(pb.RunCalibrationRequest(device="qick", name="rabi"))
+    assert list(queued.queued) == ["rabi"]
+    failed = await eventually(
+        lambda: calibrations(jobs),
+        until=lambda c: c["rabi"].status == pb.CALIBRATION_STATUS_FAILED,
+        timeout=30,
+        what="Rabi failed its check",
+    )
+    assert "acceptance check failed: pi_gain_err" in failed["rabi"].last_error
+    assert failed["rabi"].failures == 1
+    after = (await configs.GetMain(cpb.GetMainRequest(config_type="hardware_config"))).revision
+    assert after.revision_id == main.revision_id, "main untouched"
