@@ -2,6 +2,7 @@
 config service like every other config. Pure parsing and checking; no I/O.
 
     on_failure: hold              # hold | fail: what a failed chain does to the jobs waiting on it
+                                  # (or per device: {default: hold, qick: fail})
     calibrations:
       qubit_frequency:
         experiment: {class: QubitSpectroscopyExperiment, module: qsched_hardware.experiments}
@@ -56,8 +57,13 @@ class Acceptance:
 @dataclass(frozen=True)
 class Definitions:
     calibrations: Mapping[str, Calibration] = field(default_factory=dict)
-    on_failure: str = "hold"
+    on_failure: str = "hold"  # the default
     revision_id: str = ""  # the config revision they came from
+    on_failure_by_device: Mapping[str, str] = field(default_factory=dict)
+
+    def failure_mode(self, device: str) -> str:
+        """hold | fail: what a failed chain does to the jobs of `device` waiting on it."""
+        return self.on_failure_by_device.get(device, self.on_failure)
 
     def get(self, name: str) -> Calibration | None:
         return self.calibrations.get(name)
@@ -115,9 +121,13 @@ def parse(content: bytes | str, revision_id: str = "") -> Definitions:
     unknown = sorted(set(data) - {"on_failure", "calibrations"})
     if unknown:
         raise _invalid(f"unknown key(s): {', '.join(unknown)}")
-    on_failure = str(data.get("on_failure", "hold"))
-    if on_failure not in ON_FAILURE:
-        raise _invalid(f"on_failure must be one of {', '.join(ON_FAILURE)}")
+    raw_failure = data.get("on_failure", "hold")
+    # One mode for every device, or per device: {default: hold, qick: fail}.
+    modes = dict(raw_failure) if isinstance(raw_failure, dict) else {"default": raw_failure}
+    for device, mode in modes.items():
+        if mode not in ON_FAILURE:
+            raise _invalid(f"on_failure ({device}) must be one of {', '.join(ON_FAILURE)}")
+    on_failure = str(modes.pop("default", "hold"))
     raw = data.get("calibrations") or {}
     if not isinstance(raw, dict):
         raise _invalid("calibrations must be a mapping of name to definition")
@@ -127,7 +137,7 @@ def parse(content: bytes | str, revision_id: str = "") -> Definitions:
             if dep not in out:
                 raise _invalid(f"{cal.name}: depends on unknown calibration {dep!r}")
     _check_cycles(out)
-    return Definitions(out, on_failure, revision_id)
+    return Definitions(out, on_failure, revision_id, {str(k): str(v) for k, v in modes.items()})
 
 
 def _one(name: str, spec: Any) -> Calibration:

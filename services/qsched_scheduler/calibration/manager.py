@@ -430,7 +430,7 @@ class Calibrations:
             cal = self.definitions.get(dep_name)
             if dev == device and cal is not None and name in self.definitions.chain(cal.depends_on):
                 await self._cancel(dependent, f"calibration {name} it depends on failed")
-        if self.definitions.on_failure == "fail":
+        if self.definitions.failure_mode(device) == "fail":
             for queued in list(self._engine.queued_on(device)):
                 if queued.owner != self.owner and name in self.definitions.chain(self.needs(queued, device)):
                     await self._cancel(queued.job_id, f"calibration {name} failed: {error}")

@@ -292,6 +292,8 @@ def test_definitions_are_checked():
         defs.parse("calibrations:\n  a: {experiment: {class: X}, depends_on: [z]}\n")
     with pytest.raises(InvalidArgument, match="on_failure"):
         defs.parse("on_failure: retry\n")
+    per_device = defs.parse("on_failure: {default: fail, lab2: hold}\n")
+    assert (per_device.failure_mode("qick"), per_device.failure_mode("lab2")) == ("fail", "hold")
     rabi = parsed.get("rabi")
     assert defs.check(rabi, {"pi_gain": 0.4}).updates == {"qubit.pi_pulse.gain": 0.4}
     assert not defs.check(rabi, {"pi_gain": float("nan")}).passed
