@@ -12,7 +12,8 @@ config service like every other config. Pure parsing and checking; no I/O.
         depends_on: []                       # calibrations that must be fresh before it runs
         accept: {f_ge_err_mhz: [0, 0.2]}     # each fit result must lie inside [low, high]
         required: true                       # every lab job on the device needs it
-        devices: []                          # empty: every lab device"""
+        devices: []                          # empty: every lab device
+        every_s: 0                           # > 0: also run periodically, job or not"""
 
 from __future__ import annotations
 
@@ -27,7 +28,17 @@ from qsched_scheduler.errors import InvalidArgument
 
 CONFIG_TYPE = "calibrations"
 ON_FAILURE = ("hold", "fail")
-_KEYS = {"experiment", "settings", "updates", "fresh_for_s", "depends_on", "accept", "required", "devices"}
+_KEYS = {
+    "experiment",
+    "settings",
+    "updates",
+    "fresh_for_s",
+    "depends_on",
+    "accept",
+    "required",
+    "devices",
+    "every_s",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Calibration:
     accept: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     required: bool = False
     devices: tuple[str, ...] = ()
+    every_s: float = 0.0  # periodic: run when the last pass is this old, even with no job waiting
 
     def on(self, device: str) -> bool:
         return not self.devices or device in self.devices
@@ -152,6 +164,9 @@ def _one(name: str, spec: Any) -> Calibration:
     fresh = float(spec.get("fresh_for_s", 3600))
     if fresh <= 0:
         raise _invalid(f"{name}: fresh_for_s must be positive")
+    every = float(spec.get("every_s", 0) or 0)
+    if every < 0:
+        raise _invalid(f"{name}: every_s must not be negative")
     accept: dict[str, tuple[float, float]] = {}
     for key, bounds in (spec.get("accept") or {}).items():
         if not isinstance(bounds, list | tuple) or len(bounds) != 2:
@@ -168,6 +183,7 @@ def _one(name: str, spec: Any) -> Calibration:
         accept=accept,
         required=bool(spec.get("required", False)),
         devices=tuple(str(d) for d in spec.get("devices") or ()),
+        every_s=every,
     )
 
 

@@ -114,6 +114,39 @@ class Calibrations:
                     job = None
                 if job is None or job.state.terminal:
                     self._spawn(self._finished(state.job_id, job))
+        self._spawn(self._periodic())
+
+    # -- periodic calibration ---------------------------------------------------------------------------
+    def tick(self) -> list[tuple[str, str]]:
+        """Queue every periodic calibration (`every_s`) whose last pass is that old, with its stale
+        dependencies first, on every lab device; the (device, name) pairs queued. The periodic task
+        calls it; tests call it after moving the clock."""
+        if self._engine is None:
+            return []
+        now = self._clock()
+        queued: list[tuple[str, str]] = []
+        for device in self._engine.lab_devices():
+            for cal in self.definitions.calibrations.values():
+                if not cal.every_s or not cal.on(device):
+                    continue
+                state = self.state(device, cal.name)
+                due = state.passed_time is None or (now - state.passed_time).total_seconds() >= cal.every_s
+                if not due or (device, cal.name) in self._active:
+                    continue
+                chain = self.definitions.chain([cal.name])
+                names = [n for n in chain[:-1] if not self._fresh(device, n, now)] + [cal.name]
+                queued += [(device, n) for n in self.request(device, names)]
+        return queued
+
+    async def _periodic(self) -> None:
+        while True:
+            periods = [c.every_s for c in self.definitions.calibrations.values() if c.every_s]
+            await asyncio.sleep(min(60.0, max(1.0, min(periods) / 10)) if periods else 60.0)
+            try:
+                for device, name in self.tick():
+                    log.info("periodic recalibration of %s on %s", name, device)
+            except Exception:  # a bug must not end the periodic task
+                log.exception("periodic calibration check failed")
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

@@ -356,3 +356,19 @@ def test_a_stale_required_calibration_stops_the_walk_once_the_chain_is_ahead_or_
     assert policy.next_runs(View(), 4) == [] and asked == ["JOB-0"]
     reason = policy.why_waiting(queue.get("JOB-500"), View())
     assert reason.policy == "calibration-freshness" and "rabi" in reason.summary
+
+
+async def test_a_periodic_calibration_runs_when_due_even_with_no_job_waiting():
+    clock = Clock()
+    states = [fresh("qubit_freq", clock, 0, 3600), fresh("rabi", clock, 0, 1800)]
+    async with Rig(states=states) as rig:
+        required = "    required: true"
+        periodic = CHAIN.format(on_failure="hold").replace(required, required + "\n    every_s: 600")
+        rig.calibrations.definitions = defs.parse(periodic)
+        assert rig.calibrations.tick() == [], "not due yet"
+        rig.clock.now += timedelta(seconds=601)
+        assert rig.calibrations.tick() == [("qick", "rabi")], "due; its dependency is fresh"
+        assert rig.calibrations.tick() == [], "queued once"
+        await rig.finish()
+        await eventually(lambda: rig.configs.pushes, what="the periodic Rabi pushed")
+        assert [c for _, _, c in rig.configs.pushes] == ["rabi"]
