@@ -304,6 +304,12 @@ class Scheduler:
     def wake(self, device: str) -> None:
         self.hold_changed(device)
 
+    def take_back(self, device: str, why: str) -> None:
+        """Staged runs of a lab device that have not started go back to the queue (a gate's call)."""
+        lab = self.routes.lab(device)
+        if lab is not None:
+            lab.take_back(why)
+
     def lab_devices(self) -> list[str]:
         return sorted(self.routes.labs)
 

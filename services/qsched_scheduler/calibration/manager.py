@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 GATE = "calibration-freshness"
 CALIBRATOR = "svc-calibrator"  # the service principal calibration jobs and config pushes are made by
 LABEL = "calibration"
+PERIODIC_CHECK_S = 1.0  # how often expiry and periodic calibrations are looked at
 
 
 class Engine(Protocol):
@@ -57,6 +58,8 @@ class Engine(Protocol):
 
     def lab_devices(self) -> list[str]: ...
 
+    def take_back(self, device: str, why: str) -> None: ...
+
 
 Run = Callable[..., Awaitable[Any]]  # runs a blocking store call off the loop
 
@@ -70,8 +73,10 @@ class Calibrations:
         definitions: defs.Definitions | None = None,
         owner: str = CALIBRATOR,
         clock: Callable[[], datetime] = utcnow,
+        check_s: float = PERIODIC_CHECK_S,
     ):
         self._clock = clock
+        self._check_s = check_s  # how often the periodic task calls tick()
         self._store = store
         self._configs = configs
         self._mains = mains
@@ -91,6 +96,7 @@ class Calibrations:
         self._memo_at: tuple[int, datetime] | None = None
         self._rest_memo: dict[str, tuple[tuple[int, datetime] | None, bool]] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._known_stale: dict[str, set[str]] = {}  # per device: required calibrations seen stale
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self, engine: Engine, run: Run) -> None:
@@ -125,6 +131,7 @@ class Calibrations:
             return []
         now = self._clock()
         queued: list[tuple[str, str]] = []
+        self._expired(now)
         for device in self._engine.lab_devices():
             for cal in self.definitions.calibrations.values():
                 if not cal.every_s or not cal.on(device):
@@ -138,10 +145,27 @@ class Calibrations:
                 queued += [(device, n) for n in self.request(device, names)]
         return queued
 
+    def _expired(self, now: datetime) -> None:
+        """A calibration every job of a device needs went stale: runs staged on the executor before
+        that have not started go back to the queue, so the gate decides them again (they would
+        otherwise start on the stale calibration)."""
+        assert self._engine is not None
+        for device in self._engine.lab_devices():
+            required = self.definitions.chain(self.definitions.required_on(device))
+            stale = {n for n in required if not self.state(device, n).fresh_at(now)}
+            newly = stale - self._known_stale.get(device, set())
+            self._known_stale[device] = stale
+            if newly:
+                self._version += 1  # what the gate answered may have changed
+                self._engine.take_back(device, f"calibration {', '.join(sorted(newly))} went stale")
+
     async def _periodic(self) -> None:
         while True:
             periods = [c.every_s for c in self.definitions.calibrations.values() if c.every_s]
-            await asyncio.sleep(min(60.0, max(1.0, min(periods) / 10)) if periods else 60.0)
+            # Often enough to catch a calibration expiring with runs staged behind the running one.
+            await asyncio.sleep(
+                min(PERIODIC_CHECK_S, max(0.2, min(periods) / 10)) if periods else PERIODIC_CHECK_S
+            )
             try:
                 for device, name in self.tick():
                     log.info("periodic recalibration of %s on %s", name, device)

@@ -314,6 +314,11 @@ class LabDispatcher:
         else:
             self._wake.set()
 
+    def take_back(self, why: str) -> None:
+        """Take back every staged run that has not started (a gate may hold them now, e.g. a
+        calibration they need went stale); they are queued again in their place and re-decided."""
+        self._spawn(self._withdraw(lambda r: True, why))
+
     def _mains_moved(self, moved: MainMoved) -> None:
         if any(r.pins_main and not r.started for r in self._on_board):
             self._spawn(

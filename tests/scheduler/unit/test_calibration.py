@@ -92,7 +92,8 @@ class Rig:
         self.states = MemoryCalibrationStore()
         for state in states:
             self.states.put_calibration_state(state)
-        self.calibrations = Calibrations(self.states, self.configs, mains, clock=self.clock)
+        # The periodic task stays out of the way: the tests call tick() themselves.
+        self.calibrations = Calibrations(self.states, self.configs, mains, clock=self.clock, check_s=3600)
         extra = {"mains": mains, "pinner": NoCalls()} if mains is not None else {}
         self.scheduler = engine(
             self.store,
@@ -372,3 +373,27 @@ async def test_a_periodic_calibration_runs_when_due_even_with_no_job_waiting():
         await rig.finish()
         await eventually(lambda: rig.configs.pushes, what="the periodic Rabi pushed")
         assert [c for _, _, c in rig.configs.pushes] == ["rabi"]
+
+
+async def test_runs_staged_before_a_calibration_expires_are_taken_back_and_wait_for_it():
+    clock = Clock()
+    states = [fresh("qubit_freq", clock, 0, 3600), fresh("rabi", clock, 0, 1800)]
+    async with Rig(states=states) as rig:
+        running = (await rig.scheduler.submit(sub())).job
+        await on_board(rig.board, running.job_id)
+        staged = (await rig.scheduler.submit(sub())).job
+        await eventually(lambda: len(rig.board.waiting), until=lambda n: n == 1, what="one staged")
+        rig.clock.now += timedelta(seconds=1900)  # Rabi expires with a run staged behind the running one
+        assert rig.calibrations.tick() == []
+        cal = await eventually(rig.calibration_jobs, what="the recalibration handed over")
+        await eventually(
+            lambda: [rig.board.runs[t].job_id for t in rig.board.waiting],
+            until=lambda w: w == cal,
+            what="the staged run taken back; Rabi waits on the board",
+        )
+        await rig.finish()  # the running job
+        await rig.finish()  # Rabi
+        await on_board(rig.board, staged.job_id)
+        assert rig.board.order == [running.job_id, cal[0], staged.job_id]
+        done = await state_of(rig.scheduler, running.job_id, JobState.SUCCEEDED)
+        assert done.state is JobState.SUCCEEDED
