@@ -404,7 +404,10 @@ class Calibrations:
             self._spawn(self._finished(job.job_id, job))
 
     async def _finished(self, job_id: str, job: Job | None) -> None:
-        device, name = self._jobs.pop(job_id)
+        entry = self._jobs.pop(job_id, None)
+        if entry is None:
+            return  # handled already
+        device, name = entry
         self._version += 1
         try:
             cal = self.definitions.get(name)

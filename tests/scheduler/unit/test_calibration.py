@@ -397,3 +397,9 @@ async def test_runs_staged_before_a_calibration_expires_are_taken_back_and_wait_
         assert rig.board.order == [running.job_id, cal[0], staged.job_id]
         done = await state_of(rig.scheduler, running.job_id, JobState.SUCCEEDED)
         assert done.state is JobState.SUCCEEDED
+
+
+async def test_a_job_asking_for_a_negative_age_is_refused_at_submit():
+    async with Rig() as rig:
+        with pytest.raises(InvalidArgument, match="calibrations"):
+            await rig.scheduler.submit(sub(payload=lab(calibrations={"rabi": -5.0})))
