@@ -29,7 +29,18 @@ from qsched_core.clock import utcnow
 from qsched_scheduler.calibration import definitions as defs
 from qsched_scheduler.calibration.configs_port import HARDWARE_CONFIG, CalibrationConfigs
 from qsched_scheduler.calibration.state import CalibrationState, CalibrationStore, Status
-from qsched_scheduler.domain import MAX_PRIORITY, Change, Job, JobKind, JobState, Payload, QueuedJob, Reason
+from qsched_scheduler.domain import (
+    MAX_PRIORITY,
+    Change,
+    Job,
+    JobFilter,
+    JobKind,
+    JobState,
+    ListView,
+    Payload,
+    QueuedJob,
+    Reason,
+)
 from qsched_scheduler.errors import InvalidArgument, NotFound
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
 from qsched_scheduler.policy import QueueView
@@ -59,6 +70,8 @@ class Engine(Protocol):
     def lab_devices(self) -> list[str]: ...
 
     def take_back(self, device: str, why: str) -> None: ...
+
+    async def list_jobs(self, flt: JobFilter, page_size: int, page_token: str) -> tuple[list[Job], str]: ...
 
 
 Run = Callable[..., Awaitable[Any]]  # runs a blocking store call off the loop
@@ -120,6 +133,7 @@ class Calibrations:
                     job = None
                 if job is None or job.state.terminal:
                     self._spawn(self._finished(state.job_id, job))
+        await self._adopt_open_jobs(engine)
         self._spawn(self._periodic())
 
     # -- periodic calibration ---------------------------------------------------------------------------
@@ -171,6 +185,26 @@ class Calibrations:
                     log.info("periodic recalibration of %s on %s", name, device)
             except Exception:  # a bug must not end the periodic task
                 log.exception("periodic calibration check failed")
+
+    async def _adopt_open_jobs(self, engine: Engine) -> None:
+        """Recalibration jobs queued or running that no state names (the scheduler stopped between
+        queuing one and recording it): follow them like the others."""
+        token = ""
+        while True:
+            jobs, token = await engine.list_jobs(
+                JobFilter(view=ListView.QUEUE, owner=self.owner), 1000, token
+            )
+            for job in jobs:
+                name = job.labels.get(LABEL, "")
+                if name and job.job_id not in self._jobs and not job.state.terminal:
+                    self._jobs[job.job_id] = (job.device, name)
+                    self._active.add((job.device, name))
+                    self._version += 1  # what the gate answered may have changed
+                    await self._put(
+                        replace(self.state(job.device, name), status=Status.RUNNING, job_id=job.job_id)
+                    )
+            if not token:
+                return
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

@@ -403,3 +403,23 @@ async def test_a_job_asking_for_a_negative_age_is_refused_at_submit():
     async with Rig() as rig:
         with pytest.raises(InvalidArgument, match="calibrations"):
             await rig.scheduler.submit(sub(payload=lab(calibrations={"rabi": -5.0})))
+
+
+async def test_after_a_restart_recalibration_jobs_no_state_names_are_followed():
+    async with Rig() as rig:
+        await rig.scheduler.submit(sub())
+        await eventually(lambda: rig.calibration_jobs(), until=lambda c: len(c) >= 1, what="the chain queued")
+        await eventually(lambda: rig.calibrations.state("qick", "rabi").job_id, what="Rabi's job recorded")
+        # A scheduler that stopped before recording them: an empty state store.
+        again = Calibrations(MemoryCalibrationStore(), rig.configs, clock=rig.clock, check_s=3600)
+
+        async def run(fn, *args):
+            return fn(*args)
+
+        await again.start(rig.scheduler, run)
+        try:
+            names = sorted(name for _, name in again._jobs.values())
+            assert names == ["qubit_freq", "rabi"]
+            assert again.state("qick", "rabi").status is Status.RUNNING
+        finally:
+            await again.stop()
