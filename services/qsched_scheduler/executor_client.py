@@ -19,8 +19,11 @@ from qsched_runtime.security import PeerCredentials
 from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, RunNotFound
 
 VALIDATE_TIMEOUT_S = 5.0
-# The run queue stream carries batches of up to MAX_STAGED runs each way.
 QUEUE_CHANNEL_OPTIONS = (
+    # A restarted executor is found again within a couple of seconds, not gRPC's default minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),

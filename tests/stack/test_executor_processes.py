@@ -131,11 +131,6 @@ async def test_executor_killed_mid_run_fails_the_run_and_a_restarted_executor_ta
             await asyncio.to_thread(wait_serving, executor)
             failed = await asyncio.wait_for(_watch_until(jobs, job, {jobs_pb2.Job.STATE_FAILED}), 60)
             assert failed.error.reason == "EXECUTOR_LOST", failed.error
-            for job_id in staged:  # re-attached, or back in the queue in their place: each runs once
-                done = await asyncio.wait_for(
-                    _watch_until(jobs, job_id, {jobs_pb2.Job.STATE_SUCCEEDED, jobs_pb2.Job.STATE_FAILED}), 60
-                )
-                assert done.state == jobs_pb2.Job.STATE_SUCCEEDED and done.run_count == 1, done
             ok = await submit(jobs, {"expts": 11, "reps": 20}, "after-restart")
             done = await asyncio.wait_for(
                 _watch_until(jobs, ok, {jobs_pb2.Job.STATE_SUCCEEDED, jobs_pb2.Job.STATE_FAILED}), 60

@@ -359,6 +359,7 @@ class LabDispatcher:
                 transport = await self.executor.open_queue()
                 queue = await RunQueue.open(transport, cursors)
             except ExecutorUnavailable as exc:
+                log.info("cannot open the run queue of %s: %s", self.device, exc)
                 now = loop.time()
                 down_since = down_since if down_since is not None else now
                 if now - down_since >= self._lost_after_s:
@@ -419,6 +420,11 @@ class LabDispatcher:
         know (or lost) fails EXECUTOR_LOST; runs only the executor knows are withdrawn/cancelled."""
         thread, stores = self._stores.thread, self._stores
         held = {r.task_id: r for r in queue.opened.runs}
+        log.info(
+            "run queue of %s open: %s",
+            self.device,
+            ", ".join(f"{r.task_id[:8]} {r.state.value}@{r.last_seq}" for r in queue.opened.runs) or "empty",
+        )
         running = [j for j in await thread.call(stores.queries.running_jobs) if j.device == self.device]
         staged = await thread.call(stores.queries.staged_jobs, self.device)
         ours: dict[str, _OnBoard] = {}
@@ -429,12 +435,12 @@ class LabDispatcher:
             if run is None:
                 continue
             h = held.get(run.task_id)
-            if (
-                h is not None
-                and h.state in (HeldState.ENDED, HeldState.LOST)
-                and h.last_seq <= run.executor_seq
-            ):
+            if h is not None and h.state is HeldState.ENDED and h.last_seq <= run.executor_seq:
                 h = None  # it ended and nothing of it is left to replay: the executor lost its end
+            if h is not None and h.state is HeldState.LOST:
+                # On the board when the executor died: whatever its replay says, it did not finish.
+                lost.append((run.task_id, failed("EXECUTOR_LOST", "the executor died during the run")))
+                continue
             if h is None:
                 if job.state is JobState.RUNNING:
                     lost.append(

@@ -44,7 +44,8 @@ class RunQueue:
     @classmethod
     async def open(cls, transport: QueueTransport, cursors: Sequence[RunCursor]) -> RunQueue:
         try:
-            await transport.send(OpenQueue(tuple(cursors)))
+            # Bounded: a write on a channel that is still reconnecting waits for it.
+            await asyncio.wait_for(transport.send(OpenQueue(tuple(cursors))), ANSWER_TIMEOUT_S)
             event = await asyncio.wait_for(transport.receive(), ANSWER_TIMEOUT_S)
         except TimeoutError as exc:
             await transport.close()

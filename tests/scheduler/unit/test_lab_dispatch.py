@@ -1,5 +1,6 @@
-"""The lab dispatch path on the memory board: claim at submit, batched staging with reasons and
-pins, taking staged runs back, reconcile after a restart of either side, an executor lost."""
+"""The lab dispatch path on the memory board, with the memory store, SQLite and PostgreSQL: claim at
+submit, batched staging with reasons and pins, priority order, cancel of a staged job, pause and
+resume, reconcile after a restart of either side, an executor lost, a push racing a deep queue."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from qsched_core.execution import EnqueueRuns, WithdrawRuns
 from qsched_scheduler.domain import JobKind, JobState, Payload
 from qsched_scheduler.main_revisions import CaughtUp, MainRevision, MainRevisions, Snapshot
 from qsched_scheduler.scheduler import Scheduler
+from qsched_scheduler import db
+from qsched_scheduler.store.engine import make_engine
 from qsched_scheduler.store.memory import MemoryJobStore
+from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.validation import Submission
 from tests.support.memory_executor import Board, MemoryExecutor
 from tests.support.waiting import eventually
@@ -73,10 +77,27 @@ def enqueues(board: Board) -> list[EnqueueRuns]:
     return [c for c in board.commands if isinstance(c, EnqueueRuns)]
 
 
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def new_store(request, tmp_path):
+    """The engine's store: the memory fake, then SQLite and PostgreSQL (migrated)."""
+
+    def make():
+        if request.param == "memory":
+            return MemoryJobStore()
+        if request.param == "sqlite":
+            url = f"sqlite:///{(tmp_path / 'jobs.db').as_posix()}"
+        else:
+            url = request.getfixturevalue("postgres_databases")()
+        db.upgrade(url)
+        return SqlJobStore(make_engine(url))
+
+    return make
+
+
 @pytest.fixture
-async def held():
+async def held(new_store):
     """An engine whose board keeps each run until the test finishes it."""
-    store, executor, holds = MemoryJobStore(), MemoryExecutor(), Holds()
+    store, executor, holds = new_store(), MemoryExecutor(), Holds()
     executor.board.hold()
     scheduler = await started(engine(store, executor, hold_of=holds.hold_of, default_run_seconds=0.01))
     yield scheduler, executor.board, store, holds
@@ -162,8 +183,8 @@ async def test_holding_the_device_takes_staged_runs_back_and_resume_hands_them_o
     assert board.order == [first.job_id, *rest]
 
 
-async def test_a_scheduler_restart_reattaches_to_running_and_staged_runs():
-    store, executor = MemoryJobStore(), MemoryExecutor()
+async def test_a_scheduler_restart_reattaches_to_running_and_staged_runs(new_store):
+    store, executor = new_store(), MemoryExecutor()
     executor.board.hold()
     first = await started(engine(store, executor, default_run_seconds=0.01))
     ids = [(await first.submit(sub())).job.job_id for _ in range(4)]
@@ -184,8 +205,8 @@ async def test_a_scheduler_restart_reattaches_to_running_and_staged_runs():
         await second.stop()
 
 
-async def test_an_executor_restart_fails_the_lost_run_and_requeues_the_staged_ones():
-    store, executor = MemoryJobStore(), MemoryExecutor()
+async def test_an_executor_restart_fails_the_lost_run_and_requeues_the_staged_ones(new_store):
+    store, executor = new_store(), MemoryExecutor()
     executor.board.hold()
     scheduler = await started(engine(store, executor))
     try:
@@ -205,8 +226,8 @@ async def test_an_executor_restart_fails_the_lost_run_and_requeues_the_staged_on
         await scheduler.stop()
 
 
-async def test_an_executor_unreachable_too_long_fails_its_running_job_and_keeps_the_queue():
-    store, executor = MemoryJobStore(), MemoryExecutor()
+async def test_an_executor_unreachable_too_long_fails_its_running_job_and_keeps_the_queue(new_store):
+    store, executor = new_store(), MemoryExecutor()
     executor.board.hold()
     scheduler = await started(engine(store, executor, executor_lost_after_s=0.3))
     try:
@@ -266,8 +287,8 @@ class NoCalls:
         pass
 
 
-async def test_main_pins_come_from_memory_and_a_push_re_pins_the_staged_runs():
-    store, executor = MemoryJobStore(), MemoryExecutor()
+async def test_main_pins_come_from_memory_and_a_push_re_pins_the_staged_runs(new_store):
+    store, executor = new_store(), MemoryExecutor()
     executor.board.hold()
     mains = mains_at("CFG-HW-20261207-00001", 1)
     scheduler = await started(
