@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import pytest
 
 from qsched_core.execution import EnqueueRuns, WithdrawRuns
+from qsched_scheduler import db
 from qsched_scheduler.domain import JobKind, JobState, Payload
 from qsched_scheduler.main_revisions import CaughtUp, MainRevision, MainRevisions, Snapshot
 from qsched_scheduler.scheduler import Scheduler
-from qsched_scheduler import db
 from qsched_scheduler.store.engine import make_engine
 from qsched_scheduler.store.memory import MemoryJobStore
 from qsched_scheduler.store.sql import SqlJobStore
