@@ -23,7 +23,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Each group runs on a fresh stack: the latency scenarios need an idle device, and 1 and 5
 # leave thousands of jobs queued behind a held board.
 GROUPS = [
-    ["idle_dispatch", "notification", "board_gap", "watch_fanout", "startup", "rabi", "executor_alone"],
+    [
+        "idle_dispatch",
+        "notification",
+        "board_gap",
+        "watch_fanout",
+        "startup",
+        "rabi",
+        "executor_alone",
+        "calibration_gate",
+    ],
     ["submit_throughput"],
     ["queue_depth"],
 ]

@@ -21,6 +21,7 @@ TARGETS: dict[tuple[str, str, str], tuple[str, float, str]] = {
     ("startup", "cli_job_view_s", "median"): ("<", 0.5, "s"),
     ("watch_fanout", "notify_ms", "p99"): ("<=", 50.0, "ms"),
     ("rabi", "run_s", "median"): ("<=", 1.0, "s"),
+    ("calibration_gate", "gate_overhead_ms", "median"): ("<=", 0.1, "ms"),
 }
 
 # The upstream seed job server, measured on the same machine (issue 8).
@@ -65,6 +66,10 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("executor_alone", "run_end_to_result_ms", "9   run end->succeeded (file write)", "ms"),
     ("executor_alone", "writer_cpu_ms_per_file", "9   writer CPU per file", "ms"),
     ("executor_alone", "executor_cpu_ms_per_run", "9   executor CPU per run", "ms"),
+    ("calibration_gate", "gate_overhead_ms", "10 calibration gate per dispatch (10k queued)", "ms"),
+    ("calibration_gate", "dispatch_without_gate_ms", "10   dispatch decision, no gate", "ms"),
+    ("calibration_gate", "dispatch_all_held_ms", "10   all held (stale, chain handed over)", "ms"),
+    ("calibration_gate", "dispatch_chain_waiting_ms", "10   all held, chain ahead in the queue", "ms"),
 ]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from bench import workers
+from bench.calibration_gate import calibration_gate
 from bench.stack import (
     BIN,
     REPO,
@@ -603,6 +604,8 @@ SCENARIOS = {
     "watch_fanout": watch_fanout,
     "rabi": rabi,
     "executor_alone": executor_alone,
+    "calibration_gate": calibration_gate,
 }
+
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Sizes", "ts"]

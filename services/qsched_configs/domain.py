@@ -57,6 +57,7 @@ class NewRevision:
     content_type: ContentType
     original_filename: str
     creator: str
+    first_job_id: str = ""  # the job that produced it (a calibration's push), if any
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             content_type=convert.content_type_from_pb(request.content_type),
             original_filename=request.original_filename,
             creator=attributed(request.creator, caller()),
+            job_id=request.job_id,
         )
         outcome = await self._v.push_to_main(upload, request.etag)
         if outcome.changed:

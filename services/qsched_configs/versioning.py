@@ -53,6 +53,7 @@ class Upload:
     content_type: ContentType | None  # None: guess from the file name
     original_filename: str
     creator: str
+    job_id: str = ""  # the job whose result this is (PushToMain): the revision's first_job_id
 
 
 # -- validation -----------------------------------------------------------------------------------------
@@ -124,6 +125,10 @@ def new_revision(upload: Upload) -> NewRevision:
     check_user(upload.creator, "creator")
     content_type = upload.content_type or contents.guess_content_type(upload.original_filename)
     contents.check_content(upload.content, content_type)
+    if len(upload.job_id) > MAX_JOB_ID_CHARS or not upload.job_id.isprintable():
+        raise InvalidArgument(
+            "INVALID_JOB_ID", f"job_id must be printable and at most {MAX_JOB_ID_CHARS} characters"
+        )
     return NewRevision(
         config_type=upload.config_type,
         content=upload.content,
@@ -131,6 +136,7 @@ def new_revision(upload: Upload) -> NewRevision:
         content_type=content_type,
         original_filename=upload.original_filename,
         creator=upload.creator,
+        first_job_id=upload.job_id,
     )
 
 

@@ -9,14 +9,14 @@ from enum import StrEnum
 class Role(StrEnum):
     # People. Every person may act on their own jobs; the roles below add to that.
     OPERATOR = "operator"  # cancel anyone's job, hold device queues, priorities above the user limit
-    CALIBRATOR = "calibrator"  # set main config revisions
+    CALIBRATOR = "calibrator"  # set main config revisions (also the scheduler's calibration principal)
     ADMIN = "admin"  # users, tokens, the audit log
     # Services. The executor and the gateway take calls only from a principal with this role.
     SCHEDULER = "scheduler"
 
 
 HUMAN_ROLES = frozenset({Role.OPERATOR, Role.CALIBRATOR, Role.ADMIN})
-SERVICE_ROLES = frozenset({Role.SCHEDULER})
+SERVICE_ROLES = frozenset({Role.SCHEDULER, Role.CALIBRATOR})
 
 
 class Kind(StrEnum):

@@ -17,7 +17,7 @@ MAX_AUDIT_PAGE = 1000
 DEFAULT_AUDIT_PAGE = 100
 ALLOWED_ROLES = {
     Kind.USER: frozenset({Role.OPERATOR, Role.CALIBRATOR, Role.ADMIN}),
-    Kind.SERVICE: frozenset({Role.SCHEDULER}),
+    Kind.SERVICE: frozenset({Role.SCHEDULER, Role.CALIBRATOR}),
 }
 
 

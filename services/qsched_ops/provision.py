@@ -20,8 +20,13 @@ from qsched_identity import db
 from qsched_identity.store import IdentityStore
 from qsched_identity.tokens import token_hash
 
-# Service principals and what they may do; the executor only reads pinned configs.
-SERVICE_PRINCIPALS = {"scheduler": frozenset({Role.SCHEDULER}), "executor": frozenset()}
+# Service principals and what they may do; the executor only reads pinned configs; the scheduler
+# pushes passing calibration fits as the calibrator (docs/calibration.md).
+SERVICE_PRINCIPALS = {
+    "scheduler": frozenset({Role.SCHEDULER}),
+    "executor": frozenset(),
+    "calibrator": frozenset({Role.CALIBRATOR}),
+}
 PROVISIONER = "qsched-provisioning"
 
 

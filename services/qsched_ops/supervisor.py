@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from qsched.credentials import tls_from_env, token_file
+from qsched.credentials import find_token, tls_from_env, token_file
 from qsched.wire import sync_channel
 from qsched_core.config import SERVICES
 from qsched_ops.args import config_from_args, forward_args
@@ -100,6 +100,23 @@ def wait_http(address: str, deadline: float, instance: str, child: Child) -> boo
     return False
 
 
+def register_calibrations_type(address: str, token: str = "") -> bool:
+    """Register the `calibrations` config type (the scheduler's calibration definitions,
+    docs/calibration.md) if it is not there yet; True when it was added."""
+    from qsched.api.configs.v1 import configs_pb2 as pb
+    from qsched.api.configs.v1 import configs_pb2_grpc as pb_grpc
+
+    config_type = pb.ConfigType(
+        name="calibrations",
+        abbreviation="CA",
+        description="Calibration definitions the scheduler runs (YAML)",
+    )
+    with sync_channel(address, find_token(token), tls_from_env()) as channel:
+        stub = pb_grpc.ConfigServiceStub(channel)
+        request = pb.RegisterConfigTypeRequest(config_type=config_type)
+        return stub.RegisterConfigType(request, timeout=10).created
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace, forward: list[str]):
         configs = {service: config_from_args(service, args) for service in SERVICES}
@@ -162,6 +179,7 @@ class Supervisor:
                         file=sys.stderr,
                     )
                     return self.stop(1)
+        self._register_calibrations()
         print("qsched is up:", flush=True)
         for child in sorted(self.children, key=lambda c: (*SERVICES, "web").index(c.service)):
             print(f"  {child.service:<10} {child.shown()}", flush=True)
@@ -208,6 +226,14 @@ class Supervisor:
             return env
         env["QSCHED_SEED_HARDWARE_CONFIG"] = str(Path(self.hardware_config or DEFAULT_HARDWARE_CONFIG))
         return env
+
+    def _register_calibrations(self) -> None:
+        """The `calibrations` config type (docs/calibration.md), once the config service serves."""
+        address = next(c.address for c in self.children if c.service == "configs")
+        try:
+            register_calibrations_type(address, self.person_token)
+        except grpc.RpcError as exc:  # e.g. a site type took the name or CA: calibration stays off
+            print(f"qsched up: could not register the calibrations config type: {exc}", file=sys.stderr)
 
     def _watch(self) -> int:
         while not self.stopping:

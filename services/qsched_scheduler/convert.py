@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.wire import timestamp, to_datetime
 from qsched_scheduler.calendar import NewWindow, Window, WindowKind
+from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -35,16 +37,16 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
     which = message.WhichOneof("payload")
     if which == "lab_experiment":
         lab = message.lab_experiment
-        return Payload(
-            JobKind.LAB_EXPERIMENT,
-            {
-                "experiment_class": lab.experiment_class,
-                "experiment_module": lab.experiment_module,
-                "expt_config_json": lab.expt_config_json,
-                "config_revisions": dict(lab.config_revisions),
-                "config_overrides": dict(lab.config_overrides),
-            },
-        )
+        body = {
+            "experiment_class": lab.experiment_class,
+            "experiment_module": lab.experiment_module,
+            "expt_config_json": lab.expt_config_json,
+            "config_revisions": dict(lab.config_revisions),
+            "config_overrides": dict(lab.config_overrides),
+        }
+        if lab.calibrations:  # only when asked for: other bodies stay as they were
+            body["calibrations"] = dict(lab.calibrations)
+        return Payload(JobKind.LAB_EXPERIMENT, body)
     if which == "circuit":
         circuit = message.circuit
         return Payload(
@@ -74,6 +76,7 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 expt_config_json=body.get("expt_config_json", ""),
                 config_revisions=body.get("config_revisions", {}),
                 config_overrides=body.get("config_overrides", {}),
+                calibrations=body.get("calibrations", {}),
             )
         )
     if payload.kind is JobKind.CIRCUIT:
@@ -287,3 +290,23 @@ def session_request_from_pb(request: pb.OpenSessionRequest) -> tuple[timedelta, 
     if policy is None:
         raise InvalidArgument("INVALID_SESSION", "unknown failure_policy", field="failure_policy")
     return request.max_length.ToTimedelta(), request.idle_timeout.ToTimedelta(), policy
+
+
+# -- calibration (docs/calibration.md) ------------------------------------------------------------------
+def calibration_to_pb(
+    state: CalibrationState, now: datetime, depends_on: Sequence[str] = ()
+) -> pb.Calibration:
+    return pb.Calibration(
+        device=state.device,
+        name=state.name,
+        status=pb.CalibrationStatus.Value(f"CALIBRATION_STATUS_{state.shown_status(now)}"),
+        job_id=state.job_id,
+        last_run_time=timestamp(state.last_run_time),
+        passed_time=timestamp(state.passed_time),
+        fresh_until=timestamp(state.fresh_until),
+        revision_id=state.revision_id,
+        values=dict(state.values),
+        failures=state.failures,
+        last_error=state.last_error,
+        depends_on=list(depends_on),
+    )

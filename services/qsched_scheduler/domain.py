@@ -146,6 +146,8 @@ class QueuedJob:
     reservation: str = ""
     calibration: bool = False
     session: str = ""  # sessions.py: the session it joined (label "session")
+    # Calibrations the job needs fresh: (name, oldest accepted age in s; 0 = the definition's).
+    calibrations: tuple[tuple[str, float], ...] = ()
 
 
 def pins_main(payload: Payload) -> bool:
@@ -165,6 +167,12 @@ def reservation_of(labels: dict[str, str]) -> tuple[str, bool]:
     return labels.get(RESERVATION_LABEL, ""), calibration
 
 
+def calibration_needs(payload: Payload) -> tuple[tuple[str, float], ...]:
+    """A lab payload's `calibrations` ({name: max_age_s}), as QueuedJob carries them."""
+    needs = payload.body.get("calibrations") or {}
+    return tuple(sorted((str(k), float(v or 0.0)) for k, v in needs.items()))
+
+
 def queued_job(job: Job) -> QueuedJob:
     reservation, calibration = reservation_of(job.labels)
     return QueuedJob(
@@ -179,6 +187,7 @@ def queued_job(job: Job) -> QueuedJob:
         reservation,
         calibration,
         job.labels.get("session", ""),
+        calibration_needs(job.payload),
     )
 
 

@@ -82,7 +82,10 @@ class Gate(Protocol):
     name: str
 
     def holds(self, job: QueuedJob, view: QueueView) -> Reason | None:
-        """Why `job` may not start now, or None when this gate lets it."""
+        """Why `job` may not start now, or None when this gate lets it.
+
+        A gate may also have `holds_rest(job, view) -> bool`: asked after it held `job`, True means
+        no job behind it can pass either, so the walk stops (as at a device hold)."""
 
 
 class PriorityFifo:
@@ -141,7 +144,8 @@ class QueuePolicy:
         picked = _Picked(view)
         arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
         for job in arrange(picked) if arrange is not None else view.waiting():
-            if self._held(job, picked) is None:
+            gate = self._holding_gate(job, picked)
+            if gate is None:
                 reason = self.ordering.explain(job, 0)
                 reason = Reason(
                     reason.policy, reason.summary, {**reason.details, "on_board_ahead": len(picked.on_board)}
@@ -150,8 +154,8 @@ class QueuePolicy:
                 picked.add(job.job_id)
                 if len(out) >= limit:
                     break
-            elif view.hold is not None:  # a device-wide gate: nothing behind it can pass either
-                break
+            elif view.hold is not None or _holds_rest(gate, job, picked):
+                break  # a device-wide hold, or a gate that holds everything behind this job too
         return out
 
     def admit(self, job: QueuedJob, view: QueueView, reason: Reason) -> Reason | None:
@@ -181,6 +185,16 @@ class QueuePolicy:
         if held is not None:
             return held
         return self.ordering.explain(job, view.ahead_of(job.job_id))
+
+    def held(self, job: QueuedJob, view: QueueView) -> Reason | None:
+        """The first gate's reason to hold `job` now (None: every gate lets it start)."""
+        return self._held(job, view)
+
+    def _holding_gate(self, job: QueuedJob, view: QueueView) -> Gate | None:
+        for gate in self.gates:
+            if gate.holds(job, view) is not None:
+                return gate
+        return None
 
     def _held(self, job: QueuedJob, view: QueueView) -> Reason | None:
         for gate in self.gates:
@@ -213,6 +227,11 @@ class _Picked:
     def queued(self):  # type: ignore[no-untyped-def]
         """The view's `queued(job_id)` lookup, if it has one (orderings use it when present)."""
         return getattr(self._view, "queued", None)
+
+
+def _holds_rest(gate: Gate, job: QueuedJob, view: QueueView) -> bool:
+    holds_rest = getattr(gate, "holds_rest", None)
+    return holds_rest is not None and bool(holds_rest(job, view))
 
 
 def default_policy() -> QueuePolicy:

@@ -23,6 +23,9 @@ from qsched_core.pagination import PageTokens
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.admission import Admission, SubmitResult
 from qsched_scheduler.bus import EventBus
+from qsched_scheduler.calibration.gate import CalibrationGate
+from qsched_scheduler.calibration.manager import Calibrations
+from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.config_port import ConfigPinner
 from qsched_scheduler.dispatch.lab import EXECUTOR_LOST_AFTER_S, ConfigPins, LabDispatcher, Stores
 from qsched_scheduler.dispatch.provider import ProviderDispatcher
@@ -36,6 +39,7 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     Payload,
+    QueuedJob,
     Run,
 )
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
@@ -68,6 +72,13 @@ class DeviceStatus:
     typical_run_seconds: float
 
 
+@dataclass(frozen=True)
+class CalibrationListing:
+    now: datetime
+    states: list[tuple[CalibrationState, tuple[str, ...]]]  # each with its dependencies
+    definitions_revision_id: str
+
+
 def no_holds(device: str) -> DeviceHold | None:
     return None
 
@@ -88,7 +99,9 @@ class Scheduler:
         page_key: bytes,
         clock: Callable[[], datetime],
         closers: tuple[Any, ...] = (),
+        calibrations: Calibrations | None = None,
     ):
+        self.calibrations = calibrations
         self._store = store
         self._thread = thread
         self.routes = routes
@@ -119,11 +132,14 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
         executor_lost_after_s: float = EXECUTOR_LOST_AFTER_S,
+        calibrations: Calibrations | None = None,
     ) -> Scheduler:
         """The engine, wired: every collaborator gets what it uses in its constructor."""
         thread = StoreThread()
         stores = Stores(store, store, store, thread)
         policy = policy or default_policy()
+        if calibrations is not None:  # the freshness gate (docs/calibration.md)
+            policy = QueuePolicy(policy.ordering, [*policy.gates, CalibrationGate(calibrations)])
         index = QueueIndex(policy.key)
         estimates_ = Estimates(store.recent_run_seconds, default_run_seconds)
         feed = ChangeFeed(index, estimates_, EventBus())
@@ -174,15 +190,22 @@ class Scheduler:
             page_key,
             clock,
             closers=tuple(c for c in (pinner, gateway) if c is not None),
+            calibrations=calibrations,
         )
+        if calibrations is not None:
+            feed.bus.add_listener(calibrations.observe)
         return engine
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         self.index.load(await self._thread.call(self._store.queued_jobs))
+        if self.calibrations is not None:  # before dispatching: the gate needs the states
+            await self.calibrations.start(self, self._thread.call)
         self.routes.start(await self._thread.call(self._store.active_devices))
 
     async def stop(self) -> None:
+        if self.calibrations is not None:
+            await self.calibrations.stop()
         await self.routes.stop()
         for closer in self._closers:
             await closer.close()
@@ -292,6 +315,46 @@ class Scheduler:
 
     async def running_on(self, device: str) -> Job | None:
         return await self._thread.call(self._store.running_job, device)
+
+    def take_back(self, device: str, why: str) -> None:
+        """Staged runs of a lab device that have not started go back to the queue (a gate's call)."""
+        lab = self.routes.lab(device)
+        if lab is not None:
+            lab.take_back(why)
+
+    def lab_devices(self) -> list[str]:
+        return sorted(self.routes.labs)
+
+    def queued_on(self, device: str) -> list[QueuedJob]:
+        """The device's queued jobs in run order (from the queue index)."""
+        return list(self.index.device(device))
+
+    # -- calibration (docs/calibration.md) -------------------------------------------------------------
+    async def calibration_listing(self, device: str = "") -> CalibrationListing:
+        """Every defined calibration (of one device, or of every lab device) with its state."""
+        now = self._clock()
+        if self.calibrations is None:
+            return CalibrationListing(now, [], "")
+        definitions = await self.calibrations.reload_definitions()
+        devices = [device] if device else sorted(self.routes.labs)
+        states = [s for d in devices for s in self.calibrations.states(d)]
+        listed = []
+        for state in states:
+            cal = definitions.get(state.name)
+            listed.append((state, cal.depends_on if cal is not None else ()))
+        return CalibrationListing(now, listed, definitions.revision_id)
+
+    async def calibration_states(self, device: str = "") -> list[CalibrationState]:
+        return [s for s, _ in (await self.calibration_listing(device)).states]
+
+    async def calibrate(self, device: str, name: str) -> list[str]:
+        """Run a calibration now (an operator's call), its stale dependencies first; the names queued."""
+        if self.calibrations is None or not self.routes.is_lab(device):
+            raise FailedPrecondition(
+                "CALIBRATION_UNAVAILABLE", f"device {device!r} has no calibrations", device=device
+            )
+        queued = await self.calibrations.calibrate(device, name, self._clock())
+        return queued
 
     # -- reads ---------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:

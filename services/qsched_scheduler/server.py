@@ -4,24 +4,28 @@ AdminService of the installation's users and tokens (qsched_identity)."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_core.clock import utcnow
-from qsched_core.config import ServiceConfig
+from qsched_core.config import ServiceConfig, secrets_dir
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
 from qsched_identity.admin import AdminDesk
 from qsched_identity.audit import AuditLog
 from qsched_runtime.auth import Anyone
-from qsched_runtime.security import peer_credentials, server_security
+from qsched_runtime.security import PeerCredentials, peer_credentials, server_security
 from qsched_runtime.server import Registration
 from qsched_runtime.service import ServiceHandle
 from qsched_scheduler import db, reservations
 from qsched_scheduler.access import JobDesk, Limits
 from qsched_scheduler.admin import servicer as admin_servicer
 from qsched_scheduler.calendar import Calendar, ReservationGate
+from qsched_scheduler.calibration.configs_client import GrpcCalibrationConfigs
+from qsched_scheduler.calibration.manager import Calibrations
+from qsched_scheduler.calibration.sql_store import SqlCalibrationStore
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
@@ -45,6 +49,7 @@ JOB_POLICY = {
     "PauseDevice": Role.OPERATOR,
     "ResumeDevice": Role.OPERATOR,
     "DrainDevice": Role.OPERATOR,
+    "RunCalibration": Role.CALIBRATOR,
 }
 
 
@@ -54,6 +59,18 @@ USAGE_HISTORY = 10
 
 def database_url(config: ServiceConfig) -> str:
     return config.database_url or sqlite_url_for(config.data_dir)
+
+
+def calibrator_token(config: ServiceConfig) -> str:
+    """The calibrator service principal's token: $QSCHED_CALIBRATOR_TOKEN, else the one `qsched up`
+    wrote beside the scheduler's (<data_dir>/secrets/calibrator.token)."""
+    token = os.environ.get("QSCHED_CALIBRATOR_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        return (secrets_dir(config.data_dir) / "calibrator.token").read_text().strip()
+    except FileNotFoundError:
+        return ""  # the config service refuses the push (UNAUTHENTICATED): the calibration fails, visibly
 
 
 def limits(config: ServiceConfig) -> Limits:
@@ -87,6 +104,15 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     history = SqlUsageHistory(engine).since(utcnow() - USAGE_HISTORY * usage.half_life)
     usage.load(history)
     ordering = FairShare(usage, devices=fair_share_devices(config.fair_share_devices))
+    # Calibration (docs/calibration.md): with the config service, as the calibrator principal.
+    calibrations = None
+    if config.pin_configs:
+        calibrator = PeerCredentials(calibrator_token(config), peers.tls)
+        calibrations = Calibrations(
+            SqlCalibrationStore(engine),
+            GrpcCalibrationConfigs(config.endpoints.configs, calibrator),
+            mains,
+        )
     scheduler = Scheduler.build(
         store,
         executors,
@@ -99,6 +125,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             ordering if config.fair_share_devices else PriorityFifo(),
             [DeviceHoldGate(), gate, SessionGate(sessions)],
         ),
+        calibrations=calibrations,
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)

@@ -302,6 +302,21 @@ class JobServicer(pb_grpc.JobServiceServicer):
         view = await self._desk.drain(caller(), request.name, request.reason)
         return pb.DrainDeviceResponse(device=_device(view))
 
+    async def ListCalibrations(
+        self, request: pb.ListCalibrationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCalibrationsResponse:
+        listing = await self._scheduler.calibration_listing(request.device)
+        return pb.ListCalibrationsResponse(
+            calibrations=[convert.calibration_to_pb(s, listing.now, deps) for s, deps in listing.states],
+            definitions_revision_id=listing.definitions_revision_id,
+        )
+
+    async def RunCalibration(
+        self, request: pb.RunCalibrationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunCalibrationResponse:
+        queued = await self._scheduler.calibrate(request.device, request.name)
+        return pb.RunCalibrationResponse(queued=queued)
+
 
 def _device(view: DeviceView) -> pb.Device:
     status = view.status

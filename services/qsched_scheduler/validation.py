@@ -73,6 +73,14 @@ def _check_lab(body: dict[str, Any]) -> None:
             field="experiment_module",
         )
     _json_object(body.get("expt_config_json", ""), "expt_config_json")
+    for name, max_age in (body.get("calibrations") or {}).items():  # docs/calibration.md
+        number = isinstance(max_age, int | float) and not isinstance(max_age, bool)
+        if not _IDENTIFIER.match(str(name)) or not number or not 0 <= max_age < float("inf"):
+            raise InvalidArgument(
+                "INVALID_CALIBRATION_NEED",
+                f"calibrations[{name!r}] = {max_age!r}: a calibration name and an age of 0 or more seconds",
+                field="calibrations",
+            )
 
 
 def _check_circuit(body: dict[str, Any]) -> None:

@@ -27,7 +27,13 @@ from qsched_ops.provision import provision
 DEFAULT_PERSON = "alice"
 SEED_PERSON = "Claude"  # the seed examples' user
 # What a test that starts `qsched up` must not inherit: up provisions its own installation.
-SESSION_ENV = ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_CONFIG_DIR", "QSCHED_TOKEN")
+SESSION_ENV = (
+    "QSCHED_IDENTITY_DATABASE_URL",
+    "QSCHED_SERVICE_TOKEN",
+    "QSCHED_CALIBRATOR_TOKEN",
+    "QSCHED_CONFIG_DIR",
+    "QSCHED_TOKEN",
+)
 
 
 @dataclass
@@ -69,6 +75,7 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestIdentity]
     patch.setenv("QSCHED_IDENTITY_DATABASE_URL", url)
     patch.setenv("QSCHED_CONFIG_DIR", str(root / "config"))
     patch.setenv("QSCHED_SERVICE_TOKEN", (root / "secrets" / "scheduler.token").read_text().strip())
+    patch.setenv("QSCHED_CALIBRATOR_TOKEN", (root / "secrets" / "calibrator.token").read_text().strip())
     patch.delenv("QSCHED_TOKEN", raising=False)
     patch.delenv("QSCHED_TOKEN_FILE", raising=False)
     store = IdentityStore(make_engine(url))

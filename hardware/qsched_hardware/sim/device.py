@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from qsched_hardware.sim.drift import Drift, parse_drift
+
 DEFAULT_DEVICE_MODEL = Path(__file__).with_name("default_device.yml")
 
 
@@ -68,6 +70,7 @@ class DeviceModel:
     # 0 = simulate as fast as possible; 1 = each round takes the program's real duration
     realtime_factor: float = 0.0
     source: str = ""
+    drift: Drift | None = None  # None: the parameters stay put (the default model)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seed": self.seed, "realtime_factor": self.realtime_factor}
@@ -89,7 +92,7 @@ def _section(cls, data: dict[str, Any] | None, where: str):
 def load_device_model(path: str | Path | None = None) -> DeviceModel:
     path = Path(path) if path else DEFAULT_DEVICE_MODEL
     data = yaml.safe_load(path.read_text()) or {}
-    top = {"seed", "wiring", "qubit", "resonator", "readout", "realtime_factor"}
+    top = {"seed", "wiring", "qubit", "resonator", "readout", "realtime_factor", "drift"}
     unknown = sorted(set(data) - top)
     if unknown:
         raise ValueError(f"device model {path}: unknown key(s): {', '.join(unknown)}")
@@ -101,4 +104,5 @@ def load_device_model(path: str | Path | None = None) -> DeviceModel:
         readout=_section(Readout, data.get("readout"), "readout"),
         realtime_factor=float(data.get("realtime_factor", 0.0)),
         source=str(path),
+        drift=parse_drift(data.get("drift"), int(data.get("seed", DeviceModel.seed))),
     )

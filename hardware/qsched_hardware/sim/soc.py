@@ -15,6 +15,7 @@ taken from the loaded binary. The listing is then interpreted (sim/tproc.py) sho
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -67,6 +68,7 @@ class SimSoc(QickConfig):
             device = load_device_model(device)
         self.device = device
         self.transmon = Transmon(device)
+        self._pi_gain = device.qubit.pi_gain
         self.chain = ReadoutChain(device)
         self.rng = np.random.default_rng(device.seed)
         self._lock = threading.RLock()
@@ -174,6 +176,7 @@ class SimSoc(QickConfig):
     def start_readout(self, total_shots, counter_addr=1, ch_list=None, reads_per_shot=1, stride=None):
         if self.on_round is not None:
             self.on_round()
+        self._drift()
         ch_list = list(ch_list if ch_list is not None else [0, 1])
         if isinstance(reads_per_shot, int):
             reads_per_shot = [reads_per_shot] * len(ch_list)
@@ -220,6 +223,27 @@ class SimSoc(QickConfig):
     def get_accumulated(self, ch, address=0, length=None):
         length = int(length or 1)
         return np.zeros((length, 2), dtype=np.int64)
+
+    # ---- drift ----------------------------------------------------------------------------------------
+    def sim_truth(self) -> dict[str, float]:
+        """The device's true drifting parameters now (what a perfect calibration would find)."""
+        self._drift()
+        return {"qubit_frequency_mhz": self.transmon.f_q, "pi_gain": self._pi_gain}
+
+    def _drift(self) -> None:
+        """Move the transmon to where the drift has taken it (once per round: a round is short
+        against the drift's hours)."""
+        drift = self.device.drift
+        q = self.device.qubit
+        if drift is None:
+            self._pi_gain = q.pi_gain
+            return
+        offsets = drift.offsets()
+        pi_gain = max(1e-3, q.pi_gain + offsets.get("pi_gain", 0.0))
+        with self._lock:
+            self.transmon.f_q = q.frequency_mhz + offsets.get("qubit_frequency_mhz", 0.0)
+            self.transmon.rabi_full = dataclasses.replace(q, pi_gain=pi_gain).rabi_mhz_full_gain()
+            self._pi_gain = pi_gain
 
     # ---- the simulation ---------------------------------------------------------------------------
     def _verify(self) -> dict:

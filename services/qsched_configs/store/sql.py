@@ -159,7 +159,7 @@ class SqlConfigStore:
             original_filename=new.original_filename,
             creator=new.creator,
             create_time=now,
-            first_job_id=None,
+            first_job_id=new.first_job_id or None,
         )
         session.add(row)
         session.flush()

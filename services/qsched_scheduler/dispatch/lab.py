@@ -53,6 +53,7 @@ from qsched_scheduler.domain import (
     NewJob,
     QueuedJob,
     Reason,
+    calibration_needs,
     pins_main,
     queued_job,
     reservation_of,
@@ -278,12 +279,14 @@ class LabDispatcher:
             reservation,
             calibration,
             new.labels.get("session", ""),
+            calibration_needs(new.payload),
         )
         idle = Reason(
             self._policy.ordering.name, "the device was idle: claimed at submit", {"priority": new.priority}
         )
+        # None when a gate holds it (a reservation window, calibration freshness): it waits in the queue.
         reason = self._policy.admit(probe, self.view(), idle)
-        if reason is None:  # a gate holds it (e.g. a reservation window): it waits in the queue
+        if reason is None:
             return None
         revisions = self._pins.from_memory(probe)
         if revisions is None:
@@ -341,6 +344,11 @@ class LabDispatcher:
             self._spawn(self._withdraw(lambda r: True, why))
         else:
             self._wake.set()
+
+    def take_back(self, why: str) -> None:
+        """Take back every staged run that has not started (a gate may hold them now, e.g. a
+        calibration they need went stale); they are queued again in their place and re-decided."""
+        self._spawn(self._withdraw(lambda r: True, why))
 
     def _mains_moved(self, moved: MainMoved) -> None:
         # A batch being staged right now (lock held) may carry the old pins: look after it.

@@ -220,3 +220,21 @@ class SessionRow(Base):
 
 
 Index("ix_sessions_state", SessionRow.state)
+
+
+class CalibrationStateRow(Base):
+    """What is known of one calibration on one device (issue 14; calibration/sql_store.py)."""
+
+    __tablename__ = "calibration_states"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str] = mapped_column(String(64), server_default="")
+    last_run_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    passed_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    fresh_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revision_id: Mapped[str] = mapped_column(String(64), server_default="")
+    values: Mapped[dict[str, Any]] = mapped_column(JsonText(), server_default="{}")
+    failures: Mapped[int] = mapped_column(Integer(), server_default="0")
+    last_error: Mapped[str] = mapped_column(Text(), server_default="")

@@ -52,6 +52,7 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Reason,
     Run,
+    calibration_needs,
     pins_main,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
@@ -678,6 +679,7 @@ class SqlJobStore:
                     JobKind(r.kind),
                     r.staged_task_id or "",
                     pins_main(Payload(JobKind(r.kind), r.payload)),
+                    calibration_needs(Payload(JobKind(r.kind), r.payload)),
                 )
                 for r in conn.execute(stmt)
             ]

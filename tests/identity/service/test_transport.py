@@ -134,7 +134,7 @@ def test_provisioning_keeps_tokens_private_and_is_idempotent(tmp_path):
     data, config = tmp_path / "data", tmp_path / "home" / ".config" / "qsched"
     url = sqlite_url(data / "identity.db")
     first = provision(url, data, config / "token", person="lab-admin")
-    assert first.created == ["lab-admin", "svc-scheduler", "svc-executor"]
+    assert first.created == ["lab-admin", "svc-scheduler", "svc-executor", "svc-calibrator"]
     token = (config / "token").read_text()
     assert (config / "token").stat().st_mode & 0o777 == 0o600
     assert config.stat().st_mode & 0o777 == 0o700

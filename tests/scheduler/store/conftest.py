@@ -13,7 +13,16 @@ import pytest
 from qsched_scheduler import db
 from qsched_scheduler.store.engine import SQLITE_FILE_NAME, sqlite_url_for
 
-TABLES = ("events", "runs", "jobs", "id_counters", "queue_counts", "reservations", "sessions")
+TABLES = (
+    "events",
+    "runs",
+    "jobs",
+    "id_counters",
+    "queue_counts",
+    "reservations",
+    "sessions",
+    "calibration_states",
+)
 
 
 @pytest.fixture(scope="session")

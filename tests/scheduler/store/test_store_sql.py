@@ -21,7 +21,17 @@ from tests.support.migrations import schema_drift, table_names
 
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 JOBS_PER_PROCESS = 150
-TABLES = {"jobs", "runs", "events", "id_counters", "queue_counts", "device_holds", "reservations", "sessions"}
+TABLES = {
+    "jobs",
+    "runs",
+    "events",
+    "id_counters",
+    "queue_counts",
+    "device_holds",
+    "reservations",
+    "sessions",
+    "calibration_states",
+}
 
 
 def new_job(device: str = "qpu-a", request_id: str = "") -> NewJob:
@@ -201,7 +211,7 @@ def test_postgresql_urls_use_psycopg() -> None:
 # -- migrations ----------------------------------------------------------------------------------------------
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0013_reservations"
+    assert db.head() == "0014_calibration"
 
     db.upgrade(empty_db_url)
     assert table_names(empty_db_url) == TABLES | {"alembic_version"}

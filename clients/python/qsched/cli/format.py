@@ -98,6 +98,8 @@ def job_detail(job: pb.Job) -> str:
     ]
     if job.queue_position:
         lines.append(f"position   {job.queue_position} (estimated start {when(job.estimated_start_time)})")
+    if job.HasField("waiting_reason") and job.waiting_reason.summary:  # e.g. a stale calibration
+        lines.append(f"waiting    {job.waiting_reason.summary} ({job.waiting_reason.policy})")
     if job.HasField("start_time"):
         lines.append(f"started    {when(job.start_time)}")
     if job.HasField("end_time"):

@@ -564,8 +564,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if register_config_commands is not None:
         register_config_commands(sub)
 
-    from qsched.cli import admin_commands, plugins
+    from qsched.cli import admin_commands, calibration_commands, plugins
 
+    calibration_commands.register(sub, _add_client_options)
     groups = {"admin": admin_commands.register(sub, _add_client_options)}
     if command is None or command not in sub.choices or command in groups:
         plugins.register(sub, groups, command)
