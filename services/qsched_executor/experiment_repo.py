@@ -216,6 +216,10 @@ class ExperimentRepository:
         except tarfile.TarError:
             pass  # git failed (no such commit): its exit status says so below
         finally:
+            # tarfile stops at the end-of-archive marker; git may still be writing the padding
+            # of its last record, and would die of SIGPIPE if the pipe closed under it.
+            while proc.stdout.read(1 << 16):
+                pass
             proc.stdout.close()
             err = proc.stderr.read().decode(errors="replace").strip()
             proc.stderr.close()
