@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from qsched_core.payloads import LabExperiment
+from qsched_core.provenance import CodeProvenance, ResolvedRevision
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Succeeded:
     summary: Mapping[str, float] = field(default_factory=dict)
     # Hardware-config updates the fit suggests (dotted keys, e.g. "qubit.pi_pulse.gain").
     config_updates: Mapping[str, float] = field(default_factory=dict)
+    code: CodeProvenance | None = None  # the code that ran it (also in the data file)
 
     kind = UpdateKind.SUCCEEDED
 
@@ -116,6 +118,7 @@ class Failed:
 
     reason: str
     message: str = ""
+    code: CodeProvenance | None = None  # None when it failed before its experiment was loaded
 
     kind = UpdateKind.FAILED
 
@@ -127,6 +130,7 @@ class Cancelled:
     reason: str = "cancelled"
     rounds_done: int = 0
     data: DataRef | None = None  # the rounds completed, in a file marked partial
+    code: CodeProvenance | None = None  # None when it never started
 
     kind = UpdateKind.CANCELLED
 
@@ -242,3 +246,12 @@ class DataChunk:
     total_size: int
     sha256: str = ""  # on the first chunk
     file_name: str = ""
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The answer to checking an experiment at submit: what is wrong with it, and the commit of
+    the experiment repository its revision resolved to (None: not from the repository)."""
+
+    violations: tuple[Violation, ...] = ()
+    resolved: ResolvedRevision | None = None
