@@ -135,9 +135,10 @@ class ExperimentRepository:
         self._loaded: dict[tuple[str, str, str], LoadedExperiment] = {}
 
     # ---- revisions -------------------------------------------------------------------------------
-    def resolve(self, revision: str = "") -> ResolvedRevision:
+    def resolve(self, revision: str = "", *, enforce_policy: bool = True) -> ResolvedRevision:
         """The commit a revision names now (default: HEAD), and whether the working tree has
-        uncommitted changes on top of it. Under the `refuse` policy that is an error."""
+        uncommitted changes on top of it. Under the `refuse` policy that is an error (unless
+        `enforce_policy` is False: then call `enforce_policy` yourself)."""
         asked = (revision or "").strip()
         rev = asked or "HEAD"
         if rev.startswith("-") or any(c in rev for c in "\0\n\r") or len(rev) > 256:
@@ -161,15 +162,21 @@ class ExperimentRepository:
                 dirty = head == commit and is_dirty(self.path)
             except GitError as exc:
                 raise self._unavailable(exc) from exc
-        if dirty and self.dirty_policy is DirtyPolicy.REFUSE:
+        resolved = ResolvedRevision(asked, commit, dirty)
+        if enforce_policy:
+            self.enforce_policy(resolved)
+        return resolved
+
+    def enforce_policy(self, resolved: ResolvedRevision) -> None:
+        """Raise DirtyTree when the device refuses what `resolved` says about the tree."""
+        if resolved.tree_dirty and self.dirty_policy is DirtyPolicy.REFUSE:
             raise DirtyTree(
                 "EXPERIMENT_TREE_DIRTY",
-                f"the experiment repository has uncommitted changes on top of {commit[:12]} "
+                f"the experiment repository has uncommitted changes on top of {resolved.commit[:12]} "
                 "(this device refuses them: commit them, or name another revision)",
-                experiment_revision=rev,
-                commit=commit,
+                experiment_revision=resolved.revision or "HEAD",
+                commit=resolved.commit,
             )
-        return ResolvedRevision(asked, commit, dirty)
 
     # ---- materialized commits --------------------------------------------------------------------
     def checkout(self, commit: str) -> Path:
@@ -231,6 +238,14 @@ class ExperimentRepository:
                 commit=commit,
             )
 
+    def has_package(self, commit: str, module: str) -> bool:
+        """Whether `commit` has the top-level package (or module) of `module` (materializes it)."""
+        root = self._import_root(self.checkout(commit))
+        return module.partition(".")[0] in self._roots(root)
+
+    def _import_root(self, tree: Path) -> Path:
+        return tree / self.import_root if self.import_root else tree
+
     # ---- imports ---------------------------------------------------------------------------------
     def load(self, module: str, class_name: str, commit: str) -> LoadedExperiment:
         """The experiment class `module.class_name` as it is in `commit`."""
@@ -244,7 +259,7 @@ class ExperimentRepository:
         if known is not None:
             return known
         tree = self.checkout(commit)
-        root = tree / self.import_root if self.import_root else tree
+        root = self._import_root(tree)
         namespace = _FINDER.register(commit, root, self._roots(root))
         top = module.partition(".")[0]
         if top not in _FINDER.roots(namespace):
