@@ -352,3 +352,22 @@ def test_concurrent_users_of_one_cache_get_one_complete_tree(lab, tmp_path):
     assert trees == [tmp_path / "cache" / commit] * len(repos)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [commit]  # no leftovers
     assert (trees[0] / "labx/train.py").read_text() == TRAIN
+
+
+def test_a_bare_repository_and_packages_under_src(tmp_path):
+    lab = GitRepo(tmp_path / "work")
+    lab.commit(
+        {
+            "src/labx/__init__.py": "",
+            "src/labx/pulses.py": "FRACTION = 0.75\n",
+            "src/labx/simple.py": SIMPLE,
+        }
+    )
+    bare = tmp_path / "bare.git"
+    lab.git("clone", "-q", "--bare", str(lab.path), str(bare))
+    repo = ExperimentRepository(bare, tmp_path / "cache", ("labx",), DirtyPolicy.REFUSE, import_root="src")
+    resolved = repo.resolve("main")
+    assert (resolved.commit, resolved.tree_dirty) == (lab.head(), False)  # a bare one is never dirty
+    loaded = repo.load("labx.simple", "Simple", resolved.commit)
+    assert loaded.cls(None, {}, {}).run(None).summary["fraction"] == 0.75
+    assert repo.has_package(resolved.commit, "labx.simple") and not repo.has_package(resolved.commit, "src")
