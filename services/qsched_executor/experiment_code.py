@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from qsched_core.config import ServiceConfig
 from qsched_core.provenance import CodeOrigin, CodeProvenance, ResolvedRevision
 from qsched_executor.errors import InvalidRequest
 from qsched_executor.experiment_repo import (
@@ -135,3 +137,21 @@ class ExperimentSources:
 def builtin_code() -> CodeProvenance:
     """The provenance of a built-in experiment (and of a seed job translated to one)."""
     return code_provenance()
+
+
+def sources_from_config(config: ServiceConfig) -> ExperimentSources:
+    """The executor's sources as its flags set them (raises RepositoryUnavailable when
+    --experiment-repo is not a git repository, ValueError for an unknown --dirty-tree)."""
+    policy = DirtyPolicy(config.dirty_tree or DirtyPolicy.FLAG.value)
+    allowed = tuple(config.experiment_packages)
+    if not config.experiment_repo:
+        return ExperimentSources(allowed, None, policy)
+    cache = (
+        Path(config.experiment_cache).expanduser()
+        if config.experiment_cache
+        else Path(config.data_dir) / "experiment-cache"
+    )
+    repository = ExperimentRepository(
+        Path(config.experiment_repo).expanduser(), cache, allowed, policy, config.experiment_repo_root
+    )
+    return ExperimentSources(allowed, repository)
