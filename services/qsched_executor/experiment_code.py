@@ -30,7 +30,7 @@ from qsched_executor.experiment_repo import (
 )
 from qsched_executor.plugins import in_package, resolve_experiment
 from qsched_hardware.experiments import BUILTIN_PACKAGE, Experiment
-from qsched_hardware.provenance import code_provenance, package_source
+from qsched_hardware.provenance import code_provenance, package_source, qsched_source
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,8 @@ class ExperimentSources:
                     experiment_revision=revision,
                 )
             return None
+        if not revision and not any(in_package(module.strip(), p) for p in self.allowed):
+            return None  # a seed module, or one the class lookup refuses with its usual error
         module = check_module_name(module, self.allowed)
         resolved = repository.resolve(revision, enforce_policy=False)
         if not repository.has_package(resolved.commit, module):
@@ -141,7 +143,9 @@ def builtin_code() -> CodeProvenance:
 
 def sources_from_config(config: ServiceConfig) -> ExperimentSources:
     """The executor's sources as its flags set them (raises RepositoryUnavailable when
-    --experiment-repo is not a git repository, ValueError for an unknown --dirty-tree)."""
+    --experiment-repo is not a git repository, ValueError for an unknown --dirty-tree). Call it
+    at start: it also reads qsched's own version and git state then (what this process runs)."""
+    qsched_source()
     policy = DirtyPolicy(config.dirty_tree or DirtyPolicy.FLAG.value)
     allowed = tuple(config.experiment_packages)
     if not config.experiment_repo:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from qsched_core.provenance import CodeOrigin, ResolvedRevision
-from qsched_executor.errors import InvalidRequest
+from qsched_executor.errors import InvalidRequest, ModuleNotAllowed
 from qsched_executor.experiment_code import ExperimentSources, builtin_code
 from qsched_executor.experiment_repo import DirtyPolicy, DirtyTree, ExperimentRepository
 from qsched_hardware.experiments import CATALOG
@@ -142,3 +142,41 @@ def test_without_a_repository(lab, tmp_path):
         with pytest.raises(InvalidRequest) as err:
             call()
         assert err.value.reason == "EXPERIMENT_REPOSITORY_UNSET"
+
+
+def test_modules_outside_the_allow_list_are_left_to_the_class_lookup(lab, tmp_path):
+    s = sources(lab, tmp_path)
+    assert s.resolve("experiments.single_qubit.t1") is None  # a seed job: translated to a built-in
+    with pytest.raises(ModuleNotAllowed):
+        s.resolve("other.mod", "main")  # but a revision of it is refused by name
+    with pytest.raises(ModuleNotAllowed):
+        s.load("other.mod", "X")
+
+
+def test_submit_push_run_rerun_and_the_files_name_the_code(lab, tmp_path):
+    """The executor's part of the issue's scenario, without the services: each job pinned at
+    submit, a push between, each run (and a re-run of the first) with its own commit, and each
+    data file naming it."""
+    from qsched_hardware.datafile import code_attrs, read_code_provenance, write_run_file
+
+    s = sources(lab, tmp_path)
+    first = s.resolve("repolab.const")  # job 1 submitted
+    lab.commit({"repolab/const.py": EXPERIMENT.format(value=2)})  # a push
+    second = s.resolve("repolab.const")  # job 2 submitted
+    runs = [("job1", first), ("job2", second), ("job1-rerun", first)]
+    for name, pinned in runs:
+        loaded = s.load("repolab.const", "Const", commit=pinned.commit, revision=pinned.revision)
+        result = loaded.cls(None, {}, {}).run(None)
+        write_run_file(tmp_path / f"{name}.h5", {}, {"summary": result.summary, **code_attrs(loaded.code)})
+    values = {name: read_code_provenance(tmp_path / f"{name}.h5") for name, _ in runs}
+    assert values["job1"].experiment.commit == first.commit == values["job1-rerun"].experiment.commit
+    assert values["job2"].experiment.commit == second.commit != first.commit
+    assert all(
+        v.experiment_origin is CodeOrigin.REPOSITORY and v.qsched == qsched_source() for v in values.values()
+    )
+    import h5py
+
+    with h5py.File(tmp_path / "job1-rerun.h5") as f:
+        assert f.attrs["summary"] == '{"value": 1}'
+    with h5py.File(tmp_path / "job2.h5") as f:
+        assert f.attrs["summary"] == '{"value": 2}'
