@@ -124,6 +124,8 @@ class ExperimentRepository:
             raise ValueError(f"import_root {import_root!r} leaves the repository")
         try:
             self.bare = git(["rev-parse", "--is-bare-repository"], self.path) == "true"
+            if not self.bare:  # a directory inside a working tree stands for the whole tree
+                self.path = Path(git(["rev-parse", "--show-toplevel"], self.path))
         except (GitError, OSError) as exc:
             raise RepositoryUnavailable(
                 "EXPERIMENT_REPOSITORY_UNAVAILABLE",
@@ -260,7 +262,7 @@ class ExperimentRepository:
             return known
         tree = self.checkout(commit)
         root = self._import_root(tree)
-        namespace = _FINDER.register(commit, root, self._roots(root))
+        namespace = _FINDER.register(commit, self.import_root, root, self._roots(root))
         top = module.partition(".")[0]
         if top not in _FINDER.roots(namespace):
             raise InvalidRequest(
@@ -398,8 +400,11 @@ class _CommitFinder(importlib.abc.MetaPathFinder):
         self._trees: dict[str, _Tree] = {}
         self._installed = False
 
-    def register(self, commit: str, root: Path, roots: frozenset[str]) -> str:
+    def register(self, commit: str, import_root: str, root: Path, roots: frozenset[str]) -> str:
+        """The namespace of `commit`'s modules (imported from `root`, its `import_root`)."""
         namespace = NAMESPACE_PREFIX + commit
+        if import_root:  # the same commit seen from another root is other modules
+            namespace += "_" + re.sub(r"\W", "_", import_root)
         with self._lock:
             if namespace in self._trees:
                 return namespace

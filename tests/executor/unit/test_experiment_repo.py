@@ -371,3 +371,9 @@ def test_a_bare_repository_and_packages_under_src(tmp_path):
     loaded = repo.load("labx.simple", "Simple", resolved.commit)
     assert loaded.cls(None, {}, {}).run(None).summary["fraction"] == 0.75
     assert repo.has_package(resolved.commit, "labx.simple") and not repo.has_package(resolved.commit, "src")
+
+    # a directory inside a working tree names the whole tree (import_root is from its top)
+    inner = ExperimentRepository(lab.path / "src" / "labx", tmp_path / "cache", ("labx",), import_root="src")
+    assert inner.path == lab.path.resolve()
+    assert inner.load("labx.simple", "Simple", lab.head()).cls is loaded.cls  # one namespace per commit
+    assert loaded.cls.__module__ == f"{NAMESPACE_PREFIX}{lab.head()}_src.labx.simple"
