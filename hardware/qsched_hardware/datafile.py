@@ -23,6 +23,8 @@ import h5py
 import numpy as np
 from h5py import h5a, h5f, h5g, h5p, h5s, h5t
 
+from qsched_core.provenance import CodeProvenance
+
 FORMAT = "qsched-run/1"
 TMP_SUFFIX = ".partial-write"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -126,3 +128,25 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# -- the code a run ran with (issue 20) -------------------------------------------------------------
+def code_attrs(code: CodeProvenance) -> dict[str, Any]:
+    """The root attributes that record a run's code (docs/data-files.md): pass them with the
+    others to `write_run_file`."""
+    return code.to_dict()
+
+
+def write_code_provenance(target: h5py.File | h5py.Group, code: CodeProvenance) -> None:
+    """Write the code attributes onto an open file (or group)."""
+    for key, value in code_attrs(code).items():
+        target.attrs[key] = _attr(value)
+
+
+def read_code_provenance(path: Path) -> CodeProvenance | None:
+    """The code a run's file records; None for a file written before it was recorded."""
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+    if "qsched_version" not in attrs:
+        return None
+    return CodeProvenance.from_dict(attrs)

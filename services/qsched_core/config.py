@@ -91,6 +91,14 @@ class ServiceConfig:
     data_writers: int = 3
     # Packages lab experiment plug-ins may be imported from (nothing else is imported).
     experiment_packages: tuple[str, ...] = ()
+    # The experiment repository (docs/experiments.md): a local git repository plug-ins run from,
+    # at the commit a job pinned at submit ("" = none); where its packages sit in it ("" = its
+    # top); where commits are unpacked ("" = <data_dir>/experiment-cache); what this device does
+    # with uncommitted changes in a working tree code comes from: "flag" or "refuse".
+    experiment_repo: str = field(default_factory=lambda: os.environ.get("QSCHED_EXPERIMENT_REPO", ""))
+    experiment_repo_root: str = ""
+    experiment_cache: str = ""
+    dirty_tree: str = "flag"
     # Directory of the per-board lock files ("" = <data_dir>/locks).
     lock_dir: str = field(default_factory=lambda: os.environ.get("QSCHED_LOCK_DIR", ""))
     # HMAC key for a Pyro4 board (environment only, never a flag).

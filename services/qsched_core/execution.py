@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from qsched_core.payloads import LabExperiment
+from qsched_core.provenance import CodeProvenance, ResolvedRevision
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Succeeded:
     summary: Mapping[str, float] = field(default_factory=dict)
     # Hardware-config updates the fit suggests (dotted keys, e.g. "qubit.pi_pulse.gain").
     config_updates: Mapping[str, float] = field(default_factory=dict)
+    code: CodeProvenance | None = None  # the code that ran it (also in the data file)
 
     kind = UpdateKind.SUCCEEDED
 
@@ -118,6 +120,7 @@ class Failed:
 
     reason: str
     message: str = ""
+    code: CodeProvenance | None = None  # None when it failed before its experiment was loaded
 
     kind = UpdateKind.FAILED
 
@@ -129,6 +132,7 @@ class Cancelled:
     reason: str = "cancelled"
     rounds_done: int = 0
     data: DataRef | None = None  # the rounds completed, in a file marked partial
+    code: CodeProvenance | None = None  # None when it never started
 
     kind = UpdateKind.CANCELLED
 
@@ -297,3 +301,12 @@ class DataChunk:
     total_size: int
     sha256: str = ""  # on the first chunk
     file_name: str = ""
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The answer to checking an experiment at submit: what is wrong with it, and the commit of
+    the experiment repository its revision resolved to (None: not from the repository)."""
+
+    violations: tuple[Violation, ...] = ()
+    resolved: ResolvedRevision | None = None

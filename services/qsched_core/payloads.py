@@ -29,6 +29,12 @@ class LabExperiment:
     config_revisions: Mapping[str, str] = field(default_factory=dict)
     # Inline config content (YAML, JSON or CSV text) to use instead of main, by config type.
     config_overrides: Mapping[str, str] = field(default_factory=dict)
+    # The experiment repository's revision the job named ("" = HEAD), the commit it resolved to
+    # at submit ("" = not from the repository) and whether the working tree had uncommitted
+    # changes on top of it then (docs/experiments.md, "The experiment repository").
+    experiment_revision: str = ""
+    experiment_commit: str = ""
+    experiment_tree_dirty: bool = False
 
     kind = JobKind.LAB_EXPERIMENT
 
@@ -66,13 +72,21 @@ Payload = LabExperiment | CircuitProgram | BenchmarkConfig
 def to_body(payload: Payload) -> dict[str, Any]:
     """The JSON object the job database stores for a payload."""
     if isinstance(payload, LabExperiment):
-        return {
+        body: dict[str, Any] = {
             "experiment_class": payload.experiment_class,
             "experiment_module": payload.experiment_module,
             "expt_config_json": payload.expt_config_json,
             "config_revisions": dict(payload.config_revisions),
             "config_overrides": dict(payload.config_overrides),
         }
+        # Only when set: the bodies of jobs without an experiment repository stay as they were.
+        if payload.experiment_revision:
+            body["experiment_revision"] = payload.experiment_revision
+        if payload.experiment_commit:
+            body["experiment_commit"] = payload.experiment_commit
+        if payload.experiment_tree_dirty:
+            body["experiment_tree_dirty"] = True
+        return body
     if isinstance(payload, CircuitProgram):
         return {
             "qasm": list(payload.qasm),
@@ -92,6 +106,9 @@ def from_body(kind: JobKind, body: Mapping[str, Any]) -> Payload:
             expt_config_json=body.get("expt_config_json", "") or "{}",
             config_revisions=dict(body.get("config_revisions") or {}),
             config_overrides=dict(body.get("config_overrides") or {}),
+            experiment_revision=body.get("experiment_revision", ""),
+            experiment_commit=body.get("experiment_commit", ""),
+            experiment_tree_dirty=bool(body.get("experiment_tree_dirty", False)),
         )
     if kind is JobKind.CIRCUIT:
         return CircuitProgram(

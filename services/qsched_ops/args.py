@@ -81,6 +81,31 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="executor: a package lab experiment plug-ins may come from; repeatable",
     )
     parser.add_argument(
+        "--experiment-repo",
+        default=None,
+        metavar="DIR",
+        help="executor: a git repository plug-ins run from, at the commit each job pins at submit",
+    )
+    parser.add_argument(
+        "--experiment-repo-root",
+        default=None,
+        metavar="SUBDIR",
+        help="executor: where the packages sit in the experiment repository (default: its top)",
+    )
+    parser.add_argument(
+        "--experiment-cache",
+        default=None,
+        metavar="DIR",
+        help="executor: where repository commits are unpacked (default <data-dir>/experiment-cache)",
+    )
+    parser.add_argument(
+        "--dirty-tree",
+        choices=("flag", "refuse"),
+        default=None,
+        help="executor: run code from a working tree with uncommitted changes and record it (flag, "
+        "the default), or refuse it",
+    )
+    parser.add_argument(
         "--lock-dir", default=None, metavar="DIR", help="executor: board locks (default <data-dir>/locks)"
     )
     parser.add_argument(
@@ -142,6 +167,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# ServiceConfig fields of the experiment repository (their flags: the names with dashes).
+_EXPERIMENT_REPO = ("experiment_repo", "experiment_repo_root", "experiment_cache", "dirty_tree")
+
 # ServiceConfig field -> flag, for the security options `up` passes on.
 _SECURITY = {
     "identity_database_url": "--identity-database-url",
@@ -191,6 +219,9 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
             kwargs[name] = getattr(args, name)
     if getattr(args, "experiment_package", None):
         kwargs["experiment_packages"] = tuple(args.experiment_package)
+    for name in _EXPERIMENT_REPO:
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
     return ServiceConfig(service=service, **kwargs)  # type: ignore[arg-type]
 
 
@@ -223,4 +254,7 @@ def forward_args(args: argparse.Namespace) -> list[str]:
             out += [flag, str(value)]
     for package in getattr(args, "experiment_package", None) or []:
         out += ["--experiment-package", package]
+    for name in _EXPERIMENT_REPO:
+        if getattr(args, name, None) is not None:
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return out

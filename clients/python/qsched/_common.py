@@ -55,6 +55,7 @@ def lab_payload(
     experiment_module: str,
     expt_config: dict[str, Any] | str | None,
     config_revisions: dict[str, str] | None = None,
+    experiment_revision: str = "",
 ) -> pb.JobPayload:
     import json  # here, not at the top: the CLI's look-ups never need it
 
@@ -65,6 +66,7 @@ def lab_payload(
             experiment_module=experiment_module,
             expt_config_json=text,
             config_revisions=config_revisions or {},
+            experiment_revision=experiment_revision or "",
         )
     )
 

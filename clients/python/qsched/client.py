@@ -218,9 +218,12 @@ class JobClient:
         config_revisions: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         request_id: str | None = None,
+        experiment_revision: str | None = None,
     ) -> str:
         """Queue a lab experiment; returns its job id (JOB-YYYYMMDD-NNNNN). The owner is the
-        token's user; `user` (the seed's argument) may be given only when it names that user."""
+        token's user; `user` (the seed's argument) may be given only when it names that user.
+        `experiment_revision`: a branch, tag or commit of the device's experiment repository
+        (docs/experiments.md); the job runs the commit it names at submit."""
         for name, value in (("experiment_class", experiment_class), ("experiment_module", experiment_module)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string")
@@ -230,7 +233,9 @@ class JobClient:
             raise ValueError("expt_config must be a dict")
         request = pb.SubmitJobRequest(
             device=device or self.device,
-            payload=c.lab_payload(experiment_class, experiment_module, expt_config, config_revisions),
+            payload=c.lab_payload(
+                experiment_class, experiment_module, expt_config, config_revisions, experiment_revision or ""
+            ),
             priority=priority,
             owner=user,
             request_id=request_id or str(uuid.uuid4()),
@@ -428,8 +433,16 @@ class JobClient:
         """Forget a finished job (its data files are kept)."""
         self.calls("DeleteJob", pb.DeleteJobRequest(job_id=job_id))
 
-    def rerun_job(self, job_id: str, expt_config: dict[str, Any] | None = None) -> str:
-        """Queue a finished job again (a new run with a new task id); optionally with a new expt_config."""
+    def rerun_job(
+        self,
+        job_id: str,
+        expt_config: dict[str, Any] | None = None,
+        *,
+        experiment_revision: str | None = None,
+    ) -> str:
+        """Queue a finished job again (a new run with a new task id); optionally with a new
+        expt_config. It runs the experiment-repository commit the job pinned at submit, or the
+        commit `experiment_revision` names now."""
         payload = None
         if expt_config is not None:
             current = self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job.payload
@@ -437,7 +450,12 @@ class JobClient:
             payload = c.lab_payload(
                 lab.experiment_class, lab.experiment_module, expt_config, dict(lab.config_revisions)
             )
-        request = pb.RerunJobRequest(job_id=job_id, payload=payload, request_id=str(uuid.uuid4()))
+        request = pb.RerunJobRequest(
+            job_id=job_id,
+            payload=payload,
+            request_id=str(uuid.uuid4()),
+            experiment_revision=experiment_revision or "",
+        )
         return self.calls("RerunJob", request).job.job_id
 
     def get_runs(self, job_id: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from qsched.api.executor.v1 import executor_pb2 as executor_pb
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 
 
@@ -111,9 +112,56 @@ def job_detail(job: pb.Job) -> str:
             lines.append(f"data       {run.data_file_path}")
         for key, value in sorted(run.summary.items()):
             lines.append(f"  {key} = {value:g}")
+    lines += code_lines(job)
     if job.HasField("error"):
         lines.append(f"error      {job.error.reason}: {job.error.message}")
     return "\n".join(lines)
+
+
+def _source(package) -> str:  # executor.v1.PackageSource
+    text = " ".join(part for part in (package.name, package.version) if part) or "?"
+    return text + (f" @ {package.commit[:12]}" if package.commit else "")
+
+
+def _lab(payload: pb.JobPayload):
+    return payload.lab_experiment if payload.WhichOneof("payload") == "lab_experiment" else None
+
+
+def code_lines(job: pb.Job) -> list[str]:
+    """The code of a lab job: the repository commit pinned at submit, and what the current run
+    ran with (qsched, qick, the experiment's package) once the executor reported it."""
+    lines = []
+    lab = _lab(job.payload)
+    if lab is not None and lab.experiment_commit:
+        named = lab.experiment_revision or "HEAD"
+        dirty = "; the tree had uncommitted changes, not in it" if lab.experiment_tree_dirty else ""
+        lines.append(f"commit     {lab.experiment_commit[:12]} ({named} at submit{dirty})")
+    run = job.current_run if job.HasField("current_run") else None
+    if run is not None and run.HasField("code"):
+        code = run.code
+        qsched = _source(code.qsched) + (" with uncommitted changes" if code.qsched.dirty else "")
+        lines.append(f"code       {qsched}, qick {code.qick_version or '?'}")
+        if code.HasField("experiment"):
+            origin = executor_pb.CodeOrigin.Name(code.experiment_origin).removeprefix("CODE_ORIGIN_").lower()
+            notes = [origin]
+            if code.experiment_revision:
+                notes.append(f"revision {code.experiment_revision}")
+            if code.experiment.dirty:
+                notes.append(
+                    "the tree had uncommitted changes, not run"
+                    if code.experiment_origin == executor_pb.CODE_ORIGIN_REPOSITORY
+                    else "with uncommitted changes"
+                )
+            lines.append(f"experiment {_source(code.experiment)} ({', '.join(notes)})")
+    return lines
+
+
+def run_code(run) -> str:
+    """A run's experiment commit, short: as the executor reported it, else as pinned."""
+    if run.HasField("code") and run.code.experiment.commit:
+        return run.code.experiment.commit[:12] + ("*" if run.code.experiment.dirty else "")
+    lab = _lab(run.payload)
+    return lab.experiment_commit[:12] if lab is not None and lab.experiment_commit else "-"
 
 
 def event_line(event: pb.JobEvent) -> str:
@@ -126,7 +174,7 @@ def event_line(event: pb.JobEvent) -> str:
 
 
 def run_rows(runs) -> str:
-    header = ["#", "TASK", "STATE", "STARTED", "ENDED", "DATA", "SETTINGS"]
+    header = ["#", "TASK", "STATE", "STARTED", "ENDED", "DATA", "CODE", "SETTINGS"]
     rows = []
     for run in runs:
         settings = "-"
@@ -141,6 +189,7 @@ def run_rows(runs) -> str:
                 when(run.start_time),
                 when(run.end_time),
                 run.data_file_path or "-",
+                run_code(run),
                 settings,
             ]
         )

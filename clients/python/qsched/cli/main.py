@@ -110,6 +110,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         device=args.device or None,
         request_id=args.request_id,
         labels=_calendar_labels(args),
+        experiment_revision=args.revision,
     )
     job = client.get_job(job_id)
     where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
@@ -179,7 +180,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     client = _client(args)
     config = json.loads(args.config) if args.config else None
-    job_id = client.rerun_job(args.job_id, config)
+    job_id = client.rerun_job(args.job_id, config, experiment_revision=args.revision)
     print(f"{job_id} queued again")
     if args.wait:
         return _wait(client, job_id, None)
@@ -457,6 +458,10 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument(
         "--calibration", action="store_true", help="a calibration job (may run in calibration windows)"
     )
+    p.add_argument(
+        "--revision",
+        help="branch, tag or commit of the device's experiment repository (default: its HEAD at submit)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
     p.add_argument("--watch", action="store_true", help="print the job's events until it ends")
     p.set_defaults(func=cmd_submit)
@@ -488,6 +493,9 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p = client("rerun", "queue a finished job again (a new run; earlier runs stay in its history)")
     p.add_argument("job_id")
     p.add_argument("--config", help="a new expt_config (JSON object) for the new run")
+    p.add_argument(
+        "--revision", help="run this experiment-repository revision instead of the commit the job pinned"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the new run")
     p.set_defaults(func=cmd_rerun)
 
