@@ -357,7 +357,12 @@ def _depth_probe(stack: Stack, clients: Clients, sizes: Sizes, holder: pb.Job) -
     finished = [j for j in finished if in_group(j, "bench-depth")]
     ran = [j for j in finished if ts(j.current_run.start_time) >= released_at]
     errors += _failures(ran)
-    starts = sorted(file_times(stack.data_root / j.current_run.data_file_path)[0] for j in ran)
+    # A run that ended without a file (the board holder, cancelled early) has no timestamps there.
+    starts = sorted(
+        file_times(stack.data_root / j.current_run.data_file_path)[0]
+        for j in ran
+        if j.current_run.data_file_path
+    )
     cycle = [b - a for a, b in itertools.pairwise(starts)]
     out = {
         "depth": depth,

@@ -239,7 +239,10 @@ class HardwareExecutor:
         """A run's data file by task id, or any file under the data root by its name."""
         if name:
             root = self.settings.data_root.resolve()
-            path = (root / name).resolve()
+            try:
+                path = (root / name).resolve()
+            except (ValueError, OSError):  # e.g. a NUL byte: no file can have that name
+                raise RunNotFound("DATA_NOT_FOUND", "no data file by that name") from None
             if not path.is_relative_to(root) or not path.is_file():
                 raise RunNotFound("DATA_NOT_FOUND", f"no data file {name!r}", name=name)
             known = next((r.data for r in self.runs.values() if r.data and r.data.name == name), None)

@@ -244,7 +244,22 @@ class JobClient:
         return self.calls("SubmitJob", request).job.job_id
 
     def get_status(self, job_id: str) -> JobResult:
-        return JobResult.from_job(self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job)
+        return self._with_local_data(
+            JobResult.from_job(self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job)
+        )
+
+    def _with_local_data(self, result: JobResult) -> JobResult:
+        """The seed's `data_file_path` is a file this machine can open. The executor names its files
+        relative to its data root: a finished run's file is fetched into the cache (once) and its
+        local path given instead; if that fails, the name stays as the executor gave it."""
+        name = result.data_file_path
+        if not name or Path(name).is_absolute() or not result.is_successful():
+            return result
+        try:
+            result.data_file_path = str(self.data_path(result.job_id, result.task_id))
+        except Exception as exc:  # the path stays a name; loading it says what is missing
+            print(f"qsched: could not fetch {name}: {exc}", file=sys.stderr)
+        return result
 
     def wait_for_completion(
         self,
@@ -305,7 +320,7 @@ class JobClient:
         display.close()
         if final is None or not c.is_terminal(final.state):
             return self.get_status(job_id)
-        return JobResult.from_job(final)
+        return self._with_local_data(JobResult.from_job(final))
 
     def _interrupted(self, job_id: str) -> None:
         try:

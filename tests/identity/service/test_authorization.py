@@ -118,7 +118,9 @@ async def test_quotas_on_queued_jobs_and_payload_size(tmp_path, fake_executor, i
     )
     async with service as address, authed_channel(address, identity.token_for("erin")) as channel:
         erin = jobs_pb2_grpc.JobServiceStub(channel)
-        jobs = [(await erin.SubmitJob(lab())).job.job_id for _ in range(3)]  # one runs, two queue
+        first = (await erin.SubmitJob(lab())).job.job_id
+        await job_in_state(erin, first, pb.Job.STATE_RUNNING)  # handed over and started: not queued
+        jobs = [first, *[(await erin.SubmitJob(lab())).job.job_id for _ in range(2)]]  # two queue
         error = await refused(
             erin.SubmitJob(lab()), grpc.StatusCode.RESOURCE_EXHAUSTED, "QUEUED_JOBS_QUOTA", "qsched.jobs.v1"
         )
