@@ -103,7 +103,7 @@ def _done_jobs(clients: Clients, owner: str) -> list[pb.Job]:
 
 def _failures(jobs: list[pb.Job]) -> list[str]:
     return [
-        f"{j.job_id} {pb.Job.State.Name(j.state)} {j.error.reason}"
+        f"{j.job_id} {pb.Job.State.Name(j.state)} {j.error.reason} {j.error.message}".rstrip()
         for j in jobs
         if j.state != pb.Job.STATE_SUCCEEDED
     ]

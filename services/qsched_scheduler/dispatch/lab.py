@@ -87,7 +87,10 @@ class _OnBoard:
     job_id: str
     key: tuple[int, ...]  # its place in the policy's order
     pins_main: bool = True
-    started: bool = False
+    started: bool = False  # on the board or past it: no longer to be withdrawn
+    # Its start is applied here (the job is RUNNING in the database). Not the same as `started`:
+    # a withdraw answered "started" before the run's own `started` update arrived.
+    running_here: bool = False
     ended: bool = False  # the executor says it ended; its last updates are on their way
     seq: int = 0  # last update applied
     owner: str = ""  # for orderings that reorder at pick time (fair share)
@@ -490,6 +493,7 @@ class LabDispatcher:
                 ),
                 pins_main(job.payload),
                 started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
+                running_here=job.state is JobState.RUNNING,
                 ended=h.state in (HeldState.ENDED, HeldState.LOST),
                 seq=run.executor_seq,
                 owner=job.owner,
@@ -714,7 +718,7 @@ class LabDispatcher:
         items: list[tuple[str, RunUpdate]] = []
         ended_now: set[str] = set()
         by_task = {r.task_id: r for r in self._on_board}
-        running = next((r.task_id for r in self._on_board if r.started and not r.ended), "")
+        running = next((r.task_id for r in self._on_board if r.running_here and not r.ended), "")
         pending = [*self._deferred, *updates]
         self._deferred = []
         for update in pending:
@@ -722,12 +726,12 @@ class LabDispatcher:
             if run is None or update.seq <= run.seq:
                 continue  # not ours (withdrawn, a stranger) or replayed
             waits = any(u.task_id == update.task_id for u in self._deferred)
-            if waits or (running and running != update.task_id and not run.started and _starts(update)):
+            if waits or (running and running != update.task_id and not run.running_here and _starts(update)):
                 self._deferred.append(update)
                 continue
             run.seq = update.seq
-            if isinstance(update.body, Started) or (update.terminal and not run.started):
-                run.started = True
+            if _starts(update) or (update.terminal and not run.running_here):
+                run.started = run.running_here = True
                 running = running or update.task_id
             if update.terminal:
                 run.ended = True
