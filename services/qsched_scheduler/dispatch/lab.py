@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 EXECUTOR_LOST_AFTER_S = 30.0
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 2.0
+STOP_TIMEOUT_S = 5.0
 # Staging: enough runs to cover this much typical run time, within these bounds.
 HORIZON_S = 1.0
 MIN_STAGED = 2
@@ -248,9 +249,13 @@ class LabDispatcher:
             self._unsubscribe()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # Closing the channel first ends a call the task may be waiting on (a write on a stream
+        # that is still connecting does not notice a cancel): the task then ends.
         await self.executor.close()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
+            if not done:
+                log.warning("dispatching to %s did not stop within %g s", self.device, STOP_TIMEOUT_S)
 
     def wake(self) -> None:
         self._wake.set()
