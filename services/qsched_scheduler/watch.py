@@ -67,7 +67,9 @@ class Watching:
         with self.bus.subscribe_job(job_id) as sub:  # subscribe first: nothing falls in between
             job = await self.get(job_id)
             yield job
-            if job.state.terminal and after_seq == 0:
+            # A finished job has nothing more to send after its last event (issue 18, defect 6:
+            # an after_seq at or beyond it used to wait for events that never come).
+            if job.state.terminal and (after_seq == 0 or after_seq >= job.last_seq):
                 return
             last = min(after_seq, job.last_seq) if after_seq else job.last_seq
             async for item in self._replay(job_id, last):

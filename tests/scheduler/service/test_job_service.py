@@ -41,6 +41,11 @@ async def test_submit_is_queued_dispatched_and_watchable(scheduler):
     # Resume: everything after seq 1 is replayed, nothing is missed.
     resumed = [m async for m in stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id, after_seq=1))]
     assert [m.event.seq for m in resumed[1:]] == list(range(2, events[-1].seq + 1))
+    # After the last event of a finished job (or beyond it): the snapshot, then the stream ends.
+    for after in (events[-1].seq, events[-1].seq + 100):
+        request = pb.WatchJobRequest(job_id=job.job_id, after_seq=after)
+        tail = [m async for m in stub.WatchJob(request, timeout=10)]
+        assert len(tail) == 1 and tail[0].HasField("snapshot")
 
 
 async def test_priority_order_then_fifo(scheduler):
