@@ -90,6 +90,7 @@ class GrpcMainRevisionsFeed:
         self._heartbeat.FromNanoseconds(int(heartbeat_s * 1e9))
         self._silence_s = silence_s
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.streams_opened = 0  # diagnostics: how often it (re)connected
 
     def start(self) -> None:
@@ -98,6 +99,9 @@ class GrpcMainRevisionsFeed:
 
     async def close(self) -> None:
         task, self._task = self._task, None
+        # The flag as well as the cancel: asyncio.wait_for (3.11) can swallow a cancel that lands
+        # as the read completes, and the loop would then reconnect forever.
+        self._closing = True
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,7 +111,7 @@ class GrpcMainRevisionsFeed:
 
     async def _follow(self) -> None:
         delay = RECONNECT_MIN_S
-        while True:
+        while not self._closing:
             problem = "the stream ended"
             try:
                 await self._stream()
@@ -122,6 +126,8 @@ class GrpcMainRevisionsFeed:
                 problem = "internal error"
             was_live = self._revisions.live
             self._revisions.lost()
+            if self._closing:
+                return
             if was_live:
                 log.warning(
                     "main-revisions stream lost (%s): pinning through PinConfigs until it is back", problem

@@ -531,6 +531,30 @@ class LabDispatcher:
         ]
         if barred:
             await self._take_back(queue, barred)
+        # The scheduler may have died between a job arriving and the runs it overtakes being
+        # taken back: what was staged keeps the policy's order only if nothing runs first.
+        unordered = self._out_of_order()
+        if unordered:
+            log.info(
+                "taking %d staged run(s) back from %s: out of order after a restart",
+                len(unordered),
+                self.device,
+            )
+            await self._take_back(queue, unordered)
+
+    def _out_of_order(self) -> list[_OnBoard]:
+        """Staged runs from the first one that a waiting job, or a run staged after it, precedes."""
+        staged = [r for r in self._on_board if not r.started and not r.ended]
+        overtakes = getattr(self._policy.ordering, "overtakes", None)
+        waiting = list(self.view().waiting())
+
+        def precedes(job: QueuedJob, r: _OnBoard) -> bool:
+            return self._policy.key(job) < r.key or (overtakes is not None and overtakes(job, r.owner, r.key))
+
+        for i, r in enumerate(staged):
+            if any(later.key < r.key for later in staged[i + 1 :]) or any(precedes(j, r) for j in waiting):
+                return staged[i:]
+        return []
 
     async def _lose_running(self, message: str) -> None:
         thread, stores = self._stores.thread, self._stores

@@ -332,3 +332,26 @@ async def test_estimates_use_the_running_jobs_own_progress():
     assert estimated_start(now, 3, job, typical=60.0) == now + timedelta(seconds=130)
     run.progress = 0.0  # nothing reported yet: typical run time less what has elapsed
     assert estimated_start(now, 1, job, typical=60.0) == now + timedelta(seconds=30)
+
+
+async def test_a_job_that_overtook_staged_runs_just_before_a_restart_still_runs_first(new_store):
+    store, executor = new_store(), MemoryExecutor()
+    executor.board.hold()
+    first = await started(engine(store, executor, default_run_seconds=0.01))
+    ids = [(await first.submit(sub())).job.job_id for _ in range(3)]
+    await eventually(lambda: len(executor.board.waiting), until=lambda n: n == 2, what="two staged")
+    await first.routes.stop()  # the scheduler dies ...
+    # ... having recorded a job that goes first, but not yet taken back the runs it overtakes.
+    second = engine(store, executor)
+    urgent = (await second.submit(sub(priority=5))).job.job_id
+    board = executor.board
+    assert [board.runs[t].job_id for t in board.waiting] == ids[1:], "nothing taken back before the restart"
+    await started(second)
+    try:
+        for job_id in [ids[0], urgent, *ids[1:]]:
+            await on_board(executor.board, job_id)
+            executor.board.finish_current()
+            await state_of(second, job_id, JobState.SUCCEEDED)
+        assert executor.board.order == [ids[0], urgent, *ids[1:]]
+    finally:
+        await second.stop()
