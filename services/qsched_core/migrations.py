@@ -4,17 +4,25 @@ A service keeps its scripts in a `migrations` package (shipped with the
 distribution) whose env.py calls `run_env(metadata)`, and exposes
 `Migrations(scripts_dir, version_table)` as its `db` module's API. Each service
 records its revision in its own version table, so several can share one
-PostgreSQL database."""
+PostgreSQL database.
+
+Any number of processes may migrate one database at the same moment (replicas, a compose file
+starting everything): on PostgreSQL each upgrade or downgrade holds a session advisory lock
+keyed by its version table, so they run one after another and the later ones find nothing to
+do; on SQLite every transaction begins IMMEDIATE (qsched_core.sql), which serializes them."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from qsched_core.sql import make_engine, read_only
@@ -40,21 +48,41 @@ class Migrations:
 
     def upgrade(self, url: str, revision: str = "head") -> None:
         """Migrate the database at `url` up to `revision` (creating the schema in an empty database)."""
-        engine = make_engine(url)
-        try:
-            with engine.connect() as connection:
-                command.upgrade(self.config(connection), revision)
-        finally:
-            engine.dispose()
+        with self._locked(url) as connection:
+            command.upgrade(self.config(connection), revision)
 
     def downgrade(self, url: str, revision: str = "base") -> None:
         """Migrate the database at `url` down to `revision` ("base" drops every table)."""
+        with self._locked(url) as connection:
+            command.downgrade(self.config(connection), revision)
+
+    @contextlib.contextmanager
+    def _locked(self, url: str) -> Iterator[Connection]:
+        """A connection holding this version table's migration lock (PostgreSQL) until the end."""
         engine = make_engine(url)
         try:
             with engine.connect() as connection:
-                command.downgrade(self.config(connection), revision)
+                if connection.dialect.name != "postgresql":
+                    yield connection
+                    return
+                key = self._lock_key()
+                # Session-level: it outlives the migrations' own transactions; committed at once so
+                # alembic begins its transaction on a connection that is not in one.
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.rollback()  # whatever a failed migration left open
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
         finally:
             engine.dispose()
+
+    def _lock_key(self) -> int:
+        """A signed 64-bit advisory-lock key from the version table's name (stable across processes)."""
+        digest = hashlib.sha256(f"qsched-migrations:{self.version_table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
 
     def current(self, url: str) -> str | None:
         """The revision the database is at, or None for an unmigrated database."""
