@@ -36,7 +36,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--trace-exporter", choices=EXPORTERS, default=None, help="OpenTelemetry exporter")
     parser.add_argument(
-        "--database-url", default=None, help="scheduler database (default: SQLite in the data dir)"
+        "--database-url",
+        default=None,
+        help="scheduler database (default: SQLite in the data dir); with `up`, every service's database "
+        "unless given its own (one PostgreSQL database holds them all)",
     )
     parser.add_argument(
         "--configs-database-url",
@@ -182,6 +185,19 @@ _SECURITY = {
     "max_payload_bytes_per_job": "--max-payload-bytes-per-job",
     "max_user_priority": "--max-user-priority",
 }
+
+
+# The databases `qsched up --database-url URL` puts on that one database (each service keeps its
+# own tables and version table, so they share it; docs/deployment.md).
+_SHARED_DATABASE = ("configs_database_url", "gateway_database_url", "identity_database_url")
+
+
+def share_database(args: argparse.Namespace) -> None:
+    """`up`: every service without a database of its own uses --database-url's."""
+    if args.database_url:
+        for name in _SHARED_DATABASE:
+            if getattr(args, name, None) is None:
+                setattr(args, name, args.database_url)
 
 
 def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:

@@ -11,7 +11,7 @@ import importlib.util
 import sys
 
 from qsched_core.config import SERVICES
-from qsched_ops.args import add_common_arguments, config_from_args
+from qsched_ops.args import add_common_arguments, config_from_args, share_database
 
 SERVER_EXTRA_HINT = "this command needs the server parts: pip install 'qsched[server]'"
 WEB_EXTRA_HINT = "the web view needs aiohttp and matplotlib: pip install 'qsched[web]'"
@@ -26,6 +26,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _need_server_parts()
     from qsched_ops.supervisor import up
 
+    share_database(args)
     return up(args)
 
 

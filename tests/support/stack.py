@@ -114,9 +114,10 @@ class UpProcesses:
 
 
 @contextlib.contextmanager
-def up_stack(tmp: Path) -> Iterator[UpProcesses]:
+def up_stack(tmp: Path, database_url: str = "") -> Iterator[UpProcesses]:
     """Start `qsched up` in `tmp` (four processes and the web view on free ports, the simulated
-    board, a data directory and identity database of its own) and stop it on exit."""
+    board, a data directory and identity database of its own) and stop it on exit. With
+    `database_url`, every service keeps its state in that database (`up --database-url`)."""
     from qsched_core.config import SERVICES
     from qsched_core.sql import make_engine
     from qsched_identity.db import sqlite_url_for
@@ -134,12 +135,14 @@ def up_stack(tmp: Path) -> Iterator[UpProcesses]:
             env.delenv(name)
         for name, value in wanted.items():
             env.setenv(name, value)
+        if database_url:
+            flags += ["--database-url", database_url]
         up = processes.start(["up", *flags, "--data-dir", str(tmp / "data")], log)
     store = None
     try:
         # every service SERVING and the main hardware_config seeded
         processes.wait_for_line(log, "qsched is up", up)
-        url = sqlite_url_for(tmp / "data")
+        url = database_url or sqlite_url_for(tmp / "data")
         store = IdentityStore(make_engine(url))
         yield UpProcesses(addresses, TestIdentity(url, tmp, store), tmp / "data", log, f"http://{web}")
     finally:
