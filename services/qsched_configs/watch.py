@@ -151,7 +151,8 @@ class MainWatch:
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._moved.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._moved.wait()
             except TimeoutError:
                 return
 
@@ -180,4 +181,5 @@ class MainWatch:
                     moved, self._moved = self._moved, asyncio.Event()
                     moved.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self._poll_interval_s)
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._poked.wait()

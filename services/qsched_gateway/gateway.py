@@ -136,7 +136,8 @@ class Changes:
     @staticmethod
     async def wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
 
 def installed_adapters(credentials: Credentials, registry: Registry, notify, local_workers: int) -> dict:
@@ -253,9 +254,8 @@ class Gateway:
         (the fake backends' first description, a cloud API that does not answer) is reported
         unavailable instead of holding the whole answer; its listing goes on for the next call."""
         try:
-            found = await asyncio.wait_for(
-                asyncio.shield(self._list_in_background(adapter)), self.list_timeout
-            )
+            async with asyncio.timeout(self.list_timeout):
+                found = await asyncio.shield(self._list_in_background(adapter))
             return list(found), ""
         except TimeoutError:
             return [], f"still listing its devices after {self.list_timeout:g} s; ask again shortly"

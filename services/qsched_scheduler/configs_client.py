@@ -99,8 +99,8 @@ class GrpcMainRevisionsFeed:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        # The flag as well as the cancel: asyncio.wait_for (3.11) can swallow a cancel that lands
-        # as the read completes, and the loop would then reconnect forever.
+        # The flag as well as the cancel: a cancel that lands as a read completes must not leave
+        # the loop reconnecting forever (asyncio.wait_for in 3.11 swallowed such a cancel).
         self._closing = True
         if task is not None:
             task.cancel()
@@ -145,7 +145,8 @@ class GrpcMainRevisionsFeed:
         self.streams_opened += 1
         try:
             while True:
-                message = await asyncio.wait_for(call.read(), self._silence_s)
+                async with asyncio.timeout(self._silence_s):
+                    message = await call.read()
                 if message is grpc.aio.EOF:
                     return
                 event = stream_event(message)

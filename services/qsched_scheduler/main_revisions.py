@@ -130,7 +130,8 @@ class MainRevisions:
         """Wait (at most `timeout_s`) until the cache is live; whether it is."""
         if not self._live:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._became_live.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._became_live.wait()
         return self._live
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:

@@ -262,4 +262,5 @@ class CalendarTicker:
             soonest = min((b for b in boundaries if b is not None), default=None)
             wait = MAX_TICK_S if soonest is None else min(MAX_TICK_S, (soonest - now).total_seconds())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.01, wait))
+                async with asyncio.timeout(max(0.01, wait)):
+                    await self._wake.wait()

@@ -217,7 +217,8 @@ class WebView:
         try:
             while True:
                 try:
-                    first = await asyncio.wait_for(changed.get(), HEARTBEAT_S)
+                    async with asyncio.timeout(HEARTBEAT_S):
+                        first = await changed.get()
                 except TimeoutError:
                     await stream.write(b": keep-alive\n\n")
                     continue

@@ -424,7 +424,8 @@ class LabDispatcher:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.Event().wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await asyncio.Event().wait()
 
     async def _serve(self, queue: RunQueue) -> None:
         async with self._lock:

@@ -45,8 +45,10 @@ class RunQueue:
     async def open(cls, transport: QueueTransport, cursors: Sequence[RunCursor]) -> RunQueue:
         try:
             # Bounded: a write on a channel that is still reconnecting waits for it.
-            await asyncio.wait_for(transport.send(OpenQueue(tuple(cursors))), ANSWER_TIMEOUT_S)
-            event = await asyncio.wait_for(transport.receive(), ANSWER_TIMEOUT_S)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                await transport.send(OpenQueue(tuple(cursors)))
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                event = await transport.receive()
         except TimeoutError as exc:
             await transport.close()
             raise ExecutorUnavailable("the executor did not answer the run queue's opening") from exc
@@ -97,7 +99,8 @@ class RunQueue:
         self._waiting[request_id] = future
         await self.transport.send(command_of(request_id))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_S)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                return await asyncio.shield(future)
         except TimeoutError as exc:
             raise ExecutorUnavailable("the executor did not answer a run queue command") from exc
         finally:

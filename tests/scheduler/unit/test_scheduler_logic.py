@@ -74,6 +74,13 @@ async def test_priority_first_then_fifo(env):
     low = (await scheduler.submit(sub(0))).job
     high = (await scheduler.submit(sub(10))).job
     high2 = (await scheduler.submit(sub(10))).job
+    # The staged runs they overtake are taken back after the submits return: the board's queue
+    # shows it (a run that started meanwhile could not be overtaken any more).
+    await eventually(
+        lambda: [board.runs[t].job_id for t in board.waiting],
+        until=lambda waiting: waiting == [high.job_id, high2.job_id],
+        what="the high-priority jobs staged first",
+    )
     for _ in range(5):
         current = await eventually(
             lambda: board.order[-1] if board.current else "", what="a run on the board"
