@@ -45,9 +45,11 @@ def rerun_payload(current: Payload, new: Payload | None, revision: str = "") -> 
         body = {k: v for k, v in (new or current).body.items() if k not in PIN_KEYS}
         body["experiment_revision"] = revision
         return Payload(current.kind, body)
-    if new is None or new.kind is not JobKind.LAB_EXPERIMENT or new.body.get("experiment_revision"):
+    if new is None or new.kind is not JobKind.LAB_EXPERIMENT:
         return new
-    body = {k: v for k, v in new.body.items() if k not in PIN_KEYS}
+    body = {k: v for k, v in new.body.items() if k not in PIN_KEYS}  # a commit is never taken on trust
+    if body.get("experiment_revision"):
+        return Payload(new.kind, body)
     for key in ("experiment_revision", *PIN_KEYS):
         if current.body.get(key):
             body[key] = current.body[key]
