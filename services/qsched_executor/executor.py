@@ -334,9 +334,12 @@ class HardwareExecutor:
         (a job the scheduler could not check at submit, or a direct caller)."""
         if exp.experiment_commit:
             return exp
-        resolved = await asyncio.to_thread(
-            self.sources.resolve, exp.experiment_module, exp.experiment_revision
-        )
+        if self.sources.repository is None:  # nothing to ask git: no thread hop per run
+            resolved = self.sources.resolve(exp.experiment_module, exp.experiment_revision)
+        else:
+            resolved = await asyncio.to_thread(
+                self.sources.resolve, exp.experiment_module, exp.experiment_revision
+            )
         if resolved is None:
             return exp
         return replace(exp, experiment_commit=resolved.commit, experiment_tree_dirty=resolved.tree_dirty)
