@@ -120,6 +120,13 @@ def file_attrs(data_root: Path, run: pb.Run) -> dict:
         return dict(f.attrs)
 
 
+def sdk_get_runs(address: str, job_id: str) -> list[dict]:
+    from qsched.client import JobClient
+
+    with JobClient(address) as client:
+        return client.get_runs(job_id)
+
+
 async def show(capsys, address: str, job_id: str) -> str:
     from qsched.cli.main import main
 
@@ -189,6 +196,9 @@ async def test_each_job_runs_the_commit_of_its_submit_and_a_rerun_reuses_it(tmp_
         assert fourth.code.experiment_revision == "main"
         runs = (await jobs.ListRuns(pb.ListRunsRequest(job_id=a.job_id))).runs
         assert [r.code.experiment.commit for r in runs] == [first, first, first, second]
+        sdk_runs = await asyncio.to_thread(sdk_get_runs, address, a.job_id)
+        assert [r["code"]["experiment"]["commit"] for r in sdk_runs] == [first, first, first, second]
+        assert {r["code"]["experiment_origin"] for r in sdk_runs} == {"repository"}
 
         # a tag or an older commit by name; a revision that does not exist is refused at submit
         lab.git("tag", "v1", first)
