@@ -161,7 +161,9 @@ def qsched_source() -> PackageSource:
     return PackageSource("qsched", version, state.commit if state else "", state.dirty if state else False)
 
 
+@functools.cache
 def qick_version() -> str:
+    """qick's version as this process has it (read once: it is imported once)."""
     return distribution_version("qick")
 
 

@@ -23,7 +23,7 @@ import time
 import traceback
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,14 +54,17 @@ from qsched_core.execution import (
     Succeeded,
     UpdateBatch,
     UpdateBody,
+    Validated,
     Withdrawn,
     WithdrawRuns,
 )
+from qsched_core.payloads import LabExperiment
+from qsched_core.provenance import CodeProvenance, ResolvedRevision
 from qsched_core.tracing import context_from_traceparent, tracer
 from qsched_executor.configs_client import HARDWARE_CONFIG, PinnedConfigs
 from qsched_executor.errors import InvalidRequest, RunNotFound
+from qsched_executor.experiment_code import ExperimentSources, builtin_code
 from qsched_executor.journal import Journal
-from qsched_executor.plugins import resolve_experiment
 from qsched_executor.runs import Run, RunRegistry
 from qsched_executor.seed_compat import SeedConfigError, find_seed_experiment
 from qsched_executor.seed_compat import provenance as seed_provenance
@@ -69,7 +72,7 @@ from qsched_executor.validation import ValidationCache, cache_key
 from qsched_executor.writers import DataWriters
 from qsched_hardware.board import Board, RunCancelled
 from qsched_hardware.board import Progress as BoardProgress
-from qsched_hardware.datafile import file_sha256, run_file_name
+from qsched_hardware.datafile import code_attrs, file_sha256, run_file_name
 from qsched_hardware.experiments import Experiment, ExperimentResult, RunContext, Violation
 from qsched_hardware.hwconfig import load_hardware_config, sha256_hex
 
@@ -85,6 +88,9 @@ class Settings:
     experiment_packages: tuple[str, ...] = ()
     state_dir: Path | None = None  # where the crash journal lives (None: no journal)
     data_writers: int = 0  # writer processes; 0 = one thread of this process
+    # Where experiment classes come from (built-ins, the experiment repository, installed
+    # packages); None = built-ins and `experiment_packages`, no repository.
+    sources: ExperimentSources | None = None
 
 
 @dataclass
@@ -115,6 +121,7 @@ class _Item:
     request: ExecutionRequest
     experiment: Experiment
     hw: HardwareConfigUsed
+    code: CodeProvenance | None = None  # the code the experiment is (data file, terminal update)
 
 
 def _now() -> float:
@@ -175,6 +182,7 @@ class HardwareExecutor:
         self.pinned = pinned
         self.runs = RunRegistry()
         self.validations = ValidationCache()
+        self.sources = settings.sources or ExperimentSources(settings.experiment_packages)
         self._hw_cache: dict[Any, HardwareConfigUsed] = {}
         self._writers = DataWriters(settings.data_writers)
         self._session: QueueSession | None = None
@@ -292,56 +300,112 @@ class HardwareExecutor:
             self._hw_cache[key] = used
         return used
 
-    def _experiment(self, module: str, class_name: str, expt_json: str, hw: dict) -> Experiment:
+    def _experiment(self, exp: LabExperiment, hw: dict) -> tuple[Experiment, CodeProvenance]:
+        """A fresh experiment object and the code it is: a seed module translated to a built-in,
+        else the class from the sources (the run's repository commit when it names one)."""
+        module, class_name = exp.experiment_module, exp.experiment_class
         seed = find_seed_experiment(module, class_name, self.settings.experiment_packages)
-        cls = seed.cls if seed else resolve_experiment(module, class_name, self.settings.experiment_packages)
+        if seed is not None:
+            cls, code = seed.cls, builtin_code()
+        else:
+            loaded = self.sources.load(
+                module,
+                class_name,
+                commit=exp.experiment_commit,
+                revision=exp.experiment_revision,
+                tree_dirty=exp.experiment_tree_dirty,
+            )
+            cls, code = loaded.cls, loaded.code
         try:
-            expt = json.loads(expt_json or "{}")
+            expt = json.loads(exp.expt_config_json or "{}")
         except json.JSONDecodeError as exc:
             raise InvalidRequest("EXPT_CONFIG_INVALID", f"expt_config_json is not JSON: {exc}") from exc
         if not isinstance(expt, dict):
             raise InvalidRequest("EXPT_CONFIG_INVALID", "expt_config_json must be a JSON object")
         if seed is not None:  # a seed job-server module: its config is translated (seed_compat.py)
-            return seed.build(self.board.soccfg, hw, expt)
+            return seed.build(self.board.soccfg, hw, expt), code
         try:
-            return cls(self.board.soccfg, hw, expt)
+            return cls(self.board.soccfg, hw, expt), code
         except Exception as exc:
             raise InvalidRequest("EXPT_CONFIG_INVALID", f"{class_name}: {type(exc).__name__}: {exc}") from exc
 
-    async def _checked(self, module: str, class_name: str, expt_json: str, hw: HardwareConfigUsed):
-        """(experiment, violations): validate() once per cache key (validation.py)."""
-        experiment = self._experiment(module, class_name, expt_json, hw.config)
-        key = cache_key(module, class_name, expt_json, hw.sha256, self.board.config_sha256)
+    async def _pinned(self, exp: LabExperiment) -> LabExperiment:
+        """The experiment with its repository commit: as pinned at submit, else resolved now
+        (a job the scheduler could not check at submit, or a direct caller)."""
+        if exp.experiment_commit:
+            return exp
+        if self.sources.repository is None:  # nothing to ask git: no thread hop per run
+            resolved = self.sources.resolve(exp.experiment_module, exp.experiment_revision)
+        else:
+            resolved = await asyncio.to_thread(
+                self.sources.resolve, exp.experiment_module, exp.experiment_revision
+            )
+        if resolved is None:
+            return exp
+        return replace(exp, experiment_commit=resolved.commit, experiment_tree_dirty=resolved.tree_dirty)
+
+    async def _checked(self, exp: LabExperiment, hw: HardwareConfigUsed):
+        """(experiment, code, violations): validate() once per cache key (validation.py)."""
+        if exp.experiment_commit:  # the commit may have to be unpacked first: off the loop
+            experiment, code = await asyncio.to_thread(self._experiment, exp, hw.config)
+        else:
+            experiment, code = self._experiment(exp, hw.config)
+        key = cache_key(
+            exp.experiment_module,
+            exp.experiment_class,
+            exp.expt_config_json,
+            hw.sha256,
+            self.board.config_sha256,
+            exp.experiment_commit,
+        )
         violations = self.validations.get(key)
         if violations is None:
             violations = tuple(await asyncio.to_thread(_safe_validate, experiment))
             self.validations.put(key, violations)
-        return experiment, violations
+        return experiment, code, violations
 
     async def validate(self, module: str, class_name: str, expt_json: str, configs=()) -> list[Violation]:
-        hw = await self.hardware_config(tuple(configs))
+        checked = await self.check(LabExperiment(class_name, module, expt_json), tuple(configs))
+        return list(checked.violations)
+
+    async def check(self, exp: LabExperiment, configs: tuple[PinnedRevision, ...] = ()) -> Validated:
+        """ValidateExperiment: the job's revision resolved to a commit (when its experiment comes
+        from the repository; the dirty policy applies), and what is wrong with the experiment at
+        that commit; a job that already has its commit (a re-run) is checked at that commit. A
+        revision or commit that does not exist raises."""
+        resolved: ResolvedRevision | None
+        if exp.experiment_commit:
+            resolved = ResolvedRevision(
+                exp.experiment_revision, exp.experiment_commit, exp.experiment_tree_dirty
+            )
+        else:
+            exp = await self._pinned(exp)
+            resolved = (
+                ResolvedRevision(exp.experiment_revision, exp.experiment_commit, exp.experiment_tree_dirty)
+                if exp.experiment_commit
+                else None
+            )
+        hw = await self.hardware_config(configs)
         try:
-            _, violations = await self._checked(module, class_name, expt_json, hw)
+            _, _, violations = await self._checked(exp, hw)
         except InvalidRequest as exc:
             if exc.reason in ("EXPERIMENT_NOT_FOUND", "EXPERIMENT_CLASS_MISSING"):
-                return [Violation("experiment_class", exc.message)]
+                return Validated((Violation("experiment_class", exc.message),), resolved)
             if exc.reason == "EXPT_CONFIG_INVALID":
-                return [Violation("expt_config_json", exc.message)]
+                return Validated((Violation("expt_config_json", exc.message),), resolved)
             if isinstance(exc, SeedConfigError):
-                return list(exc.violations)
+                return Validated(tuple(exc.violations), resolved)
             raise
-        return list(violations)
+        return Validated(tuple(violations), resolved)
 
     async def _prepare(self, request: ExecutionRequest) -> _Item:
         hw = await self.hardware_config(request.configs)
-        exp = request.experiment
-        experiment, violations = await self._checked(
-            exp.experiment_module, exp.experiment_class, exp.expt_config_json, hw
-        )
+        exp = await self._pinned(request.experiment)
+        experiment, code, violations = await self._checked(exp, hw)
         if violations:
             raise InvalidExperimentError(violations)
         run = Run(request.task_id, request.job_id, request.owner, exp.experiment_class, request.trace_parent)
-        return _Item(run, request, experiment, hw)
+        return _Item(run, replace(request, experiment=exp), experiment, hw, code)
 
     # ---- the run queue --------------------------------------------------------------------------
     def open_queue(self, command: OpenQueue) -> QueueSession:
@@ -549,12 +613,15 @@ class HardwareExecutor:
         try:
             result = item.experiment.run(RunContext(self.board, run.cancel, progress))
         except RunCancelled as cancelled:  # a plug-in that let it through
-            self._post(run, Cancelled(run.cancel_reason or "cancelled", cancelled.rounds_done))
+            self._post(
+                run, Cancelled(run.cancel_reason or "cancelled", cancelled.rounds_done, code=item.code)
+            )
             return
         except Exception as exc:
             log.exception("run %s failed", run.task_id, exc_info=exc)
             reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
-            self._post(run, Failed(reason, traceback.format_exception_only(type(exc), exc)[-1].strip()))
+            message = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            self._post(run, Failed(reason, message, item.code))
             return
         ended = _now()
         # The board is free from here on: the file is written by the writer pool while the
@@ -562,28 +629,31 @@ class HardwareExecutor:
         name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.now())
         attrs = self._attrs(item, result, started, ended)
         future = self._writers.write(self.settings.data_root / name, result.data, attrs, result.dataset_attrs)
-        future.add_done_callback(lambda done: self._written(run, name, result, done))
+        future.add_done_callback(lambda done: self._written(item, name, result, done))
 
-    def _written(self, run: Run, name: str, result: ExperimentResult, done: Future) -> None:
+    def _written(self, item: _Item, name: str, result: ExperimentResult, done: Future) -> None:
         """The writer finished (any thread): the run's terminal update."""
+        run, code = item.run, item.code
         error = done.exception()
         body: UpdateBody
         if error is not None:
             if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
-                body = Failed("DISK_FULL", f"the data file {name} could not be written: {error}")
+                body = Failed("DISK_FULL", f"the data file {name} could not be written: {error}", code)
             else:
-                body = Failed("DATA_WRITE_FAILED", f"the data file {name} could not be written: {error!r}")
+                body = Failed(
+                    "DATA_WRITE_FAILED", f"the data file {name} could not be written: {error!r}", code
+                )
             log.error("run %s: %s", run.task_id, body.message)
         else:
             sha, size = done.result()
             ref = DataRef(name, sha, size)
             if result.partial:
                 body = Cancelled(
-                    run.cancel_reason or "cancelled", int(result.attrs.get("rounds_done", 0)), ref
+                    run.cancel_reason or "cancelled", int(result.attrs.get("rounds_done", 0)), ref, code
                 )
             else:
                 body = Succeeded(
-                    ref, dict(result.summary), {k: float(v) for k, v in result.config_updates.items()}
+                    ref, dict(result.summary), {k: float(v) for k, v in result.config_updates.items()}, code
                 )
         self._post(run, body)
 
@@ -616,6 +686,7 @@ class HardwareExecutor:
             "summary": dict(result.summary),
             "config_updates": dict(result.config_updates),
             **seed_provenance(experiment),
+            **(code_attrs(item.code) if item.code is not None else {}),
             **{f"run_{k}": v for k, v in result.attrs.items()},
         }
 

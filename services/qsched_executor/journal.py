@@ -32,6 +32,7 @@ from qsched_core.execution import (
     Succeeded,
     UpdateBody,
 )
+from qsched_core.provenance import CodeProvenance
 from qsched_executor.runs import Run
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,11 @@ _BODIES: dict[str, type] = {
 
 
 def _body_to_json(body: UpdateBody) -> dict[str, Any]:
-    return {"kind": body.kind.value, **asdict(body)}
+    raw = {"kind": body.kind.value, **asdict(body)}
+    code = getattr(body, "code", None)
+    if code is not None:  # the flat form (its origin is an enum)
+        raw["code"] = code.to_dict()
+    return raw
 
 
 def _body_from_json(raw: dict[str, Any]) -> UpdateBody:
@@ -57,6 +62,8 @@ def _body_from_json(raw: dict[str, Any]) -> UpdateBody:
     cls = _BODIES[fields.pop("kind")]
     if isinstance(fields.get("data"), dict):
         fields["data"] = DataRef(**fields["data"])
+    if isinstance(fields.get("code"), dict):
+        fields["code"] = CodeProvenance.from_dict(fields["code"])
     return cls(**fields)
 
 

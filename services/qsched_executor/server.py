@@ -13,6 +13,7 @@ from qsched_core.config import ServiceConfig
 from qsched_core.principal import Role
 from qsched_executor.configs_client import PinnedConfigs
 from qsched_executor.executor import HardwareExecutor, Settings
+from qsched_executor.experiment_code import sources_from_config
 from qsched_executor.lock import BoardLock
 from qsched_executor.servicer import ExecutorServicer
 from qsched_runtime.security import peer_credentials, server_security
@@ -30,6 +31,7 @@ def settings_from(config: ServiceConfig) -> Settings:
         experiment_packages=tuple(config.experiment_packages),
         state_dir=config.data_dir,
         data_writers=config.data_writers,
+        sources=sources_from_config(config),
     )
 
 

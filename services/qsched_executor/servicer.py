@@ -76,10 +76,7 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
         self, request: pb.ValidateExperimentRequest, context: grpc.aio.ServicerContext
     ):
         experiment, configs = wire.validate_request_from_pb(request)
-        violations = await self._executor.validate(
-            experiment.experiment_module, experiment.experiment_class, experiment.expt_config_json, configs
-        )
-        return wire.validate_response_to_pb(violations)
+        return wire.validate_response_to_pb(await self._executor.check(experiment, configs))
 
     async def FetchData(self, request: pb.FetchDataRequest, context: grpc.aio.ServicerContext):
         path, ref = await self._executor.data_file(request.task_id, request.name)

@@ -1,8 +1,8 @@
-"""The validation cache: an experiment is checked once per (experiment class and module, settings
-hash, hardware-config sha, board config sha), since `Experiment.validate()` (for the built-ins, a
-full program compile) depends on nothing else. What can change between two runs with the same
-key is re-done every time: the allow-list and class lookup (cheap, imports are cached) and the
-experiment object itself (the run needs a fresh one)."""
+"""The validation cache: an experiment is checked once per (experiment class and module, its
+repository commit, settings hash, hardware-config sha, board config sha), since
+`Experiment.validate()` (for the built-ins, a full program compile) depends on nothing else. What
+can change between two runs with the same key is re-done every time: the allow-list and class
+lookup (cheap, imports are cached) and the experiment object itself (the run needs a fresh one)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ from qsched_hardware.experiments import Violation
 CacheKey = tuple[str, str, str, str, str]
 
 
-def cache_key(module: str, class_name: str, expt_json: str, hw_sha: str, board_sha: str) -> CacheKey:
+def cache_key(
+    module: str, class_name: str, expt_json: str, hw_sha: str, board_sha: str, commit: str = ""
+) -> CacheKey:
+    """`commit`: the experiment repository's commit the class comes from ("" = not from it):
+    the same module at two commits is two experiments."""
     settings = hashlib.sha256((expt_json or "{}").encode()).hexdigest()
-    return (module.strip(), class_name, settings, hw_sha, board_sha)
+    where = f"{module.strip()}@{commit}" if commit else module.strip()
+    return (where, class_name, settings, hw_sha, board_sha)
 
 
 class ValidationCache:

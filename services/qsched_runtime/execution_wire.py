@@ -39,11 +39,13 @@ from qsched_core.execution import (
     Started,
     Succeeded,
     UpdateBatch,
+    Validated,
     Violation,
     Withdrawn,
     WithdrawRuns,
 )
 from qsched_core.payloads import LabExperiment
+from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource, ResolvedRevision
 
 
 # -- small values ----------------------------------------------------------------------------------
@@ -54,6 +56,9 @@ def experiment_to_pb(experiment: LabExperiment) -> pb.Experiment:
         experiment_class=experiment.experiment_class,
         experiment_module=experiment.experiment_module,
         expt_config_json=experiment.expt_config_json,
+        experiment_revision=experiment.experiment_revision,
+        experiment_commit=experiment.experiment_commit,
+        experiment_tree_dirty=experiment.experiment_tree_dirty,
     )
 
 
@@ -62,7 +67,50 @@ def experiment_from_pb(msg: pb.Experiment) -> LabExperiment:
         experiment_class=msg.experiment_class,
         experiment_module=msg.experiment_module,
         expt_config_json=msg.expt_config_json or "{}",
+        experiment_revision=msg.experiment_revision,
+        experiment_commit=msg.experiment_commit,
+        experiment_tree_dirty=msg.experiment_tree_dirty,
     )
+
+
+ORIGIN_TO_PB = {origin: pb.CodeOrigin.Value(f"CODE_ORIGIN_{origin.name}") for origin in CodeOrigin}
+ORIGIN_FROM_PB = {v: k for k, v in ORIGIN_TO_PB.items()}
+
+
+def package_to_pb(source: PackageSource) -> pb.PackageSource:
+    return pb.PackageSource(
+        name=source.name, version=source.version, commit=source.commit, dirty=source.dirty
+    )
+
+
+def package_from_pb(msg: pb.PackageSource) -> PackageSource:
+    return PackageSource(msg.name, msg.version, msg.commit, msg.dirty)
+
+
+def code_to_pb(code: CodeProvenance | None) -> pb.CodeProvenance | None:
+    if code is None:
+        return None
+    return pb.CodeProvenance(
+        qsched=package_to_pb(code.qsched),
+        qick_version=code.qick_version,
+        experiment=package_to_pb(code.experiment) if code.experiment is not None else None,
+        experiment_origin=ORIGIN_TO_PB[code.experiment_origin],
+        experiment_revision=code.experiment_revision,
+    )
+
+
+def code_from_pb(msg: pb.CodeProvenance) -> CodeProvenance:
+    return CodeProvenance(
+        qsched=package_from_pb(msg.qsched),
+        qick_version=msg.qick_version,
+        experiment=package_from_pb(msg.experiment) if msg.HasField("experiment") else None,
+        experiment_origin=ORIGIN_FROM_PB.get(msg.experiment_origin, CodeOrigin.BUILTIN),
+        experiment_revision=msg.experiment_revision,
+    )
+
+
+def _code(msg) -> CodeProvenance | None:  # a RunResult, RunError or RunCancelled
+    return code_from_pb(msg.code) if msg.HasField("code") else None
 
 
 def pinned_to_pb(pin: PinnedRevision) -> pb.PinnedConfig:
@@ -154,16 +202,18 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
                 data=data_ref_to_pb(body.data) if body.data is not None else None,
                 summary=dict(body.summary),
                 config_updates=dict(body.config_updates),
+                code=code_to_pb(body.code),
             )
         )
     elif isinstance(body, Failed):
-        msg.error.CopyFrom(pb.RunError(reason=body.reason, message=body.message))
+        msg.error.CopyFrom(pb.RunError(reason=body.reason, message=body.message, code=code_to_pb(body.code)))
     elif isinstance(body, Cancelled):
         msg.cancelled.CopyFrom(
             pb.RunCancelled(
                 reason=body.reason,
                 data=data_ref_to_pb(body.data) if body.data is not None else None,
                 rounds_done=body.rounds_done,
+                code=code_to_pb(body.code),
             )
         )
     else:  # pragma: no cover - the union is closed
@@ -187,15 +237,17 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
             data=data_ref_from_pb(r.data) if r.HasField("data") else None,
             summary=dict(r.summary),
             config_updates=dict(r.config_updates),
+            code=_code(r),
         )
     elif which == "error":
-        body = Failed(msg.error.reason, msg.error.message)
+        body = Failed(msg.error.reason, msg.error.message, _code(msg.error))
     elif which == "cancelled":
         c = msg.cancelled
         body = Cancelled(
             reason=c.reason,
             rounds_done=c.rounds_done,
             data=data_ref_from_pb(c.data) if c.HasField("data") else None,
+            code=_code(c),
         )
     else:
         raise ValueError(f"update {msg.task_id}#{msg.seq} has no body")
@@ -417,12 +469,21 @@ def validate_request_from_pb(
     return experiment_from_pb(msg.experiment), pinned_list_from_pb(msg.configs)
 
 
-def validate_response_to_pb(violations: Iterable[Violation]) -> pb.ValidateExperimentResponse:
-    return pb.ValidateExperimentResponse(violations=[violation_to_pb(v) for v in violations])
+def validate_response_to_pb(validated: Validated) -> pb.ValidateExperimentResponse:
+    resolved = validated.resolved
+    return pb.ValidateExperimentResponse(
+        violations=[violation_to_pb(v) for v in validated.violations],
+        resolved_commit=resolved.commit if resolved is not None else "",
+        tree_dirty=resolved.tree_dirty if resolved is not None else False,
+    )
 
 
-def validate_response_from_pb(msg: pb.ValidateExperimentResponse) -> tuple[Violation, ...]:
-    return violations_from_pb(msg.violations)
+def validate_response_from_pb(msg: pb.ValidateExperimentResponse, revision: str = "") -> Validated:
+    """`revision`: what the request named (the response does not repeat it)."""
+    resolved = (
+        ResolvedRevision(revision, msg.resolved_commit, msg.tree_dirty) if msg.resolved_commit else None
+    )
+    return Validated(violations_from_pb(msg.violations), resolved)
 
 
 def device_response_to_pb(board: BoardInfo) -> pb.GetDeviceResponse:

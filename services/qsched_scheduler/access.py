@@ -145,11 +145,19 @@ class JobDesk:
             await self._audit.record(who, "job.delete", job_id, owner=job.owner)
 
     async def rerun(
-        self, who: Principal, job_id: str, payload: Payload | None, payload_bytes: int, request_id: str
+        self,
+        who: Principal,
+        job_id: str,
+        payload: Payload | None,
+        payload_bytes: int,
+        request_id: str,
+        experiment_revision: str = "",
     ) -> Job:
         job = await self._own_or_operator(who, job_id, "rerun")
         async with self._queued.reserve(job.owner, self._limits.max_queued_per_user):
-            rerun = await self._scheduler.rerun(job_id, payload, payload_bytes, request_id)
+            rerun = await self._scheduler.rerun(
+                job_id, payload, payload_bytes, request_id, experiment_revision
+            )
         if job.owner != who.name:
             await self._audit.record(who, "job.rerun", job_id, owner=job.owner)
         return rerun

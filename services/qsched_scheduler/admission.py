@@ -3,7 +3,10 @@ queues it.
 
 - checks: the submission's fields and limits (validation.py) and its device and kind (routing);
 - the submit-time validation of a lab experiment by the device's executor, cached for a moment
-  ("nothing wrong" stands for identical submissions in a burst; the executor checks again);
+  ("nothing wrong" stands for identical submissions in a burst; the executor checks again). It
+  also resolves the job's experiment-repository revision to the commit its runs will use, which
+  goes into the job's payload (experiment_pins.py); those answers are never cached (a push may
+  move the revision at any moment);
 - group commit: the submissions that arrive while one transaction is written go into the next,
   one fsync for all, each caller answered after the commit that holds its job;
 - a job for an idle lab device is claimed (staged, with its pins and reason) in the same
@@ -21,15 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from qsched_core.execution import Validated
 from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_core.tracing import current_traceparent
 from qsched_scheduler import estimates
 from qsched_scheduler.dispatch.lab import LabDispatcher, Stores
 from qsched_scheduler.domain import Change, Job, JobKind, JobState, NewJob
-from qsched_scheduler.errors import InvalidArgument, PermissionDenied
+from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, RunNotFound
+from qsched_scheduler.experiment_pins import pinned
 from qsched_scheduler.group_commit import GroupCommit
 from qsched_scheduler.provider_checks import ProviderChecks
 from qsched_scheduler.routing import Routes
@@ -64,7 +69,7 @@ class Admission:
         self._clock = clock
         self._submits: GroupCommit[NewJob, SubmitOutcome] = GroupCommit(self._write)
         self._validated: dict[tuple[str, ...], float] = {}
-        self._validating: dict[tuple[str, ...], asyncio.Future[None]] = {}
+        self._validating: dict[tuple[str, ...], asyncio.Future[Validated | None]] = {}
         # Benchmark configs are checked by the gateway at submit (best effort, as lab jobs are
         # checked by their executor).
         self._provider_checks = ProviderChecks(routes.gateway) if routes.gateway is not None else None
@@ -74,7 +79,7 @@ class Admission:
         before it queues any)."""
         new = validate_submission(submission, await self._routes.routes(submission.device))
         if new.payload.kind is JobKind.LAB_EXPERIMENT:
-            await self.validate_on_device(new)
+            new = await self.validate_on_device(new)
         elif self._provider_checks is not None:
             await self._provider_checks.check(new)
         return new
@@ -156,56 +161,67 @@ class Admission:
         )
 
     # -- submit-time validation ------------------------------------------------------------------------
-    async def validate_on_device(self, new: NewJob) -> None:
+    async def validate_on_device(self, new: NewJob) -> NewJob:
         """Ask the device's executor to check the experiment now, so a bad parameter is refused
-        at submit rather than after hours in the queue. Best effort: if the executor cannot
-        answer, the job is queued and the executor checks it when it is handed over."""
+        at submit rather than after hours in the queue, and to resolve its experiment-repository
+        revision: the job comes back with the commit pinned in its payload. Best effort: if the
+        executor cannot answer, the job is queued and the executor checks (and pins) it when it
+        is handed over."""
         body = new.payload.body
         key = (
             new.device,
             body.get("experiment_module", ""),
             body.get("experiment_class", ""),
             body.get("expt_config_json", "") or "{}",
+            body.get("experiment_revision", ""),
+            body.get("experiment_commit", ""),
         )
         loop = asyncio.get_running_loop()
         if self._validated.get(key, -math.inf) > loop.time():
-            return
+            return pinned(new, None)
         running = self._validating.get(key)
-        if running is not None:  # the same check is under way: share its answer
-            await asyncio.shield(running)
-            return
-        future: asyncio.Future[None] = loop.create_future()
+        if running is not None:  # the same check is under way: share its answer (same moment)
+            return pinned(new, await asyncio.shield(running))
+        future: asyncio.Future[Validated | None] = loop.create_future()
         self._validating[key] = future
         try:
-            await self._ask_device(new)
+            validated = await self._ask_device(new)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: sharers re-raise it, nobody else has to
             raise
         else:
-            future.set_result(None)
-            if len(self._validated) > VALIDATION_CACHE_SIZE:
-                self._validated.clear()
-            self._validated[key] = loop.time() + VALIDATION_CACHE_S
+            future.set_result(validated)
+            # Only an answer without a commit stands for later submissions: a revision (even
+            # HEAD) may name another commit a moment later.
+            if validated is not None and validated.resolved is None:
+                if len(self._validated) > VALIDATION_CACHE_SIZE:
+                    self._validated.clear()
+                self._validated[key] = loop.time() + VALIDATION_CACHE_S
         finally:
             del self._validating[key]
+        return pinned(new, validated)
 
-    async def _ask_device(self, new: NewJob) -> None:
+    async def _ask_device(self, new: NewJob) -> Validated | None:
         executor = self._routes.labs[new.device].executor
         experiment = from_body(CoreKind.LAB_EXPERIMENT, new.payload.body)
         assert isinstance(experiment, LabExperiment)
         try:
-            violations = await executor.validate(experiment)
+            validated = await executor.validate(experiment)
         except ExecutorRejected as exc:
             if exc.code == "PERMISSION_DENIED":
                 raise PermissionDenied(exc.reason, exc.message, device=new.device) from exc
             if exc.code == "INVALID_ARGUMENT":
                 raise InvalidArgument(exc.reason, exc.message, device=new.device) from exc
+            if exc.code == "FAILED_PRECONDITION" and exc.reason.startswith("EXPERIMENT_"):
+                # e.g. EXPERIMENT_TREE_DIRTY: the device refuses the repository's state.
+                raise FailedPrecondition(exc.reason, exc.message, device=new.device) from exc
             log.info("submit-time validation skipped on %s: %s", new.device, exc)
-            return
+            return None
         except (ExecutorUnavailable, RunNotFound) as exc:
             log.info("submit-time validation skipped on %s: %s", new.device, exc)
-            return
+            return None
+        violations = validated.violations
         if violations:
             text = "; ".join(f"{v.field}: {v.description}" for v in violations)
             raise InvalidArgument(
@@ -214,3 +230,4 @@ class Admission:
                 field=violations[0].field,
                 device=new.device,
             )
+        return validated

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.wire import timestamp, to_datetime
+from qsched_runtime.execution_wire import code_to_pb
 from qsched_scheduler.calendar import NewWindow, Window, WindowKind
 from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.domain import (
@@ -46,6 +47,8 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
         }
         if lab.calibrations:  # only when asked for: other bodies stay as they were
             body["calibrations"] = dict(lab.calibrations)
+        if lab.experiment_revision.strip():  # experiment_commit is output only: pinned at submit
+            body["experiment_revision"] = lab.experiment_revision.strip()
         return Payload(JobKind.LAB_EXPERIMENT, body)
     if which == "circuit":
         circuit = message.circuit
@@ -77,6 +80,9 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 config_revisions=body.get("config_revisions", {}),
                 config_overrides=body.get("config_overrides", {}),
                 calibrations=body.get("calibrations", {}),
+                experiment_revision=body.get("experiment_revision", ""),
+                experiment_commit=body.get("experiment_commit", ""),
+                experiment_tree_dirty=bool(body.get("experiment_tree_dirty", False)),
             )
         )
     if payload.kind is JobKind.CIRCUIT:
@@ -148,6 +154,7 @@ def _run_to_pb(run: Run) -> pb.Run:
         data=pb.DataRef(name=run.data.name, sha256=run.data.sha256, size_bytes=run.data.size_bytes)
         if run.data
         else None,
+        code=code_to_pb(run.code),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from qsched_core.execution import DataRef
+from qsched_core.provenance import CodeProvenance
 
 # Documented limits (README "Limits"). Higher priority runs sooner.
 MIN_PRIORITY = -100
@@ -97,6 +98,7 @@ class Run:
     staged: bool = False
     reason: Reason | None = None  # why the queue policy picked this run
     data: DataRef | None = None  # the run's data file on its executor
+    code: CodeProvenance | None = None  # lab runs: the code that ran it (from the executor's end)
 
 
 @dataclass

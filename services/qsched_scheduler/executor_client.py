@@ -11,7 +11,7 @@ import grpc
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched_core.execution import DataChunk, PinnedRevision, QueueCommand, QueueEvent, Violation
+from qsched_core.execution import DataChunk, PinnedRevision, QueueCommand, QueueEvent, Validated
 from qsched_core.payloads import LabExperiment
 from qsched_runtime import execution_wire as wire
 from qsched_runtime.errors import peer_error
@@ -76,16 +76,14 @@ class GrpcLabExecutor:
             raise _peer_error(error) from error
         return _GrpcQueue(call)
 
-    async def validate(
-        self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()
-    ) -> list[Violation]:
+    async def validate(self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()) -> Validated:
         try:
             response = await self._stub.ValidateExperiment(
                 wire.validate_request_to_pb(experiment, configs), timeout=VALIDATE_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as error:
             raise _peer_error(error) from error
-        return list(wire.validate_response_from_pb(response))
+        return wire.validate_response_from_pb(response, experiment.experiment_revision)
 
     async def fetch_data(self, task_id: str, name: str = "") -> AsyncIterator[DataChunk]:
         call = self._stub.FetchData(pb.FetchDataRequest(task_id=task_id, name=name))

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from qsched_core.errors import PeerRejected, PeerUnavailable
-from qsched_core.execution import DataChunk, PinnedRevision, QueueCommand, QueueEvent, Violation
+from qsched_core.execution import DataChunk, PinnedRevision, QueueCommand, QueueEvent, Validated, Violation
 from qsched_core.payloads import LabExperiment
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "LabExecutor",
     "QueueTransport",
     "RunNotFound",
+    "Validated",
     "Violation",
 ]
 
@@ -51,10 +52,9 @@ class LabExecutor(Protocol):
     async def open_queue(self) -> QueueTransport:
         """Open the run queue stream (a new one replaces the executor's previous one)."""
 
-    async def validate(
-        self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()
-    ) -> list[Violation]:
-        """Check an experiment against the board without running it."""
+    async def validate(self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()) -> Validated:
+        """Check an experiment against the board without running it; its experiment-repository
+        revision resolved to a commit (when its code comes from the repository)."""
 
     def fetch_data(self, task_id: str, name: str = "") -> AsyncIterator[DataChunk]:
         """A run's data file in chunks, by run or by DataRef name (raises RunNotFound)."""

@@ -45,6 +45,7 @@ from qsched_scheduler.domain import (
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import DataChunk, ExecutorUnavailable, LabExecutor
+from qsched_scheduler.experiment_pins import rerun_payload
 from qsched_scheduler.gateway_port import ProviderGateway, ProviderStatus
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.page_budget import fitting, job_bytes, run_bytes
@@ -223,15 +224,23 @@ class Scheduler:
         return result
 
     async def rerun(
-        self, job_id: str, payload: Payload | None = None, payload_bytes: int = 0, request_id: str = ""
+        self,
+        job_id: str,
+        payload: Payload | None = None,
+        payload_bytes: int = 0,
+        request_id: str = "",
+        experiment_revision: str = "",
     ) -> Job:
-        """Queue a finished job again; with `payload`, its next run uses those settings."""
+        """Queue a finished job again; with `payload`, its next run uses those settings. A lab
+        job runs the experiment-repository commit it pinned at submit, unless
+        `experiment_revision` (or the new payload's) names a revision: that is resolved now."""
         job = await self.get(job_id)
+        payload = rerun_payload(job.payload, payload, experiment_revision)
         if payload is not None:
             checked = Submission(job.device, payload, job.priority, job.owner, payload_bytes=payload_bytes)
             new = validate_submission(checked, await self.routes.routes(job.device))
             if payload.kind is JobKind.LAB_EXPERIMENT:
-                await self.admission.validate_on_device(new)
+                payload = (await self.admission.validate_on_device(new)).payload
         change = await self._thread.call(self._store.rerun, job_id, payload, request_id, self._clock())
         if change.previous_state is not change.job.state:  # not a retried request_id
             self._queued(change)

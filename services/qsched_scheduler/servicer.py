@@ -221,7 +221,12 @@ class JobServicer(pb_grpc.JobServiceServicer):
     ) -> pb.RerunJobResponse:
         payload = convert.payload_from_pb(request.payload) if request.HasField("payload") else None
         job = await self._desk.rerun(
-            caller(), request.job_id, payload, request.payload.ByteSize(), request.request_id
+            caller(),
+            request.job_id,
+            payload,
+            request.payload.ByteSize(),
+            request.request_id,
+            request.experiment_revision,
         )
         return pb.RerunJobResponse(
             job=convert.job_to_pb(job),

@@ -39,6 +39,7 @@ from qsched_core.execution import (
     Succeeded,
     UpdateBatch,
     UpdateBody,
+    Validated,
     Violation,
     Withdrawn,
     WithdrawRuns,
@@ -315,13 +316,11 @@ class MemoryExecutor:
             raise ExecutorUnavailable("the memory executor is down")
         return _MemoryQueue(self.board)
 
-    async def validate(
-        self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()
-    ) -> list[Violation]:
+    async def validate(self, experiment: LabExperiment, configs: Sequence[PinnedRevision] = ()) -> Validated:
         if self.unavailable:
             raise ExecutorUnavailable("the memory executor is down")
         self.validations += 1
-        return self.board.validate(experiment)
+        return Validated(tuple(self.board.validate(experiment)))
 
     async def fetch_data(self, task_id: str, name: str = "") -> AsyncIterator[DataChunk]:
         if task_id not in self.board.runs:

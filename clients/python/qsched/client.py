@@ -496,6 +496,7 @@ class JobClient:
                 "config_revisions": dict(run.config_revisions),
                 "error_message": run.error.message if run.HasField("error") else None,
                 "settings": c.payload_to_dict(run.payload),
+                "code": _code_dict(run) if run.HasField("code") else None,
             }
             for run in runs
         ]
@@ -871,3 +872,15 @@ def session_dict(s: Any) -> dict[str, Any]:
         .lower(),
         "end_reason": s.end_reason,
     }
+
+
+def _code_dict(run: pb.Run) -> dict[str, Any]:
+    """The code that ran a run (docs/experiments.md), as a plain dict: `qsched`, `qick_version`,
+    `experiment` (name, version, commit, dirty), `experiment_origin`, `experiment_revision`."""
+    from google.protobuf import json_format
+
+    code = json_format.MessageToDict(
+        run.code, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    code["experiment_origin"] = code.get("experiment_origin", "").removeprefix("CODE_ORIGIN_").lower()
+    return code

@@ -43,6 +43,7 @@ from qsched_core.execution import (
 )
 from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
+from qsched_core.provenance import CodeProvenance
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.dispatch.run_queue import RunQueue
 from qsched_scheduler.domain import (
@@ -183,6 +184,7 @@ def to_run_update(update: ExecutionUpdate) -> RunUpdate:
             message="succeeded",
             data=body.data,
             summary=dict(body.summary),
+            code=body.code,
         )
     if isinstance(body, Cancelled):
         return RunUpdate(
@@ -191,14 +193,19 @@ def to_run_update(update: ExecutionUpdate) -> RunUpdate:
             error=ErrorDetail("CANCELLED", body.reason or "cancelled"),
             message="cancelled" + (" while running" if body.rounds_done else ""),
             data=body.data,
+            code=body.code,
         )
     assert isinstance(body, Failed)
-    return failed(body.reason or "RUN_FAILED", body.message, seq)
+    return failed(body.reason or "RUN_FAILED", body.message, seq, body.code)
 
 
-def failed(reason: str, message: str, seq: int = 0) -> RunUpdate:
+def failed(reason: str, message: str, seq: int = 0, code: CodeProvenance | None = None) -> RunUpdate:
     return RunUpdate(
-        seq, final_state=JobState.FAILED, error=ErrorDetail(reason, message), message=f"failed: {reason}"
+        seq,
+        final_state=JobState.FAILED,
+        error=ErrorDetail(reason, message),
+        message=f"failed: {reason}",
+        code=code,
     )
 
 

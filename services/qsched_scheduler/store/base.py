@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from qsched_core.execution import DataRef
+from qsched_core.provenance import CodeProvenance
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -58,6 +59,7 @@ class RunUpdate:
     data: DataRef | None = None  # the run's data file on its executor
     summary: dict[str, float] = field(default_factory=dict)
     result_json: str = ""  # provider results fetched at the end
+    code: CodeProvenance | None = None  # lab runs: the code that ran it (with the terminal outcome)
 
 
 @dataclass(frozen=True)

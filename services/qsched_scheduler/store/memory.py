@@ -421,6 +421,7 @@ class MemoryJobStore:
                 run.error = update.error
                 run.data = update.data
                 run.data_file_path = update.data.name if update.data else ""
+                run.code = update.code
                 run.summary = dict(update.summary)
                 if update.result_json:
                     run.result_json, run.result_time = update.result_json, now

@@ -122,6 +122,9 @@ class RunRow(Base):
     # The data file (its name is data_file_path, relative to the executor's data root).
     data_sha256: Mapped[str] = mapped_column(String(64), server_default="")
     data_size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Lab runs: the code that ran it (CodeProvenance.to_dict), from the executor's terminal
+    # update; NULL before it ends and for runs from before it was recorded.
+    code: Mapped[dict[str, Any] | None] = mapped_column(JsonText, nullable=True)
 
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from qsched_core.execution import DataRef
+from qsched_core.provenance import CodeProvenance
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     Change,
@@ -818,6 +819,7 @@ class SqlJobStore:
                 data_sha256=update.data.sha256 if update.data else "",
                 data_size_bytes=update.data.size_bytes if update.data else 0,
                 summary=dict(update.summary),
+                code=update.code.to_dict() if update.code is not None else None,
             )
             if update.result_json:
                 r["result_json"], r["result_time"] = update.result_json, when
@@ -967,6 +969,7 @@ def _new_run_values(job: Any, task_id: str, attempt: int) -> dict[str, Any]:
         "reason_details": {},
         "data_sha256": "",
         "data_size_bytes": 0,
+        "code": None,
     }
 
 
@@ -1034,6 +1037,7 @@ def _run(row: RunRow, job: JobRow) -> Run:
             if row.data_file_path
             else None
         ),
+        code=CodeProvenance.from_dict(row.code) if getattr(row, "code", None) else None,
     )
 
 

@@ -30,17 +30,27 @@ from qsched_core.execution import (
     Started,
     Succeeded,
     UpdateBatch,
+    Validated,
     Violation,
     Withdrawn,
     WithdrawRuns,
 )
 from qsched_core.payloads import LabExperiment
+from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource, ResolvedRevision
 from qsched_runtime import execution_wire as wire
 
 T = 1_765_000_000.25  # exact in binary, so the Timestamp trip is exact
 PIN = PinnedRevision("hardware_config", "CFG-HW-20260113-00001", "ab" * 32)
 REF = DataRef("2026/12/07/JOB-20261207-00001-t1.h5", "cd" * 32, 4096)
 EXPERIMENT = LabExperiment("AmplitudeRabiExperiment", "qsched_hardware.experiments", '{"gain": 0.5}')
+PINNED = LabExperiment("Pulse", "mylab.pulses", "{}", experiment_revision="main", experiment_commit="ef" * 20)
+CODE = CodeProvenance(
+    PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
+    "0.2.357",
+    PackageSource("mylab", "1.2", "ef" * 20, dirty=True),
+    CodeOrigin.REPOSITORY,
+    "main",
+)
 REQUEST = ExecutionRequest(
     "JOB-20261207-00001",
     "t1",
@@ -56,6 +66,9 @@ BODIES = [
     Succeeded(REF, {"pi_gain": 0.42}, {"qubit.pi_pulse.gain": 0.42}),
     Succeeded(None, {}, {}),
     Failed("DISK_FULL", "no space left on device"),
+    Succeeded(REF, {}, {}, CODE),
+    Failed("PROGRAM_ERROR", "boom", CODE),
+    Cancelled("user asked", 2, REF, CODE),
     Cancelled("user asked", 2, REF),
     Cancelled("withdrawn"),
 ]
@@ -121,7 +134,7 @@ def test_held_run_round_trip(state):
     [
         OpenQueue((RunCursor("t1", 3), RunCursor("t2"))),
         OpenQueue(),
-        EnqueueRuns(5, "t0", (REQUEST, ExecutionRequest("J", "t2", "bob", EXPERIMENT))),
+        EnqueueRuns(5, "t0", (REQUEST, ExecutionRequest("J", "t2", "bob", PINNED))),
         EnqueueRuns(6, "", ()),
         WithdrawRuns(7, ("t1", "t2")),
         CancelRuns(8, ("t1",), "user asked"),
@@ -171,6 +184,9 @@ def test_validate_and_fetch_round_trips():
     experiment, configs = wire.validate_request_from_pb(wire.validate_request_to_pb(EXPERIMENT, [PIN]))
     assert (experiment, configs) == (EXPERIMENT, (PIN,))
     violations = (Violation("expt.gain", "must be <= 1"),)
-    assert wire.validate_response_from_pb(wire.validate_response_to_pb(violations)) == violations
+    plain = Validated(violations)
+    assert wire.validate_response_from_pb(wire.validate_response_to_pb(plain)) == plain
+    pinned = Validated((), ResolvedRevision("main", "ab" * 20, tree_dirty=True))
+    assert wire.validate_response_from_pb(wire.validate_response_to_pb(pinned), "main") == pinned
     chunk = DataChunk(0, b"\x89HDF", 4096, "cd" * 32, REF.name)
     assert wire.chunk_from_pb(wire.chunk_to_pb(chunk)) == chunk

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qsched_core.execution import DataRef
+from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     ErrorDetail,
@@ -549,6 +550,38 @@ def test_update_run_records_pinned_config_revisions(store: JobStore) -> None:
     later = store.update_run("task-1", RunUpdate(executor_seq=1, started=True), at(3))
     assert later.job.current_run.config_revisions == pins  # kept by later updates
     assert store.get(job.job_id).current_run.config_revisions == pins
+
+
+def test_a_runs_code_is_stored_with_its_end_and_kept_by_a_rerun(store: JobStore) -> None:
+    code = CodeProvenance(
+        PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
+        "0.2.357",
+        PackageSource("mylab", "1.2", "ef" * 20, dirty=True),
+        CodeOrigin.REPOSITORY,
+        "main",
+    )
+    job = submit(store, body={"experiment_class": "Pulse", "experiment_commit": "ef" * 20})
+    claim(store, DEVICE, "task-1", at(1))
+    started = store.update_run("task-1", RunUpdate(executor_seq=1, started=True), at(2))
+    assert started.job.current_run.code is None  # not before the run ends
+    done = store.update_run(
+        "task-1", RunUpdate(executor_seq=2, final_state=JobState.SUCCEEDED, code=code), at(3)
+    )
+    assert done.job.current_run.code == code
+    assert store.get(job.job_id).current_run.code == code
+    assert store.list_runs(job.job_id, 0, 10)[0].code == code
+
+    store.rerun(job.job_id, None, "", at(4))
+    claim(store, DEVICE, "task-2", at(5))
+    failed = store.update_run(
+        "task-2",
+        RunUpdate(final_state=JobState.FAILED, error=ErrorDetail("PROGRAM_ERROR", "boom")),
+        at(6),
+    )
+    assert failed.job.current_run.code is None  # failed before its experiment was loaded
+    assert failed.job.payload.body["experiment_commit"] == "ef" * 20  # the job keeps its commit
+    first, second = store.list_runs(job.job_id, 0, 10)
+    assert (first.code, second.code) == (code, None)
 
 
 def test_update_run_records_a_failure(store: JobStore) -> None:

@@ -1,0 +1,38 @@
+"""The crash journal keeps the code a run's terminal update names (issue 20): restored after a
+restart, the update a scheduler replays still says which code ran."""
+
+from __future__ import annotations
+
+from qsched_core.execution import Accepted, Cancelled, DataRef, Failed, Started, Succeeded
+from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource
+from qsched_executor.journal import Journal
+from qsched_executor.runs import Run
+
+CODE = CodeProvenance(
+    PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
+    "0.2.357",
+    PackageSource("repolab", "1.1", "ef" * 20, dirty=True),
+    CodeOrigin.REPOSITORY,
+    "main",
+)
+
+
+def test_terminal_updates_keep_their_code_through_the_journal(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.recover(1.0)
+    ends = {
+        "t-ok": Succeeded(DataRef("a.h5", "ab" * 32, 10), {"value": 1.0}, {}, CODE),
+        "t-failed": Failed("PROGRAM_ERROR", "boom", CODE),
+        "t-cancelled": Cancelled("user", 2, DataRef("b.h5"), CODE),
+        "t-plain": Failed("PROGRAM_ERROR", "before its experiment was loaded"),
+    }
+    for task, end in ends.items():
+        run = Run(task, "JOB-1", "alice")
+        run.append(Accepted(), 1.0)
+        run.append(Started(), 2.0)
+        journal.board_run(run)
+        journal.update(run.append(end, 3.0))
+    journal.close()
+
+    restored = {run.task_id: run for run in Journal(tmp_path / "journal.jsonl").recover(4.0)}
+    assert {task: run.updates[-1].body for task, run in restored.items()} == ends
