@@ -1,8 +1,9 @@
 """A database that refuses writes for a while (issue 18, the suite): another connection holds
 the scheduler's SQLite database locked for writing, as a stuck migration or backup tool would.
 While it does, a submit answers a named, retryable error (UNAVAILABLE, STORAGE_UNAVAILABLE),
-never UNKNOWN; nothing acknowledged is lost; once the lock is gone the stack recovers by
-itself and runs the whole queue."""
+never UNKNOWN, and the scheduler's health is NOT_SERVING while its dispatcher cannot record
+what the executor reports; nothing acknowledged is lost; once the lock is gone the stack
+recovers by itself (SERVING again) and runs the whole queue."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sqlite3
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
@@ -24,10 +26,15 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.slow
 
 
+async def health(channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return (await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)).status
+
+
 async def submit(stub, request) -> pb.Job | grpc.aio.AioRpcError:
     """A write waits for a locked database up to the busy timeout (10 s) before it is refused."""
     try:
-        return (await stub.SubmitJob(request, timeout=30)).job
+        return (await stub.SubmitJob(request, timeout=90)).job
     except grpc.aio.AioRpcError as error:
         return error
 
@@ -43,7 +50,7 @@ async def test_submits_are_refused_by_name_while_the_database_refuses_writes_the
             await job_in_state(stub, first.job_id, pb.Job.STATE_SUCCEEDED, timeout=30)
             acked = [first.job_id]
             # Jobs queued behind a long one, so some wait while the database refuses writes.
-            running = await submit(stub, noop(2.0))
+            running = await submit(stub, noop(3.0))
             acked.append(running.job_id)
             for _ in range(3):
                 acked.append((await submit(stub, noop(0))).job_id)
@@ -57,6 +64,13 @@ async def test_submits_are_refused_by_name_while_the_database_refuses_writes_the
                 assert isinstance(refused, grpc.aio.AioRpcError), refused
                 assert refused.code() == grpc.StatusCode.UNAVAILABLE, (refused.code(), refused.details())
                 assert error_info(refused).reason == "STORAGE_UNAVAILABLE", refused.details()
+                # The dispatcher cannot record the long run's end: the health says so.
+                await eventually(
+                    lambda: health(channel),
+                    until=lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING,
+                    timeout=90,
+                    what="NOT_SERVING while the dispatcher cannot write",
+                )
             finally:
                 holder.execute("ROLLBACK")
                 holder.close()
@@ -69,6 +83,12 @@ async def test_submits_are_refused_by_name_while_the_database_refuses_writes_the
                 what="a submit accepted once writes are allowed",
             )
             acked.append(late.job_id)
+            await eventually(
+                lambda: health(channel),
+                until=lambda s: s == health_pb2.HealthCheckResponse.SERVING,
+                timeout=60,
+                what="SERVING again",
+            )
 
             async def states() -> list[pb.Job]:
                 return [(await stub.GetJob(pb.GetJobRequest(job_id=i), timeout=10)).job for i in acked]
