@@ -32,7 +32,8 @@ async def health(channel) -> int:
 
 
 async def submit(stub, request) -> pb.Job | grpc.aio.AioRpcError:
-    """A write waits for a locked database up to the busy timeout (10 s) before it is refused."""
+    """A write waits up to the busy timeout (10 s) for a locked database, after the writes queued
+    before it on the scheduler's one store thread, before it is refused."""
     try:
         return (await stub.SubmitJob(request, timeout=90)).job
     except grpc.aio.AioRpcError as error:
