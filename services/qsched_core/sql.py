@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 
-from qsched_core.errors import ResourceExhausted
+from qsched_core.errors import ResourceExhausted, Unavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -163,6 +163,43 @@ def is_storage_full(exc: BaseException) -> bool:
         if getattr(exc, "sqlstate", None) == "53100" or getattr(exc, "pgcode", None) == "53100":
             return True
         if any(text in str(exc).lower() for text in _FULL_MESSAGES):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False
+
+
+# -- a database that refuses writes, named -------------------------------------------------------------
+class StorageUnavailable(Unavailable):
+    """The database refused a write for now: locked by another connection past the busy
+    timeout, read-only, or the service's database user may not write. Nothing was changed; the
+    caller may retry (the service recovers by itself once writes are allowed again)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "STORAGE_UNAVAILABLE",
+            "the server's database refuses writes for now: nothing was written; try again later",
+        )
+        self.detail = detail
+
+
+_REFUSED_MESSAGES = (
+    "database is locked",  # SQLITE_BUSY past the busy timeout
+    "attempt to write a readonly database",  # SQLITE_READONLY
+    "permission denied",  # PostgreSQL 42501 insufficient_privilege
+    "read-only transaction",  # PostgreSQL 25006 (a hot standby, default_transaction_read_only)
+)
+_REFUSED_SQLSTATES = ("42501", "25006", "55P03")  # insufficient privilege, read-only, lock not available
+
+
+def is_storage_refusing(exc: BaseException) -> bool:
+    """Whether `exc` says the database refuses writes for now (see StorageUnavailable)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if code in _REFUSED_SQLSTATES:
+            return True
+        if any(text in str(exc).lower() for text in _REFUSED_MESSAGES):
             return True
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return False

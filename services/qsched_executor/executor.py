@@ -65,6 +65,7 @@ from qsched_executor.configs_client import HARDWARE_CONFIG, PinnedConfigs
 from qsched_executor.errors import InvalidRequest, RunNotFound
 from qsched_executor.experiment_code import ExperimentSources, builtin_code
 from qsched_executor.journal import Journal
+from qsched_executor.leftovers import lost_run_data, remove_partial_files
 from qsched_executor.runs import Run, RunRegistry
 from qsched_executor.seed_compat import SeedConfigError, find_seed_experiment
 from qsched_executor.seed_compat import provenance as seed_provenance
@@ -198,7 +199,10 @@ class HardwareExecutor:
         if settings.state_dir is not None:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in board.board_id)
             self._journal = Journal(settings.state_dir / f"executor-journal-{safe}.jsonl")
-            for run in self._journal.recover(_now()):
+            now, root = _now(), settings.data_root
+            for run in self._journal.recover(now, lambda r, t: lost_run_data(root, r, t)):
+                if not run.lost:  # ended, perhaps in an earlier life: no temporary file of it stays
+                    remove_partial_files(root, run, run.updates[-1].time if run.updates else now)
                 self.runs.add(run)
                 if run.lost:
                     log.warning(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,10 @@ class Journal:
         self._fd: int | None = None
         self._lines = 0
 
-    def recover(self, now: float) -> list[Run]:
+    def recover(self, now: float, lost_data: Callable[[Run, float], str] | None = None) -> list[Run]:
         """The runs of the journal (the lost ones given their EXECUTOR_LOST update), and a fresh,
-        compacted journal holding them, open for appending."""
+        compacted journal holding them, open for appending. `lost_data(run, now)` ends a lost
+        run's message by saying whether its data exists (leftovers.py)."""
         runs: dict[str, Run] = {}
         if self.path.exists():
             for number, raw in enumerate(self.path.read_bytes().splitlines(), 1):
@@ -106,8 +108,9 @@ class Journal:
         for run in runs.values():
             if not run.done:
                 run.lost = True
+                note = lost_data(run, now) if lost_data is not None else ""
                 run.append(
-                    Failed(LOST_REASON, "the executor stopped while this run was on the board"),
+                    Failed(LOST_REASON, "the executor stopped while this run was on the board" + note),
                     max(now, run.updates[-1].time if run.updates else now),
                 )
         restored = list(runs.values())

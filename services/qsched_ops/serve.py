@@ -29,11 +29,18 @@ async def run(config: ServiceConfig, stop: asyncio.Event | None = None) -> None:
     # dispatchers running): readiness means a job submitted now can run.
     running = await start_server(config.listen, handle.registrations, handle.security, serving=False)
     await handle.start()
-    await running.set_serving()
+    problems = getattr(handle, "problems", None)
+    await running.set_serving(problems is None or problems.ok)
+    loop = asyncio.get_running_loop()
+    if problems is not None:  # health follows what keeps the service from working
+
+        async def follow() -> None:  # the state when it runs: the last task run sets the last state
+            await running.set_serving(problems.ok)
+
+        problems.subscribe(lambda _ok: loop.create_task(follow()))
     host = config.listen.rsplit(":", 1)[0]
     print(f"qsched {config.service} serving on {host}:{running.port}", flush=True)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()

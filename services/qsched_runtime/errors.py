@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from qsched.wire import error_info
 from qsched_core.errors import DomainError, PeerRejected, PeerUnavailable, QuotaExceeded
-from qsched_core.sql import StorageFull, is_storage_full
+from qsched_core.sql import StorageFull, StorageUnavailable, is_storage_full, is_storage_refusing
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ def _translating(method: Any, domain: str) -> Any:
             except DomainError as error:
                 await abort(context, error, domain)
             except Exception as error:
-                if not is_storage_full(error):
+                named = _storage_error(error)
+                if named is None:
                     raise
-                await abort(context, _full(error), domain)
+                await abort(context, named, domain)
 
         return stream
 
@@ -81,17 +82,24 @@ def _translating(method: Any, domain: str) -> Any:
         except DomainError as error:
             await abort(context, error, domain)
         except Exception as error:
-            if not is_storage_full(error):
+            named = _storage_error(error)
+            if named is None:
                 raise
-            await abort(context, _full(error), domain)
+            await abort(context, named, domain)
 
     return unary
 
 
-def _full(error: Exception) -> StorageFull:
-    # A full disk is a condition the caller can act on (wait, tell the operator), not UNKNOWN.
-    log.error("a write failed, the disk is full: %s", error)
-    return StorageFull(str(error))
+def _storage_error(error: Exception) -> DomainError | None:
+    """A full disk, or a database refusing writes, is a condition the caller can act on (wait,
+    tell the operator), not UNKNOWN. None for any other error."""
+    if is_storage_full(error):
+        log.error("a write failed, the disk is full: %s", error)
+        return StorageFull(str(error))
+    if is_storage_refusing(error):
+        log.error("a write failed, the database refuses writes: %s", error)
+        return StorageUnavailable(str(error))
+    return None
 
 
 def translates_errors(domain: str):

@@ -42,9 +42,11 @@ class RunningServer:
         self.health = health_servicer
         self.names = list(names)
 
-    async def set_serving(self) -> None:
+    async def set_serving(self, serving: bool = True) -> None:
+        answer = health_pb2.HealthCheckResponse
+        status = answer.SERVING if serving else answer.NOT_SERVING
         for name in self.names:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()

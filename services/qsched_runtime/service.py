@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from qsched_core.health import Problems
 from qsched_runtime.security import ServerSecurity
 from qsched_runtime.server import Registration
 
@@ -20,8 +21,10 @@ class ServiceHandle:
         start: Callable[[], Awaitable[None]] = _nothing,
         stop: Callable[[], Awaitable[None]] = _nothing,
         security: ServerSecurity | None = None,
+        problems: Problems | None = None,
     ):
         self.registrations = list(registrations)
+        self.problems = problems  # shown as the server's health (NOT_SERVING while any)
         self.start = start
         self._stop = stop
         self.security = security

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from qsched_core.clock import utcnow
+from qsched_core.health import Problems
 from qsched_core.pagination import PageTokens
 from qsched_scheduler import estimates, ids
 from qsched_scheduler.admission import Admission, SubmitResult
@@ -134,6 +135,7 @@ class Scheduler:
         default_run_seconds: float = estimates.DEFAULT_RUN_SECONDS,
         executor_lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         calibrations: Calibrations | None = None,
+        problems: Problems | None = None,
     ) -> Scheduler:
         """The engine, wired: every collaborator gets what it uses in its constructor."""
         thread = StoreThread()
@@ -158,6 +160,7 @@ class Scheduler:
                 estimates_,
                 clock,
                 executor_lost_after_s,
+                problems,
             )
             for name, executor in executors.items()
         }

@@ -11,6 +11,7 @@ from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_core.clock import utcnow
 from qsched_core.config import ServiceConfig, secrets_dir
+from qsched_core.health import Problems
 from qsched_core.pagination import page_key
 from qsched_core.principal import Role
 from qsched_identity.admin import AdminDesk
@@ -113,6 +114,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             GrpcCalibrationConfigs(config.endpoints.configs, calibrator),
             mains,
         )
+    problems = Problems()  # a dispatcher that cannot work: the health is NOT_SERVING
     scheduler = Scheduler.build(
         store,
         executors,
@@ -126,6 +128,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             [DeviceHoldGate(), gate, SessionGate(sessions)],
         ),
         calibrations=calibrations,
+        problems=problems,
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)
@@ -178,4 +181,4 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             await feed.close()
         await scheduler.stop()
 
-    return ServiceHandle([jobs, admin], start=start, stop=stop, security=security)
+    return ServiceHandle([jobs, admin], start=start, stop=stop, security=security, problems=problems)

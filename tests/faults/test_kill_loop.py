@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections import Counter
 
@@ -77,6 +78,7 @@ class Load:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("service", ["scheduler", "executor", "configs", "gateway"])
 async def test_kill_9_under_load_loses_nothing_and_runs_nothing_twice(tmp_path, service):
+    began = time.monotonic()
     stack = ServeStack(tmp_path)
     await asyncio.to_thread(stack.start_all)
     load = Load(stack.address("scheduler"))
@@ -116,6 +118,18 @@ async def test_kill_9_under_load_loses_nothing_and_runs_nothing_twice(tmp_path, 
 
     outcomes = Counter((pb.Job.State.Name(j.state), j.error.reason) for j in jobs)
     lost = [j for j in jobs if j.state != pb.Job.STATE_SUCCEEDED]
+    files = Counter(
+        job_id for path in (stack.data_dir / "data").rglob("*.h5") for job_id in ids if job_id in path.name
+    )
+    # The counts the README's reliability section quotes (`pytest -s` shows them).
+    print(
+        f"\nkill loop {service}: kills={stack.kills.get(service, 0)} acknowledged={len(ids)}"
+        f" found={len(jobs)} lost={len(ids) - len(jobs)} reused_ids={len(ids) - len(set(ids))}"
+        f" ran_twice={sum(j.run_count > 1 for j in jobs) + sum(n > 1 for n in files.values())}"
+        f" failed_on_board={sum(bool(j.current_run.start_time.seconds) for j in lost)}"
+        f" staged_failed_never_started={sum(not j.current_run.start_time.seconds for j in lost)}"
+        f" duration_s={time.monotonic() - began:.0f}"
+    )
     if service == "executor":
         # Only the run on the board at each kill may be lost, and it had started.
         assert all(j.error.reason == "EXECUTOR_LOST" for j in lost), outcomes
@@ -124,7 +138,4 @@ async def test_kill_9_under_load_loses_nothing_and_runs_nothing_twice(tmp_path, 
     else:
         assert not lost, outcomes
     assert all(j.run_count == 1 for j in jobs), "a job ran twice"
-    files = Counter(
-        job_id for path in (stack.data_dir / "data").rglob("*.h5") for job_id in ids if job_id in path.name
-    )
     assert max(files.values(), default=1) == 1, "two data files for one job"

@@ -41,6 +41,7 @@ from qsched_core.execution import (
     Started,
     Succeeded,
 )
+from qsched_core.health import Problems
 from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_core.provenance import CodeProvenance
@@ -223,8 +224,10 @@ class LabDispatcher:
         estimates: Estimates,
         clock: Callable[[], datetime],
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
+        problems: Problems | None = None,
     ):
         self.device = device
+        self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self.executor = executor
         self._stores = stores
         self._index = index
@@ -405,7 +408,12 @@ class LabDispatcher:
                 cursors = await self._cursors()
                 transport = await self.executor.open_queue()
                 queue = await RunQueue.open(transport, cursors)
-            except ExecutorUnavailable as exc:
+            except Exception as exc:
+                if not isinstance(exc, ExecutorUnavailable):  # the store failing: try again, patiently
+                    log.exception("opening the run queue of %s failed; trying again", self.device)
+                    self._cannot_work(exc)
+                    await self._sleep(RETRY_MAX_S)
+                    continue
                 log.info("cannot open the run queue of %s: %s", self.device, exc)
                 now = loop.time()
                 down_since = down_since if down_since is not None else now
@@ -420,14 +428,23 @@ class LabDispatcher:
                 await self._serve(queue)
             except ExecutorUnavailable as exc:
                 log.info("run queue of %s ended: %s", self.device, exc)
-            except Exception:  # a bug or the store failing: start over from the database
+            except Exception as exc:  # a bug or the store failing: start over from the database
                 log.exception("dispatching to %s failed; reconnecting", self.device)
+                self._cannot_work(exc)
                 await self._sleep(RETRY_MAX_S)
             finally:
                 self._queue = None
                 self.connected.clear()
                 await queue.close()
             down_since = loop.time()
+
+    @property
+    def _source(self) -> str:
+        return f"dispatch to {self.device}"
+
+    def _cannot_work(self, exc: Exception) -> None:
+        if self._problems is not None:
+            self._problems.report(self._source, f"{type(exc).__name__}: {exc}"[:500])
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -441,6 +458,8 @@ class LabDispatcher:
                 await self._stores.thread.call(self._estimates.load, self.device)
             self._queue = queue
         self.connected.set()
+        if self._problems is not None:  # reconciled with the database: it works again
+            self._problems.clear(self._source)
         filler = asyncio.get_running_loop().create_task(self._fill_loop(queue))
         self._wake.set()
         try:

@@ -9,12 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2_grpc
 from qsched_core.execution import Failed, HeldState, RunCursor, Succeeded
+from qsched_hardware.datafile import TMP_SUFFIX, build_run_file, run_file_name
 from tests.executor.conftest import WAIT_S, noop, run_queue
 from tests.support.identity import authed_channel
 from tests.support.processes import free_port
@@ -101,5 +103,45 @@ async def test_kill_9_reports_the_board_run_lost_and_forgets_the_waiting_ones(tm
                 assert isinstance((await queue.ended_run("t-wait-1")).body, Succeeded)
         # the killed executor's writer processes did not outlive it
         await eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), timeout=WAIT_S)
+    finally:
+        stop(executor)
+
+
+async def test_a_killed_executors_partial_data_file_is_removed_at_start_and_the_run_says_no_data(tmp_path):
+    """Issue 18, defect 7: the writer died with the file under its temporary name. Only the
+    temporary files of runs the crash journal knows are removed: a foreign one stays."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    data = tmp_path / "data"
+    executor = start_executor(tmp_path, port)
+    try:
+        await asyncio.to_thread(wait_serving, executor)
+        async with authed_channel(address) as channel:
+            stub = executor_pb2_grpc.HardwareExecutorServiceStub(channel)
+            async with run_queue(stub) as queue:
+                await queue.enqueue(noop("t-board", "JOB-20260113-00002", sleep_s=3600))
+                await eventually(
+                    lambda: queue.kinds("t-board"), until=lambda k: "started" in k, timeout=WAIT_S
+                )
+                os.kill(executor.pid, signal.SIGKILL)
+                executor.wait()
+        # what a writer killed before its rename leaves: the whole file, under the temporary name
+        final = data / run_file_name("JOB-20260113-00002", "t-board", datetime.now())
+        partial = final.with_name(final.name + TMP_SUFFIX)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(build_run_file({}, {"task_id": "t-board"}))
+        foreign = final.with_name(f"JOB-20260113-00009-t-other.h5{TMP_SUFFIX}")
+        foreign.write_bytes(b"not this executor's")
+        executor = start_executor(tmp_path, port)
+        await asyncio.to_thread(wait_serving, executor)
+        assert not partial.exists()
+        assert foreign.read_bytes() == b"not this executor's"
+        assert not final.exists()
+        async with authed_channel(address) as channel:
+            stub = executor_pb2_grpc.HardwareExecutorServiceStub(channel)
+            async with run_queue(stub, RunCursor("t-board", 2)) as queue:
+                lost = (await queue.ended_run("t-board")).body
+                assert isinstance(lost, Failed) and lost.reason == "EXECUTOR_LOST"
+                assert "no data file exists" in lost.message, lost.message
     finally:
         stop(executor)

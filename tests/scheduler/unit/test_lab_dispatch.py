@@ -355,3 +355,33 @@ async def test_a_job_that_overtook_staged_runs_just_before_a_restart_still_runs_
         assert executor.board.order == [ids[0], urgent, *ids[1:]]
     finally:
         await second.stop()
+
+
+async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_recovers():
+    """Issue 18: a dispatcher that cannot read or write its store is a reported problem (the
+    service's health is NOT_SERVING), retried, and cleared once it has reconciled again."""
+    from qsched_core.health import Problems
+
+    class Failing(MemoryJobStore):
+        failing = True
+
+        def running_jobs(self, *args, **kwargs):
+            if self.failing:
+                raise OSError("the database refuses")
+            return super().running_jobs(*args, **kwargs)
+
+    store, executor, problems = Failing(), MemoryExecutor(), Problems()
+    changes: list[bool] = []
+    problems.subscribe(changes.append)
+    scheduler = engine(store, executor, problems=problems, default_run_seconds=0.01)
+    await scheduler.start()
+    try:
+        await eventually(lambda: changes, until=lambda c: c == [False], what="the problem reported")
+        assert "dispatch to qick" in problems.current()
+        store.failing = False
+        await scheduler.routes.labs["qick"].connected.wait()
+        assert changes == [False, True] and problems.ok
+        job = (await scheduler.submit(sub())).job
+        await state_of(scheduler, job.job_id, JobState.SUCCEEDED)
+    finally:
+        await scheduler.stop()
