@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
@@ -133,6 +134,28 @@ async def test_others_wait_inside_an_exclusive_window_and_a_targeted_job_waits_f
     await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=soon.reservation_id))
     await job_in_state(stub, bobs, pb.Job.STATE_SUCCEEDED)
     assert fake.started_jobs == [targeted, bobs]
+
+
+async def test_booking_and_opening_a_session_while_runs_are_staged_take_them_back(scheduler):
+    """A booking (and a session) is written off the event loop; with a run staged behind the
+    running one, telling the dispatcher failed the call with "no running event loop"."""
+    stub, fake, _ = scheduler
+    fake.hold = asyncio.Event()  # runs do not finish until it is set
+    first = (await stub.SubmitJob(lab_request())).job.job_id
+    second = (await stub.SubmitJob(lab_request())).job.job_id
+    await eventually(lambda: fake.execute_calls, until=lambda n: n >= 2, what="a run staged behind the first")
+    await stub.CreateReservation(book(EXCLUSIVE, now() + timedelta(hours=1), timedelta(hours=1)))
+    await eventually(
+        lambda: fake.execute_calls, until=lambda n: n >= 3, what="the staged run taken back, again"
+    )
+    hour = duration_pb2.Duration(seconds=3600)
+    opened = (
+        await stub.OpenSession(pb.OpenSessionRequest(device="qick", max_length=hour, idle_timeout=hour))
+    ).session
+    await stub.CancelSession(pb.CancelSessionRequest(session_id=opened.session_id))
+    fake.hold.set()
+    for job_id in (first, second):
+        await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
