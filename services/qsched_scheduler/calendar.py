@@ -169,6 +169,12 @@ class Calendar:
                 return window
         return None
 
+    def now_and_next(self, device: str) -> tuple[Window | None, Window | None]:
+        """The device's window open now (by the calendar's clock) and the next one to open."""
+        now = self._clock()
+        upcoming = (w for w in self._by_device.get(device, ()) if w.start > now)
+        return self.open_window(device, now), next(upcoming, None)
+
     def upcoming(self, device: str, now: datetime, before: datetime) -> Iterable[Window]:
         """Windows that open after `now` and before `before`, soonest first."""
         for window in self._by_device.get(device, ()):

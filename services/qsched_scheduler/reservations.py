@@ -112,6 +112,10 @@ class ReservationDesk:
     def list(self, device: str = "") -> list[Window]:
         return self._calendar.windows(device)
 
+    def on_device(self, device: str) -> tuple[Window | None, Window | None]:
+        """The window open on the device now and the next one (the device view shows both)."""
+        return self._calendar.now_and_next(device)
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -207,6 +211,10 @@ class SessionDesk:
 
     def list(self, device: str = "") -> list[Session]:
         return self._sessions.sessions(device)
+
+    def on_device(self, device: str) -> Session | None:
+        """The session that has the device now (the device view shows it)."""
+        return self._sessions.holding_now(device)
 
 
 def wire_sessions(sessions: Sessions, scheduler: Scheduler) -> None:

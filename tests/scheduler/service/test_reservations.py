@@ -222,6 +222,44 @@ async def test_the_cli_books_lists_explains_and_cancels(scheduler, capsys):
     assert "alice" in out and "fair share on: none" in out
 
 
+async def test_the_device_view_says_which_window_or_session_decides_what_starts(scheduler, capsys):
+    from qsched.cli.main import main
+
+    stub, _, address = scheduler
+
+    async def device() -> pb.Device:
+        return (await stub.GetDevice(pb.GetDeviceRequest(name="qick"))).device
+
+    assert not (await device()).HasField("current_reservation")
+    window = (await stub.CreateReservation(book(EXCLUSIVE, now(), timedelta(minutes=10), "dave"))).reservation
+    later = (
+        await stub.CreateReservation(book(MAINTENANCE, now() + timedelta(hours=1), timedelta(hours=1)))
+    ).reservation
+    shown = await device()
+    assert shown.current_reservation.reservation_id == window.reservation_id
+    assert list(shown.current_reservation.holders) == ["dave"]
+    assert shown.current_reservation.end_time == window.end_time
+    assert shown.next_reservation.reservation_id == later.reservation_id
+    assert not shown.HasField("current_session")
+    [listed] = [d for d in (await stub.ListDevices(pb.ListDevicesRequest())).devices if d.name == "qick"]
+    assert listed.current_reservation == shown.current_reservation
+    job_id = (await stub.SubmitJob(lab_request())).job.job_id
+    await waiting_on_calendar(stub, job_id)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["queue", "--address", address]) == 0
+    out = capsys.readouterr().out
+    assert f"qick is reserved: exclusive window {window.reservation_id} for dave until " in out
+    assert "only their jobs start" in out
+    await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=window.reservation_id))
+    await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+    session = (await stub.OpenSession(open_request())).session
+    shown = await device()
+    assert not shown.HasField("current_reservation")
+    assert shown.current_session.session_id == session.session_id and shown.current_session.owner == "alice"
+    await stub.CancelSession(pb.CancelSessionRequest(session_id=session.session_id))
+    assert not (await device()).HasField("current_session")
+
+
 # -- sessions ------------------------------------------------------------------------------------------------
 def open_request(minutes: float = 10, idle_s: float = 60) -> pb.OpenSessionRequest:
     request = pb.OpenSessionRequest(device="qick")
