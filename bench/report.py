@@ -22,6 +22,8 @@ TARGETS: dict[tuple[str, str, str], tuple[str, float, str]] = {
     ("watch_fanout", "notify_ms", "p99"): ("<=", 50.0, "ms"),
     ("rabi", "run_s", "median"): ("<=", 1.0, "s"),
     ("calibration_gate", "gate_overhead_ms", "median"): ("<=", 0.1, "ms"),
+    ("decision_overhead", "fifo_decision_ms", "median"): ("<=", 0.1, "ms"),
+    ("decision_overhead", "fair_share_decision_ms", "median"): ("<=", 0.1, "ms"),
 }
 
 # The upstream seed job server, measured on the same machine (issue 8).
@@ -32,6 +34,18 @@ SEED: dict[tuple[str, str], str] = {
     ("notification", "wait_for_completion_ms"): "p50 4,180 ms",
     ("board_gap", "gap_ms"): "p50 1.9 ms",
     ("startup", "sdk_import_call_s"): "0.16 s (import+call)",
+    # Issues 13 and 14: the seed server had one FIFO queue, no users' shares, windows or gates.
+    **{("calibration_gate", m): "—" for m in ("gate_overhead_ms",)},
+    **{
+        ("decision_overhead", f"{p}_{m}"): "—"
+        for p in ("fifo", "fair_share")
+        for m in ("decision_ms", "batch16_per_run_ms")
+    },
+    **{
+        ("fair_share", f"{p}_wait_{u}_s"): "—"
+        for p in ("fifo", "fair_share")
+        for u in ("alice", "bob", "carol", "dave")
+    },
 }
 
 # Rows of the table: (scenario, metric, label, unit).
@@ -70,6 +84,26 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("calibration_gate", "dispatch_without_gate_ms", "10   dispatch decision, no gate", "ms"),
     ("calibration_gate", "dispatch_all_held_ms", "10   all held (stale, chain handed over)", "ms"),
     ("calibration_gate", "dispatch_chain_waiting_ms", "10   all held, chain ahead in the queue", "ms"),
+    ("decision_overhead", "fifo_decision_ms", "11 decision per dispatch, fifo (10k queued)", "ms"),
+    (
+        "decision_overhead",
+        "fair_share_decision_ms",
+        "11 decision per dispatch, fair_share (10k queued)",
+        "ms",
+    ),
+    ("decision_overhead", "fifo_batch16_per_run_ms", "11   batch of 16, per run, fifo", "ms"),
+    ("decision_overhead", "fair_share_batch16_per_run_ms", "11   batch of 16, per run, fair_share", "ms"),
+    (
+        "decision_overhead",
+        "fifo_window_holder_last_ms",
+        "11   window open, its holder's job last (~7.5k held)",
+        "ms",
+    ),
+    *[
+        ("fair_share", f"{p}_wait_{u}_s", f"12 wait {u} ({n} jobs), {p}", "s")
+        for p in ("fifo", "fair_share")
+        for u, n in (("alice", 200), ("bob", 100), ("carol", 60), ("dave", 40))
+    ],
 ]
 
 

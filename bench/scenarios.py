@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from bench import workers
+from bench import sharing, workers
 from bench.calibration_gate import calibration_gate
 from bench.stack import (
     BIN,
@@ -610,6 +610,10 @@ SCENARIOS = {
     "rabi": rabi,
     "executor_alone": executor_alone,
     "calibration_gate": calibration_gate,
+    "decision_overhead": lambda stack, clients, sizes: sharing.decision_overhead(sizes.dispatch_samples < 10),
+    "fair_share": lambda stack, clients, sizes: sharing.fair_share(
+        stack.data_dir, sizes.dispatch_samples < 10
+    ),
 }
 
 

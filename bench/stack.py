@@ -98,6 +98,7 @@ class Stack:
     addresses: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra settings for `qsched up`
 
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ class Stack:
         argv += ["--max-queued-per-user", str(10**9)]
         self.log_path = self.data_dir / "qsched-up.log"
         log = self.log_path.open("ab")
-        env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("QSCHED_DATABASE_URL", None)  # the embedded SQLite database, always
         # An installation of its own: users and tokens provisioned by this `up` in its data dir.
         for name in ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_TOKEN"):

@@ -47,6 +47,15 @@ class DataRef:
 
 
 @dataclass(frozen=True)
+class ScheduleDecision:
+    """Why the scheduler started a run when it did (its queue policy's reason), for the data file."""
+
+    policy: str
+    summary: str
+    details_json: str = "{}"
+
+
+@dataclass(frozen=True)
 class ExecutionRequest:
     """One run for the board."""
 
@@ -57,6 +66,7 @@ class ExecutionRequest:
     configs: tuple[PinnedRevision, ...] = ()
     # W3C traceparent of the job's trace: the run's spans join it ("" = none).
     trace_parent: str = ""
+    decision: ScheduleDecision | None = None  # the scheduler's decision log for this run
 
 
 class UpdateKind(enum.Enum):

@@ -50,6 +50,7 @@ from qsched_core.execution import (
     QueueEvent,
     QueueOpened,
     RefusedRun,
+    ScheduleDecision,
     Started,
     Succeeded,
     UpdateBatch,
@@ -691,6 +692,7 @@ class HardwareExecutor:
             "config_updates": dict(result.config_updates),
             **seed_provenance(experiment),
             **(code_attrs(item.code) if item.code is not None else {}),
+            **_decision_attrs(request.decision),
             **{f"run_{k}": v for k, v in result.attrs.items()},
         }
 
@@ -713,6 +715,17 @@ class HardwareExecutor:
             self._journal.close()
         if self.pinned is not None:
             await self.pinned.close()
+
+
+def _decision_attrs(decision: ScheduleDecision | None) -> dict[str, str]:
+    """The scheduler's decision log for the run (docs/data-files.md); none without one."""
+    if decision is None:
+        return {}
+    return {
+        "schedule_policy": decision.policy,
+        "schedule_summary": decision.summary,
+        "schedule_details": decision.details_json,
+    }
 
 
 def _safe_validate(experiment: Experiment) -> list[Violation]:

@@ -36,6 +36,7 @@ from qsched_core.execution import (
     QueueOpened,
     RefusedRun,
     RunCursor,
+    ScheduleDecision,
     Started,
     Succeeded,
     UpdateBatch,
@@ -165,6 +166,7 @@ def request_to_pb(request: ExecutionRequest) -> pb.ExecutionRequest:
         experiment=experiment_to_pb(request.experiment),
         configs=[pinned_to_pb(c) for c in request.configs],
         trace_parent=request.trace_parent,
+        decision=decision_to_pb(request.decision) if request.decision is not None else None,
     )
 
 
@@ -176,7 +178,18 @@ def request_from_pb(msg: pb.ExecutionRequest) -> ExecutionRequest:
         experiment=experiment_from_pb(msg.experiment),
         configs=pinned_list_from_pb(msg.configs),
         trace_parent=msg.trace_parent,
+        decision=decision_from_pb(msg.decision) if msg.HasField("decision") else None,
     )
+
+
+def decision_to_pb(decision: ScheduleDecision) -> pb.ScheduleDecision:
+    return pb.ScheduleDecision(
+        policy=decision.policy, summary=decision.summary, details_json=decision.details_json
+    )
+
+
+def decision_from_pb(msg: pb.ScheduleDecision) -> ScheduleDecision:
+    return ScheduleDecision(msg.policy, msg.summary, msg.details_json or "{}")
 
 
 # -- updates ---------------------------------------------------------------------------------------

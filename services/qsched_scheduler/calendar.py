@@ -8,7 +8,12 @@ gate (`ReservationGate`) holds a job back when:
 - a window that excludes it is open now;
 - its estimated run would overrun the start of an upcoming window that excludes it: the job is
   estimated to start after what is on the board (one typical run each) and to take one typical
-  run (the median of the device's recent successful runs, estimates.py).
+  run (the median of the device's recent successful runs, estimates.py);
+- a window that excludes it opens within `EDGE_GUARD` (2 s) and anything is on the board: so
+  close to the opening it starts only on an idle board. A run staged behind others starts when
+  they end, which can be inside the window when they overran their estimate; the calendar's
+  ticker takes such staged runs back `EDGE_GUARD` before the opening (a boundary of its own),
+  ahead of the race between the opening's take-back and the executor starting them.
 
 A window's end stops new starts (the gate lets the normal queue through again); a job still
 running then is left to finish unless the window says `hard_end`, in which case `Calendar.tick`
@@ -28,6 +33,8 @@ from qsched_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from qsched_scheduler.domain import QueuedJob, Reason
 
 GATE_NAME = "reservations"
+# How long before a window opens the jobs it excludes stop being staged behind other runs.
+EDGE_GUARD = timedelta(seconds=2)
 
 
 class WindowKind(enum.Enum):
@@ -169,6 +176,12 @@ class Calendar:
                 return window
         return None
 
+    def now_and_next(self, device: str) -> tuple[Window | None, Window | None]:
+        """The device's window open now (by the calendar's clock) and the next one to open."""
+        now = self._clock()
+        upcoming = (w for w in self._by_device.get(device, ()) if w.start > now)
+        return self.open_window(device, now), next(upcoming, None)
+
     def upcoming(self, device: str, now: datetime, before: datetime) -> Iterable[Window]:
         """Windows that open after `now` and before `before`, soonest first."""
         for window in self._by_device.get(device, ()):
@@ -178,8 +191,8 @@ class Calendar:
                 yield window
 
     def next_boundary(self, now: datetime) -> datetime | None:
-        """The next time a window opens or ends."""
-        times = [t for ws in self._by_device.values() for w in ws for t in (w.start, w.end) if t > now]
+        """The next time a window opens or ends, or comes within EDGE_GUARD of opening."""
+        times = [t for ws in self._by_device.values() for w in ws for t in _boundaries(w) if t > now]
         return min(times, default=None)
 
     # -- commands (store calls are blocking: run them off the event loop) ------------------------------
@@ -229,7 +242,7 @@ class Calendar:
         last = self._last_tick
         self._last_tick = now
         for device, windows in list(self._by_device.items()):
-            crossed = any(last < t <= now for w in windows for t in (w.start, w.end))
+            crossed = any(last < t <= now for w in windows for t in _boundaries(w))
             ended = [w for w in windows if w.end <= now]
             if ended:
                 self._by_device[device] = [w for w in windows if w.end > now]
@@ -273,20 +286,30 @@ class ReservationGate:
         ahead = len(view.on_board)
         start = now + timedelta(seconds=ahead * typical)
         end = start + timedelta(seconds=typical)
-        for upcoming in self.calendar.upcoming(device, now, end):
-            if not upcoming.admits(job):
+        for upcoming in self.calendar.upcoming(device, now, max(end, now + EDGE_GUARD)):
+            if upcoming.admits(job):
+                continue
+            if upcoming.start >= end:  # its estimate fits: only the edge guard may hold it
+                if not ahead:
+                    continue
                 return Reason(
                     self.name,
-                    f"would overrun {upcoming.describe()} opening {upcoming.start.isoformat()} "
-                    f"(estimated {typical:.0f} s run after {ahead} on the board)",
-                    {
-                        "rule": "overrun",
-                        "window": upcoming.details(),
-                        "estimated_run_seconds": typical,
-                        "estimated_end": end.isoformat(),
-                        "not_before": upcoming.end.isoformat(),
-                    },
+                    f"{upcoming.describe()} opens {upcoming.start.isoformat()}: within "
+                    f"{EDGE_GUARD.total_seconds():g} s of it a job it excludes starts only on an idle board",
+                    {"rule": "edge", "window": upcoming.details(), "not_before": upcoming.end.isoformat()},
                 )
+            return Reason(
+                self.name,
+                f"would overrun {upcoming.describe()} opening {upcoming.start.isoformat()} "
+                f"(estimated {typical:.0f} s run after {ahead} on the board)",
+                {
+                    "rule": "overrun",
+                    "window": upcoming.details(),
+                    "estimated_run_seconds": typical,
+                    "estimated_end": end.isoformat(),
+                    "not_before": upcoming.end.isoformat(),
+                },
+            )
         return None
 
     def note(self, job: QueuedJob, view: Any) -> Reason | None:
@@ -297,3 +320,8 @@ class ReservationGate:
         return Reason(
             self.name, f"inside {window.describe()}", {"rule": "inside-window", "window": window.details()}
         )
+
+
+def _boundaries(window: Window) -> tuple[datetime, ...]:
+    """When the ticker looks at a window: EDGE_GUARD before it opens, when it opens, when it ends."""
+    return (window.start - EDGE_GUARD, window.start, window.end)

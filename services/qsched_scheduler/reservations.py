@@ -112,12 +112,37 @@ class ReservationDesk:
     def list(self, device: str = "") -> list[Window]:
         return self._calendar.windows(device)
 
+    def on_device(self, device: str) -> tuple[Window | None, Window | None]:
+        """The window open on the device now and the next one (the device view shows both)."""
+        return self._calendar.now_and_next(device)
 
-def wire(calendar: Calendar, scheduler: Scheduler) -> None:
-    """The calendar's changes reach the dispatchers; hard ends cancel what still runs."""
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _on_loop(scheduler: Scheduler, why: str) -> Callable[[str], None]:
+    """`scheduler.reconsider(device, why)` on the engine's event loop. Bookings and sessions are
+    written off the loop (asyncio.to_thread) and tell their listeners from there: reconsidering a
+    device there failed with "no running event loop" when it had staged runs to take back."""
+    loop = _running_loop()
 
     def changed(device: str) -> None:
-        scheduler.reconsider(device, "the device's calendar changed")
+        if loop is None or _running_loop() is loop:
+            scheduler.reconsider(device, why)
+        else:
+            loop.call_soon_threadsafe(scheduler.reconsider, device, why)
+
+    return changed
+
+
+def wire(calendar: Calendar, scheduler: Scheduler) -> None:
+    """The calendar's changes reach the dispatchers; hard ends cancel what still runs. Call it
+    on the engine's event loop."""
+    changed = _on_loop(scheduler, "the device's calendar changed")
 
     async def hard_end(window: Window) -> None:
         running = await scheduler.running_on(window.device)
@@ -187,13 +212,16 @@ class SessionDesk:
     def list(self, device: str = "") -> list[Session]:
         return self._sessions.sessions(device)
 
+    def on_device(self, device: str) -> Session | None:
+        """The session that has the device now (the device view shows it)."""
+        return self._sessions.holding_now(device)
+
 
 def wire_sessions(sessions: Sessions, scheduler: Scheduler) -> None:
     """Sessions follow the engine's committed changes; their opening and end reach the dispatchers;
     a cancelled or aborted session drops its queued jobs."""
 
-    def changed(device: str) -> None:
-        scheduler.reconsider(device, "a session opened or ended")
+    changed = _on_loop(scheduler, "a session opened or ended")
 
     async def cancel(job_ids: list[str], why: str) -> None:
         for job_id in job_ids:

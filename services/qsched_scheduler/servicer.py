@@ -89,6 +89,21 @@ class JobServicer(pb_grpc.JobServiceServicer):
         sessions = self._session_desk().list(request.device)
         return pb.ListSessionsResponse(sessions=[convert.session_to_pb(s) for s in sessions])
 
+    def _device(self, view: DeviceView) -> pb.Device:
+        """The device, and the calendar window or session that decides what starts on it now."""
+        out = _device(view)
+        name = view.status.name
+        if self._reservations is not None:
+            current, upcoming = self._reservations.on_device(name)
+            if current is not None:
+                out.current_reservation.CopyFrom(convert.reservation_to_pb(current))
+            if upcoming is not None:
+                out.next_reservation.CopyFrom(convert.reservation_to_pb(upcoming))
+        session = self._sessions.on_device(name) if self._sessions is not None else None
+        if session is not None:
+            out.current_session.CopyFrom(convert.session_to_pb(session))
+        return out
+
     # -- the calendar (reservations.py) ----------------------------------------------------------------
     def _calendar(self) -> ReservationDesk:
         if self._reservations is None:
@@ -283,29 +298,29 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDevicesResponse:
-        return pb.ListDevicesResponse(devices=[_device(view) for view in await self._desk.devices()])
+        return pb.ListDevicesResponse(devices=[self._device(view) for view in await self._desk.devices()])
 
     async def GetDevice(
         self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDeviceResponse:
-        return pb.GetDeviceResponse(device=_device(await self._desk.device(request.name)))
+        return pb.GetDeviceResponse(device=self._device(await self._desk.device(request.name)))
 
     async def PauseDevice(
         self, request: pb.PauseDeviceRequest, context: grpc.aio.ServicerContext
     ) -> pb.PauseDeviceResponse:
         view = await self._desk.pause(caller(), request.name, request.reason)
-        return pb.PauseDeviceResponse(device=_device(view))
+        return pb.PauseDeviceResponse(device=self._device(view))
 
     async def ResumeDevice(
         self, request: pb.ResumeDeviceRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResumeDeviceResponse:
-        return pb.ResumeDeviceResponse(device=_device(await self._desk.resume(caller(), request.name)))
+        return pb.ResumeDeviceResponse(device=self._device(await self._desk.resume(caller(), request.name)))
 
     async def DrainDevice(
         self, request: pb.DrainDeviceRequest, context: grpc.aio.ServicerContext
     ) -> pb.DrainDeviceResponse:
         view = await self._desk.drain(caller(), request.name, request.reason)
-        return pb.DrainDeviceResponse(device=_device(view))
+        return pb.DrainDeviceResponse(device=self._device(view))
 
     async def ListCalibrations(
         self, request: pb.ListCalibrationsRequest, context: grpc.aio.ServicerContext

@@ -140,6 +140,10 @@ class Sessions:
             return None
         return live.session
 
+    def holding_now(self, device: str) -> Session | None:
+        """The session that has the device now, by the sessions' clock."""
+        return self.holding(device, self._clock())
+
     def next_boundary(self, now: datetime) -> datetime | None:
         times = []
         for live in self._live.values():

@@ -71,6 +71,21 @@ def test_job_client_runs_a_lab_experiment_end_to_end(stack):
     assert history[0]["job_id"] == job_id and history[0]["status"] == "completed"
 
 
+def test_the_data_file_carries_the_scheduling_decision_that_qsched_why_shows(stack):
+    client = JobClient(stack.address, token=stack.token)
+    job_id = client.submit_job(
+        experiment_class="NoOpExperiment", experiment_module="qsched_hardware.experiments", expt_config={}
+    )
+    result = client.wait_for_completion(job_id, timeout=120, verbose=False)
+    assert result.is_successful(), result.error_message
+    [run] = client.why(job_id)["runs"]
+    assert run["policy"] and run["summary"] and "priority" in run["details"]
+    attrs = client.load_data(job_id).attrs
+    assert attrs["schedule_policy"] == run["policy"]
+    assert attrs["schedule_summary"] == run["summary"]
+    assert attrs["schedule_details"] == run["details"]  # load_data decodes JSON attributes
+
+
 def test_job_handle_runs_a_circuit_on_the_local_simulator_twice(stack):
     async def run():
         async with Client(stack.address, token=stack.token) as client:

@@ -855,6 +855,14 @@ def device_dict(device: Any) -> dict[str, Any]:
         "hold_reason": device.hold_reason,
         "held_by": device.held_by,
         "hold_time": device.hold_time.ToDatetime(tzinfo=UTC) if device.HasField("hold_time") else None,
+        # The calendar window open now and the next one, and the session that has the device.
+        "reservation": reservation_dict(device.current_reservation)
+        if device.HasField("current_reservation")
+        else None,
+        "next_reservation": reservation_dict(device.next_reservation)
+        if device.HasField("next_reservation")
+        else None,
+        "session": session_dict(device.current_session) if device.HasField("current_session") else None,
     }
 
 

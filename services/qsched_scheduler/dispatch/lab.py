@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import uuid
@@ -38,6 +39,7 @@ from qsched_core.execution import (
     PinnedRevision,
     Progress,
     RunCursor,
+    ScheduleDecision,
     Started,
     Succeeded,
 )
@@ -727,6 +729,7 @@ class LabDispatcher:
             experiment=payload,
             configs=self._pins.hashes(revisions),
             trace_parent=job.trace_parent,
+            decision=_decision(run.reason if run is not None else None),
         )
 
     # -- taking back ---------------------------------------------------------------------------------------
@@ -827,3 +830,10 @@ def _log_failure(task: asyncio.Task[None]) -> None:
             log.info("run queue command not delivered: %s", exc)
         else:
             log.error("dispatcher task failed", exc_info=exc)
+
+
+def _decision(reason: Reason | None) -> ScheduleDecision | None:
+    """The run's reason as the executor writes it into the data file (as GetJob shows it)."""
+    if reason is None:
+        return None
+    return ScheduleDecision(reason.policy, reason.summary, json.dumps(reason.details, sort_keys=True))

@@ -3,6 +3,8 @@ its message and back, and every oneof case is mapped."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from qsched.api.executor.v1 import executor_pb2 as pb
@@ -27,6 +29,7 @@ from qsched_core.execution import (
     QueueOpened,
     RefusedRun,
     RunCursor,
+    ScheduleDecision,
     Started,
     Succeeded,
     UpdateBatch,
@@ -89,6 +92,15 @@ BOARD = BoardInfo(
 
 def test_request_round_trip():
     assert wire.request_from_pb(wire.request_to_pb(REQUEST)) == REQUEST
+
+
+def test_request_round_trip_with_the_schedule_decision():
+    decision = ScheduleDecision("fair-share", "fair share at priority 0", '{"ahead": 0}')
+    decided = replace(REQUEST, decision=decision)
+    msg = wire.request_to_pb(decided)
+    assert msg.decision.policy == "fair-share"
+    assert wire.request_from_pb(msg) == decided
+    assert not wire.request_to_pb(REQUEST).HasField("decision")
 
 
 def test_request_from_pb_defaults_empty_config_to_an_object():

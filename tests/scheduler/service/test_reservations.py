@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
@@ -135,6 +136,28 @@ async def test_others_wait_inside_an_exclusive_window_and_a_targeted_job_waits_f
     assert fake.started_jobs == [targeted, bobs]
 
 
+async def test_booking_and_opening_a_session_while_runs_are_staged_take_them_back(scheduler):
+    """A booking (and a session) is written off the event loop; with a run staged behind the
+    running one, telling the dispatcher failed the call with "no running event loop"."""
+    stub, fake, _ = scheduler
+    fake.hold = asyncio.Event()  # runs do not finish until it is set
+    first = (await stub.SubmitJob(lab_request())).job.job_id
+    second = (await stub.SubmitJob(lab_request())).job.job_id
+    await eventually(lambda: fake.execute_calls, until=lambda n: n >= 2, what="a run staged behind the first")
+    await stub.CreateReservation(book(EXCLUSIVE, now() + timedelta(hours=1), timedelta(hours=1)))
+    await eventually(
+        lambda: fake.execute_calls, until=lambda n: n >= 3, what="the staged run taken back, again"
+    )
+    hour = duration_pb2.Duration(seconds=3600)
+    opened = (
+        await stub.OpenSession(pb.OpenSessionRequest(device="qick", max_length=hour, idle_timeout=hour))
+    ).session
+    await stub.CancelSession(pb.CancelSessionRequest(session_id=opened.session_id))
+    fake.hold.set()
+    for job_id in (first, second):
+        await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -197,6 +220,44 @@ async def test_the_cli_books_lists_explains_and_cancels(scheduler, capsys):
     assert usage.half_life.ToTimedelta() == timedelta(days=7) and not usage.fair_share_devices
     out = await qsched("usage")
     assert "alice" in out and "fair share on: none" in out
+
+
+async def test_the_device_view_says_which_window_or_session_decides_what_starts(scheduler, capsys):
+    from qsched.cli.main import main
+
+    stub, _, address = scheduler
+
+    async def device() -> pb.Device:
+        return (await stub.GetDevice(pb.GetDeviceRequest(name="qick"))).device
+
+    assert not (await device()).HasField("current_reservation")
+    window = (await stub.CreateReservation(book(EXCLUSIVE, now(), timedelta(minutes=10), "dave"))).reservation
+    later = (
+        await stub.CreateReservation(book(MAINTENANCE, now() + timedelta(hours=1), timedelta(hours=1)))
+    ).reservation
+    shown = await device()
+    assert shown.current_reservation.reservation_id == window.reservation_id
+    assert list(shown.current_reservation.holders) == ["dave"]
+    assert shown.current_reservation.end_time == window.end_time
+    assert shown.next_reservation.reservation_id == later.reservation_id
+    assert not shown.HasField("current_session")
+    [listed] = [d for d in (await stub.ListDevices(pb.ListDevicesRequest())).devices if d.name == "qick"]
+    assert listed.current_reservation == shown.current_reservation
+    job_id = (await stub.SubmitJob(lab_request())).job.job_id
+    await waiting_on_calendar(stub, job_id)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["queue", "--address", address]) == 0
+    out = capsys.readouterr().out
+    assert f"qick is reserved: exclusive window {window.reservation_id} for dave until " in out
+    assert "only their jobs start" in out
+    await stub.CancelReservation(pb.CancelReservationRequest(reservation_id=window.reservation_id))
+    await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+    session = (await stub.OpenSession(open_request())).session
+    shown = await device()
+    assert not shown.HasField("current_reservation")
+    assert shown.current_session.session_id == session.session_id and shown.current_session.owner == "alice"
+    await stub.CancelSession(pb.CancelSessionRequest(session_id=session.session_id))
+    assert not (await device()).HasField("current_session")
 
 
 # -- sessions ------------------------------------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from qsched_core.errors import FailedPrecondition, InvalidArgument
 from qsched_scheduler import reservations
 from qsched_scheduler.calendar import Calendar, MemoryCalendarStore, NewWindow, ReservationGate, WindowKind
-from qsched_scheduler.domain import JobKind, JobState, Payload
+from qsched_scheduler.domain import JobKind, JobState, Payload, QueuedJob
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.store.memory import MemoryJobStore
@@ -83,22 +84,40 @@ class Rig:
         return job
 
 
-@pytest.fixture
-async def rig():
+async def start_rig(run_seconds: float) -> Rig:
+    """The engine on the memory board, every run held until finished; `run_seconds` the typical run."""
     clock, store, executor = Clock(), MemoryJobStore(), MemoryExecutor()
     executor.board.hold()
     calendar = Calendar(MemoryCalendarStore(), clock)
     gate = ReservationGate(calendar)
     policy = QueuePolicy(PriorityFifo(), [DeviceHoldGate(), gate])
     scheduler = Scheduler.build(
-        store, {"qick": executor}, page_key=b"k" * 32, policy=policy, clock=clock, default_run_seconds=600
+        store,
+        {"qick": executor},
+        page_key=b"k" * 32,
+        policy=policy,
+        clock=clock,
+        default_run_seconds=run_seconds,
     )
     gate.typical_seconds = scheduler.estimates.typical
     reservations.wire(calendar, scheduler)
     await scheduler.start()
     await scheduler.routes.labs["qick"].connected.wait()
-    yield Rig(clock, calendar, scheduler, executor.board)
-    await scheduler.stop()
+    return Rig(clock, calendar, scheduler, executor.board)
+
+
+@pytest.fixture
+async def rig():
+    started = await start_rig(600)
+    yield started
+    await started.scheduler.stop()
+
+
+@pytest.fixture
+async def short_runs_rig():
+    started = await start_rig(0.1)
+    yield started
+    await started.scheduler.stop()
 
 
 # -- the calendar ------------------------------------------------------------------------------------------
@@ -226,6 +245,43 @@ async def test_a_window_opening_takes_back_runs_staged_for_others(rig: Rig):
     bob = await rig.submit("bob")
     await rig.runs_then_finishes(bob)
     assert rig.board.order == [first, bob]  # alice's staged run never started in bob's window
+
+
+async def test_close_to_an_opening_a_run_it_excludes_is_not_left_staged_behind_another(short_runs_rig):
+    """A run staged behind another starts when that one ends: if it overran its estimate, inside
+    the window. EDGE_GUARD before the opening such runs are taken back; they start on an idle board."""
+    rig = short_runs_rig
+    rig.book(WindowKind.EXCLUSIVE, HOUR, HOUR, "bob")
+    await rig.at(HOUR - timedelta(seconds=10))
+    first = await rig.submit()
+    second = await rig.submit()
+    await eventually(lambda: rig.board.waiting, until=lambda w: len(w) == 1, what="the second staged")
+    await rig.at(HOUR - timedelta(seconds=1.5))  # the estimate (0.1 s) still fits before the opening
+    await eventually(lambda: rig.board.waiting, until=lambda w: w == [], what="the staged run taken back")
+    held = await rig.waits(second, "edge")
+    assert "only on an idle board" in held.waiting_reason.summary
+    await rig.runs_then_finishes(first)  # it ran 8.5 s by the clock: now the estimate overruns
+    await rig.waits(second, "overrun")
+    await rig.at(2 * HOUR)  # the window ends
+    await rig.runs_then_finishes(second)
+    assert rig.board.order == [first, second]
+
+
+def test_the_edge_guard_holds_a_job_only_behind_other_runs_and_only_close_to_the_opening():
+    calendar = Calendar(MemoryCalendarStore(), Clock())
+    calendar.create(
+        NewWindow("qick", WindowKind.EXCLUSIVE, T0 + timedelta(seconds=1), T0 + HOUR, ("bob",)), "op"
+    )
+    gate = ReservationGate(calendar, typical_seconds=lambda device: 0.1)
+    alices = QueuedJob("JOB-1", "qick", 0, 1, "alice", JobKind.LAB_EXPERIMENT)
+    bobs = QueuedJob("JOB-2", "qick", 0, 2, "bob", JobKind.LAB_EXPERIMENT)
+    idle = SimpleNamespace(device="qick", now=T0, on_board=[])
+    busy = SimpleNamespace(device="qick", now=T0, on_board=["JOB-0"])
+    assert gate.holds(alices, idle) is None  # 0.1 s fits before the opening, on an idle board
+    assert gate.holds(alices, busy).details["rule"] == "edge"
+    assert gate.holds(bobs, busy) is None  # the window admits bob
+    earlier = SimpleNamespace(device="qick", now=T0 - timedelta(seconds=5), on_board=["JOB-0"])
+    assert gate.holds(alices, earlier) is None  # further than EDGE_GUARD from the opening
 
 
 async def test_after_a_scheduler_restart_runs_staged_before_a_window_opened_are_taken_back():

@@ -119,6 +119,17 @@ def _print_device(d: dict) -> None:
         if d["hold_reason"]:
             line += f": {d['hold_reason']}"
     print(line)
+    for label, r in (("reserved now", d.get("reservation")), ("next window", d.get("next_reservation"))):
+        if r is not None:
+            who = f" for {', '.join(r['holders'])}" if r["kind"] == "exclusive" else ""
+            print(
+                f"  {label}: {r['kind']} {r['reservation_id']}{who}, {_when(r['start'])} to {_when(r['end'])}"
+            )
+    session = d.get("session")
+    if session is not None:
+        print(
+            f"  in session: {session['session_id']} of {session['owner']} since {_when(session['open_time'])}"
+        )
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:

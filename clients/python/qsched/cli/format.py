@@ -45,6 +45,28 @@ def held_note(device) -> str:
     return word
 
 
+def reserved_note(device) -> str:
+    """What the device's open calendar window or session lets start, and until when ("" if none):
+    e.g. "exclusive window RES-... for dave until 2026-12-07 22:00:00: only their jobs start"."""
+    if device.HasField("current_reservation"):
+        r = device.current_reservation
+        kind = pb.Reservation.Kind.Name(r.kind).removeprefix("KIND_").lower()
+        who = f" for {', '.join(r.holders)}" if r.kind == pb.Reservation.KIND_EXCLUSIVE else ""
+        starts = {
+            pb.Reservation.KIND_EXCLUSIVE: "only their jobs start",
+            pb.Reservation.KIND_CALIBRATION: "only calibration jobs start",
+        }.get(r.kind, "nothing starts")
+        return f"{kind} window {r.reservation_id}{who} until {when(r.end_time)}: {starts}"
+    if device.HasField("current_session"):
+        s = device.current_session
+        until = s.open_time.ToDatetime() + s.max_length.ToTimedelta()
+        return (
+            f"{s.owner}'s session {s.session_id} (at most until {until.replace(microsecond=0)}):"
+            " only its jobs start"
+        )
+    return ""
+
+
 def _estimated_start(job: pb.Job, held: Mapping[str, str]) -> str:
     if job.device in held:  # nothing starts on a held device, whatever the estimate says
         return "held (" + held[job.device].split(":")[0] + ")"

@@ -215,7 +215,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from qsched import _common as c
-    from qsched.cli.format import job_rows
+    from qsched.cli.format import job_rows, reserved_note
 
     _positive_limit(args)
     if args.follow:
@@ -224,11 +224,15 @@ def cmd_queue(args: argparse.Namespace) -> int:
     jobs = c.list_jobs(
         calls, _pb().LIST_VIEW_QUEUE, [], args.owner or "", args.device or "", args.limit, full=False
     )
-    held = _held_devices(calls)[1] if jobs else {}
+    devices, held = _held_devices(calls) if jobs else ([], {})
     print(job_rows(jobs, queue=True, held=held) if jobs else "the queue is empty")
     for name, note in sorted(held.items()):  # say why those jobs wait
         if any(j.device == name for j in jobs):
             print(f"{name} is held ({note}): its queued jobs start when an operator resumes it")
+    for device in devices:  # a calendar window or a session decides what starts there now
+        note = reserved_note(device)
+        if note and device.name not in held and any(j.device == device.name for j in jobs):
+            print(f"{device.name} is reserved: {note}")
     return 0
 
 
