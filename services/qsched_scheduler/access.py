@@ -131,9 +131,9 @@ class JobDesk:
             )
         return result
 
-    async def cancel(self, who: Principal, job_id: str, reason: str) -> Job:
+    async def cancel(self, who: Principal, job_id: str, reason: str, task_id: str = "") -> Job:
         job = await self._own_or_operator(who, job_id, "cancel")
-        cancelled = await self._scheduler.cancel(job_id, reason)
+        cancelled = await self._scheduler.cancel(job_id, reason, task_id)
         if job.owner != who.name:
             await self._audit.record(who, "job.cancel", job_id, owner=job.owner, reason=reason)
         return cancelled

@@ -188,6 +188,7 @@ def _job_to_pb(job: Job) -> pb.Job:
         cancel_requested=job.cancel_requested,
         labels=job.labels,
         waiting_reason=reason_to_pb(job.waiting_reason),
+        task_id=job.task_id,
     )
 
 

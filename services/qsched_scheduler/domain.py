@@ -122,6 +122,10 @@ class Job:
     run_count: int = 0
     trace_parent: str = ""  # W3C traceparent of the submit, so one job is one trace
     staged_task_id: str = ""  # pipelined dispatch: a QUEUED job already handed to the executor
+    # The job's task id: that of its latest run, or, while it waits, of the run it will have next
+    # (allocated when it is queued: at submit and at rerun). A handle can follow and cancel the
+    # job by it before it starts; a run staged or claimed for the job takes it.
+    task_id: str = ""
     # Filled on reads of queued jobs.
     queue_position: int = 0
     estimated_start_time: datetime | None = None

@@ -20,8 +20,13 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "job_not_found",
+    "task_not_found",
 ]
 
 
 def job_not_found(job_id: str) -> NotFound:
     return NotFound("JOB_NOT_FOUND", f"job {job_id} not found", job_id=job_id)
+
+
+def task_not_found(task_id: str) -> NotFound:
+    return NotFound("TASK_NOT_FOUND", f"no job has task {task_id}", task_id=task_id)

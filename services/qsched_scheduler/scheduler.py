@@ -43,7 +43,7 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Run,
 )
-from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found
+from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, job_not_found, task_not_found
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import DataChunk, ExecutorUnavailable, LabExecutor
 from qsched_scheduler.experiment_pins import rerun_payload
@@ -257,8 +257,18 @@ class Scheduler:
         else:
             self.routes.wake(change.job.device)
 
-    async def cancel(self, job_id: str, reason: str = "") -> Job:
+    async def cancel(self, job_id: str, reason: str = "", task_id: str = "") -> Job:
+        """Cancel a job; with `task_id`, only while that task is the job's (its current run, or
+        the one it waits to start): a handle never cancels a later run than its own."""
         job = await self.get(job_id)
+        if task_id and job.task_id != task_id:
+            raise FailedPrecondition(
+                "TASK_NOT_CURRENT",
+                f"task {task_id} of {job_id} is over; the job's task is now {job.task_id}",
+                job_id=job_id,
+                task_id=task_id,
+                current_task_id=job.task_id,
+            )
         lab = self.routes.lab(job.device)
         why = reason or "cancelled by user"
         if job.state is JobState.QUEUED:
@@ -268,7 +278,7 @@ class Scheduler:
                 except ExecutorUnavailable:
                     still = None  # the next reconcile withdraws it from the executor
                 if still is not None:  # it started meanwhile: now a running job being cancelled
-                    return await self.cancel(job_id, reason)
+                    return await self.cancel(job_id, reason, task_id)
             try:
                 change = await self._thread.call(self._store.cancel_queued, job_id, reason, self._clock())
             except FailedPrecondition:  # started in the meantime: cancel the run instead
@@ -283,7 +293,7 @@ class Scheduler:
             try:
                 change = await self._thread.call(self._store.request_cancel, job_id, reason, self._clock())
             except FailedPrecondition:  # it ended meanwhile
-                return await self.cancel(job_id, reason)
+                return await self.cancel(job_id, reason, task_id)
             self.feed.publish(change)
             run = change.job.current_run
             if lab is not None:
@@ -369,6 +379,27 @@ class Scheduler:
         return queued
 
     # -- reads ---------------------------------------------------------------------------------------
+    async def job_id_for(self, job_id: str, task_id: str) -> str:
+        """The job a request names by its job id or by a task id (the job's own, allocated when it
+        was queued, or any of its runs'); both given, they must name the same job."""
+        if not task_id:
+            return job_id
+        if len(task_id) > MAX_TASK_ID_LENGTH:
+            raise InvalidArgument(
+                "INVALID_TASK_ID", f"a task id has at most {MAX_TASK_ID_LENGTH} characters", task_id=task_id
+            )
+        found = await self._thread.call(self._store.job_id_of_task, task_id)
+        if found is None:
+            raise task_not_found(task_id)
+        if job_id and job_id != found:
+            raise InvalidArgument(
+                "TASK_NOT_OF_JOB",
+                f"task {task_id} belongs to {found}, not {job_id}",
+                job_id=job_id,
+                task_id=task_id,
+            )
+        return found
+
     async def get(self, job_id: str) -> Job:
         self._check_id(job_id)
         job = await self._thread.call(self._store.get, job_id)
@@ -490,6 +521,9 @@ class Scheduler:
             raise InvalidArgument(
                 "INVALID_JOB_ID", f"{job_id!r} is not a job id (JOB-YYYYMMDD-NNNNN)", job_id=job_id
             )
+
+
+MAX_TASK_ID_LENGTH = 64  # UUIDs are 36
 
 
 def log_cancel(job_id: str, exc: Exception) -> None:

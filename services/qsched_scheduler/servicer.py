@@ -174,7 +174,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
         )
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.GetJobResponse:
-        job = await self._scheduler.get(request.job_id)
+        job = await self._scheduler.get(await self._scheduler.job_id_for(request.job_id, request.task_id))
         message = convert.job_to_pb(job)
         for status in self._scheduler.provider_statuses(job):
             message.current_run.provider_tasks.add(
@@ -197,7 +197,8 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelJobResponse:
-        job = await self._desk.cancel(caller(), request.job_id, request.reason)
+        job_id = await self._scheduler.job_id_for(request.job_id, request.task_id)
+        job = await self._desk.cancel(caller(), job_id, request.reason, request.task_id)
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
     async def DeleteJob(
@@ -209,7 +210,8 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchJobResponse]:
-        async for item in self._scheduler.watch(request.job_id, request.after_seq):
+        job_id = await self._scheduler.job_id_for(request.job_id, request.task_id)
+        async for item in self._scheduler.watch(job_id, request.after_seq):
             if isinstance(item, Job):
                 yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
             elif isinstance(item, Change):

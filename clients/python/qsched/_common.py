@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,21 @@ SEED_CONFIG_FIELDS = {
     "floquet_storage_swap": "floquet_storage_version_id",
     "man1_storage_swap": "man1_storage_version_id",
 }
+
+
+def is_task_id(ident: str) -> bool:
+    """Whether `ident` is a task id (a UUID) rather than a job id (JOB-YYYYMMDD-NNNNN)."""
+    try:
+        uuid.UUID(ident)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def job_ref(ident: str) -> dict[str, str]:
+    """The GetJob / CancelJob / WatchJob fields naming a job by `ident`: its job id, or a task id
+    (the job's own, which it has from submit, or one of its runs')."""
+    return {"task_id": ident} if is_task_id(ident) else {"job_id": ident}
 
 
 def is_terminal(state: int) -> bool:

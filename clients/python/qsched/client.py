@@ -101,7 +101,7 @@ class JobResult:
             expt_config=payload.get("config") if payload.get("kind") == "lab_experiment" else None,
             config_revisions=revisions,
             error_reason=error.reason if error is not None else None,
-            task_id=(run.task_id or None) if run is not None else None,
+            task_id=job.task_id or ((run.task_id or None) if run is not None else None),
             attempt=run.attempt if run is not None else 0,
             run_count=job.run_count,
             progress=run.progress if run is not None else 0.0,
@@ -244,8 +244,9 @@ class JobClient:
         return self.calls("SubmitJob", request).job.job_id
 
     def get_status(self, job_id: str) -> JobResult:
+        """The job by its job id, or by a task id (`JobResult.task_id`, set from submit on)."""
         return self._with_local_data(
-            JobResult.from_job(self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job)
+            JobResult.from_job(self.calls("GetJob", pb.GetJobRequest(**c.job_ref(job_id))).job)
         )
 
     def _with_local_data(self, result: JobResult) -> JobResult:
@@ -401,9 +402,11 @@ class JobClient:
         return device_dict(self.calls("ResumeDevice", pb.ResumeDeviceRequest(name=name)).device)
 
     def cancel_job(self, job_id: str, reason: str = "") -> dict[str, Any]:
-        """Cancel a queued job (at once) or a running one (the executor stops it).
-        Raises FailedPrecondition (JOB_ALREADY_FINISHED) for a finished job."""
-        job = self.calls("CancelJob", pb.CancelJobRequest(job_id=job_id, reason=reason)).job
+        """Cancel a queued job (at once) or a running one (the executor stops it), by its job id or
+        its task id (also before it starts). Raises FailedPrecondition (JOB_ALREADY_FINISHED) for a
+        finished job, TASK_NOT_CURRENT for a task the job has moved on from."""
+        job = self.calls("CancelJob", pb.CancelJobRequest(reason=reason, **c.job_ref(job_id))).job
+        job_id = job.job_id
         status = c.SEED_STATUS.get(job.state, "unknown")
         message = f"Job {job_id} cancelled" if status == "cancelled" else f"Job {job_id} is being stopped"
         return {
@@ -531,8 +534,8 @@ class JobClient:
 
     # -- provider devices and metriq-gym benchmarks (see qsched.benchmarks) ---------------------------
     def get_job(self, job_id: str) -> pb.Job:
-        """The job as the scheduler holds it (the proto, any kind)."""
-        return self.calls("GetJob", pb.GetJobRequest(job_id=job_id)).job
+        """The job as the scheduler holds it (the proto, any kind), by job id or task id."""
+        return self.calls("GetJob", pb.GetJobRequest(**c.job_ref(job_id))).job
 
     def list_jobs(
         self, kind: int = pb.JOB_KIND_UNSPECIFIED, owner: str | None = None, limit: int = 50

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from qsched._common import job_ref
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.errors import DeadlineExceeded, Unavailable, from_rpc_error
 
@@ -89,7 +90,7 @@ def follow(
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "", f"{job_id} is not finished yet")
         call = stub.WatchJob(
-            pb.WatchJobRequest(job_id=job_id, after_seq=cursor.last),
+            pb.WatchJobRequest(after_seq=cursor.last, **job_ref(job_id)),  # a task id works too
             timeout=remaining,
             wait_for_ready=cursor.reconnects > 0,
         )
@@ -135,7 +136,7 @@ async def follow_async(
     cursor = _Cursor(after_seq, connected)
     while True:
         call = stub.WatchJob(
-            pb.WatchJobRequest(job_id=job_id, after_seq=cursor.last), wait_for_ready=cursor.reconnects > 0
+            pb.WatchJobRequest(after_seq=cursor.last, **job_ref(job_id)), wait_for_ready=cursor.reconnects > 0
         )
         try:
             async for message in call:

@@ -311,7 +311,7 @@ class LabDispatcher:
         revisions = self._pins.from_memory(probe)
         if revisions is None:
             return None
-        claim = Claim(str(uuid.uuid4()), revisions, reason)
+        claim = Claim(str(uuid.uuid4()), revisions, reason)  # the new job's task id
         self._claims[claim.task_id] = claim
         return claim
 
@@ -652,9 +652,8 @@ class LabDispatcher:
                     if requests:
                         break  # stage what is pinned; the rest after
                     raise
-            requests.append(
-                StageRequest(decision.job.job_id, Claim(str(uuid.uuid4()), revisions, decision.reason))
-            )
+            # The run takes the job's task id (allocated at submit or rerun: Claim).
+            requests.append(StageRequest(decision.job.job_id, Claim("", revisions, decision.reason)))
         jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
         for job in jobs:
             self._index.staged(self.device, job.job_id, job.staged_task_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -121,14 +120,15 @@ class ProviderDispatcher:
             if delay > 0:
                 await asyncio.sleep(delay)
             while len(self._runs) < self.max_in_flight and not self.held():
-                task_id = str(uuid.uuid4())
+                # The run takes the job's task id (allocated at submit or rerun).
                 change = await self._call(
-                    self._queue_store.claim_next, self.device, task_id, self._clock(), self.max_in_flight
+                    self._queue_store.claim_next, self.device, "", self._clock(), self.max_in_flight
                 )
                 if change is None:
                     break
                 self._publish(change)
-                self._spawn(task_id, self._run(change.job))
+                assert change.job.current_run is not None
+                self._spawn(change.job.current_run.task_id, self._run(change.job))
             await self._wake.wait()
 
     def _spawn(self, task_id: str, work: Awaitable[None]) -> None:

@@ -64,7 +64,11 @@ class RunUpdate:
 
 @dataclass(frozen=True)
 class Claim:
-    """A run staged for a job: its task id, the config revisions pinned for it, and why."""
+    """A run staged for a job: its task id, the config revisions pinned for it, and why.
+
+    An empty task id means the job's own (`Job.task_id`, allocated when it was queued): dispatch
+    stages with it, so a job's run carries the task id its submitter was given. A claim at submit
+    names the id (the new job takes it as its task id)."""
 
     task_id: str
     config_revisions: Mapping[str, str]
@@ -86,16 +90,20 @@ class QueueStore(Protocol):
     ) -> list[SubmitOutcome]:
         """Queue several jobs in one transaction (group commit: one fsync for all); each created
         outcome carries its queue position after that commit. `claims` (by index in `news`)
-        stages runs for some of the new jobs in the same transaction (a job for an idle device)."""
+        stages runs for some of the new jobs in the same transaction (a job for an idle device).
+        Each new job gets its task id (`Job.task_id`): its claim's, else a new UUID."""
 
     def stage(self, requests: Sequence[StageRequest], now: datetime) -> list[Job]:
         """Stage runs for queued jobs in one transaction: each gets a run (staged, with its task id,
         pinned revisions and reason) while the job stays QUEUED. A job no longer QUEUED, or staged
-        already, is skipped; the jobs staged come back (with their staged run)."""
+        already, is skipped; the jobs staged come back (with their staged run). The run's task id
+        is the claim's, or the job's own when the claim's is empty (see Claim); the job's task id
+        becomes the run's."""
 
     def unstage(self, task_ids: Sequence[str], now: datetime) -> list[Job]:
         """Take staged runs back: the runs are dropped, their jobs are ordinary queued jobs again
-        (in their place: the queue order is kept). The jobs whose run was dropped."""
+        (in their place: the queue order is kept; the job keeps its task id for its next staging).
+        The jobs whose run was dropped."""
 
     def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
         """QUEUED -> CANCELLED (a staged run is dropped). Raises NotFound / FailedPrecondition."""
@@ -104,8 +112,9 @@ class QueueStore(Protocol):
         """Mark a RUNNING job cancel_requested (the executor stops it)."""
 
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
-        """A terminal job -> QUEUED at the back of its priority, optionally with a new payload.
-        A repeated non-empty request_id returns the job unchanged (the first rerun already queued it)."""
+        """A terminal job -> QUEUED at the back of its priority, optionally with a new payload,
+        with a new task id for its next run. A repeated non-empty request_id returns the job
+        unchanged (the first rerun already queued it)."""
 
     def delete(self, job_id: str) -> None:
         """Remove a terminal job with its runs and events."""
@@ -119,11 +128,13 @@ class QueueStore(Protocol):
         expect_job_id: str = "",
         config_revisions: dict[str, str] | None = None,
     ) -> Change | None:
-        """Provider devices: the highest priority, oldest queued job -> RUNNING with a new run.
+        """Provider devices: the highest priority, oldest queued job -> RUNNING with a new run,
+        whose task id is `task_id`, or the job's own (`Job.task_id`) when `task_id` is empty.
         None when nothing is queued or the device already runs `max_running` jobs."""
 
     def release_claim(self, task_id: str, message: str, now: datetime) -> Change:
-        """Undo a provider claim that never reached the gateway: the job is QUEUED again."""
+        """Undo a provider claim that never reached the gateway: the job is QUEUED again (keeping
+        its task id: the next claim submits with the same request id)."""
 
 
 class RunLog(Protocol):
@@ -146,6 +157,10 @@ class Queries(Protocol):
 
     def get(self, job_id: str) -> Job | None:
         """The job with its current run, or None."""
+
+    def job_id_of_task(self, task_id: str) -> str | None:
+        """The job a task id belongs to: the job's own task id (also before its run exists) or
+        that of any of its runs; None when no job has it."""
 
     def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
         """A page in the view's order, strictly after the keyset cursor `after` (see `cursor_of`)."""

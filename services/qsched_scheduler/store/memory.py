@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -86,6 +87,7 @@ class MemoryJobStore:
                 queue_order=self._queue_order,
                 labels=dict(new.labels),
                 trace_parent=new.trace_parent,
+                task_id=str(uuid.uuid4()),  # its first run's (a claim at submit replaces it)
             )
             self._jobs[job.job_id] = job
             if new.request_id:
@@ -115,6 +117,14 @@ class MemoryJobStore:
         with self._lock:
             job = self._jobs.get(job_id)
             return self._copy(job) if job else None
+
+    def job_id_of_task(self, task_id: str) -> str | None:
+        with self._lock:
+            if not task_id:
+                return None
+            if task_id in self._run_job:
+                return self._run_job[task_id]
+            return next((j.job_id for j in self._jobs.values() if j.task_id == task_id), None)
 
     def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
         with self._lock:
@@ -251,7 +261,7 @@ class MemoryJobStore:
             job = min(queued, key=lambda j: (-j.priority, j.queue_order))
             if expect_job_id and job.job_id != expect_job_id:
                 return None
-            change = self._start_run(job, task_id, now)
+            change = self._start_run(job, task_id or job.task_id or str(uuid.uuid4()), now)
             if config_revisions:
                 self._runs[job.job_id][-1].config_revisions = dict(config_revisions)
                 change.job.current_run.config_revisions = dict(config_revisions)
@@ -269,6 +279,7 @@ class MemoryJobStore:
             )
         )
         self._run_job[task_id] = job.job_id
+        job.task_id = task_id
         job.state = JobState.RUNNING
         job.cancel_requested = False
         job.error = None
@@ -292,6 +303,7 @@ class MemoryJobStore:
             job.state = JobState.QUEUED
             job.start_time = job.end_time = job.error = None
             job.cancel_requested = False
+            job.task_id = str(uuid.uuid4())  # the next run's
             if payload is not None:
                 job.payload = payload
             if request_id:
@@ -307,9 +319,10 @@ class MemoryJobStore:
 
     def _stage_one(self, job: Job, claim: Claim) -> None:
         runs = self._runs[job.job_id]
+        task_id = claim.task_id or job.task_id or str(uuid.uuid4())
         runs.append(
             Run(
-                task_id=claim.task_id,
+                task_id=task_id,
                 attempt=len(runs) + 1,
                 state=JobState.QUEUED,
                 payload=job.payload,
@@ -319,8 +332,8 @@ class MemoryJobStore:
                 reason=claim.reason,
             )
         )
-        self._run_job[claim.task_id] = job.job_id
-        job.staged_task_id = claim.task_id
+        self._run_job[task_id] = job.job_id
+        job.staged_task_id = job.task_id = task_id
 
     def _drop_run(self, job: Job, task_id: str) -> None:
         runs = self._runs[job.job_id]

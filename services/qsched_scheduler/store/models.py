@@ -67,6 +67,9 @@ class JobRow(Base):
     # Pipelined dispatch: the task id of a run handed to the executor ahead of time, while
     # the job is still QUEUED (it becomes the job's run when the executor starts it).
     staged_task_id: Mapped[str | None] = mapped_column(String(36))
+    # The job's task id: its latest run's, or, while it waits, the one its next run takes
+    # (allocated at submit and at rerun, so a handle can follow and cancel it by task id).
+    task_id: Mapped[str | None] = mapped_column(String(36))
 
     # sqlite_autoincrement: never reuse an order, not even that of a deleted newest job.
     __table_args__ = {"sqlite_autoincrement": True}
@@ -83,6 +86,8 @@ Index(
     sqlite_where=text(STAGED_ONLY),
     postgresql_where=text(STAGED_ONLY),
 )
+# GetJob / CancelJob / WatchJob by task id, before the job's run exists.
+Index("ix_jobs_task_id", JobRow.task_id, unique=True)
 Index(
     ONE_RUNNING_PER_DEVICE,
     JobRow.device,

@@ -11,6 +11,7 @@ database rests on the database, not on this process:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -284,6 +285,8 @@ class SqlJobStore:
                     "queue_order": first_order + n,
                     "rerun_request_id": None,
                     "staged_task_id": claims[i].task_id if i in claims else None,
+                    # Its first run's task id (allocated now, so the submitter has it at once).
+                    "task_id": claims[i].task_id if i in claims else str(uuid.uuid4()),
                 }
             )
         pks = (
@@ -327,7 +330,7 @@ class SqlJobStore:
         staged: dict[int, dict[str, Any]] = {}  # index in news -> its staged run
         for i, pk, row in zip(fresh, pks, rows, strict=True):
             if i in claims:  # the job row holds its staged task id already
-                staged[i] = self._stage_run(conn, SimpleNamespace(id=pk, **row), claims[i], 1)
+                staged[i] = self._stage_run(conn, SimpleNamespace(id=pk, **row), claims[i], 1, row["task_id"])
         for i, pk, row in zip(fresh, pks, rows, strict=True):
             key = (row["device"], row["priority"])
             later[key] -= 1
@@ -356,6 +359,19 @@ class SqlJobStore:
             ).one_or_none()
             # Attempts are numbered 1, 2, ... without gaps (a claim given back removes its run).
             return _job(row, run, run.attempt if run is not None else 0)
+
+    def job_id_of_task(self, task_id: str) -> str | None:
+        if not task_id:
+            return None
+        with self._read_engine.begin() as conn:
+            found = conn.scalar(select(JOBS.c.job_id).where(JOBS.c.task_id == task_id))
+            if found is None:  # an earlier run's
+                found = conn.scalar(
+                    select(JOBS.c.job_id)
+                    .join(RUNS, RUNS.c.job_pk == JOBS.c.id)
+                    .where(RUNS.c.task_id == task_id)
+                )
+            return found
 
     def list_jobs(self, flt: JobFilter, after: tuple[int, ...] | None, limit: int) -> list[Job]:
         states = {state.value for state in flt.states}
@@ -542,6 +558,7 @@ class SqlJobStore:
         device already runs a lab job (the partial unique index)."""
         when = _utc(now)
         seq = row.last_seq + 1
+        task_id = task_id or row.task_id or str(uuid.uuid4())
         try:
             conn.execute(
                 update(JOBS)
@@ -552,6 +569,7 @@ class SqlJobStore:
                     error_reason=None,
                     error_message=None,
                     staged_task_id=None,
+                    task_id=task_id,
                     last_seq=seq,
                 )
             )
@@ -583,6 +601,7 @@ class SqlJobStore:
             "error_reason": None,
             "error_message": None,
             "staged_task_id": None,
+            "task_id": task_id,
             "last_seq": seq,
         }
         job = _job(SimpleNamespace(**values), SimpleNamespace(**run), attempts + 1)
@@ -590,9 +609,11 @@ class SqlJobStore:
         return Change(job, event, JobState.QUEUED)
 
     # -- staging (lab devices) ---------------------------------------------------------------------------
-    def _stage_run(self, conn: Connection, job: Any, claim: Claim, attempt: int) -> dict[str, Any]:
+    def _stage_run(
+        self, conn: Connection, job: Any, claim: Claim, attempt: int, task_id: str
+    ) -> dict[str, Any]:
         """Insert a job's staged run (the job row is updated by the caller)."""
-        run = _new_run_values(job, claim.task_id, attempt)
+        run = _new_run_values(job, task_id, attempt)
         run.update(
             state=QUEUED,
             staged=True,
@@ -625,11 +646,12 @@ class SqlJobStore:
                 if row is None or row.state != QUEUED or row.staged_task_id:
                     continue
                 attempt = attempts.get(row.id, 0) + 1
-                run = self._stage_run(conn, row, request.claim, attempt)
+                task_id = request.claim.task_id or row.task_id or str(uuid.uuid4())
+                run = self._stage_run(conn, row, request.claim, attempt, task_id)
                 conn.execute(
-                    update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=request.claim.task_id)
+                    update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=task_id, task_id=task_id)
                 )
-                values = {**row._mapping, "staged_task_id": request.claim.task_id}
+                values = {**row._mapping, "staged_task_id": task_id, "task_id": task_id}
                 out.append(_job(SimpleNamespace(**values), SimpleNamespace(**run), attempt))
         return out
 
@@ -714,6 +736,7 @@ class SqlJobStore:
             row.queue_order = self._next_counter(session, QUEUE_ORDER_KEY)
             row.start_time = row.end_time = None
             row.cancel_requested = False
+            row.task_id = str(uuid.uuid4())  # the next run's
             _set_error(row, None)
             if payload is not None:
                 row.kind = payload.kind.value
@@ -1062,6 +1085,7 @@ def _job(row: JobRow, run: RunRow | None, run_count: int) -> Job:
         run_count=run_count,
         trace_parent=row.trace_parent,
         staged_task_id=getattr(row, "staged_task_id", None) or "",
+        task_id=getattr(row, "task_id", None) or "",
     )
 
 

@@ -892,3 +892,57 @@ def test_apply_updates_applies_what_arrived_at_once_in_order(store: JobStore) ->
     assert done.state is JobState.SUCCEEDED and done.current_run.executor_seq == 3
     assert done.current_run.data_file_path == "d/a.h5" and done.start_time == at(1)
     assert [e.message for e in store.events_after(job.job_id, 0)][-3:] == ["accepted", "started", "succeeded"]
+
+
+# -- the job's task id (issue 17): allocated when queued, taken by the run --------------------------------
+def test_a_job_has_its_task_id_at_submit_and_its_staged_run_takes_it(store: JobStore) -> None:
+    job = submit(store)
+    assert len(job.task_id) == 36 and job.current_run is None
+    assert store.get(job.job_id).task_id == job.task_id
+    assert store.job_id_of_task(job.task_id) == job.job_id  # found before any run exists
+    assert store.job_id_of_task("no-such-task") is None and store.job_id_of_task("") is None
+    # Taken back and staged again: the same id (the run never happened).
+    staged = stage(store, job, "")
+    assert staged.staged_task_id == job.task_id == staged.current_run.task_id
+    store.unstage([job.task_id], at(2))
+    assert store.get(job.job_id).task_id == job.task_id
+    again = stage(store, job, "")
+    assert again.staged_task_id == job.task_id
+    started = store.update_run(job.task_id, RunUpdate(1, started=True, message="started"), at(3))
+    assert started.job.state is JobState.RUNNING and started.job.task_id == job.task_id
+    assert started.job.current_run.task_id == job.task_id
+
+
+def test_a_claim_at_submit_names_the_task_id_and_a_given_one_is_the_jobs(store: JobStore) -> None:
+    outcomes = store.submit_many([new_job(), new_job()], at(1), {1: Claim("task-1", {}, reason("idle"))})
+    first, claimed = (o.change.job for o in outcomes)
+    assert claimed.task_id == "task-1" == claimed.staged_task_id and first.task_id != claimed.task_id
+    staged = stage(store, first, "task-9")  # a named id wins: the job's task id follows the run
+    assert staged.task_id == "task-9" and store.job_id_of_task("task-9") == first.job_id
+
+
+def test_a_provider_claim_takes_the_jobs_task_id_and_keeps_it_when_released(store: JobStore) -> None:
+    job = submit(store)
+    change = store.claim_next(DEVICE, "", at(1))
+    assert change.job.current_run.task_id == job.task_id == change.job.task_id
+    released = store.release_claim(job.task_id, "gateway unavailable", at(2))
+    assert released.job.state is JobState.QUEUED and released.job.task_id == job.task_id
+    assert store.claim_next(DEVICE, "", at(3)).job.current_run.task_id == job.task_id
+
+
+def test_a_job_cancelled_while_queued_keeps_its_task_id_and_a_rerun_gets_a_new_one(store: JobStore) -> None:
+    job = submit(store)
+    cancelled = store.cancel_queued(job.job_id, "not needed", at(1))
+    assert cancelled.job.state is JobState.CANCELLED and cancelled.job.task_id == job.task_id
+    assert store.job_id_of_task(job.task_id) == job.job_id
+    rerun = store.rerun(job.job_id, None, "", at(2)).job
+    assert rerun.task_id and rerun.task_id != job.task_id
+    first_run = store.claim_next(DEVICE, "", at(3)).job
+    assert first_run.current_run.task_id == rerun.task_id and first_run.current_run.attempt == 1
+    finish(store, rerun.task_id, at(4))
+    third = store.rerun(job.job_id, None, "", at(5)).job
+    assert third.task_id not in (job.task_id, rerun.task_id)
+    assert store.get(job.job_id).current_run.task_id == rerun.task_id  # until the next run exists
+    assert store.job_id_of_task(rerun.task_id) == job.job_id  # an earlier run's id still names the job
+    staged = stage(store, third, "")
+    assert staged.current_run.task_id == third.task_id and staged.current_run.attempt == 2

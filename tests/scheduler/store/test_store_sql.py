@@ -211,7 +211,7 @@ def test_postgresql_urls_use_psycopg() -> None:
 # -- migrations ----------------------------------------------------------------------------------------------
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0015_run_code"
+    assert db.head() == "0016_submit_task_id"
 
     db.upgrade(empty_db_url)
     assert table_names(empty_db_url) == TABLES | {"alembic_version"}
@@ -258,5 +258,56 @@ def test_upgrade_from_0001_keeps_queue_order_and_run_settings(empty_db_url: str)
         assert first.job_id == "JOB-20260314-00001"
         assert first.current_run.payload.body == {"n": 1}
         assert store.get("JOB-20260314-00002").queue_order < third.queue_order
+    finally:
+        store.close()
+
+
+def test_upgrade_to_submit_task_ids_gives_every_job_its_task_id(empty_db_url: str) -> None:
+    db.upgrade(empty_db_url, "0014_calibration")
+    engine = make_engine(empty_db_url)  # jobs as the scheduler of 0014 left them
+    try:
+        with engine.begin() as conn:
+            for n, state, staged_task in (
+                (1, "SUCCEEDED", None),
+                (2, "QUEUED", "task-s"),
+                (3, "QUEUED", None),
+                (4, "QUEUED", None),  # rerun after task-r1: queued again, its next run has no id yet
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, job_id, owner, device, kind, priority, payload, state,"
+                        " create_time, last_seq, cancel_requested, labels, trace_parent, queue_order,"
+                        " staged_task_id)"
+                        " VALUES (:n, :id, 'alice', 'qpu-a', 'LAB_EXPERIMENT', 0, '{}', :state, :t, 1, false,"
+                        " '{}', '', :n, :staged)"
+                    ),
+                    {"n": n, "id": f"JOB-20260314-0000{n}", "state": state, "t": T0, "staged": staged_task},
+                )
+            for task, job_pk, attempt, state, staged in (
+                ("task-d1", 1, 1, "FAILED", False),
+                ("task-d2", 1, 2, "SUCCEEDED", False),
+                ("task-s", 2, 1, "QUEUED", True),
+                ("task-r1", 4, 1, "SUCCEEDED", False),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO runs (task_id, job_pk, attempt, state, progress, data_file_path,"
+                        " summary, config_revisions, provider_task_ids, executor_seq, payload, staged)"
+                        " VALUES (:task, :pk, :a, :state, 0, '', '{}', '{}', '[]', 0, '{}', :staged)"
+                    ),
+                    {"task": task, "pk": job_pk, "a": attempt, "state": state, "staged": staged},
+                )
+    finally:
+        engine.dispose()
+    db.upgrade(empty_db_url)
+    assert schema_drift(empty_db_url, metadata) == []
+    store = SqlJobStore(make_engine(empty_db_url))
+    try:
+        done, staged, waiting, again = (store.get(f"JOB-20260314-0000{n}") for n in range(1, 5))
+        assert (done.task_id, staged.task_id) == ("task-d2", "task-s")
+        assert len(waiting.task_id) == 36 and len(again.task_id) == 36 and again.task_id != "task-r1"
+        assert store.job_id_of_task(waiting.task_id) == waiting.job_id
+        claimed = store.claim_next("qpu-a", "", T0)  # waiting is first in line (staged is skipped)
+        assert claimed.job.job_id == waiting.job_id and claimed.job.current_run.task_id == waiting.task_id
     finally:
         store.close()

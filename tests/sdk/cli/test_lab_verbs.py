@@ -205,3 +205,22 @@ def test_cli_start_up_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_show_and_cancel_take_a_task_id(qsched, scheduler):
+    stub, fake, _ = scheduler
+    fake.hold = asyncio.Event()
+    code, out, _ = await qsched("submit", "--experiment", f"{RABI}.Running", "--owner", "alice")
+    running = out.split()[0]
+    await job_in_state(stub, running, pb.Job.STATE_RUNNING)
+    code, out, _ = await qsched("submit", "--experiment", f"{RABI}.Waiting", "--owner", "alice")
+    waiting = (await stub.GetJob(pb.GetJobRequest(job_id=out.split()[0]))).job
+    code, out, _ = await qsched("show", waiting.task_id)  # before it starts
+    assert code == 0 and f"job        {waiting.job_id}" in out and waiting.task_id in out
+    code, out, _ = await qsched("cancel", waiting.task_id)
+    assert code == 0 and out.strip() == f"{waiting.job_id}: cancelled"
+    code, out, _ = await qsched("show", waiting.task_id, "--runs")
+    assert code == 0 and "state      cancelled" in out
+    fake.hold.set()
+    await job_in_state(stub, running, pb.Job.STATE_SUCCEEDED)
+    assert fake.started_jobs == [running]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
@@ -333,13 +334,14 @@ async def test_25_26_composite_timeout_then_resume(client, scheduler):
     with pytest.raises(TimeoutError):  # the device runs one job at a time: both wait on `slow`
         await composite.execute(timeout_s=0.5)
     assert slow.state is JobState.RUNNING
-    assert done.state is JobState.SUBMITTED and done.task_id is None  # reset and sent again
+    # Reset and sent again: its new task id is there at once (issue 17), before the run starts.
+    assert done.state is JobState.SUBMITTED and done.task_id not in (None, done_task)
     assert len(done.history) == 1 and len(composite.outputs) == 0
-    ids = (slow.job_id, done.job_id)
+    ids, new_task = (slow.job_id, done.job_id), done.task_id
     fake.hold.set()
     outputs = await composite.execute(timeout_s=30)  # active children are only followed
     assert (slow.job_id, done.job_id) == ids and fake.execute_calls == 3
-    assert done.task_id != done_task and len(done.history) == 2
+    assert done.task_id == new_task and done.result.task_id == new_task and len(done.history) == 2
     assert len(outputs) == 2 and composite.completed
 
 
@@ -488,3 +490,46 @@ async def test_a_composite_submits_its_children_in_one_call(client, scheduler, s
     outputs = await mixed.execute(timeout_s=30)
     assert [o.is_error for o in outputs] == [False, True]
     assert mixed[1].error.code == "DEVICE_NOT_FOUND"
+
+
+async def test_04_a_handle_has_its_task_id_at_submit_and_is_cancelled_by_it_before_it_starts(
+    client, scheduler
+):
+    stub, fake, _ = scheduler
+    fake.hold = asyncio.Event()  # the device stays busy with the first job
+    busy = client.create_job(experiment=EXPERIMENT, config={})
+    await busy.submit()
+    await job_in_state(stub, busy.job_id, pb.Job.STATE_RUNNING)
+    waiting = client.create_job(experiment=EXPERIMENT, config={"reps": 3})
+    await waiting.submit()
+    assert waiting.state is JobState.SUBMITTED and waiting.task_id  # at submit, before it starts (4)
+    assert str(uuid.UUID(waiting.task_id)) == waiting.task_id and waiting.task_id != busy.task_id
+    follower = asyncio.create_task(waiting.execute(timeout_s=20))
+    # Another session knows only the task id (as OQC's users keep them): it finds the job by it and
+    # cancels it while it waits.
+    async with Client(address_of(scheduler)) as other:
+        found = await other.get_job(waiting.task_id)
+        assert (found.job_id, found.task_id, found.state) == (
+            waiting.job_id,
+            waiting.task_id,
+            JobState.SUBMITTED,
+        )
+        await found.cancel()
+        assert found.state is JobState.CANCELLED and found.task_id == waiting.task_id
+    outputs = await follower  # the first handle sees the cancel while following (16)
+    assert waiting.state is JobState.CANCELLED and len(outputs) == 0 and len(waiting.history) == 0
+    assert waiting.task_id == found.task_id  # a cancelled job keeps its task id
+    # A later job starts after the busy one: the cancelled one never started.
+    later = client.create_job(experiment=EXPERIMENT, config={})
+    await later.submit()
+    submitted_task = later.task_id
+    fake.hold.set()
+    await later.execute(timeout_s=20)
+    await busy.execute(timeout_s=20)
+    assert fake.started_jobs == [busy.job_id, later.job_id]
+    assert later.result.task_id == submitted_task == later.task_id  # the run carries the submit task id
+    # Run again: a new task id, given at once.
+    await waiting.submit()
+    assert waiting.state is JobState.SUBMITTED and waiting.task_id not in (None, found.task_id)
+    await waiting.execute(timeout_s=20)
+    assert waiting.completed and waiting.result.task_id == waiting.task_id != found.task_id

@@ -226,3 +226,24 @@ async def test_no_data_file_for_a_failed_job(scheduler, cache_dir):
     await in_thread(client.wait_for_completion, job_id, verbose=False)
     with pytest.raises(QschedError):
         await in_thread(client.load_data, job_id)
+
+
+async def test_job_client_reads_and_cancels_a_job_by_its_task_id_before_it_starts(scheduler):
+    _, fake, _ = scheduler
+    fake.hold = asyncio.Event()  # the first job keeps the board
+    jc = JobClient(address_of(scheduler))
+    try:
+        busy = await in_thread(jc.submit_job, "AmplitudeRabiExperiment", RABI, {"reps": 1})
+        job_id = await in_thread(jc.submit_job, "AmplitudeRabiExperiment", RABI, {"reps": 2})
+        status = await in_thread(jc.get_status, job_id)
+        assert status.status == "pending" and status.task_id  # known at submit
+        by_task = await in_thread(jc.get_status, status.task_id)
+        assert by_task.job_id == job_id and by_task.task_id == status.task_id
+        answer = await in_thread(jc.cancel_job, status.task_id)
+        assert (answer["job_id"], answer["status"]) == (job_id, "cancelled")
+        fake.hold.set()
+        done = await in_thread(jc.wait_for_completion, busy, timeout=20)
+        assert done.is_successful() and fake.started_jobs == [busy]
+    finally:
+        fake.hold.set()
+        jc.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from qsched import _common as c
 from qsched.aio import snapshot
 from qsched.aio.job import CompositeJob, Job
 from qsched.aio.transport import Transport
@@ -211,11 +212,13 @@ class Client:
         return CompositeJob(jobs, max_concurrency=max_concurrency or self.max_concurrency)
 
     async def get_job(self, job_id: str, *, fetch_diagnostics: bool = False) -> Job:
-        """A handle on a job already on the scheduler (e.g. submitted from the CLI); its history is
-        rebuilt from the job's runs when the scheduler offers ListRuns."""
-        current = (await self.transport.call("GetJob", pb.GetJobRequest(job_id=job_id))).job
+        """A handle on a job already on the scheduler (e.g. submitted from the CLI), by its job id or
+        by a task id (`job.task_id`, which a job has from submit: it can be followed and cancelled by
+        it before it starts); its history is rebuilt from the job's runs when the scheduler offers
+        ListRuns."""
+        current = (await self.transport.call("GetJob", pb.GetJobRequest(**c.job_ref(job_id)))).job
         try:
-            runs = await self.transport.runs(job_id)
+            runs = await self.transport.runs(current.job_id)
         except Unimplemented:
             runs = []
         return Job.from_server(self.transport, current, runs, fetch_diagnostics=fetch_diagnostics)

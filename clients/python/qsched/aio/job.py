@@ -374,8 +374,11 @@ class Job:
         self.queue_position = job.queue_position
         self.cancel_requested = job.cancel_requested
         self.last_seq = max(self.last_seq, job.last_seq)
-        if job.state != pb.Job.STATE_QUEUED and job.HasField("current_run") and job.current_run.task_id:
-            self.task_id = job.current_run.task_id
+        if job.task_id:  # the job's task, from submit on (its current run's once that exists)
+            self.task_id = job.task_id
+        running = job.state != pb.Job.STATE_QUEUED and job.HasField("current_run") and job.current_run.task_id
+        if running:
+            self.task_id = job.task_id or job.current_run.task_id  # (a scheduler without Job.task_id)
             self.progress = job.current_run.progress
 
     async def submit(self, *, timeout_s: float = 30.0) -> Job:
@@ -513,7 +516,8 @@ class Job:
         self._apply_job(job)
         run = job.current_run if job.HasField("current_run") else None
         task_id = (run.task_id or None) if run is not None else None
-        self.task_id = task_id
+        # A job cancelled before its run started keeps the task id it had (its run's is an earlier one).
+        self.task_id = job.task_id or task_id
         settings = c.payload_to_dict(run.payload) if run is not None and run.HasField("payload") else None
         common = {
             "job_id": job.job_id,
@@ -607,9 +611,11 @@ class Job:
         if self.job_id is None or self.state is JobState.CREATED:
             return
         transport = self._transport()
+        # By its task too: a job queued again since (another run, another task) is not cancelled.
+        request = pb.CancelJobRequest(job_id=self.job_id, task_id=self.task_id or "")
         try:
-            response = await transport.call("CancelJob", pb.CancelJobRequest(job_id=self.job_id))
-        except FailedPrecondition:  # already finished: the scheduler is the truth
+            response = await transport.call("CancelJob", request)
+        except FailedPrecondition:  # already finished (or on another task): the scheduler is the truth
             await self.refresh()
             return
         job = response.job

@@ -119,6 +119,8 @@ def job_detail(job: pb.Job) -> str:
         f"what       {what(job)}",
         f"submitted  {when(job.create_time)}",
     ]
+    if job.task_id and not (job.HasField("current_run") and job.current_run.task_id == job.task_id):
+        lines.append(f"task       {job.task_id} (its next run's)")
     if job.queue_position:
         lines.append(f"position   {job.queue_position} (estimated start {when(job.estimated_start_time)})")
     if job.HasField("waiting_reason") and job.waiting_reason.summary:  # e.g. a stale calibration

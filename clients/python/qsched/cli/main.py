@@ -65,7 +65,17 @@ def _pb():
 
 
 def _get_job(calls, job_id: str):
-    return calls("GetJob", _pb().GetJobRequest(job_id=job_id)).job
+    """The job by its job id or by a task id (which a job has from submit on)."""
+    from qsched import _common as c
+
+    return calls("GetJob", _pb().GetJobRequest(**c.job_ref(job_id))).job
+
+
+def _job_id(args: argparse.Namespace, ident: str) -> str:
+    """A JOB_ID argument as a job id: a task id is looked up."""
+    from qsched import _common as c
+
+    return _get_job(_calls(args), ident).job_id if c.is_task_id(ident) else ident
 
 
 # -- lab commands ----------------------------------------------------------------------------------------
@@ -137,7 +147,7 @@ def _wait(client, job_id: str, timeout: float | None) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return _wait(_client(args), args.job_id, args.wait_timeout)
+    return _wait(_client(args), _job_id(args, args.job_id), args.wait_timeout)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -154,9 +164,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(
             run_rows(
-                calls(
-                    "ListRuns", _pb().ListRunsRequest(job_id=args.job_id, job_view=_pb().JOB_VIEW_FULL)
-                ).runs
+                calls("ListRuns", _pb().ListRunsRequest(job_id=job.job_id, job_view=_pb().JOB_VIEW_FULL)).runs
             )
         )
     return 0
@@ -165,7 +173,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     answer = _client(args).cancel_job(args.job_id, args.reason)
     suffix = " (the executor is stopping it)" if answer["cancel_requested"] else ""
-    print(f"{args.job_id}: {answer['status']}{suffix}")
+    print(f"{answer['job_id']}: {answer['status']}{suffix}")
     return 0
 
 
@@ -210,7 +218,7 @@ def _positive_limit(args: argparse.Namespace) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _watch(args, args.job_id)
+    return _watch(args, _job_id(args, args.job_id))
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -471,21 +479,21 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.set_defaults(func=cmd_submit)
 
     p = client("wait", "wait for a job to finish, with a progress bar (exit 1 unless it succeeded)")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="job id, or a task id")
     p.add_argument("--wait-timeout", type=float, help="give up after this many seconds")
     p.set_defaults(func=cmd_wait)
 
     p = client("show", "one job: state, run, data file, results")
-    p.add_argument("job_id", help="job id, or 'latest' (your newest job)")
+    p.add_argument("job_id", help="job id, a task id, or 'latest' (your newest job)")
     p.add_argument("--runs", action="store_true", help="also list every run of the job")
     p.set_defaults(func=cmd_show)
 
     p = client("watch", "print a job's events until it ends")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="job id, or a task id")
     p.set_defaults(func=cmd_watch)
 
     p = client("cancel", "cancel a queued or running job")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="job id, or a task id (the job's, which it has from submit)")
     p.add_argument("--reason", default="", help="why (kept in the job's events)")
     p.set_defaults(func=cmd_cancel)
 
