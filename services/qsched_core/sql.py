@@ -47,6 +47,12 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 BUSY_TIMEOUT_MS = 10_000
+# Once a write was refused (the database stayed locked past BUSY_TIMEOUT_MS), the next ones wait
+# only this long until one gets through: each caller hears STORAGE_UNAVAILABLE in about a second,
+# not 10 s more for every write queued before it on the store thread.
+REFUSING_BUSY_TIMEOUT_MS = 1_000
+
+_REFUSING: dict[str, list[bool]] = {}  # by SQLite database: see _sqlite_engine
 
 # Execution option read by the SQLite "begin" hook; set by `read_only`.
 _BEGIN_OPTION = "qsched_sqlite_begin"
@@ -97,10 +103,27 @@ def _sqlite_engine(url: URL) -> Engine:
         finally:
             cursor.close()
 
+    # Whether the last write transaction on this database could not begin (it is locked): shared
+    # by every engine of the same file in this process (a service may have several).
+    refusing = _REFUSING.setdefault(str(url.database), [False])
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+        if mode == "DEFERRED":
+            connection.exec_driver_sql("BEGIN")
+            return
+        info = connection.connection.info  # per DBAPI connection
+        busy = REFUSING_BUSY_TIMEOUT_MS if refusing[0] else BUSY_TIMEOUT_MS
+        if info.get("busy_timeout_ms", BUSY_TIMEOUT_MS) != busy:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy}")
+            info["busy_timeout_ms"] = busy
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except Exception as exc:
+            refusing[0] = is_storage_refusing(exc)
+            raise
+        refusing[0] = False
 
     return engine
 

@@ -32,8 +32,8 @@ async def health(channel) -> int:
 
 
 async def submit(stub, request) -> pb.Job | grpc.aio.AioRpcError:
-    """A write waits up to the busy timeout (10 s) for a locked database, after the writes queued
-    before it on the scheduler's one store thread, before it is refused."""
+    """A write waits up to the busy timeout (10 s) for a locked database before it is refused
+    (1 s once one was refused), after the writes queued before it on the one store thread."""
     try:
         return (await stub.SubmitJob(request, timeout=90)).job
     except grpc.aio.AioRpcError as error:

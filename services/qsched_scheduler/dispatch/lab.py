@@ -230,6 +230,7 @@ class LabDispatcher:
     ):
         self.device = device
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
+        self._failing = False  # it failed since it last reconciled
         self.executor = executor
         self._stores = stores
         self._index = index
@@ -412,8 +413,7 @@ class LabDispatcher:
                 queue = await RunQueue.open(transport, cursors)
             except Exception as exc:
                 if not isinstance(exc, ExecutorUnavailable):  # the store failing: try again, patiently
-                    log.exception("opening the run queue of %s failed; trying again", self.device)
-                    self._cannot_work(exc)
+                    self._cannot_work(exc, "opening the run queue")
                     await self._sleep(RETRY_MAX_S)
                     continue
                 log.info("cannot open the run queue of %s: %s", self.device, exc)
@@ -431,8 +431,7 @@ class LabDispatcher:
             except ExecutorUnavailable as exc:
                 log.info("run queue of %s ended: %s", self.device, exc)
             except Exception as exc:  # a bug or the store failing: start over from the database
-                log.exception("dispatching to %s failed; reconnecting", self.device)
-                self._cannot_work(exc)
+                self._cannot_work(exc, "dispatching")
                 await self._sleep(RETRY_MAX_S)
             finally:
                 self._queue = None
@@ -444,7 +443,13 @@ class LabDispatcher:
     def _source(self) -> str:
         return f"dispatch to {self.device}"
 
-    def _cannot_work(self, exc: Exception) -> None:
+    def _cannot_work(self, exc: Exception, doing: str) -> None:
+        """Logged with its traceback the first time; while it goes on, one line per attempt."""
+        if self._failing:
+            log.warning("%s to %s still fails: %s", doing, self.device, f"{exc}"[:300])
+        else:
+            log.exception("%s to %s failed; trying again from the database", doing, self.device)
+        self._failing = True
         if self._problems is not None:
             self._problems.report(self._source, f"{type(exc).__name__}: {exc}"[:500])
 
@@ -460,6 +465,7 @@ class LabDispatcher:
                 await self._stores.thread.call(self._estimates.load, self.device)
             self._queue = queue
         self.connected.set()
+        self._failing = False
         if self._problems is not None:  # reconciled with the database: it works again
             self._problems.clear(self._source)
         filler = asyncio.get_running_loop().create_task(self._fill_loop(queue))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 
 import pytest
 from sqlalchemy import text
@@ -44,7 +45,8 @@ def table_sql():
 def test_sqlite_locked_by_another_connection(tmp_path, table_sql, monkeypatch):
     import qsched_core.sql as sql
 
-    monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 200)  # the refusal comes after the busy timeout
+    monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 2_000)  # the refusal comes after the busy timeout
+    monkeypatch.setattr(sql, "REFUSING_BUSY_TIMEOUT_MS", 100)  # then the next ones come sooner
     path = tmp_path / "x.db"
     engine = make_engine(f"sqlite:///{path.as_posix()}")
     with engine.begin() as conn:
@@ -52,11 +54,25 @@ def test_sqlite_locked_by_another_connection(tmp_path, table_sql, monkeypatch):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
+        began = time.monotonic()
         _named(_refused(engine, "a"))
+        assert time.monotonic() - began >= 1.9
+        began = time.monotonic()
+        _named(_refused(engine, "a"))  # while it keeps refusing, a caller hears it at once
+        assert time.monotonic() - began < 1.5
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     _write(engine, "a")  # the same engine, no restart
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        began = time.monotonic()
+        _refused(engine, "b")  # a write got through: the full busy timeout again
+        assert time.monotonic() - began >= 1.9
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 @pytest.mark.postgres

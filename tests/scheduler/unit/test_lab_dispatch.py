@@ -357,19 +357,25 @@ async def test_a_job_that_overtook_staged_runs_just_before_a_restart_still_runs_
         await second.stop()
 
 
-async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_recovers():
+async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_recovers(caplog):
     """Issue 18: a dispatcher that cannot read or write its store is a reported problem (the
-    service's health is NOT_SERVING), retried, and cleared once it has reconciled again."""
+    service's health is NOT_SERVING), retried (one traceback in the log, then a line per
+    attempt), and cleared once it has reconciled again."""
+    import logging
+
     from qsched_core.health import Problems
 
     class Failing(MemoryJobStore):
         failing = True
+        attempts = 0
 
         def running_jobs(self, *args, **kwargs):
             if self.failing:
+                self.attempts += 1
                 raise OSError("the database refuses")
             return super().running_jobs(*args, **kwargs)
 
+    caplog.set_level(logging.INFO)
     store, executor, problems = Failing(), MemoryExecutor(), Problems()
     changes: list[bool] = []
     problems.subscribe(changes.append)
@@ -378,6 +384,7 @@ async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_r
     try:
         await eventually(lambda: changes, until=lambda c: c == [False], what="the problem reported")
         assert "dispatch to qick" in problems.current()
+        await eventually(lambda: store.attempts, until=lambda n: n >= 3, timeout=30, what="3 attempts")
         store.failing = False
         await scheduler.routes.labs["qick"].connected.wait()
         assert changes == [False, True] and problems.ok
@@ -385,3 +392,7 @@ async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_r
         await state_of(scheduler, job.job_id, JobState.SUCCEEDED)
     finally:
         await scheduler.stop()
+    dispatch = "qsched_scheduler.dispatch.lab"
+    mine = [r for r in caplog.records if r.name == dispatch and r.levelno >= logging.WARNING]
+    assert sum(1 for r in mine if r.exc_info) == 1, [r.getMessage() for r in mine]
+    assert len(mine) >= 3
