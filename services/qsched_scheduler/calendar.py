@@ -10,7 +10,8 @@ gate (`ReservationGate`) holds a job back when:
   estimated to start after what is on the board (one typical run each) and to take one typical
   run (the median of the device's recent successful runs, estimates.py);
 - a window that excludes it opens within `EDGE_GUARD` (2 s) and anything is on the board: so
-  close to the opening it starts only on an idle board. A run staged behind others starts when
+  close to the opening it starts only on an idle board, and the jobs behind it wait with it
+  (`holds_rest`: the queue keeps its order, one run at a time). A run staged behind others starts when
   they end, which can be inside the window when they overran their estimate; the calendar's
   ticker takes such staged runs back `EDGE_GUARD` before the opening (a boundary of its own),
   ahead of the race between the opening's take-back and the executor starting them.
@@ -311,6 +312,12 @@ class ReservationGate:
                 },
             )
         return None
+
+    def holds_rest(self, job: QueuedJob, view: Any) -> bool:
+        """Held by the edge guard: the jobs behind it wait too, so the queue keeps its order and
+        runs one at a time until the opening (the window's own jobs do not jump ahead of it)."""
+        reason = self.holds(job, view)
+        return reason is not None and reason.details.get("rule") == "edge"
 
     def note(self, job: QueuedJob, view: Any) -> Reason | None:
         """What the calendar had to do with a job it let start (for its run's reason)."""
