@@ -314,10 +314,18 @@ class ReservationGate:
         return None
 
     def holds_rest(self, job: QueuedJob, view: Any) -> bool:
-        """Held by the edge guard: the jobs behind it wait too, so the queue keeps its order and
-        runs one at a time until the opening (the window's own jobs do not jump ahead of it)."""
+        """Whether the jobs behind a job it holds wait too (the queue policy stops its walk):
+        - held by the edge guard: the queue keeps its order and runs one at a time until the
+          opening (the window's own jobs do not jump ahead of it);
+        - held by a maintenance window, open or about to be overrun: it admits nothing, so no job
+          behind can pass either (the walk would ask every queued job in vain)."""
         reason = self.holds(job, view)
-        return reason is not None and reason.details.get("rule") == "edge"
+        if reason is None:
+            return False
+        rule = reason.details.get("rule")
+        window = reason.details.get("window", {})
+        maintenance = window.get("kind") == WindowKind.MAINTENANCE.value
+        return rule == "edge" or (maintenance and rule in ("open-window", "overrun"))
 
     def note(self, job: QueuedJob, view: Any) -> Reason | None:
         """What the calendar had to do with a job it let start (for its run's reason)."""
