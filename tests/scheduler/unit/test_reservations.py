@@ -282,6 +282,8 @@ def test_the_edge_guard_holds_a_job_only_behind_other_runs_and_only_close_to_the
     assert gate.holds_rest(alices, busy)  # bob's job behind it does not jump ahead meanwhile
     assert not gate.holds_rest(alices, idle)
     assert gate.holds(bobs, busy) is None  # the window admits bob
+    late = SimpleNamespace(device="qick", now=T0 + timedelta(seconds=0.6), on_board=[])
+    assert gate.holds(alices, late).details["rule"] == "edge"  # 0.3 s to spare: too close to start
     earlier = SimpleNamespace(device="qick", now=T0 - timedelta(seconds=5), on_board=["JOB-0"])
     assert gate.holds(alices, earlier) is None  # further than EDGE_GUARD from the opening
 
