@@ -35,11 +35,19 @@ SEED: dict[tuple[str, str], str] = {
     ("board_gap", "gap_ms"): "p50 1.9 ms",
     ("startup", "sdk_import_call_s"): "0.16 s (import+call)",
     # Issues 13 and 14: the seed server had one FIFO queue, no users' shares, windows or gates.
-    **{("calibration_gate", m): "—" for m in ("gate_overhead_ms",)},
+    **{
+        ("calibration_gate", m): "—"
+        for m in (
+            "gate_overhead_ms",
+            "dispatch_without_gate_ms",
+            "dispatch_all_held_ms",
+            "dispatch_chain_waiting_ms",
+        )
+    },
     **{
         ("decision_overhead", f"{p}_{m}"): "—"
         for p in ("fifo", "fair_share")
-        for m in ("decision_ms", "batch16_per_run_ms")
+        for m in ("decision_ms", "batch16_per_run_ms", "window_holder_last_ms", "maintenance_open_ms")
     },
     **{
         ("fair_share", f"{p}_wait_{u}_s"): "—"
@@ -99,6 +107,7 @@ ROWS: list[tuple[str, str, str, str]] = [
         "11   window open, its holder's job last (~7.5k held)",
         "ms",
     ),
+    ("decision_overhead", "fifo_maintenance_open_ms", "11   maintenance window open (all held)", "ms"),
     *[
         ("fair_share", f"{p}_wait_{u}_s", f"12 wait {u} ({n} jobs), {p}", "s")
         for p in ("fifo", "fair_share")

@@ -177,14 +177,17 @@ def _queue(policy: QueuePolicy) -> tuple[DeviceQueue, list[QueuedJob]]:
     return queue, jobs
 
 
-def _time(policy: QueuePolicy, queue: DeviceQueue, now: datetime, limit: int, n: int) -> list[float]:
+def _time(
+    policy: QueuePolicy, queue: DeviceQueue, now: datetime, limit: int, n: int, expect: int | None = None
+) -> list[float]:
+    """`n` decisions of up to `limit` runs each (`expect` picked: `limit` unless said)."""
     samples = []
     for i in range(n):
         view = _View("qick", queue, None, (), now + timedelta(microseconds=i))
         t0 = time.perf_counter()
         picked = policy.next_runs(view, limit)
         samples.append(time.perf_counter() - t0)
-        assert len(picked) == limit, "the policy picked nothing"
+        assert len(picked) == (limit if expect is None else expect), f"the policy picked {len(picked)}"
     return samples
 
 
@@ -229,6 +232,12 @@ def decision_overhead(quick: bool = False) -> dict[str, Any]:
             queue.remove(job.job_id)
     queue.put(QueuedJob("JOB-LAST", "qick", 0, QUEUED + 1, "dave", JobKind.LAB_EXPERIMENT))
     metrics["fifo_window_holder_last_ms"] = summary(_time(policy, queue, opened, 1, max(5, n // 20)), 1e3)
+    # A maintenance window open: nothing starts, and the first job held stops the walk.
+    later = now + timedelta(hours=4)
+    calendar.create(NewWindow("qick", WindowKind.MAINTENANCE, later, later + timedelta(hours=1)), "op")
+    metrics["fifo_maintenance_open_ms"] = summary(
+        _time(policy, queue, later + timedelta(minutes=1), 1, n, expect=0), 1e3
+    )
     return {
         "completed": True,
         "errors": 0,

@@ -279,9 +279,28 @@ def test_the_edge_guard_holds_a_job_only_behind_other_runs_and_only_close_to_the
     busy = SimpleNamespace(device="qick", now=T0, on_board=["JOB-0"])
     assert gate.holds(alices, idle) is None  # 0.1 s fits before the opening, on an idle board
     assert gate.holds(alices, busy).details["rule"] == "edge"
+    assert gate.holds_rest(alices, busy)  # bob's job behind it does not jump ahead meanwhile
+    assert not gate.holds_rest(alices, idle)
     assert gate.holds(bobs, busy) is None  # the window admits bob
+    late = SimpleNamespace(device="qick", now=T0 + timedelta(seconds=0.6), on_board=[])
+    assert gate.holds(alices, late).details["rule"] == "edge"  # 0.3 s to spare: too close to start
     earlier = SimpleNamespace(device="qick", now=T0 - timedelta(seconds=5), on_board=["JOB-0"])
     assert gate.holds(alices, earlier) is None  # further than EDGE_GUARD from the opening
+
+
+def test_a_maintenance_window_stops_the_walk_an_exclusive_one_does_not():
+    calendar = Calendar(MemoryCalendarStore(), Clock())
+    calendar.create(NewWindow("qick", WindowKind.MAINTENANCE, T0, T0 + HOUR), "op")
+    calendar.create(NewWindow("qick", WindowKind.EXCLUSIVE, T0 + HOUR, T0 + 2 * HOUR, ("bob",)), "op")
+    gate = ReservationGate(calendar, typical_seconds=lambda device: 60.0)
+    alices = QueuedJob("JOB-1", "qick", 0, 1, "alice", JobKind.LAB_EXPERIMENT)
+    inside = SimpleNamespace(device="qick", now=T0, on_board=[])
+    assert gate.holds(alices, inside).details["rule"] == "open-window"
+    assert gate.holds_rest(alices, inside)  # nothing behind it can start in maintenance either
+    before = SimpleNamespace(device="qick", now=T0 - timedelta(seconds=30), on_board=[])
+    assert gate.holds(alices, before).details["rule"] == "overrun" and gate.holds_rest(alices, before)
+    in_bobs = SimpleNamespace(device="qick", now=T0 + HOUR, on_board=[])
+    assert gate.holds(alices, in_bobs) is not None and not gate.holds_rest(alices, in_bobs)  # bob's may
 
 
 async def test_after_a_scheduler_restart_runs_staged_before_a_window_opened_are_taken_back():
