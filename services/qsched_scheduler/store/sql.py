@@ -56,6 +56,7 @@ from qsched_scheduler.domain import (
     Run,
     calibration_needs,
     pins_main,
+    reservation_of,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
 from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome
@@ -687,25 +688,34 @@ class SqlJobStore:
                 JOBS.c.kind,
                 JOBS.c.staged_task_id,
                 JOBS.c.payload,
+                JOBS.c.labels,
             )
             .where(JOBS.c.state == QUEUED)
             .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
         )
+        out = []
         with self._read_engine.begin() as conn:
-            return [
-                QueuedJob(
-                    r.job_id,
-                    r.device,
-                    r.priority,
-                    r.queue_order,
-                    r.owner,
-                    JobKind(r.kind),
-                    r.staged_task_id or "",
-                    pins_main(Payload(JobKind(r.kind), r.payload)),
-                    calibration_needs(Payload(JobKind(r.kind), r.payload)),
+            for r in conn.execute(stmt):
+                payload = Payload(JobKind(r.kind), r.payload)
+                labels = dict(r.labels or {})
+                reservation, calibration = reservation_of(labels)
+                out.append(
+                    QueuedJob(
+                        r.job_id,
+                        r.device,
+                        r.priority,
+                        r.queue_order,
+                        r.owner,
+                        JobKind(r.kind),
+                        r.staged_task_id or "",
+                        pins_main(payload),
+                        reservation=reservation,
+                        calibration=calibration,
+                        session=labels.get("session", ""),
+                        calibrations=calibration_needs(payload),
+                    )
                 )
-                for r in conn.execute(stmt)
-            ]
+        return out
 
     def staged_jobs(self, device: str) -> list[Job]:
         """The device's staged jobs in run order (re-attach after a restart)."""

@@ -22,6 +22,7 @@ from qsched_scheduler.domain import (
     Payload,
     Reason,
     Run,
+    queued_job,
 )
 from qsched_scheduler.errors import FailedPrecondition, NotFound
 from qsched_scheduler.store.base import Claim, JobStore, RunUpdate, StageRequest, cursor_of
@@ -946,3 +947,15 @@ def test_a_job_cancelled_while_queued_keeps_its_task_id_and_a_rerun_gets_a_new_o
     assert store.job_id_of_task(rerun.task_id) == job.job_id  # an earlier run's id still names the job
     staged = stage(store, third, "")
     assert staged.current_run.task_id == third.task_id and staged.current_run.attempt == 2
+
+
+def test_queued_jobs_carry_the_labels_and_needs_the_queue_policy_gates_on(store: JobStore) -> None:
+    """What the queue index is rebuilt from at start-up: reservation, calibration flag, session and
+    calibration needs, as for a job queued while the scheduler runs."""
+    body = {"experiment": "t1", "calibrations": {"t1_fit": 60}}
+    labels = {"reservation": "RES-1", "calibration": "true", "session": "SES-1"}
+    job = submit(store, labels=labels, body=body)
+    assert store.queued_jobs() == [queued_job(store.get(job.job_id))]
+    (entry,) = store.queued_jobs()
+    assert (entry.reservation, entry.calibration, entry.session) == ("RES-1", True, "SES-1")
+    assert entry.calibrations == (("t1_fit", 60.0),)
