@@ -169,6 +169,11 @@ class Calendar:
                 return window
         return None
 
+    def calibration_window_start(self, device: str, now: datetime) -> datetime | None:
+        """When the `calibration` window open on `device` now began (None: no such window open)."""
+        window = self.open_window(device, now)
+        return window.start if window is not None and window.kind is WindowKind.CALIBRATION else None
+
     def upcoming(self, device: str, now: datetime, before: datetime) -> Iterable[Window]:
         """Windows that open after `now` and before `before`, soonest first."""
         for window in self._by_device.get(device, ()):

@@ -113,6 +113,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             GrpcCalibrationConfigs(config.endpoints.configs, calibrator),
             mains,
         )
+        calibrations.window_start = calendar.calibration_window_start  # `in_windows` calibrations
     scheduler = Scheduler.build(
         store,
         executors,
