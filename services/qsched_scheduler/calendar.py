@@ -188,6 +188,11 @@ class Calendar:
         upcoming = (w for w in self._by_device.get(device, ()) if w.start > now)
         return self.open_window(device, now), next(upcoming, None)
 
+    def calibration_window_start(self, device: str, now: datetime) -> datetime | None:
+        """When the `calibration` window open on `device` now began (None: no such window open)."""
+        window = self.open_window(device, now)
+        return window.start if window is not None and window.kind is WindowKind.CALIBRATION else None
+
     def upcoming(self, device: str, now: datetime, before: datetime) -> Iterable[Window]:
         """Windows that open after `now` and before `before`, soonest first."""
         for window in self._by_device.get(device, ()):

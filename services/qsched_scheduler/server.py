@@ -114,6 +114,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             GrpcCalibrationConfigs(config.endpoints.configs, calibrator),
             mains,
         )
+        calibrations.window_start = calendar.calibration_window_start  # `in_windows` calibrations
     problems = Problems()  # a dispatcher that cannot work: the health is NOT_SERVING
     scheduler = Scheduler.build(
         store,

@@ -13,7 +13,9 @@ config service like every other config. Pure parsing and checking; no I/O.
         accept: {f_ge_err_mhz: [0, 0.2]}     # each fit result must lie inside [low, high]
         required: true                       # every lab job on the device needs it
         devices: []                          # empty: every lab device
-        every_s: 0                           # > 0: also run periodically, job or not"""
+        every_s: 0                           # > 0: also run periodically, job or not
+        in_windows: false                    # also run once in every `calibration` reservation
+                                             # window of its devices (at its opening)"""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ _KEYS = {
     "required",
     "devices",
     "every_s",
+    "in_windows",
 }
 
 
@@ -54,6 +57,7 @@ class Calibration:
     required: bool = False
     devices: tuple[str, ...] = ()
     every_s: float = 0.0  # periodic: run when the last pass is this old, even with no job waiting
+    in_windows: bool = False  # run once in every `calibration` reservation window of its devices
 
     def on(self, device: str) -> bool:
         return not self.devices or device in self.devices
@@ -184,6 +188,7 @@ def _one(name: str, spec: Any) -> Calibration:
         required=bool(spec.get("required", False)),
         devices=tuple(str(d) for d in spec.get("devices") or ()),
         every_s=every,
+        in_windows=bool(spec.get("in_windows", False)),
     )
 
 

@@ -110,6 +110,9 @@ class Calibrations:
         self._rest_memo: dict[str, tuple[tuple[int, datetime] | None, bool]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._known_stale: dict[str, set[str]] = {}  # per device: required calibrations seen stale
+        # The start of the `calibration` reservation window open on a device now, if any
+        # (set by the scheduler's wiring from the calendar; None: no calendar).
+        self.window_start: Callable[[str, datetime], datetime | None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self, engine: Engine, run: Run) -> None:
@@ -138,21 +141,27 @@ class Calibrations:
 
     # -- periodic calibration ---------------------------------------------------------------------------
     def tick(self) -> list[tuple[str, str]]:
-        """Queue every periodic calibration (`every_s`) whose last pass is that old, with its stale
-        dependencies first, on every lab device; the (device, name) pairs queued. The periodic task
-        calls it; tests call it after moving the clock."""
+        """Queue every periodic calibration (`every_s`) whose last pass is that old, and every
+        `in_windows` one that has not passed since the `calibration` window open on its device began,
+        with its stale dependencies first, on every lab device; the (device, name) pairs queued. The
+        periodic task calls it, and the calendar when a window opens; tests call it after moving
+        the clock."""
         if self._engine is None:
             return []
         now = self._clock()
         queued: list[tuple[str, str]] = []
         self._expired(now)
         for device in self._engine.lab_devices():
+            window = self.window_start(device, now) if self.window_start is not None else None
             for cal in self.definitions.calibrations.values():
-                if not cal.every_s or not cal.on(device):
+                if not cal.on(device):
                     continue
-                state = self.state(device, cal.name)
-                due = state.passed_time is None or (now - state.passed_time).total_seconds() >= cal.every_s
-                if not due or (device, cal.name) in self._active:
+                passed = self.state(device, cal.name).passed_time
+                periodic = bool(cal.every_s) and (
+                    passed is None or (now - passed).total_seconds() >= cal.every_s
+                )
+                in_window = cal.in_windows and window is not None and (passed is None or passed < window)
+                if not (periodic or in_window) or (device, cal.name) in self._active:
                     continue
                 chain = self.definitions.chain([cal.name])
                 names = [n for n in chain[:-1] if not self._fresh(device, n, now)] + [cal.name]

@@ -184,11 +184,10 @@ async def day(tmp_path: Path, gated: bool) -> dict:
             jobs = []
             for step in range(STEPS):
                 clock.t = step * STEP_S
-                # One at a time: the engine fails a run whose end the executor reports after the
-                # next run's start (its data file still being written) as EXECUTOR_LOST, which
-                # back-to-back single-shots of ~10 ms hit (reported to the scheduling engine).
-                for _ in range(PER_STEP):
-                    job_id = (await scheduler.submit(single_shot())).job.job_id
+                # Back to back: the next run may start before the previous one's end is reported
+                # (its data file still being written); the engine applies that start after it.
+                step_ids = [(await scheduler.submit(single_shot())).job.job_id for _ in range(PER_STEP)]
+                for job_id in step_ids:
                     job = await eventually(
                         lambda job_id=job_id: scheduler.get(job_id),
                         until=lambda j: j.state.terminal,

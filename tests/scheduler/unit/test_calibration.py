@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qsched_core.execution import DataRef, Failed, Succeeded
+from qsched_scheduler.calendar import Calendar, MemoryCalendarStore, NewWindow, WindowKind
 from qsched_scheduler.calibration import definitions as defs
 from qsched_scheduler.calibration.configs_port import DefinitionsFile, Pushed, apply_updates
 from qsched_scheduler.calibration.manager import CALIBRATOR, Calibrations
@@ -373,6 +374,32 @@ async def test_a_periodic_calibration_runs_when_due_even_with_no_job_waiting():
         await rig.finish()
         await eventually(lambda: rig.configs.pushes, what="the periodic Rabi pushed")
         assert [c for _, _, c in rig.configs.pushes] == ["rabi"]
+
+
+async def test_an_in_windows_calibration_runs_once_in_each_calibration_window():
+    clock = Clock()
+    states = [fresh("qubit_freq", clock, 0, 3600), fresh("rabi", clock, 0, 1800)]
+    async with Rig(states=states) as rig:
+        calendar = Calendar(MemoryCalendarStore(), rig.clock)
+        rig.calibrations.window_start = calendar.calibration_window_start
+        required = "    required: true"
+        nightly = CHAIN.format(on_failure="hold").replace(required, required + "\n    in_windows: true")
+        rig.calibrations.definitions = defs.parse(nightly)
+        opens = rig.clock.now + timedelta(minutes=10)
+        for kind, start in ((WindowKind.EXCLUSIVE, rig.clock.now), (WindowKind.CALIBRATION, opens)):
+            calendar.create(NewWindow("qick", kind, start, start + timedelta(minutes=5), ("alice",)), "op")
+        rig.clock.now += timedelta(minutes=1)
+        assert rig.calibrations.tick() == [], "an exclusive window is not a calibration window"
+        rig.clock.now = opens
+        assert rig.calibrations.tick() == [("qick", "rabi")], "the window opened; its dependency is fresh"
+        assert rig.calibrations.tick() == [], "queued once"
+        await rig.finish()
+        await eventually(lambda: rig.configs.pushes, what="the in-window Rabi pushed")
+        assert [c for _, _, c in rig.configs.pushes] == ["rabi"]
+        await eventually(lambda: rig.calibrations.state("qick", "rabi").status is Status.FRESH)
+        assert rig.calibrations.tick() == [], "passed inside this window: not again in it"
+        rig.clock.now = opens + timedelta(minutes=6)
+        assert rig.calibrations.tick() == [], "the window ended"
 
 
 async def test_runs_staged_before_a_calibration_expires_are_taken_back_and_wait_for_it():
