@@ -117,6 +117,7 @@ def request_to_pb(request: ExecutionRequest) -> pb.ExecutionRequest:
         experiment=experiment_to_pb(request.experiment),
         configs=[pinned_to_pb(c) for c in request.configs],
         trace_parent=request.trace_parent,
+        resume_from=data_ref_to_pb(request.resume_from) if request.resume_from is not None else None,
     )
 
 
@@ -128,6 +129,7 @@ def request_from_pb(msg: pb.ExecutionRequest) -> ExecutionRequest:
         experiment=experiment_from_pb(msg.experiment),
         configs=pinned_list_from_pb(msg.configs),
         trace_parent=msg.trace_parent,
+        resume_from=data_ref_from_pb(msg.resume_from) if msg.HasField("resume_from") else None,
     )
 
 
@@ -164,6 +166,8 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
                 reason=body.reason,
                 data=data_ref_to_pb(body.data) if body.data is not None else None,
                 rounds_done=body.rounds_done,
+                preempted=body.preempted,
+                resumable=body.resumable,
             )
         )
     else:  # pragma: no cover - the union is closed
@@ -196,6 +200,8 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
             reason=c.reason,
             rounds_done=c.rounds_done,
             data=data_ref_from_pb(c.data) if c.HasField("data") else None,
+            preempted=c.preempted,
+            resumable=c.resumable,
         )
     else:
         raise ValueError(f"update {msg.task_id}#{msg.seq} has no body")
@@ -294,7 +300,10 @@ def command_to_pb(command: QueueCommand) -> pb.RunQueueRequest:
     if isinstance(command, CancelRuns):
         return pb.RunQueueRequest(
             cancel=pb.CancelRuns(
-                request_id=command.request_id, task_ids=list(command.task_ids), reason=command.reason
+                request_id=command.request_id,
+                task_ids=list(command.task_ids),
+                reason=command.reason,
+                preempt=command.preempt,
             )
         )
     raise TypeError(f"not a run-queue command: {command!r}")  # pragma: no cover
@@ -311,7 +320,7 @@ def command_from_pb(msg: pb.RunQueueRequest) -> QueueCommand:
         return WithdrawRuns(msg.withdraw.request_id, tuple(msg.withdraw.task_ids))
     if which == "cancel":
         c = msg.cancel
-        return CancelRuns(c.request_id, tuple(c.task_ids), c.reason)
+        return CancelRuns(c.request_id, tuple(c.task_ids), c.reason, c.preempt)
     raise ValueError("a run-queue request without a command")
 
 
