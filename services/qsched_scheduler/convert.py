@@ -46,6 +46,8 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
         }
         if lab.calibrations:  # only when asked for: other bodies stay as they were
             body["calibrations"] = dict(lab.calibrations)
+        if lab.yield_at_safe_points:
+            body["yield_at_safe_points"] = True
         return Payload(JobKind.LAB_EXPERIMENT, body)
     if which == "circuit":
         circuit = message.circuit
@@ -77,6 +79,7 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 config_revisions=body.get("config_revisions", {}),
                 config_overrides=body.get("config_overrides", {}),
                 calibrations=body.get("calibrations", {}),
+                yield_at_safe_points=bool(body.get("yield_at_safe_points", False)),
             )
         )
     if payload.kind is JobKind.CIRCUIT:

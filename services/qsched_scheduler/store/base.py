@@ -58,6 +58,10 @@ class RunUpdate:
     data: DataRef | None = None  # the run's data file on its executor
     summary: dict[str, float] = field(default_factory=dict)
     result_json: str = ""  # provider results fetched at the end
+    # The run yielded at a safe point (its final_state is CANCELLED, its error PREEMPTED): the job
+    # goes back to QUEUED at its place (its queue order kept), keeping the error as why, instead of
+    # ending. A job whose cancel was asked meanwhile ends CANCELLED as usual.
+    requeue: bool = False
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from qsched_core.execution import DataRef
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
+    PREEMPTED,
     Change,
     ErrorDetail,
     Event,
@@ -664,6 +665,7 @@ class SqlJobStore:
                 JOBS.c.kind,
                 JOBS.c.staged_task_id,
                 JOBS.c.payload,
+                JOBS.c.error_reason,
             )
             .where(JOBS.c.state == QUEUED)
             .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
@@ -679,7 +681,8 @@ class SqlJobStore:
                     JobKind(r.kind),
                     r.staged_task_id or "",
                     pins_main(Payload(JobKind(r.kind), r.payload)),
-                    calibration_needs(Payload(JobKind(r.kind), r.payload)),
+                    calibrations=calibration_needs(Payload(JobKind(r.kind), r.payload)),
+                    preempted=r.error_reason == PREEMPTED,
                 )
                 for r in conn.execute(stmt)
             ]
@@ -830,6 +833,9 @@ class SqlJobStore:
                 error_message=error.message if error else None,
                 cancel_requested=False,
             )
+            if update.requeue and not row.cancel_requested:  # yielded: back to its place in the queue
+                j.update(state=QUEUED, start_time=None, end_time=None)
+                self._count(conn, row.device, row.priority, 1)
         conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
         conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
         new_run = {**(vars(run) if isinstance(run, SimpleNamespace) else run._mapping), **r}

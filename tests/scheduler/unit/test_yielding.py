@@ -1,0 +1,182 @@
+"""Yielding at safe points, the scheduler's side (issue 14, item 4), on the memory board with the
+memory store, SQLite and PostgreSQL: a running job that allows it is asked to yield when a
+higher-priority or calibration job arrives and its device allows that; its run ends PREEMPTED, the
+job goes back to its place in the queue and its next run continues from the saved rounds (or
+restarts), with the decision in the run's reason. By default nothing is ever interrupted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qsched_core.execution import CancelRuns, EnqueueRuns
+from qsched_scheduler import db
+from qsched_scheduler.calibration import definitions as defs
+from qsched_scheduler.domain import PREEMPTED, JobKind, JobState, Payload
+from qsched_scheduler.errors import InvalidArgument
+from qsched_scheduler.scheduler import Scheduler
+from qsched_scheduler.store.engine import make_engine
+from qsched_scheduler.store.memory import MemoryJobStore
+from qsched_scheduler.store.sql import SqlJobStore
+from qsched_scheduler.validation import Submission
+from tests.support.memory_executor import Board, MemoryExecutor
+from tests.support.waiting import eventually
+
+ALL = frozenset({"calibration", "priority"})
+
+
+def lab(yields: bool = True) -> Payload:
+    body = {
+        "experiment_class": "AmplitudeRabiExperiment",
+        "experiment_module": "qsched_hardware.experiments",
+        "expt_config_json": json.dumps({"rounds": 8}),
+    }
+    if yields:
+        body["yield_at_safe_points"] = True
+    return Payload(JobKind.LAB_EXPERIMENT, body)
+
+
+def sub(priority: int = 0, yields: bool = False, labels: dict | None = None) -> Submission:
+    return Submission("qick", lab(yields), priority, "alice", labels=labels)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def new_store(request, tmp_path):
+    def make():
+        if request.param == "memory":
+            return MemoryJobStore()
+        if request.param == "sqlite":
+            url = f"sqlite:///{(tmp_path / 'jobs.db').as_posix()}"
+        else:
+            url = request.getfixturevalue("postgres_databases")()
+        db.upgrade(url)
+        return SqlJobStore(make_engine(url))
+
+    return make
+
+
+async def engine(store, board_hold: bool = True, yielding=None) -> tuple[Scheduler, Board]:
+    executor = MemoryExecutor()
+    if board_hold:
+        executor.board.hold()
+    scheduler = Scheduler.build(
+        store, {"qick": executor}, page_key=b"k" * 32, default_run_seconds=0.01, yielding=yielding
+    )
+    await scheduler.start()
+    await scheduler.routes.labs["qick"].connected.wait()
+    return scheduler, executor.board
+
+
+async def on_board(board: Board, job_id: str, nth: int = 1) -> None:
+    await eventually(
+        lambda: board.current and board.order[-1] == job_id and board.order.count(job_id) == nth,
+        what=f"{job_id} on the board (run {nth})",
+    )
+
+
+async def runs_of(scheduler: Scheduler, job_id: str):
+    return (await scheduler.list_runs(job_id, 100, "", full=True))[0]
+
+
+def preempts(board: Board) -> list[CancelRuns]:
+    return [c for c in board.commands if isinstance(c, CancelRuns) and c.preempt]
+
+
+async def test_a_yielded_job_goes_back_to_its_place_and_its_next_run_continues(new_store):
+    scheduler, board = await engine(new_store(), yielding=lambda device: ALL)
+    try:
+        long = (await scheduler.submit(sub(yields=True))).job
+        await on_board(board, long.job_id)
+        behind = [(await scheduler.submit(sub())).job for _ in range(2)]
+        urgent = (await scheduler.submit(sub(priority=5))).job
+        await on_board(board, urgent.job_id)  # the long job yielded to it
+        assert [c.task_ids for c in preempts(board)] == [(long.current_run.task_id,)]
+        await eventually(lambda: scheduler.get(urgent.job_id), until=lambda j: j.state is JobState.RUNNING)
+        job = await scheduler.get(long.job_id)
+        assert job.state is JobState.QUEUED and job.error.reason == PREEMPTED
+        assert job.queue_position == 1, "back at its place: first among the jobs behind the urgent one"
+        first = (await runs_of(scheduler, long.job_id))[0]
+        assert first.state is JobState.CANCELLED and first.error.reason == PREEMPTED
+        assert first.data is not None and first.summary["resumable"] == 1.0
+        assert "priority 5 > 0" in first.error.message
+
+        board.finish_current()  # the urgent job
+        await on_board(board, long.job_id, nth=2)
+        runs = await runs_of(scheduler, long.job_id)
+        second = runs[1]
+        assert second.reason is not None and "continues from the 1 round(s)" in second.reason.summary
+        assert second.reason.details["resume"]["from_task_id"] == first.task_id
+        request = next(r for r in board.requests if r.task_id == second.task_id)
+        assert request.resume_from == first.data
+        assert (await scheduler.get(long.job_id)).error is None  # running again: the reason is spent
+        for job_id in [long.job_id, *(j.job_id for j in behind)]:
+            await on_board(board, job_id, nth=board.order.count(job_id) or 1)
+            board.finish_current()
+        assert board.order == [long.job_id, urgent.job_id, long.job_id, *(j.job_id for j in behind)]
+        done = await eventually(
+            lambda: scheduler.get(long.job_id), until=lambda j: j.state is JobState.SUCCEEDED, what="done"
+        )
+        assert done.current_run.task_id == second.task_id
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_job_that_cannot_continue_restarts_and_its_reason_says_so(new_store):
+    scheduler, board = await engine(new_store(), yielding=lambda device: ALL)
+    board.resumable = False
+    try:
+        long = (await scheduler.submit(sub(yields=True))).job
+        await on_board(board, long.job_id)
+        calibration = (await scheduler.submit(sub(labels={"calibration": "rabi"}))).job
+        await on_board(board, calibration.job_id)  # a calibration is due: same priority, still first
+        first = (await runs_of(scheduler, long.job_id))[0]
+        assert "calibration rabi" in first.error.message and "restarts" in first.error.message
+        board.finish_current()
+        await on_board(board, long.job_id, nth=2)
+        second = (await runs_of(scheduler, long.job_id))[1]
+        assert "restarts after yielding" in second.reason.summary
+        assert next(r for r in board.requests if r.task_id == second.task_id).resume_from is None
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.parametrize(
+    "yielding, yields",
+    [(None, True), (lambda device: ALL, False), (lambda device: frozenset({"calibration"}), True)],
+    ids=["device default", "job default", "device yields to calibrations only"],
+)
+async def test_by_default_a_running_job_is_never_interrupted(new_store, yielding, yields):
+    scheduler, board = await engine(new_store(), yielding=yielding)
+    try:
+        long = (await scheduler.submit(sub(yields=yields))).job
+        await on_board(board, long.job_id)
+        urgent = (await scheduler.submit(sub(priority=5))).job
+        # Observed later than any yield would have been asked: the urgent job staged behind it.
+        urgent = await eventually(
+            lambda: scheduler.get(urgent.job_id), until=lambda j: j.staged_task_id, what="urgent staged"
+        )
+        await eventually(lambda: urgent.staged_task_id in board.waiting, what="urgent waits on the board")
+        assert any(
+            urgent.staged_task_id in [r.task_id for r in e.runs]
+            for e in board.commands
+            if isinstance(e, EnqueueRuns)
+        )
+        assert preempts(board) == [] and board.current == long.current_run.task_id
+        board.finish_current()
+        await on_board(board, urgent.job_id)
+        await eventually(
+            lambda: scheduler.get(long.job_id), until=lambda j: j.state is JobState.SUCCEEDED, what="done"
+        )
+    finally:
+        await scheduler.stop()
+
+
+def test_the_calibration_definitions_say_what_a_device_yields_to():
+    assert defs.parse("calibrations: {}").yield_to_on("qick") == frozenset()  # the default: never
+    both = defs.parse("yield_to: [calibration, priority]\ncalibrations: {}")
+    assert both.yield_to_on("qick") == ALL
+    per_device = defs.parse("yield_to: {default: [], qick: [calibration]}\ncalibrations: {}")
+    assert per_device.yield_to_on("qick") == {"calibration"} and per_device.yield_to_on("other") == set()
+    with pytest.raises(InvalidArgument, match="yield_to"):
+        defs.parse("yield_to: [always]\ncalibrations: {}")
