@@ -9,6 +9,7 @@ import asyncio
 import json
 
 import h5py
+import numpy as np
 
 from qsched_core.execution import Cancelled, DataRef, ExecutionRequest, Succeeded
 from tests.executor.conftest import WAIT_S, RoundGate, executor_service, noop, run_queue, run_request
@@ -65,6 +66,16 @@ async def test_a_yielded_rabi_resumes_and_fits_the_same_pi_gain_as_an_uninterrup
         assert isinstance(whole, Succeeded)
         pi_resumed, pi_whole = done.summary["pi_gain"], whole.summary["pi_gain"]
         assert abs(pi_resumed - pi_whole) / pi_whole < 0.02, (pi_resumed, pi_whole)
+        # The combined rounds are an average like the uninterrupted run's, not a sum or one half.
+        with (
+            h5py.File(tmp_path / "data" / done.data.name, "r") as f,
+            h5py.File(tmp_path / "data" / whole.data.name, "r") as g,
+        ):
+            combined_iq, whole_iq = f["avgi"][()] + 1j * f["avgq"][()], g["avgi"][()] + 1j * g["avgq"][()]
+        span = np.ptp(np.abs(whole_iq))
+        rms = np.sqrt(np.mean(np.abs(combined_iq - whole_iq) ** 2))
+        ratio = np.mean(np.abs(combined_iq)) / np.mean(np.abs(whole_iq))
+        assert rms < 0.1 * span and 0.95 < ratio < 1.05
 
 
 async def test_a_run_that_cannot_continue_the_saved_rounds_restarts_and_says_why(tmp_path):
