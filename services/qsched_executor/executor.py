@@ -524,7 +524,7 @@ class HardwareExecutor:
                 run = item.run if item is not None else self.runs.get(task)
                 on_board = run is not None and run is self._on_board
                 if on_board and run is not None:
-                    run.cancel_reason = reason
+                    run.cancel_reason, run.preempt = reason, False  # a cancel wins over a yield
                     run.cancel.set()  # the board stops between rounds
             if item is not None:  # waiting: ends cancelled without touching the board
                 item.run.cancel_reason = reason
