@@ -410,10 +410,9 @@ class LabDispatcher:
         if not running.yieldable or running.calibration or running.yield_asked:
             return None
         if CALIBRATION_LABEL in job.labels:
-            trigger, why = (
-                YIELD_TO_CALIBRATION,
-                f"calibration {job.labels[CALIBRATION_LABEL]} ({job.job_id}) is due",
-            )
+            name = job.labels[CALIBRATION_LABEL]
+            named = "" if name.lower() in ("true", "1", "yes") else f" {name}"  # a user's calibration job
+            trigger, why = YIELD_TO_CALIBRATION, f"calibration{named} ({job.job_id}) is due"
         elif job.priority > running.priority:
             trigger, why = (
                 YIELD_TO_PRIORITY,

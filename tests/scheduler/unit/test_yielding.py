@@ -13,7 +13,7 @@ import pytest
 from qsched_core.execution import CancelRuns, EnqueueRuns
 from qsched_scheduler import db
 from qsched_scheduler.calibration import definitions as defs
-from qsched_scheduler.domain import PREEMPTED, JobKind, JobState, Payload
+from qsched_scheduler.domain import PREEMPTED, JobKind, JobState, Payload, yields_at_safe_points
 from qsched_scheduler.errors import InvalidArgument
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.store.engine import make_engine
@@ -180,3 +180,50 @@ def test_the_calibration_definitions_say_what_a_device_yields_to():
     assert per_device.yield_to_on("qick") == {"calibration"} and per_device.yield_to_on("other") == set()
     with pytest.raises(InvalidArgument, match="yield_to"):
         defs.parse("yield_to: [always]\ncalibrations: {}")
+
+
+def test_the_job_setting_goes_through_the_contract_and_is_off_unless_asked():
+    from qsched_scheduler.convert import payload_from_pb, payload_to_pb
+
+    asked = payload_from_pb(payload_to_pb(lab(yields=True)))
+    assert asked.body["yield_at_safe_points"] is True and yields_at_safe_points(asked)
+    default = payload_from_pb(payload_to_pb(lab(yields=False)))
+    assert "yield_at_safe_points" not in default.body and not yields_at_safe_points(default)
+
+
+def test_the_store_puts_a_yielded_job_back_at_its_place_unless_its_cancel_was_asked(new_store):
+    from datetime import UTC, datetime
+
+    from qsched_core.execution import Cancelled, DataRef, ExecutionUpdate
+    from qsched_scheduler.dispatch.lab import to_run_update
+    from qsched_scheduler.domain import NewJob, Reason
+    from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest
+
+    store, now = new_store(), datetime(2026, 12, 7, 12, tzinfo=UTC)
+    jobs = [
+        o.change.job for o in store.submit_many([NewJob("alice", "qick", 0, lab()) for _ in range(2)], now)
+    ]
+    yielded = Cancelled(
+        "yielded at a safe point", 3, DataRef("f.h5", "ab", 9), preempted=True, resumable=True
+    )
+    for i, job in enumerate(jobs):
+        task = f"t-{i}"
+        store.stage(
+            [StageRequest(job.job_id, Claim(task, {"hardware_config": "CFG-1"}, Reason("p", "s")))], now
+        )
+        store.apply_updates([(task, RunUpdate(1, started=True, message="started"))], now)
+        if i == 1:
+            store.request_cancel(job.job_id, "user asked", now)
+        store.apply_updates([(task, to_run_update(ExecutionUpdate(task, 2, 0.0, yielded)))], now)
+    back, cancelled = store.get(jobs[0].job_id), store.get(jobs[1].job_id)
+    assert back.state is JobState.QUEUED and back.queue_order == jobs[0].queue_order
+    assert back.error.reason == PREEMPTED and back.start_time is None and back.end_time is None
+    run = back.current_run
+    assert run.state is JobState.CANCELLED and run.data == DataRef("f.h5", "ab", 9)
+    assert run.summary == {"rounds_done": 3.0, "resumable": 1.0} and run.config_revisions == {
+        "hardware_config": "CFG-1"
+    }
+    # What the queue index is rebuilt from after a restart knows it was preempted.
+    assert [(q.job_id, q.preempted) for q in store.queued_jobs()] == [(back.job_id, True)]
+    assert store.queued_count("qick") == 1 and store.queue_position(back) == 1
+    assert cancelled.state is JobState.CANCELLED
