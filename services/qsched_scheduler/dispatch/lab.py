@@ -427,6 +427,19 @@ class LabDispatcher:
         running.yield_asked = True
         return running, f"yielded at a safe point: {why}"
 
+    async def _yield_to_staged(self, queue: RunQueue, jobs: list[Job]) -> None:
+        """Runs just handed over behind the running one: the running run yields to the first that
+        calls for it (lock held). This catches what was held when it joined the queue (a
+        recalibration is queued before the calibration manager has registered it, a gate opened)."""
+        handed = {r.task_id for r in self._on_board}
+        for job in jobs:
+            if job.staged_task_id not in handed:
+                continue  # refused by the executor
+            target = self._maybe_yield(job)
+            if target is not None:
+                await self._yield(queue, *target)
+                return
+
     async def _yield(self, queue: RunQueue, run: _OnBoard, reason: str) -> None:
         """Ask the run on the board to yield between rounds (lock held)."""
         if run.ended:
@@ -749,6 +762,7 @@ class LabDispatcher:
             jobs = [j for j in jobs if j.job_id not in refused]
         if jobs:
             await self._hand_over(queue, jobs)
+            await self._yield_to_staged(queue, jobs)
         self._wake.set()  # look again: more may fit (stops when nothing is picked)
 
     async def _hand_over(self, queue: RunQueue, jobs: list[Job]) -> None:

@@ -227,3 +227,37 @@ def test_the_store_puts_a_yielded_job_back_at_its_place_unless_its_cancel_was_as
     assert [(q.job_id, q.preempted) for q in store.queued_jobs()] == [(back.job_id, True)]
     assert store.queued_count("qick") == 1 and store.queue_position(back) == 1
     assert cancelled.state is JobState.CANCELLED
+
+
+async def test_a_running_job_yields_to_the_recalibration_the_next_job_needs():
+    """The whole calibration path (issue 14 item 3 + 4): Rabi expires while a yieldable job runs and
+    another waits; the recalibration the waiting job needs is queued and the running job yields to it
+    (the device yields to calibrations), then continues before the job behind it."""
+    from datetime import timedelta
+
+    from tests.scheduler.unit.test_calibration import CHAIN, Rig, fresh
+
+    rig = Rig()
+    rig.configs.content = ("yield_to: [calibration]\n" + CHAIN.format(on_failure="hold")).encode()
+    for name, fresh_for in (("qubit_freq", 3600), ("rabi", 1800)):
+        rig.states.put_calibration_state(fresh(name, rig.clock, 0, fresh_for))
+    async with rig:
+        scheduler, board = rig.scheduler, rig.board
+        long = (await scheduler.submit(sub(yields=True))).job
+        await on_board(board, long.job_id)
+        waiting = (await scheduler.submit(sub())).job
+        await eventually(lambda: scheduler.get(waiting.job_id), until=lambda j: j.staged_task_id)
+        rig.clock.now += timedelta(seconds=1801)  # Rabi is stale now; spectroscopy is still fresh
+        rig.calibrations.tick()  # the periodic check: the staged job is taken back and waits for Rabi
+        await eventually(lambda: len(rig.calibration_jobs()) == 1, what="the recalibration handed over")
+        (rabi,) = rig.calibration_jobs()
+        await on_board(board, rabi)  # the long job yielded to it
+        first = (await runs_of(scheduler, long.job_id))[0]
+        assert first.error.reason == PREEMPTED and f"calibration rabi ({rabi}) is due" in first.error.message
+        await rig.finish()  # Rabi passes
+        await on_board(board, long.job_id, nth=2)
+        second = (await runs_of(scheduler, long.job_id))[1]
+        assert "continues from the 1 round(s)" in second.reason.summary
+        await rig.finish()
+        await on_board(board, waiting.job_id)
+        assert board.order == [long.job_id, rabi, long.job_id, waiting.job_id]
