@@ -94,3 +94,31 @@ async def test_a_run_that_cannot_continue_the_saved_rounds_restarts_and_says_why
         assert isinstance(done, Succeeded) and gate.rounds - before == 6  # every round again
         attrs = attrs_of(tmp_path / "data" / done.data.name)
         assert attrs["resume"].startswith("restarted") and "settings differ" in attrs["resume"]
+
+
+async def test_a_job_yielded_twice_chains_its_rounds_through_both_files(tmp_path):
+    gate = RoundGate(free_rounds=2)
+    async with executor_service(tmp_path, gate) as (stub, _, _), run_queue(stub) as queue:
+        ref = None
+        for task in ("t-1", "t-2"):
+            request = run_request(task, JOB, expt=RABI)
+            await queue.enqueue(resumed(request, ref) if ref else request, after="t-1" if ref else "")
+            await asyncio.to_thread(gate.held.wait, WAIT_S)  # two more rounds done, the next held
+            await queue.preempt(task)
+            gate.free = gate.rounds + 2  # the next run does two rounds, then one is held again
+            gate.release.set()  # the held round goes on; the run stops at its first poll
+            body = (await queue.ended_run(task)).body
+            assert isinstance(body, Cancelled) and body.preempted and body.resumable
+            gate.release.clear()
+            gate.held.clear()
+            ref = body.data
+        gate.open()
+        await queue.enqueue(resumed(run_request("t-3", JOB, expt=RABI), ref), after="t-2")
+        done = (await queue.ended_run("t-3")).body
+        assert isinstance(done, Succeeded) and "pi_gain" in done.summary
+        attrs = attrs_of(tmp_path / "data" / done.data.name)
+        assert json.loads(attrs["rounds_by_run"]) == [
+            {"task_id": "t-1", "first_round": 1, "last_round": 2},
+            {"task_id": "t-2", "first_round": 3, "last_round": 4},
+            {"task_id": "t-3", "first_round": 5, "last_round": 6},
+        ]
