@@ -261,3 +261,32 @@ async def test_a_running_job_yields_to_the_recalibration_the_next_job_needs():
         await rig.finish()
         await on_board(board, waiting.job_id)
         assert board.order == [long.job_id, rabi, long.job_id, waiting.job_id]
+
+
+async def test_after_a_scheduler_restart_a_yielded_job_still_continues_from_its_rounds(new_store):
+    store, executor = new_store(), MemoryExecutor()
+    executor.board.hold()
+    build = dict(page_key=b"k" * 32, default_run_seconds=0.01, yielding=lambda device: ALL)
+    first = Scheduler.build(store, {"qick": executor}, **build)
+    await first.start()
+    await first.routes.labs["qick"].connected.wait()
+    long = (await first.submit(sub(yields=True))).job
+    await on_board(executor.board, long.job_id)
+    urgent = (await first.submit(sub(priority=5))).job
+    await on_board(executor.board, urgent.job_id)
+    await eventually(lambda: first.get(long.job_id), until=lambda j: j.state is JobState.QUEUED)
+    await first.stop()  # the scheduler goes; the urgent run goes on
+    second = Scheduler.build(store, {"qick": executor}, **build)
+    await second.start()
+    try:
+        await second.routes.labs["qick"].connected.wait()
+        await on_board(executor.board, urgent.job_id)
+        executor.board.finish_current()
+        await on_board(executor.board, long.job_id, nth=2)
+        resumed = (await runs_of(second, long.job_id))[-1]
+        assert "continues from the 1 round(s)" in resumed.reason.summary
+        assert (
+            next(r for r in executor.board.requests if r.task_id == resumed.task_id).resume_from is not None
+        )
+    finally:
+        await second.stop()
