@@ -718,16 +718,16 @@ class LabDispatcher:
         refused: dict[str, PinRefused] = {}
         resumes: dict[str, DataRef] = {}
         for decision in decisions:
-            if decision.job.preempted:  # continues a yielded run: its pins, and its file if it can
+            reason, task_id = decision.reason, str(uuid.uuid4())
+            if decision.job.preempted:  # its last run yielded: continue it (its file and pins) or restart
                 job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
                 if job is None or job.state is not JobState.QUEUED:
                     continue
-                task_id = str(uuid.uuid4())
-                reason, ref, revisions = _resumption(job, decision.reason)
+                reason, ref, kept = _resumption(job, reason)
                 if ref is not None:
                     resumes[task_id] = ref
-                requests.append(StageRequest(job.job_id, Claim(task_id, revisions, reason)))
-                continue
+                    requests.append(StageRequest(job.job_id, Claim(task_id, kept, reason)))
+                    continue
             revisions = self._pins.from_memory(decision.job)
             if revisions is None:
                 job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
@@ -741,9 +741,7 @@ class LabDispatcher:
                     if requests:
                         break  # stage what is pinned; the rest after
                     raise
-            requests.append(
-                StageRequest(decision.job.job_id, Claim(str(uuid.uuid4()), revisions, decision.reason))
-            )
+            requests.append(StageRequest(decision.job.job_id, Claim(task_id, revisions, reason)))
         jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
         for job in jobs:
             self._index.staged(self.device, job.job_id, job.staged_task_id)
@@ -919,8 +917,9 @@ class LabDispatcher:
 
 def _resumption(job: Job, reason: Reason) -> tuple[Reason, DataRef | None, dict[str, str]]:
     """For a job whose last run yielded: the reason its next run is picked (what it continues, or
-    why it restarts), the yielded run's data file to continue from (None: restart), and the
-    config revisions (the yielded run's, so every round is taken with the same settings)."""
+    why it restarts), the yielded run's data file to continue from (None: it restarts, pinned as
+    any run is), and the config revisions a continuing run keeps (the yielded run's, so every round
+    is taken with the same settings)."""
     run = job.current_run
     if run is None or run.error is None or run.error.reason != PREEMPTED:
         return reason, None, {}
@@ -936,9 +935,9 @@ def _resumption(job: Job, reason: Reason) -> tuple[Reason, DataRef | None, dict[
             f"({run.data.name}), pinned to the same revisions"
         )
         return Reason(reason.policy, f"{reason.summary}; {said}", details), run.data, revisions
-    said = f"restarts after yielding: run {run.task_id} left nothing to continue from"
+    said = f"restarts after yielding: run {run.task_id} left nothing it can continue from"
     details["resume"]["restart"] = True
-    return Reason(reason.policy, f"{reason.summary}; {said}", details), None, revisions
+    return Reason(reason.policy, f"{reason.summary}; {said}", details), None, {}
 
 
 def _starts(update: ExecutionUpdate) -> bool:

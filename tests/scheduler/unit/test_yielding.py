@@ -79,6 +79,14 @@ async def runs_of(scheduler: Scheduler, job_id: str):
     return (await scheduler.list_runs(job_id, 100, "", full=True))[0]
 
 
+async def yielded_run(scheduler: Scheduler, job_id: str):
+    """The job's first run, once its yield is applied here (the board may be ahead of the scheduler)."""
+    runs = await eventually(
+        lambda: runs_of(scheduler, job_id), until=lambda runs: runs[0].error is not None, what="yielded"
+    )
+    return runs[0]
+
+
 def preempts(board: Board) -> list[CancelRuns]:
     return [c for c in board.commands if isinstance(c, CancelRuns) and c.preempt]
 
@@ -96,7 +104,7 @@ async def test_a_yielded_job_goes_back_to_its_place_and_its_next_run_continues(n
         job = await scheduler.get(long.job_id)
         assert job.state is JobState.QUEUED and job.error.reason == PREEMPTED
         assert job.queue_position == 1, "back at its place: first among the jobs behind the urgent one"
-        first = (await runs_of(scheduler, long.job_id))[0]
+        first = await yielded_run(scheduler, long.job_id)
         assert first.state is JobState.CANCELLED and first.error.reason == PREEMPTED
         assert first.data is not None and first.summary["resumable"] == 1.0
         assert "priority 5 > 0" in first.error.message
@@ -109,7 +117,10 @@ async def test_a_yielded_job_goes_back_to_its_place_and_its_next_run_continues(n
         assert second.reason.details["resume"]["from_task_id"] == first.task_id
         request = next(r for r in board.requests if r.task_id == second.task_id)
         assert request.resume_from == first.data
-        assert (await scheduler.get(long.job_id)).error is None  # running again: the reason is spent
+        running = await eventually(
+            lambda: scheduler.get(long.job_id), until=lambda j: j.state is JobState.RUNNING, what="running"
+        )
+        assert running.error is None  # running again: the reason it was back in the queue is spent
         for job_id in [long.job_id, *(j.job_id for j in behind)]:
             await on_board(board, job_id, nth=board.order.count(job_id) or 1)
             board.finish_current()
@@ -130,7 +141,7 @@ async def test_a_job_that_cannot_continue_restarts_and_its_reason_says_so(new_st
         await on_board(board, long.job_id)
         calibration = (await scheduler.submit(sub(labels={"calibration": "rabi"}))).job
         await on_board(board, calibration.job_id)  # a calibration is due: same priority, still first
-        first = (await runs_of(scheduler, long.job_id))[0]
+        first = await yielded_run(scheduler, long.job_id)
         assert "calibration rabi" in first.error.message and "restarts" in first.error.message
         board.finish_current()
         await on_board(board, long.job_id, nth=2)
@@ -252,7 +263,7 @@ async def test_a_running_job_yields_to_the_recalibration_the_next_job_needs():
         await eventually(lambda: len(rig.calibration_jobs()) == 1, what="the recalibration handed over")
         (rabi,) = rig.calibration_jobs()
         await on_board(board, rabi)  # the long job yielded to it
-        first = (await runs_of(scheduler, long.job_id))[0]
+        first = await yielded_run(scheduler, long.job_id)
         assert first.error.reason == PREEMPTED and f"calibration rabi ({rabi}) is due" in first.error.message
         await rig.finish()  # Rabi passes
         await on_board(board, long.job_id, nth=2)
