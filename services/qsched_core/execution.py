@@ -67,6 +67,8 @@ class ExecutionRequest:
     # W3C traceparent of the job's trace: the run's spans join it ("" = none).
     trace_parent: str = ""
     decision: ScheduleDecision | None = None  # the scheduler's decision log for this run
+    # A yielded run's data file to continue from (its completed rounds; None = from the start).
+    resume_from: DataRef | None = None
 
 
 class UpdateKind(enum.Enum):
@@ -143,6 +145,8 @@ class Cancelled:
     rounds_done: int = 0
     data: DataRef | None = None  # the rounds completed, in a file marked partial
     code: CodeProvenance | None = None  # None when it never started
+    preempted: bool = False  # it yielded at a safe point (CancelRuns.preempt)
+    resumable: bool = False  # preempted, and a next run can continue from `data`
 
     kind = UpdateKind.CANCELLED
 
@@ -293,9 +297,13 @@ class WithdrawRuns:
 
 @dataclass(frozen=True)
 class CancelRuns:
+    """Stop runs. With `preempt`, only a run on the board is asked to yield: it stops between
+    averaging rounds and ends `Cancelled(preempted=True)` with its completed rounds saved."""
+
     request_id: int
     task_ids: tuple[str, ...]
     reason: str = ""
+    preempt: bool = False
 
 
 QueueCommand = OpenQueue | EnqueueRuns | WithdrawRuns | CancelRuns

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import h5py
 import qick
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -75,7 +76,7 @@ from qsched_executor.writers import DataWriters
 from qsched_hardware.board import Board, RunCancelled
 from qsched_hardware.board import Progress as BoardProgress
 from qsched_hardware.datafile import code_attrs, file_sha256, run_file_name
-from qsched_hardware.experiments import Experiment, ExperimentResult, RunContext, Violation
+from qsched_hardware.experiments import Experiment, ExperimentResult, RunContext, SavedRounds, Violation
 from qsched_hardware.hwconfig import load_hardware_config, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,17 @@ class _Item:
     experiment: Experiment
     hw: HardwareConfigUsed
     code: CodeProvenance | None = None  # the code the experiment is (data file, terminal update)
+    resume: _Resume | None = None  # the run continues (or restarts) a yielded one
+
+
+@dataclass
+class _Resume:
+    """What a run that continues a yielded one (ExecutionRequest.resume_from) takes over."""
+
+    name: str  # the yielded run's data file
+    saved: SavedRounds | None  # None: it restarts
+    note: str  # "continued" or "restarted: why" (recorded in the data file)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # rounds_by_run of the saved file
 
 
 def _now() -> float:
@@ -410,7 +422,61 @@ class HardwareExecutor:
         if violations:
             raise InvalidExperimentError(violations)
         run = Run(request.task_id, request.job_id, request.owner, exp.experiment_class, request.trace_parent)
-        return _Item(run, replace(request, experiment=exp), experiment, hw, code)
+        resume = None
+        if request.resume_from is not None:
+            resume = await asyncio.to_thread(self._saved_rounds, request, experiment, hw)
+        return _Item(run, replace(request, experiment=exp), experiment, hw, code, resume)
+
+    def _saved_rounds(
+        self, request: ExecutionRequest, experiment: Experiment, hw: HardwareConfigUsed
+    ) -> _Resume:
+        """The completed rounds of the yielded run a run continues, or why it restarts instead: it
+        continues only the same job's partial file, of the same experiment with the same settings
+        and hardware config, and only with an experiment that can continue (`can_resume`)."""
+        ref = request.resume_from
+        assert ref is not None
+        if not experiment.can_resume:
+            return _Resume(
+                ref.name, None, f"restarted: {type(experiment).__name__} cannot continue saved rounds"
+            )
+        root = self.settings.data_root.resolve()
+        try:
+            path = (root / ref.name).resolve()
+        except (ValueError, OSError):
+            path = root
+        if not path.is_relative_to(root) or not path.is_file():
+            return _Resume(ref.name, None, f"restarted: the saved data file {ref.name!r} is gone")
+        if ref.sha256 and file_sha256(path) != ref.sha256:
+            return _Resume(ref.name, None, f"restarted: the saved data file {ref.name!r} changed")
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            data = {name: f[name][()] for name in ("xpts", "avgi", "avgq") if name in f}
+        resolved = json.loads(json.dumps(experiment.resolved_config(), default=str))
+        problems = []
+        if attrs.get("job_id") != request.job_id:
+            problems.append("it belongs to another job")
+        if attrs.get("experiment_class") != request.experiment.experiment_class:
+            problems.append("another experiment wrote it")
+        if not bool(attrs.get("partial")):
+            problems.append("it is not a partial file")
+        if attrs.get("hardware_config_sha256") != hw.sha256:
+            problems.append("the hardware config differs")
+        try:
+            if json.loads(str(attrs.get("expt_config") or "{}")) != resolved:
+                problems.append("the experiment settings differ")
+        except json.JSONDecodeError:
+            problems.append("its settings are unreadable")
+        if problems:
+            return _Resume(ref.name, None, f"restarted: cannot continue {ref.name}: {'; '.join(problems)}")
+        rounds = int(attrs.get("run_rounds_done") or 0)
+        try:
+            segments = list(json.loads(str(attrs.get("rounds_by_run") or "[]")))
+        except json.JSONDecodeError:
+            segments = []
+        if not segments and rounds:
+            segments = [{"task_id": attrs.get("task_id", ""), "first_round": 1, "last_round": rounds}]
+        saved = SavedRounds(data, rounds, str(attrs.get("task_id", "")))
+        return _Resume(ref.name, saved, f"continued from {rounds} saved round(s)", segments)
 
     # ---- the run queue --------------------------------------------------------------------------
     def open_queue(self, command: OpenQueue) -> QueueSession:
@@ -509,15 +575,25 @@ class HardwareExecutor:
         return Withdrawn(tuple(withdrawn), tuple(started), tuple(unknown), command.request_id)
 
     def cancel(self, command: CancelRuns) -> Cancelling:
-        reason = command.reason or "cancelled"
+        reason = command.reason or ("preempted" if command.preempt else "cancelled")
         cancelling, ignored = [], []
         for task in command.task_ids:
+            if command.preempt:  # a yield: only the run on the board, between rounds
+                with self._cond:
+                    run = self._on_board
+                    if run is not None and run.task_id == task and not run.cancel.is_set():
+                        run.cancel_reason, run.preempt = reason, True
+                        run.cancel.set()
+                        cancelling.append(task)
+                    else:
+                        ignored.append(task)
+                continue
             with self._cond:
                 item = self._waiting.pop(task, None)
                 run = item.run if item is not None else self.runs.get(task)
                 on_board = run is not None and run is self._on_board
                 if on_board and run is not None:
-                    run.cancel_reason = reason
+                    run.cancel_reason, run.preempt = reason, False  # a cancel wins over a yield
                     run.cancel.set()  # the board stops between rounds
             if item is not None:  # waiting: ends cancelled without touching the board
                 item.run.cancel_reason = reason
@@ -616,10 +692,17 @@ class HardwareExecutor:
             self._post(run, Progress(p.rounds_done, p.rounds_total, p.reps_done, min(1.0, p.fraction)))
 
         try:
-            result = item.experiment.run(RunContext(self.board, run.cancel, progress))
+            saved = item.resume.saved if item.resume is not None else None
+            result = item.experiment.run(RunContext(self.board, run.cancel, progress, saved))
         except RunCancelled as cancelled:  # a plug-in that let it through
             self._post(
-                run, Cancelled(run.cancel_reason or "cancelled", cancelled.rounds_done, code=item.code)
+                run,
+                Cancelled(
+                    run.cancel_reason or "cancelled",
+                    cancelled.rounds_done,
+                    code=item.code,
+                    preempted=run.preempt,
+                ),
             )
             return
         except Exception as exc:
@@ -633,6 +716,7 @@ class HardwareExecutor:
         # next run already goes; the terminal update follows the write.
         name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.now())
         attrs = self._attrs(item, result, started, ended)
+        run.resumable = item.experiment.can_resume
         future = self._writers.write(self.settings.data_root / name, result.data, attrs, result.dataset_attrs)
         future.add_done_callback(lambda done: self._written(item, name, result, done))
 
@@ -653,8 +737,14 @@ class HardwareExecutor:
             sha, size = done.result()
             ref = DataRef(name, sha, size)
             if result.partial:
+                rounds = int(result.attrs.get("rounds_done", 0))
                 body = Cancelled(
-                    run.cancel_reason or "cancelled", int(result.attrs.get("rounds_done", 0)), ref, code
+                    run.cancel_reason or "cancelled",
+                    rounds,
+                    ref,
+                    code,
+                    preempted=run.preempt,
+                    resumable=run.preempt and run.resumable and rounds > 0,
                 )
             else:
                 body = Succeeded(
@@ -694,6 +784,7 @@ class HardwareExecutor:
             **(code_attrs(item.code) if item.code is not None else {}),
             **_decision_attrs(request.decision),
             **{f"run_{k}": v for k, v in result.attrs.items()},
+            **_resume_attrs(item, result),
         }
 
     async def close(self) -> None:
@@ -726,6 +817,26 @@ def _decision_attrs(decision: ScheduleDecision | None) -> dict[str, str]:
         "schedule_summary": decision.summary,
         "schedule_details": decision.details_json,
     }
+
+
+def _resume_attrs(item: _Item, result: ExperimentResult) -> dict[str, Any]:
+    """What a data file says about yielding (docs/data-files.md): the run it continued
+    (`resumed_from`, `resume`) and which rounds came from which run (`rounds_by_run`)."""
+    out: dict[str, Any] = {}
+    resume = item.resume
+    if resume is not None:
+        out["resumed_from"] = resume.name
+        out["resume"] = resume.note
+    if "rounds_this_run" not in result.attrs:
+        return out
+    segments = list(resume.segments) if resume is not None and resume.saved is not None else []
+    before = int(result.attrs.get("rounds_before", 0))
+    segments = [s for s in segments if int(s.get("last_round", 0)) <= before]
+    now = int(result.attrs["rounds_this_run"])
+    if now:
+        segments.append({"task_id": item.run.task_id, "first_round": before + 1, "last_round": before + now})
+    out["rounds_by_run"] = segments
+    return out
 
 
 def _safe_validate(experiment: Experiment) -> list[Violation]:

@@ -29,6 +29,8 @@ class Run:
     updates: list[ExecutionUpdate] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    preempt: bool = False  # asked to yield (CancelRuns.preempt): it ends preempted, not cancelled
+    resumable: bool = False  # its experiment can continue from its partial file
     data: DataRef | None = None  # its data file, once written
     lost: bool = False  # was on the board when the executor died (from the crash journal)
     reached_board: bool = False  # the board thread took it (withdraw no longer can)

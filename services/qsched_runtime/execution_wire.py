@@ -167,6 +167,7 @@ def request_to_pb(request: ExecutionRequest) -> pb.ExecutionRequest:
         configs=[pinned_to_pb(c) for c in request.configs],
         trace_parent=request.trace_parent,
         decision=decision_to_pb(request.decision) if request.decision is not None else None,
+        resume_from=data_ref_to_pb(request.resume_from) if request.resume_from is not None else None,
     )
 
 
@@ -179,6 +180,7 @@ def request_from_pb(msg: pb.ExecutionRequest) -> ExecutionRequest:
         configs=pinned_list_from_pb(msg.configs),
         trace_parent=msg.trace_parent,
         decision=decision_from_pb(msg.decision) if msg.HasField("decision") else None,
+        resume_from=data_ref_from_pb(msg.resume_from) if msg.HasField("resume_from") else None,
     )
 
 
@@ -227,6 +229,8 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
                 data=data_ref_to_pb(body.data) if body.data is not None else None,
                 rounds_done=body.rounds_done,
                 code=code_to_pb(body.code),
+                preempted=body.preempted,
+                resumable=body.resumable,
             )
         )
     else:  # pragma: no cover - the union is closed
@@ -261,6 +265,8 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
             rounds_done=c.rounds_done,
             data=data_ref_from_pb(c.data) if c.HasField("data") else None,
             code=_code(c),
+            preempted=c.preempted,
+            resumable=c.resumable,
         )
     else:
         raise ValueError(f"update {msg.task_id}#{msg.seq} has no body")
@@ -359,7 +365,10 @@ def command_to_pb(command: QueueCommand) -> pb.RunQueueRequest:
     if isinstance(command, CancelRuns):
         return pb.RunQueueRequest(
             cancel=pb.CancelRuns(
-                request_id=command.request_id, task_ids=list(command.task_ids), reason=command.reason
+                request_id=command.request_id,
+                task_ids=list(command.task_ids),
+                reason=command.reason,
+                preempt=command.preempt,
             )
         )
     raise TypeError(f"not a run-queue command: {command!r}")  # pragma: no cover
@@ -376,7 +385,7 @@ def command_from_pb(msg: pb.RunQueueRequest) -> QueueCommand:
         return WithdrawRuns(msg.withdraw.request_id, tuple(msg.withdraw.task_ids))
     if which == "cancel":
         c = msg.cancel
-        return CancelRuns(c.request_id, tuple(c.task_ids), c.reason)
+        return CancelRuns(c.request_id, tuple(c.task_ids), c.reason, c.preempt)
     raise ValueError("a run-queue request without a command")
 
 

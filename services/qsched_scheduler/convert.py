@@ -49,6 +49,8 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
             body["calibrations"] = dict(lab.calibrations)
         if lab.experiment_revision.strip():  # experiment_commit is output only: pinned at submit
             body["experiment_revision"] = lab.experiment_revision.strip()
+        if lab.yield_at_safe_points:
+            body["yield_at_safe_points"] = True
         return Payload(JobKind.LAB_EXPERIMENT, body)
     if which == "circuit":
         circuit = message.circuit
@@ -83,6 +85,7 @@ def payload_to_pb(payload: Payload) -> pb.JobPayload:
                 experiment_revision=body.get("experiment_revision", ""),
                 experiment_commit=body.get("experiment_commit", ""),
                 experiment_tree_dirty=bool(body.get("experiment_tree_dirty", False)),
+                yield_at_safe_points=bool(body.get("yield_at_safe_points", False)),
             )
         )
     if payload.kind is JobKind.CIRCUIT:

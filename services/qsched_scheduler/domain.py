@@ -154,6 +154,17 @@ class QueuedJob:
     session: str = ""  # sessions.py: the session it joined (label "session")
     # Calibrations the job needs fresh: (name, oldest accepted age in s; 0 = the definition's).
     calibrations: tuple[tuple[str, float], ...] = ()
+    preempted: bool = False  # its last run yielded at a safe point: the next one may continue it
+
+
+# A run that yielded at a safe point ends CANCELLED with this error reason; its job is queued
+# again at its place, with the same reason as why (docs/calibration.md, "Yielding at safe points").
+PREEMPTED = "PREEMPTED"
+
+
+def yields_at_safe_points(payload: Payload) -> bool:
+    """The job allows being asked to yield between averaging rounds (LabExperiment setting)."""
+    return payload.kind is JobKind.LAB_EXPERIMENT and bool(payload.body.get("yield_at_safe_points"))
 
 
 def pins_main(payload: Payload) -> bool:
@@ -194,6 +205,7 @@ def queued_job(job: Job) -> QueuedJob:
         calibration,
         job.labels.get("session", ""),
         calibration_needs(job.payload),
+        job.error is not None and job.error.reason == PREEMPTED,
     )
 
 

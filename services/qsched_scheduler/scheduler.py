@@ -28,7 +28,13 @@ from qsched_scheduler.calibration.gate import CalibrationGate
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.config_port import ConfigPinner
-from qsched_scheduler.dispatch.lab import EXECUTOR_LOST_AFTER_S, ConfigPins, LabDispatcher, Stores
+from qsched_scheduler.dispatch.lab import (
+    EXECUTOR_LOST_AFTER_S,
+    ConfigPins,
+    LabDispatcher,
+    Stores,
+    never_yield,
+)
 from qsched_scheduler.dispatch.provider import ProviderDispatcher
 from qsched_scheduler.domain import (
     DEFAULT_PAGE_SIZE,
@@ -79,6 +85,14 @@ class CalibrationListing:
     now: datetime
     states: list[tuple[CalibrationState, tuple[str, ...]]]  # each with its dependencies
     definitions_revision_id: str
+
+
+def _yield_to(calibrations: Calibrations | None) -> Callable[[str], frozenset[str]]:
+    """What a device's running job may yield to: the calibration definitions' `yield_to` (read at
+    each decision, so a pushed revision applies at once); nothing without them."""
+    if calibrations is None:
+        return never_yield
+    return lambda device: calibrations.definitions.yield_to_on(device)
 
 
 def no_holds(device: str) -> DeviceHold | None:
@@ -136,8 +150,11 @@ class Scheduler:
         executor_lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         calibrations: Calibrations | None = None,
         problems: Problems | None = None,
+        yielding: Callable[[str], frozenset[str]] | None = None,
     ) -> Scheduler:
-        """The engine, wired: every collaborator gets what it uses in its constructor."""
+        """The engine, wired: every collaborator gets what it uses in its constructor. `yielding`
+        says per device what a running job may be asked to yield to (dispatch.lab.YIELD_TRIGGERS);
+        by default the `yield_to` of the calibration definitions, else never."""
         thread = StoreThread()
         stores = Stores(store, store, store, thread)
         policy = policy or default_policy()
@@ -161,6 +178,7 @@ class Scheduler:
                 clock,
                 executor_lost_after_s,
                 problems,
+                yielding or _yield_to(calibrations),
             )
             for name, executor in executors.items()
         }

@@ -182,6 +182,12 @@ class RunQueueClient:
         await self._outbox.put(wire.command_to_pb(CancelRuns(request_id, task_ids, reason)))
         return await self._answer(request_id)
 
+    async def preempt(self, *task_ids: str, reason: str = "") -> Cancelling:
+        """CancelRuns with `preempt`: the run on the board yields between rounds."""
+        request_id = next(self._ids)
+        await self._outbox.put(wire.command_to_pb(CancelRuns(request_id, task_ids, reason, preempt=True)))
+        return await self._answer(request_id)
+
     def updates(self, task_id: str) -> list[ExecutionUpdate]:
         return [u for batch in self.batches for u in batch.updates if u.task_id == task_id]
 

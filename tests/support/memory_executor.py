@@ -72,6 +72,7 @@ class Board:
         self.started = asyncio.Event()  # set at each start (tests clear it)
         self.violations: dict[str, list[Violation]] = {}  # by experiment class
         self.refuse: dict[str, str] = {}  # experiment class -> refusal reason at enqueue
+        self.resumable = True  # a run that yields leaves a file its next run can continue from
         self.commands: list[QueueCommand] = []
         self.streams_opened = 0
         self._listener: asyncio.Queue[QueueEvent | BaseException] | None = None
@@ -201,6 +202,17 @@ class Board:
         self._send(Withdrawn(tuple(withdrawn), tuple(started), tuple(unknown), command.request_id))
 
     def _cancel(self, command: CancelRuns) -> None:
+        if command.preempt:  # a yield: the run on the board stops after its first round
+            yielding = [t for t in command.task_ids if t == self.current]
+            ignored = tuple(t for t in command.task_ids if t not in yielding)
+            self._send(Cancelling(tuple(yielding), ignored, command.request_id))
+            for task_id in yielding:
+                run = self.runs[task_id]
+                name = f"2026/12/07/{run.job_id}-{task_id}.h5"
+                ref = DataRef(name, "1" * 64, len(self.data_of(task_id)))
+                body = Cancelled(command.reason, 1, ref, preempted=True, resumable=self.resumable)
+                self._finish(run, body)
+            return
         cancelling, ignored = [], []
         for task_id in command.task_ids:
             run = self.runs.get(task_id)

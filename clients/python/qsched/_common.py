@@ -72,6 +72,7 @@ def lab_payload(
     expt_config: dict[str, Any] | str | None,
     config_revisions: dict[str, str] | None = None,
     experiment_revision: str = "",
+    yield_at_safe_points: bool = False,
 ) -> pb.JobPayload:
     import json  # here, not at the top: the CLI's look-ups never need it
 
@@ -83,6 +84,7 @@ def lab_payload(
             expt_config_json=text,
             config_revisions=config_revisions or {},
             experiment_revision=experiment_revision or "",
+            yield_at_safe_points=bool(yield_at_safe_points),
         )
     )
 

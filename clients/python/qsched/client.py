@@ -219,11 +219,15 @@ class JobClient:
         labels: dict[str, str] | None = None,
         request_id: str | None = None,
         experiment_revision: str | None = None,
+        yield_at_safe_points: bool = False,
     ) -> str:
         """Queue a lab experiment; returns its job id (JOB-YYYYMMDD-NNNNN). The owner is the
         token's user; `user` (the seed's argument) may be given only when it names that user.
         `experiment_revision`: a branch, tag or commit of the device's experiment repository
-        (docs/experiments.md); the job runs the commit it names at submit."""
+        (docs/experiments.md); the job runs the commit it names at submit.
+        `yield_at_safe_points`: the job may be asked to yield between averaging rounds when a
+        calibration or higher-priority job is due, where its device allows that; it then continues
+        from the rounds it completed (docs/calibration.md, "Yielding at safe points")."""
         for name, value in (("experiment_class", experiment_class), ("experiment_module", experiment_module)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string")
@@ -234,7 +238,12 @@ class JobClient:
         request = pb.SubmitJobRequest(
             device=device or self.device,
             payload=c.lab_payload(
-                experiment_class, experiment_module, expt_config, config_revisions, experiment_revision or ""
+                experiment_class,
+                experiment_module,
+                expt_config,
+                config_revisions,
+                experiment_revision or "",
+                yield_at_safe_points,
             ),
             priority=priority,
             owner=user,

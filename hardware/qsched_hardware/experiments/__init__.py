@@ -11,6 +11,7 @@ from qsched_hardware.experiments.base import (
     InvalidExperiment,
     QickExperiment,
     RunContext,
+    SavedRounds,
     Violation,
 )
 from qsched_hardware.experiments.echo import EchoExperiment
@@ -55,6 +56,7 @@ __all__ = [
     "RamseyExperiment",
     "ResonatorSpectroscopyExperiment",
     "RunContext",
+    "SavedRounds",
     "SingleShotExperiment",
     "T1Experiment",
     "Violation",

@@ -54,13 +54,31 @@ class ExperimentResult:
     dataset_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)  # long_name, units
 
 
-class RunContext:
-    """Handed to `Experiment.run`: the board, progress reporting and the cancel flag."""
+@dataclass(frozen=True)
+class SavedRounds:
+    """The completed averaging rounds of an earlier, yielded run of the same job (its partial data
+    file), for a run that continues from them (`Experiment.can_resume`)."""
 
-    def __init__(self, board: Board, cancel: threading.Event, progress: ProgressFn | None = None):
+    data: dict[str, Any]  # the partial file's datasets (xpts, avgi, avgq)
+    rounds_done: int
+    task_id: str = ""
+
+
+class RunContext:
+    """Handed to `Experiment.run`: the board, progress reporting, the cancel flag and, for a run
+    that continues a yielded one, the rounds that run saved (`saved`)."""
+
+    def __init__(
+        self,
+        board: Board,
+        cancel: threading.Event,
+        progress: ProgressFn | None = None,
+        saved: SavedRounds | None = None,
+    ):
         self.board = board
         self.cancel = cancel
         self._progress = progress
+        self.saved = saved
 
     def acquire(self, prog: Any, rounds: int = 1, **kwargs: Any) -> list:
         """Run a compiled qick program (prog.acquire semantics; raises RunCancelled)."""
@@ -90,6 +108,12 @@ class Experiment(ABC):
     def resolved_config(self) -> dict[str, Any]:
         """The expt config with defaults filled in (recorded in the data file)."""
         return dict(self.expt)
+
+    @property
+    def can_resume(self) -> bool:
+        """True when `run` continues from `ctx.saved` (a yielded run's completed rounds) and runs
+        only the remaining rounds. False: a yielded run of it restarts from the first round."""
+        return False
 
 
 # ---- checks against the board ---------------------------------------------------------------------
@@ -373,19 +397,42 @@ class QickExperiment(Experiment):
         """(summary, config_updates) from the averaged data."""
 
     # -- run --
+    @property
+    def can_resume(self) -> bool:
+        # The built-in round loop below; a subclass with its own `run` does not continue.
+        return type(self).run is QickExperiment.run
+
     def run(self, ctx: RunContext) -> ExperimentResult:
         prog = self.make_program()
         x = self.xpts(prog)
+        total = int(self.p["rounds"])
+        saved = ctx.saved
+        before = 0
+        if saved is not None and saved.rounds_done > 0 and "avgi" in saved.data:
+            if np.shape(saved.data.get("xpts")) != np.shape(x) or not np.allclose(saved.data["xpts"], x):
+                raise ValueError("the saved rounds were swept over other points: cannot continue them")
+            before = min(total, int(saved.rounds_done))
+        rounds: dict[str, Any] = {"rounds_total": total, "rounds_before": before}
+        new: tuple[np.ndarray, np.ndarray] | None = None
+        done_now = 0
         try:
-            iq = ctx.acquire(prog, rounds=int(self.p["rounds"]))
+            if total - before > 0:
+                iq = ctx.acquire(prog, rounds=total - before)
+                arr = np.asarray(iq[0])[0]  # first readout, first read of the shot: (expts, 2)
+                new, done_now = (arr[..., 0], arr[..., 1]), total - before
         except RunCancelled as cancelled:
             data: dict[str, Any] = {"xpts": x}
-            if cancelled.partial is not None:
+            if cancelled.partial is not None and cancelled.rounds_done:
                 arr = np.asarray(cancelled.partial[0])[0]
-                data.update({"avgi": arr[..., 0], "avgq": arr[..., 1]})
-            return ExperimentResult(data, partial=True, attrs={"rounds_done": cancelled.rounds_done})
-        arr = np.asarray(iq[0])[0]  # first readout, first read of the shot: (expts, 2)
-        avgi, avgq = arr[..., 0], arr[..., 1]
+                new, done_now = (arr[..., 0], arr[..., 1]), cancelled.rounds_done
+            combined = _combine(saved, before, new, done_now)
+            if combined is not None:
+                data.update({"avgi": combined[0], "avgq": combined[1]})
+            attrs = {"rounds_done": before + done_now, "rounds_this_run": done_now, **rounds}
+            return ExperimentResult(data, partial=True, attrs=attrs)
+        combined = _combine(saved, before, new, done_now)
+        assert combined is not None
+        avgi, avgq = combined
         data = {
             "xpts": x,
             "avgi": avgi,
@@ -400,11 +447,27 @@ class QickExperiment(Experiment):
             data["signal"], data["fit_signal"] = self._fitted
             labels["signal"] = labels["fit_signal"] = {"long_name": self.SIGNAL_LABEL, "units": "ADC units"}
         summary = {k: float(v) for k, v in summary.items()}
-        return ExperimentResult(data, summary, updates, dataset_attrs=labels)
+        attrs = {"rounds_done": total, "rounds_this_run": done_now, **rounds} if saved is not None else {}
+        return ExperimentResult(data, summary, updates, attrs=attrs, dataset_attrs=labels)
 
     def record_fit(self, signal: np.ndarray, fit: dict[str, Any]) -> None:
         """Called by `analyze`: the data the fit was made to and the fitted curve go into the file."""
         self._fitted = (np.asarray(signal), np.asarray(fit["curve"]))
+
+
+def _combine(
+    saved: SavedRounds | None, before: int, new: tuple[np.ndarray, np.ndarray] | None, done_now: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The average over the saved rounds and this run's, each weighted by its rounds."""
+    parts: list[tuple[np.ndarray, np.ndarray, int]] = []
+    if saved is not None and before > 0:
+        parts.append((np.asarray(saved.data["avgi"]), np.asarray(saved.data["avgq"]), before))
+    if new is not None and done_now > 0:
+        parts.append((np.asarray(new[0]), np.asarray(new[1]), done_now))
+    if not parts:
+        return None
+    n = sum(w for _, _, w in parts)
+    return (sum(i * w for i, _, w in parts) / n, sum(q * w for _, q, w in parts) / n)
 
 
 def sweep_values(start: float, stop: float, n: int) -> np.ndarray:

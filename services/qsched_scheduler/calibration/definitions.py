@@ -3,6 +3,8 @@ config service like every other config. Pure parsing and checking; no I/O.
 
     on_failure: hold              # hold | fail: what a failed chain does to the jobs waiting on it
                                   # (or per device: {default: hold, qick: fail})
+    yield_to: []                  # what a running job may be asked to yield to between averaging
+                                  # rounds: calibration, priority (or per device: {qick: [calibration]})
     calibrations:
       qubit_frequency:
         experiment: {class: QubitSpectroscopyExperiment, module: qsched_hardware.experiments}
@@ -30,6 +32,7 @@ from qsched_scheduler.errors import InvalidArgument
 
 CONFIG_TYPE = "calibrations"
 ON_FAILURE = ("hold", "fail")
+YIELD_TO = ("calibration", "priority")  # dispatch.lab.YIELD_TRIGGERS
 _KEYS = {
     "experiment",
     "settings",
@@ -76,6 +79,12 @@ class Definitions:
     on_failure: str = "hold"  # the default
     revision_id: str = ""  # the config revision they came from
     on_failure_by_device: Mapping[str, str] = field(default_factory=dict)
+    yield_to: frozenset[str] = frozenset()  # the default: never interrupt a running job
+    yield_to_by_device: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def yield_to_on(self, device: str) -> frozenset[str]:
+        """What a running job of `device` may be asked to yield to (docs/calibration.md)."""
+        return self.yield_to_by_device.get(device, self.yield_to)
 
     def failure_mode(self, device: str) -> str:
         """hold | fail: what a failed chain does to the jobs of `device` waiting on it."""
@@ -134,7 +143,7 @@ def parse(content: bytes | str, revision_id: str = "") -> Definitions:
         raise _invalid(f"not YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise _invalid("the top level must be a mapping")
-    unknown = sorted(set(data) - {"on_failure", "calibrations"})
+    unknown = sorted(set(data) - {"on_failure", "calibrations", "yield_to"})
     if unknown:
         raise _invalid(f"unknown key(s): {', '.join(unknown)}")
     raw_failure = data.get("on_failure", "hold")
@@ -153,7 +162,29 @@ def parse(content: bytes | str, revision_id: str = "") -> Definitions:
             if dep not in out:
                 raise _invalid(f"{cal.name}: depends on unknown calibration {dep!r}")
     _check_cycles(out)
-    return Definitions(out, on_failure, revision_id, {str(k): str(v) for k, v in modes.items()})
+    yield_to = _yield_to(data.get("yield_to"))
+    return Definitions(
+        out,
+        on_failure,
+        revision_id,
+        {str(k): str(v) for k, v in modes.items()},
+        yield_to.pop("default", frozenset()),
+        yield_to,
+    )
+
+
+def _yield_to(raw: Any) -> dict[str, frozenset[str]]:
+    """`yield_to`: a list for every device, or per device ({default: [...], qick: [...]})."""
+    if raw is None:
+        return {}
+    by_device = dict(raw) if isinstance(raw, dict) else {"default": raw}
+    out: dict[str, frozenset[str]] = {}
+    for device, triggers in by_device.items():
+        items = [triggers] if isinstance(triggers, str) else triggers
+        if not isinstance(items, list | tuple) or any(t not in YIELD_TO for t in items):
+            raise _invalid(f"yield_to ({device}) must be a list of {', '.join(YIELD_TO)}")
+        out[str(device)] = frozenset(str(t) for t in items)
+    return out
 
 
 def _one(name: str, spec: Any) -> Calibration:

@@ -32,6 +32,7 @@ from datetime import datetime
 from qsched_core.execution import (
     Accepted,
     Cancelled,
+    DataRef,
     ExecutionRequest,
     ExecutionUpdate,
     Failed,
@@ -50,6 +51,8 @@ from qsched_core.provenance import CodeProvenance
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.dispatch.run_queue import RunQueue
 from qsched_scheduler.domain import (
+    CALIBRATION_LABEL,
+    PREEMPTED,
     Change,
     ErrorDetail,
     Job,
@@ -61,6 +64,7 @@ from qsched_scheduler.domain import (
     pins_main,
     queued_job,
     reservation_of,
+    yields_at_safe_points,
 )
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
@@ -82,6 +86,15 @@ MIN_STAGED = 2
 MAX_STAGED = 64
 _NO_EXPERIMENT = LabExperiment("", "")  # "the main revisions": what MainRevisions.pin needs to know
 _STAGED = Reason("", "staged before a restart")  # what _reconcile asks the gates about
+# What a device lets a running job yield to (between averaging rounds; docs/calibration.md).
+YIELD_TO_CALIBRATION = "calibration"
+YIELD_TO_PRIORITY = "priority"
+YIELD_TRIGGERS = (YIELD_TO_CALIBRATION, YIELD_TO_PRIORITY)
+
+
+def never_yield(device: str) -> frozenset[str]:
+    """The default: no device lets a running job be interrupted."""
+    return frozenset()
 
 
 @dataclass
@@ -99,6 +112,24 @@ class _OnBoard:
     ended: bool = False  # the executor says it ended; its last updates are on their way
     seq: int = 0  # last update applied
     owner: str = ""  # for orderings that reorder at pick time (fair share)
+    priority: int = 0
+    yieldable: bool = False  # its job allows yielding at safe points
+    calibration: bool = False  # a calibration job (never asked to yield)
+    yield_asked: bool = False  # asked to yield; its end is on its way
+
+
+def _on_board(job: Job, key: tuple[int, ...], **state: object) -> _OnBoard:
+    return _OnBoard(
+        job.staged_task_id or (job.current_run.task_id if job.current_run else ""),
+        job.job_id,
+        key,
+        pins_main(job.payload),
+        owner=job.owner,
+        priority=job.priority,
+        yieldable=yields_at_safe_points(job.payload),
+        calibration=CALIBRATION_LABEL in job.labels,
+        **state,  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True)
@@ -173,6 +204,18 @@ class ConfigPins:
 def to_run_update(update: ExecutionUpdate) -> RunUpdate:
     body = update.body
     seq = update.seq
+    if isinstance(body, Cancelled) and body.preempted:
+        then = "continues from them" if body.resumable else "restarts (the experiment cannot continue)"
+        why = body.reason or "preempted"
+        return RunUpdate(
+            seq,
+            final_state=JobState.CANCELLED,
+            error=ErrorDetail(PREEMPTED, f"{why}; {body.rounds_done} round(s) saved; its next run {then}"),
+            message=f"preempted after {body.rounds_done} round(s): {why}; queued again at its place",
+            data=body.data,
+            summary={"rounds_done": float(body.rounds_done), "resumable": 1.0 if body.resumable else 0.0},
+            requeue=True,
+        )
     if isinstance(body, Accepted):
         return RunUpdate(seq, message="accepted by the executor")
     if isinstance(body, Started):
@@ -227,10 +270,14 @@ class LabDispatcher:
         clock: Callable[[], datetime],
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         problems: Problems | None = None,
+        yielding: Callable[[str], frozenset[str]] = never_yield,
     ):
         self.device = device
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self._failing = False  # it failed since it last reconciled
+        self._yielding = yielding  # device -> what a running job may yield to (YIELD_TRIGGERS)
+        self._resume: dict[str, DataRef] = {}  # staged task id -> the yielded run's file it continues
+        self._yield_for: Job | None = None  # arrived while the next run was starting: looked at again
         self.executor = executor
         self._stores = stores
         self._index = index
@@ -346,11 +393,74 @@ class LabDispatcher:
         def behind(r: _OnBoard) -> bool:
             return r.key > key or (overtakes is not None and overtakes(probe, r.owner, r.key))
 
+        # The running run may have to yield to it: after the runs behind it are taken back, so
+        # the board does not start one of them in the place the yield makes.
+        yielding = self._maybe_yield(job)
         # A batch being staged right now (lock held) may be behind it: look after it too.
-        if self._lock.locked() or any(not r.started and not r.ended and behind(r) for r in self._on_board):
-            self._spawn(self._withdraw(behind, "a job that runs first arrived"))
+        if (
+            yielding is not None
+            or self._lock.locked()
+            or any(not r.started and not r.ended and behind(r) for r in self._on_board)
+        ):
+            self._spawn(self._withdraw(behind, "a job that runs first arrived", yielding))
         else:
             self._wake.set()
+
+    # -- yielding at safe points ---------------------------------------------------------------------
+    def _maybe_yield(self, job: Job) -> tuple[_OnBoard, str] | None:
+        """A job joined the queue: the running run is asked to yield between averaging rounds when
+        the newcomer is a calibration job (or outranks it: higher priority), the device allows
+        yielding to that, the running job allows it, and no gate holds the newcomer now."""
+        allowed = self._yielding(self.device)
+        if not allowed or job.state is not JobState.QUEUED:
+            return None
+        running = next((r for r in self._on_board if not r.ended), None)
+        if running is None or running.job_id == job.job_id:
+            return None
+        if not running.running_here:  # handed over, its start not applied yet: decided when it is
+            self._yield_for = job
+            return None
+        if not running.yieldable or running.calibration or running.yield_asked:
+            return None
+        if CALIBRATION_LABEL in job.labels:
+            name = job.labels[CALIBRATION_LABEL]
+            named = "" if name.lower() in ("true", "1", "yes") else f" {name}"  # a user's calibration job
+            trigger, why = YIELD_TO_CALIBRATION, f"calibration{named} ({job.job_id}) is due"
+        elif job.priority > running.priority:
+            trigger, why = (
+                YIELD_TO_PRIORITY,
+                f"{job.job_id} at priority {job.priority} > {running.priority} arrived",
+            )
+        else:
+            return None
+        if trigger not in allowed:
+            return None
+        if self._policy.admit(queued_job(job), self.view(), Reason("", "")) is None:
+            return None  # a gate holds it: yielding would only make room for nobody
+        running.yield_asked = True
+        return running, f"yielded at a safe point: {why}"
+
+    async def _yield_to_staged(self, queue: RunQueue, jobs: list[Job]) -> None:
+        """Runs just handed over behind the running one: the running run yields to the first that
+        calls for it (lock held). This catches what was held when it joined the queue (a
+        recalibration is queued before the calibration manager has registered it, a gate opened)."""
+        handed = {r.task_id for r in self._on_board}
+        for job in jobs:
+            if job.staged_task_id not in handed:
+                continue  # refused by the executor
+            target = self._maybe_yield(job)
+            if target is not None:
+                await self._yield(queue, *target)
+                return
+
+    async def _yield(self, queue: RunQueue, run: _OnBoard, reason: str) -> None:
+        """Ask the run on the board to yield between rounds (lock held)."""
+        if run.ended:
+            return
+        log.info("asking %s (%s) on %s to yield: %s", run.task_id, run.job_id, self.device, reason)
+        answer = await queue.cancel([run.task_id], reason, preempt=True)
+        if run.task_id in answer.ignored:
+            run.yield_asked = False  # it ended (or is ending) anyway
 
     def hold_changed(self) -> None:
         if self._hold_of(self.device) is not None:
@@ -525,18 +635,15 @@ class LabDispatcher:
                 elif run.task_id not in self._claims:
                     back.append(run.task_id)
                 continue
-            ours[run.task_id] = _OnBoard(
-                run.task_id,
-                job.job_id,
+            ours[run.task_id] = _on_board(
+                job,
                 self._policy.key(
                     QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
                 ),
-                pins_main(job.payload),
                 started=job.state is JobState.RUNNING or h.state is HeldState.RUNNING,
                 running_here=job.state is JobState.RUNNING,
                 ended=h.state in (HeldState.ENDED, HeldState.LOST),
                 seq=run.executor_seq,
-                owner=job.owner,
             )
         if lost:
             for change in await thread.call(stores.runs.apply_updates, lost, self._clock()):
@@ -644,7 +751,18 @@ class LabDispatcher:
             return
         requests: list[StageRequest] = []
         refused: dict[str, PinRefused] = {}
+        resumes: dict[str, DataRef] = {}
         for decision in decisions:
+            reason, task_id = decision.reason, str(uuid.uuid4())
+            if decision.job.preempted:  # its last run yielded: continue it (its file and pins) or restart
+                job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
+                if job is None or job.state is not JobState.QUEUED:
+                    continue
+                reason, ref, kept = _resumption(job, reason)
+                if ref is not None:
+                    resumes[task_id] = ref
+                    requests.append(StageRequest(job.job_id, Claim(task_id, kept, reason)))
+                    continue
             revisions = self._pins.from_memory(decision.job)
             if revisions is None:
                 job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
@@ -658,11 +776,15 @@ class LabDispatcher:
                     if requests:
                         break  # stage what is pinned; the rest after
                     raise
-            # The run takes the job's task id (allocated at submit or rerun: Claim).
-            requests.append(StageRequest(decision.job.job_id, Claim("", revisions, decision.reason)))
+            # The run takes the job's task id (allocated at submit or rerun: Claim("")); a job
+            # whose last run yielded still names that run's id: its next run takes a fresh one.
+            claimed = task_id if decision.job.preempted else ""
+            requests.append(StageRequest(decision.job.job_id, Claim(claimed, revisions, reason)))
         jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
         for job in jobs:
             self._index.staged(self.device, job.job_id, job.staged_task_id)
+            if job.staged_task_id in resumes:
+                self._resume[job.staged_task_id] = resumes[job.staged_task_id]
         if refused:
             failures = [
                 (j.staged_task_id, failed(refused[j.job_id].reason, refused[j.job_id].message))
@@ -676,6 +798,7 @@ class LabDispatcher:
             jobs = [j for j in jobs if j.job_id not in refused]
         if jobs:
             await self._hand_over(queue, jobs)
+            await self._yield_to_staged(queue, jobs)
         self._wake.set()  # look again: more may fit (stops when nothing is picked)
 
     async def _hand_over(self, queue: RunQueue, jobs: list[Job]) -> None:
@@ -685,14 +808,11 @@ class LabDispatcher:
         before = list(self._on_board)
         # On board before the answer: their first updates may come ahead of it.
         self._on_board.extend(
-            _OnBoard(
-                job.staged_task_id,
-                job.job_id,
+            _on_board(
+                job,
                 self._policy.key(
                     QueuedJob(job.job_id, job.device, job.priority, job.queue_order, job.owner, job.kind)
                 ),
-                pins_main(job.payload),
-                owner=job.owner,
             )
             for job in jobs
         )
@@ -735,18 +855,26 @@ class LabDispatcher:
             configs=self._pins.hashes(revisions),
             trace_parent=job.trace_parent,
             decision=_decision(run.reason if run is not None else None),
+            resume_from=self._resume.get(job.staged_task_id),
         )
 
     # -- taking back ---------------------------------------------------------------------------------------
-    async def _withdraw(self, which: Callable[[_OnBoard], bool], why: str) -> None:
+    async def _withdraw(
+        self, which: Callable[[_OnBoard], bool], why: str, then_yield: tuple[_OnBoard, str] | None = None
+    ) -> None:
+        """Take back staged runs `which` selects; then ask `then_yield`'s run to yield, if given."""
         async with self._lock:
             queue = self._queue
             if queue is None:
+                if then_yield is not None:
+                    then_yield[0].yield_asked = False
                 return  # reconcile decides when the queue is open again
             targets = [r for r in self._on_board if not r.started and not r.ended and which(r)]
             if targets:
                 log.info("taking %d staged run(s) back from %s: %s", len(targets), self.device, why)
                 await self._take_back(queue, targets)
+            if then_yield is not None:
+                await self._yield(queue, *then_yield)
         self._wake.set()
 
     async def _take_back(self, queue: RunQueue, runs: list[_OnBoard]) -> None:
@@ -769,6 +897,7 @@ class LabDispatcher:
 
     def _forget(self, task_id: str) -> None:
         self._on_board = [r for r in self._on_board if r.task_id != task_id]
+        self._resume.pop(task_id, None)
 
     # -- updates -------------------------------------------------------------------------------------------
     async def _apply(self, updates: Sequence[ExecutionUpdate]) -> None:
@@ -808,12 +937,46 @@ class LabDispatcher:
         changes = await self._stores.thread.call(self._stores.runs.apply_updates, items, self._clock())
         if ended_now:
             self._on_board = [r for r in self._on_board if r.task_id not in ended_now]
+            for task_id in ended_now:
+                self._resume.pop(task_id, None)
         for change in changes:
             self._publish(change)
+            if change.previous_state is JobState.RUNNING and change.job.state is JobState.QUEUED:
+                self.queued(change.job)  # yielded: back at its place, ahead of what was staged behind it
+        arrived, self._yield_for = self._yield_for, None
+        if arrived is not None and self._index.device(self.device).get(arrived.job_id) is not None:
+            late = self._maybe_yield(arrived)  # it came while the run now running was starting
+            if late is not None:
+                self._spawn(self._withdraw(lambda r: False, "", late))
         if ended_now:
             self._wake.set()
             if self._deferred:
                 await self._apply(())
+
+
+def _resumption(job: Job, reason: Reason) -> tuple[Reason, DataRef | None, dict[str, str]]:
+    """For a job whose last run yielded: the reason its next run is picked (what it continues, or
+    why it restarts), the yielded run's data file to continue from (None: it restarts, pinned as
+    any run is), and the config revisions a continuing run keeps (the yielded run's, so every round
+    is taken with the same settings)."""
+    run = job.current_run
+    if run is None or run.error is None or run.error.reason != PREEMPTED:
+        return reason, None, {}
+    revisions = dict(run.config_revisions)
+    rounds = int(run.summary.get("rounds_done", 0))
+    details = {
+        **reason.details,
+        "resume": {"from_task_id": run.task_id, "rounds_saved": rounds, "data_file": run.data_file_path},
+    }
+    if run.data is not None and run.summary.get("resumable"):
+        said = (
+            f"resumes after yielding: continues from the {rounds} round(s) of run {run.task_id} "
+            f"({run.data.name}), pinned to the same revisions"
+        )
+        return Reason(reason.policy, f"{reason.summary}; {said}", details), run.data, revisions
+    said = f"restarts after yielding: run {run.task_id} left nothing it can continue from"
+    details["resume"]["restart"] = True
+    return Reason(reason.policy, f"{reason.summary}; {said}", details), None, {}
 
 
 def _starts(update: ExecutionUpdate) -> bool:

@@ -116,8 +116,9 @@ class RunQueue:
         assert isinstance(answer, Withdrawn)
         return answer
 
-    async def cancel(self, task_ids: Sequence[str], reason: str) -> Cancelling:
-        answer = await self._ask(lambda rid: CancelRuns(rid, tuple(task_ids), reason))
+    async def cancel(self, task_ids: Sequence[str], reason: str, preempt: bool = False) -> Cancelling:
+        """Stop runs; with `preempt`, ask the run on the board to yield between rounds instead."""
+        answer = await self._ask(lambda rid: CancelRuns(rid, tuple(task_ids), reason, preempt))
         assert isinstance(answer, Cancelling)
         return answer
 

@@ -60,6 +60,10 @@ class RunUpdate:
     summary: dict[str, float] = field(default_factory=dict)
     result_json: str = ""  # provider results fetched at the end
     code: CodeProvenance | None = None  # lab runs: the code that ran it (with the terminal outcome)
+    # The run yielded at a safe point (its final_state is CANCELLED, its error PREEMPTED): the job
+    # goes back to QUEUED at its place (its queue order kept), keeping the error as why, instead of
+    # ending. A job whose cancel was asked meanwhile ends CANCELLED as usual.
+    requeue: bool = False
 
 
 @dataclass(frozen=True)

@@ -440,9 +440,17 @@ class MemoryJobStore:
                     run.result_json, run.result_time = update.result_json, now
                 if update.final_state is JobState.SUCCEEDED:
                     run.progress = 1.0
-                job.state = update.final_state
-                job.end_time = now
-                job.error = update.error
+                if update.requeue and not job.cancel_requested:  # yielded: back to its place
+                    job.state, job.start_time, job.end_time, job.error = (
+                        JobState.QUEUED,
+                        None,
+                        None,
+                        update.error,
+                    )
+                else:
+                    job.state = update.final_state
+                    job.end_time = now
+                    job.error = update.error
                 job.cancel_requested = False
             event = self._log(job, now, update.message, run.progress, task_id)
             return Change(self._copy(job), event, previous)

@@ -41,6 +41,7 @@ from qsched_core.execution import DataRef
 from qsched_core.provenance import CodeProvenance
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
+    PREEMPTED,
     Change,
     ErrorDetail,
     Event,
@@ -689,6 +690,7 @@ class SqlJobStore:
                 JOBS.c.staged_task_id,
                 JOBS.c.payload,
                 JOBS.c.labels,
+                JOBS.c.error_reason,
             )
             .where(JOBS.c.state == QUEUED)
             .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
@@ -713,6 +715,7 @@ class SqlJobStore:
                         calibration=calibration,
                         session=labels.get("session", ""),
                         calibrations=calibration_needs(payload),
+                        preempted=r.error_reason == PREEMPTED,
                     )
                 )
         return out
@@ -865,6 +868,9 @@ class SqlJobStore:
                 error_message=error.message if error else None,
                 cancel_requested=False,
             )
+            if update.requeue and not row.cancel_requested:  # yielded: back to its place in the queue
+                j.update(state=QUEUED, start_time=None, end_time=None)
+                self._count(conn, row.device, row.priority, 1)
         conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
         conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
         new_run = {**(vars(run) if isinstance(run, SimpleNamespace) else run._mapping), **r}

@@ -121,6 +121,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         request_id=args.request_id,
         labels=_calendar_labels(args),
         experiment_revision=args.revision,
+        yield_at_safe_points=getattr(args, "yield_at_safe_points", False),
     )
     job = client.get_job(job_id)
     where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
@@ -473,6 +474,12 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument(
         "--revision",
         help="branch, tag or commit of the device's experiment repository (default: its HEAD at submit)",
+    )
+    p.add_argument(
+        "--yield-at-safe-points",
+        action="store_true",
+        help="may yield between averaging rounds to a due calibration or higher-priority job, where "
+        "the device allows it, and continue later from the rounds done (docs/calibration.md)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
     p.add_argument("--watch", action="store_true", help="print the job's events until it ends")
