@@ -26,7 +26,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from qsched_core.execution import (
@@ -294,6 +294,9 @@ class LabDispatcher:
         self._wake = asyncio.Event()
         self._claims: dict[str, Claim] = {}  # staged by a submit, not yet handed over
         self._deferred: list[ExecutionUpdate] = []  # see _apply
+        # Runs the executor lost on the board while they were still staged here (their start had
+        # not reached us): their replayed end is applied as a start too (see _apply).
+        self._lost_staged: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.connected = asyncio.Event()  # the run queue is open and reconciled
@@ -606,6 +609,7 @@ class LabDispatcher:
         thread, stores = self._stores.thread, self._stores
         held = {r.task_id: r for r in queue.opened.runs}
         self._deferred = []  # replayed after the cursors
+        self._lost_staged = set()
         log.info(
             "run queue of %s open: %s",
             self.device,
@@ -623,10 +627,14 @@ class LabDispatcher:
             h = held.get(run.task_id)
             if h is not None and h.state is HeldState.ENDED and h.last_seq <= run.executor_seq:
                 h = None  # it ended and nothing of it is left to replay: the executor lost its end
-            if h is not None and h.state is HeldState.LOST:
+            if h is not None and h.state is HeldState.LOST and job.state is JobState.RUNNING:
                 # On the board when the executor died: whatever its replay says, it did not finish.
                 lost.append((run.task_id, failed("EXECUTOR_LOST", "the executor died during the run")))
                 continue
+            if h is not None and h.state is HeldState.LOST:
+                # It reached the board, but its start had not reached us: its replay (ending with the
+                # executor's EXECUTOR_LOST) is applied after the run before it ends, as a start.
+                self._lost_staged.add(run.task_id)
             if h is None:
                 if job.state is JobState.RUNNING:
                     lost.append(
@@ -919,19 +927,24 @@ class LabDispatcher:
             if run is None or update.seq <= run.seq:
                 continue  # not ours (withdrawn, a stranger) or replayed
             waits = any(u.task_id == update.task_id for u in self._deferred)
-            if waits or (running and running != update.task_id and not run.running_here and _starts(update)):
+            # The end of a run lost on the board before its start reached us starts it here too.
+            lost_start = update.terminal and update.task_id in self._lost_staged and not run.running_here
+            starts = _starts(update) or lost_start
+            if waits or (running and running != update.task_id and not run.running_here and starts):
                 self._deferred.append(update)
                 continue
             run.seq = update.seq
-            if _starts(update) or (update.terminal and not run.running_here):
+            if starts or (update.terminal and not run.running_here):
                 run.started = run.running_here = True
                 running = running or update.task_id
             if update.terminal:
                 run.ended = True
                 ended_now.add(update.task_id)
+                self._lost_staged.discard(update.task_id)
                 if running == update.task_id:
                     running = ""
-            items.append((update.task_id, to_run_update(update)))
+            item = to_run_update(update)
+            items.append((update.task_id, replace(item, started=True) if lost_start else item))
         if not items:
             return
         changes = await self._stores.thread.call(self._stores.runs.apply_updates, items, self._clock())

@@ -396,3 +396,29 @@ async def test_a_store_that_fails_for_a_while_shows_in_the_health_and_dispatch_r
     mine = [r for r in caplog.records if r.name == dispatch and r.levelno >= logging.WARNING]
     assert sum(1 for r in mine if r.exc_info) == 1, [r.getMessage() for r in mine]
     assert len(mine) >= 3
+
+
+async def test_a_run_lost_on_the_board_before_its_start_arrived_fails_as_started_after_the_one_before(
+    new_store,
+):
+    store, executor = new_store(), MemoryExecutor()
+    board = executor.board
+    board.hold()
+    first = await started(engine(store, executor, default_run_seconds=60))
+    ids = [(await first.submit(sub())).job.job_id for _ in range(3)]
+    await eventually(lambda: len(board.waiting), until=lambda n: n == 2, what="two staged")
+    await first.routes.stop()  # the scheduler stops hearing the executor ...
+    board.finish_current()  # ... the first run ends, the second starts ...
+    await on_board(board, ids[1])
+    board.restart()  # ... and the executor dies with it on the board (the third is forgotten)
+    second = await started(engine(store, executor, default_run_seconds=60))
+    try:
+        assert (await state_of(second, ids[0], JobState.SUCCEEDED)).error is None
+        lost = await state_of(second, ids[1], JobState.FAILED)
+        assert lost.error.reason == "EXECUTOR_LOST"
+        assert lost.start_time is not None, "it reached the board: it started"
+        await on_board(board, ids[2])  # never on the board before: back in the queue, then run
+        board.finish_current()
+        assert (await state_of(second, ids[2], JobState.SUCCEEDED)).run_count == 1
+    finally:
+        await second.stop()
