@@ -40,6 +40,7 @@ from qsched_scheduler.domain import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     Change,
+    ErrorDetail,
     Event,
     Job,
     JobFilter,
@@ -328,6 +329,30 @@ class Scheduler:
         raise FailedPrecondition(
             "JOB_ALREADY_FINISHED", f"job {job_id} already {job.state.value.lower()}", job_id=job_id
         )
+
+    async def fail_queued(self, job_id: str, error: ErrorDetail) -> Job | None:
+        """End a QUEUED job FAILED with `error`, without running it (the calibration it needs
+        failed); None when it is not queued any more (it started or ended meanwhile)."""
+        job = await self.get(job_id)
+        if job.state is not JobState.QUEUED:
+            return None
+        lab = self.routes.lab(job.device)
+        if lab is not None and job.staged_task_id:
+            try:
+                if await lab.cancel(job, error.message) is not None:
+                    return None  # it started meanwhile: that run was cancelled instead
+            except ExecutorUnavailable:
+                pass  # the next reconcile withdraws it from the executor
+        try:
+            change = await self._thread.call(
+                self._store.cancel_queued, job_id, error.message, self._clock(), error
+            )
+        except FailedPrecondition:
+            return None
+        self.feed.publish(change)
+        if lab is not None:
+            lab.wake()
+        return change.job
 
     async def delete(self, job_id: str) -> None:
         self._check_id(job_id)

@@ -32,6 +32,7 @@ from qsched_scheduler.calibration.state import CalibrationState, CalibrationStor
 from qsched_scheduler.domain import (
     MAX_PRIORITY,
     Change,
+    ErrorDetail,
     Job,
     JobFilter,
     JobKind,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 GATE = "calibration-freshness"
 CALIBRATOR = "svc-calibrator"  # the service principal calibration jobs and config pushes are made by
 LABEL = "calibration"
+FAILED_REASON = "CALIBRATION_FAILED"  # a waiting job's error when its chain failed (on_failure: fail)
 PERIODIC_CHECK_S = 1.0  # how often expiry and periodic calibrations are looked at
 
 
@@ -60,6 +62,8 @@ class Engine(Protocol):
     async def submit(self, submission: Submission) -> Any: ...
 
     async def cancel(self, job_id: str, reason: str = "") -> Job: ...
+
+    async def fail_queued(self, job_id: str, error: ErrorDetail) -> Job | None: ...
 
     async def get(self, job_id: str) -> Job: ...
 
@@ -536,7 +540,9 @@ class Calibrations:
         if self.definitions.failure_mode(device) == "fail":
             for queued in list(self._engine.queued_on(device)):
                 if queued.owner != self.owner and name in self.definitions.chain(self.needs(queued, device)):
-                    await self._cancel(queued.job_id, f"calibration {name} failed: {error}")
+                    failure = ErrorDetail(FAILED_REASON, f"calibration {name} it needs failed: {error}")
+                    if await self._engine.fail_queued(queued.job_id, failure) is None:
+                        log.info("%s was no longer queued when calibration %s failed", queued.job_id, name)
 
     async def _cancel(self, job_id: str, reason: str) -> None:
         assert self._engine is not None

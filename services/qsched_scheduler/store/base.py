@@ -109,8 +109,11 @@ class QueueStore(Protocol):
         (in their place: the queue order is kept; the job keeps its task id for its next staging).
         The jobs whose run was dropped."""
 
-    def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
-        """QUEUED -> CANCELLED (a staged run is dropped). Raises NotFound / FailedPrecondition."""
+    def cancel_queued(
+        self, job_id: str, reason: str, now: datetime, failed: ErrorDetail | None = None
+    ) -> Change:
+        """QUEUED -> CANCELLED (a staged run is dropped), or FAILED with `failed` when it cannot run
+        (e.g. the calibration it needs failed). Raises NotFound / FailedPrecondition."""
 
     def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
         """Mark a RUNNING job cancel_requested (the executor stops it)."""
@@ -211,3 +214,10 @@ def cursor_of(job: Job, flt: JobFilter) -> tuple[int, ...]:
     if flt.view is ListView.QUEUE:
         return (0 if job.state is JobState.RUNNING else 1, -job.priority, job.queue_order)
     return (job.order,)
+
+
+def queued_end_message(reason: str, failed: ErrorDetail | None) -> str:
+    """The event of a queued job ended without running (cancel_queued)."""
+    if failed is not None:
+        return f"failed: {failed.reason}: {failed.message}"
+    return f"cancelled: {reason}" if reason else "cancelled"

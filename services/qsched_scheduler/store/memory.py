@@ -27,7 +27,14 @@ from qsched_scheduler.domain import (
     queued_job,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
-from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome, cursor_of
+from qsched_scheduler.store.base import (
+    Claim,
+    RunUpdate,
+    StageRequest,
+    SubmitOutcome,
+    cursor_of,
+    queued_end_message,
+)
 
 
 class MemoryJobStore:
@@ -190,7 +197,9 @@ class MemoryJobStore:
             finished.sort(key=lambda r: r.end_time, reverse=True)
             return [(r.end_time - r.start_time).total_seconds() for r in finished[:limit]]
 
-    def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
+    def cancel_queued(
+        self, job_id: str, reason: str, now: datetime, failed: ErrorDetail | None = None
+    ) -> Change:
         with self._lock:
             job = self._require(job_id)
             if job.state is not JobState.QUEUED:
@@ -199,11 +208,11 @@ class MemoryJobStore:
                 )
             if job.staged_task_id:  # its staged run never started: it goes
                 self._drop_run(job, job.staged_task_id)
-            job.state = JobState.CANCELLED
+            job.state = JobState.FAILED if failed else JobState.CANCELLED
             job.end_time = now
             job.staged_task_id = ""
-            job.error = ErrorDetail("CANCELLED", reason or "cancelled while queued")
-            event = self._log(job, now, f"cancelled: {reason}" if reason else "cancelled")
+            job.error = failed or ErrorDetail("CANCELLED", reason or "cancelled while queued")
+            event = self._log(job, now, queued_end_message(reason, failed))
             return Change(self._copy(job), event, JobState.QUEUED)
 
     def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:

@@ -60,7 +60,7 @@ from qsched_scheduler.domain import (
     reservation_of,
 )
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
-from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome
+from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome, queued_end_message
 from qsched_scheduler.store.engine import make_engine, read_only
 from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, QueueCountRow, RunRow
 
@@ -470,7 +470,9 @@ class SqlJobStore:
             return self._jobs(session, rows)
 
     # -- JobStore: user commands ---------------------------------------------------------------------
-    def cancel_queued(self, job_id: str, reason: str, now: datetime) -> Change:
+    def cancel_queued(
+        self, job_id: str, reason: str, now: datetime, failed: ErrorDetail | None = None
+    ) -> Change:
         with self._write() as session:
             row = self._lock_job(session, job_id)
             if row.state != QUEUED:
@@ -483,12 +485,12 @@ class SqlJobStore:
                     .where(RunRow.task_id == row.staged_task_id, RunRow.staged.is_(True))
                     .execution_options(synchronize_session=False)
                 )
-            row.state = JobState.CANCELLED.value
+            row.state = (JobState.FAILED if failed else JobState.CANCELLED).value
             row.end_time = now
             row.staged_task_id = None
             self._count(session.connection(), row.device, row.priority, -1)
-            _set_error(row, ErrorDetail("CANCELLED", reason or "cancelled while queued"))
-            event = self._log(session, row, now, f"cancelled: {reason}" if reason else "cancelled")
+            _set_error(row, failed or ErrorDetail("CANCELLED", reason or "cancelled while queued"))
+            event = self._log(session, row, now, queued_end_message(reason, failed))
             return Change(self._job(session, row), event, JobState.QUEUED)
 
     def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:

@@ -412,6 +412,18 @@ def test_cancel_queued(store: JobStore) -> None:
     assert missing.value.reason == "JOB_NOT_FOUND"
 
 
+def test_cancel_queued_with_a_failure_ends_the_job_failed_without_a_run(store: JobStore) -> None:
+    job = submit(store)
+    stage(store, job, "task-1")  # handed over, never started: its run goes too
+    error = ErrorDetail("CALIBRATION_FAILED", "calibration rabi it needs failed: fit out of bounds")
+
+    change = store.cancel_queued(job.job_id, "", at(1), error)
+
+    assert (change.job.state, change.job.error, change.job.staged_task_id) == (JobState.FAILED, error, "")
+    assert change.event.message == f"failed: CALIBRATION_FAILED: {error.message}"
+    assert store.get(job.job_id) == change.job and store.get(job.job_id).run_count == 0
+
+
 def test_cancel_queued_refuses_a_running_job(store: JobStore) -> None:
     job = submit(store)
     claim(store, DEVICE, "task-1")

@@ -247,12 +247,14 @@ async def test_a_failed_acceptance_check_leaves_main_alone_and_holds_the_jobs(ca
         assert [c for _, _, c in rig.configs.pushes] == ["rabi"]
 
 
-async def test_a_failed_dependency_cancels_the_rest_of_the_chain_and_with_fail_the_waiting_jobs():
+async def test_a_failed_dependency_cancels_the_rest_of_the_chain_and_with_fail_fails_the_waiting_jobs():
     async with Rig(on_failure="fail") as rig:
         job = (await rig.scheduler.submit(sub())).job
         await rig.finish(fail="no qubit line found")
-        cancelled = await state_of(rig.scheduler, job.job_id, JobState.CANCELLED)
-        assert "qubit_freq failed" in cancelled.error.message
+        ended = await state_of(rig.scheduler, job.job_id, JobState.FAILED)  # it never ran
+        assert ended.error.reason == "CALIBRATION_FAILED"
+        assert "qubit_freq it needs failed" in ended.error.message
+        assert ended.start_time is None and not ended.current_run
         rabi_job = rig.calibrations.state("qick", "rabi").job_id
         assert (await rig.scheduler.get(rabi_job)).state is JobState.CANCELLED
         assert rig.calibrations.state("qick", "qubit_freq").status is Status.FAILED
