@@ -324,6 +324,19 @@ class ReservationGate:
             )
         return None
 
+    def earliest_start(self, job: QueuedJob, device: str, start: datetime) -> datetime:
+        """When `job`, estimated to start at `start`, can start by the calendar: not before its
+        target reservation opens, and past every window that excludes it and would be open then or
+        be overrun by a typical run (the queue view's estimates; holds() decides the actual start)."""
+        target = self.calendar.get(job.reservation) if job.reservation else None
+        if target is not None and target.device == device and target.admits(job):
+            start = max(start, target.start)
+        run = timedelta(seconds=self.typical_seconds(device))
+        for window in self.calendar.windows(device):  # by start: a later one may follow a move
+            if not window.admits(job) and window.end > start and window.start < start + run:
+                start = window.end
+        return start
+
     def holds_rest(self, job: QueuedJob, view: Any) -> bool:
         """Whether the jobs behind a job it holds wait too (the queue policy stops its walk):
         - held by the edge guard: the queue keeps its order and runs one at a time until the

@@ -135,6 +135,15 @@ class QueuePolicy:
     def key(self, job: QueuedJob) -> tuple[int, ...]:
         return self.ordering.key(job)
 
+    def earliest_start(self, job: QueuedJob, device: str, start: datetime) -> datetime:
+        """The estimated start `start` moved past what the gates that know their future (a
+        calendar) will hold the job for: for queue-view estimates, not for deciding."""
+        for gate in self.gates:
+            later = getattr(gate, "earliest_start", None)
+            if later is not None:
+                start = later(job, device, start)
+        return start
+
     def next_runs(self, view: QueueView, limit: int) -> list[Decision]:
         """Up to `limit` jobs to hand over next, in start order, each with its reason. Gates see
         the jobs picked so far as on the board (a gate estimating when a job starts counts them)."""

@@ -534,6 +534,11 @@ class Scheduler:
             )
             lab = self.routes.lab(job.device)
             entry = self.index.device(job.device).get(job.job_id)
+            if entry is not None and job.estimated_start_time is not None:
+                # A window its turn would fall into (staged or not: a booking takes staged runs back).
+                job.estimated_start_time = self.policy.earliest_start(
+                    entry, job.device, job.estimated_start_time
+                )
             if lab is not None and entry is not None and not job.staged_task_id:
                 job.waiting_reason = self.policy.why_waiting(entry, lab.view())
                 # A gate that knows when it lets the job go (a window's end) moves the estimate.

@@ -201,6 +201,19 @@ async def test_a_job_that_would_overrun_an_upcoming_window_waits(rig: Rig):
     await rig.runs_then_finishes(alice)
 
 
+async def test_a_queued_jobs_estimate_skips_a_window_its_turn_would_fall_into(rig: Rig):
+    # Typical run 600 s: alice's first runs now, her second is next, her third would start at
+    # +20 min, inside bob's window (+15 min for an hour): it is estimated to start when that ends.
+    jobs = [await rig.submit("alice") for _ in range(3)]
+    await rig.state(jobs[0], JobState.RUNNING)
+    before = await rig.scheduler.get(jobs[2])
+    assert before.estimated_start_time == T0 + timedelta(minutes=20)
+    rig.book(WindowKind.EXCLUSIVE, timedelta(minutes=15), HOUR, "bob")
+    after = await rig.scheduler.get(jobs[2])
+    assert after.waiting_reason is None or after.waiting_reason.policy != "reservations"  # not held yet
+    assert after.estimated_start_time == T0 + timedelta(minutes=15) + HOUR
+
+
 async def test_a_job_targeting_a_reservation_waits_until_it_opens(rig: Rig):
     window = rig.book(WindowKind.EXCLUSIVE, 2 * HOUR, HOUR, "alice")
     target = await rig.submit("alice", reservation=window.reservation_id)
