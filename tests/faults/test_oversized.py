@@ -9,6 +9,7 @@ import grpc
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from tests.support.jobs import expect_error, lab_request
+from tests.support.waiting import eventually
 
 BIG = {"reps": 1, "pad": "x" * 1_000_000}  # just under the 1 MiB payload limit
 
@@ -41,7 +42,11 @@ async def test_nine_one_mebibyte_jobs_do_not_break_history(scheduler):
 async def test_runs_are_listed_without_their_settings_unless_asked(scheduler):
     stub, _, _ = scheduler
     job_id = (await stub.SubmitJob(lab_request(config=BIG))).job.job_id
-    basic = await stub.ListRuns(pb.ListRunsRequest(job_id=job_id))
+    # Its run exists once the job is handed over (at submit, or just after when the dispatcher
+    # was still connecting to the executor).
+    basic = await eventually(
+        lambda: stub.ListRuns(pb.ListRunsRequest(job_id=job_id)), until=lambda r: r.runs, what="its run"
+    )
     full = await stub.ListRuns(pb.ListRunsRequest(job_id=job_id, job_view=pb.JOB_VIEW_FULL))
     assert [r.payload.lab_experiment.expt_config_json for r in basic.runs] == [""]
     assert json.loads(full.runs[0].payload.lab_experiment.expt_config_json) == BIG

@@ -74,6 +74,13 @@ async def test_queue_follow_cancel(qsched, scheduler, capsys):
     queued = out.split()[0]
     code, out, _ = await qsched("queue")
     assert code == 0 and out.index(running) < out.index(queued)
+    # The running job reports progress for its first 50 ms, then holds at 100 %: the view then
+    # changes only when the test changes it.
+    await eventually(
+        lambda: stub.GetJob(pb.GetJobRequest(job_id=running)),
+        until=lambda r: r.job.current_run.progress >= 1.0,
+        what="the running job at 100 %",
+    )
     # live view: the snapshot, then a redraw when the queued job is cancelled
     capsys.readouterr()
     follow = asyncio.ensure_future(
