@@ -11,13 +11,10 @@ from dataclasses import dataclass
 import pytest
 
 from qsched_core.execution import EnqueueRuns, WithdrawRuns
-from qsched_scheduler import db
 from qsched_scheduler.domain import JobKind, JobState, Payload
 from qsched_scheduler.main_revisions import CaughtUp, MainRevision, MainRevisions, Snapshot
 from qsched_scheduler.scheduler import Scheduler
-from qsched_scheduler.store.engine import make_engine
 from qsched_scheduler.store.memory import MemoryJobStore
-from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.validation import Submission
 from tests.support.memory_executor import Board, MemoryExecutor
 from tests.support.waiting import eventually
@@ -75,23 +72,6 @@ async def on_board(board: Board, job_id: str) -> None:
 
 def enqueues(board: Board) -> list[EnqueueRuns]:
     return [c for c in board.commands if isinstance(c, EnqueueRuns)]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def new_store(request, tmp_path):
-    """The engine's store: the memory fake, then SQLite and PostgreSQL (migrated)."""
-
-    def make():
-        if request.param == "memory":
-            return MemoryJobStore()
-        if request.param == "sqlite":
-            url = f"sqlite:///{(tmp_path / 'jobs.db').as_posix()}"
-        else:
-            url = request.getfixturevalue("postgres_databases")()
-        db.upgrade(url)
-        return SqlJobStore(make_engine(url))
-
-    return make
 
 
 @pytest.fixture

@@ -11,14 +11,10 @@ import json
 import pytest
 
 from qsched_core.execution import CancelRuns, EnqueueRuns
-from qsched_scheduler import db
 from qsched_scheduler.calibration import definitions as defs
 from qsched_scheduler.domain import PREEMPTED, JobKind, JobState, Payload, yields_at_safe_points
 from qsched_scheduler.errors import InvalidArgument
 from qsched_scheduler.scheduler import Scheduler
-from qsched_scheduler.store.engine import make_engine
-from qsched_scheduler.store.memory import MemoryJobStore
-from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.validation import Submission
 from tests.support.memory_executor import Board, MemoryExecutor
 from tests.support.waiting import eventually
@@ -39,21 +35,6 @@ def lab(yields: bool = True) -> Payload:
 
 def sub(priority: int = 0, yields: bool = False, labels: dict | None = None) -> Submission:
     return Submission("qick", lab(yields), priority, "alice", labels=labels)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def new_store(request, tmp_path):
-    def make():
-        if request.param == "memory":
-            return MemoryJobStore()
-        if request.param == "sqlite":
-            url = f"sqlite:///{(tmp_path / 'jobs.db').as_posix()}"
-        else:
-            url = request.getfixturevalue("postgres_databases")()
-        db.upgrade(url)
-        return SqlJobStore(make_engine(url))
-
-    return make
 
 
 async def engine(store, board_hold: bool = True, yielding=None) -> tuple[Scheduler, Board]:
