@@ -934,6 +934,10 @@ class LabDispatcher:
                 self._deferred.append(update)
                 continue
             run.seq = update.seq
+            if isinstance(update.body, Accepted):
+                # Only the cursor would move (no event): kept in memory. After a restart the
+                # executor replays it from the stored cursor, and it changes nothing then either.
+                continue
             if starts or (update.terminal and not run.running_here):
                 run.started = run.running_here = True
                 running = running or update.task_id
