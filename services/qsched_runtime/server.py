@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from qsched_runtime.auth import Policy, ServerAuthInterceptor, full_policy
 from qsched_runtime.decoding import DecodeAfterAuthInterceptor
+from qsched_runtime.grpc_logging import quiet_peer_gone
 from qsched_runtime.security import ServerSecurity, check_listen
 from qsched_runtime.tracing import ServerTracingInterceptor
 
@@ -67,6 +68,7 @@ async def start_server(
     With `security` (every qsched service), each call is authenticated and checked
     against its registration's policy, and the port is TLS when certificates are set.
     Without it (test doubles only) calls are neither authenticated nor encrypted."""
+    quiet_peer_gone()
     interceptors: list[grpc.aio.ServerInterceptor] = [ServerTracingInterceptor()]
     if security is not None:
         check_listen(listen, security)
