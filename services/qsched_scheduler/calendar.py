@@ -337,6 +337,14 @@ class ReservationGate:
                 start = window.end
         return start
 
+    def only_owners(self, view: Any) -> frozenset[str] | None:
+        """Whose jobs may start now: an open exclusive window's holders, nobody in maintenance
+        (None: the calendar does not narrow it by owner; a calibration window admits by label)."""
+        window = self.calendar.open_window(view.device, view.now)
+        if window is None or window.kind is WindowKind.CALIBRATION:
+            return None
+        return frozenset(window.holders) if window.kind is WindowKind.EXCLUSIVE else frozenset()
+
     def holds_rest(self, job: QueuedJob, view: Any) -> bool:
         """Whether the jobs behind a job it holds wait too (the queue policy stops its walk):
         - held by the edge guard: the queue keeps its order and runs one at a time until the

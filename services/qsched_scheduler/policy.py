@@ -152,7 +152,12 @@ class QueuePolicy:
             return out
         picked = _Picked(view)
         arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
-        for job in arrange(picked) if arrange is not None else view.waiting():
+        if arrange is not None:
+            candidates = arrange(picked)
+        else:
+            owners = self._only_owners(view)  # e.g. an exclusive window: only its holders' jobs
+            candidates = view.waiting() if owners is None else picked.waiting_of(owners)
+        for job in candidates:
             gate = self._holding_gate(job, picked)
             if gate is None:
                 reason = self.ordering.explain(job, 0)
@@ -199,6 +204,20 @@ class QueuePolicy:
         """The first gate's reason to hold `job` now (None: every gate lets it start)."""
         return self._held(job, view)
 
+    def _only_owners(self, view: QueueView) -> frozenset[str] | None:
+        """The owners whose jobs may start now by every gate that can say so (None: any owner), so
+        the walk skips the jobs a gate holds anyway instead of asking about each; only when the
+        view can list an owner's jobs by itself."""
+        if getattr(view, "waiting_of", None) is None:
+            return None
+        owners: frozenset[str] | None = None
+        for gate in self.gates:
+            only = getattr(gate, "only_owners", None)
+            allowed = only(view) if only is not None else None
+            if allowed is not None:
+                owners = allowed if owners is None else owners & allowed
+        return owners
+
     def _holding_gate(self, job: QueuedJob, view: QueueView) -> Gate | None:
         for gate in self.gates:
             if gate.holds(job, view) is not None:
@@ -228,6 +247,9 @@ class _Picked:
 
     def waiting(self) -> Iterator[QueuedJob]:
         return self._view.waiting()
+
+    def waiting_of(self, owners: frozenset[str]) -> Iterator[QueuedJob]:
+        return self._view.waiting_of(owners)  # type: ignore[attr-defined,no-any-return]
 
     def ahead_of(self, job_id: str) -> int:
         return self._view.ahead_of(job_id)

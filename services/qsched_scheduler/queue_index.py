@@ -5,6 +5,7 @@ change (the engine feeds it before watchers hear of the change) and with staging
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ class DeviceQueue:
         self._key = key
         self._keys: list[tuple[tuple[int, ...], str]] = []
         self._jobs: dict[str, QueuedJob] = {}
+        self._by_owner: dict[str, list[tuple[tuple[int, ...], str]]] = {}  # each owner's, in order
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -30,15 +32,19 @@ class DeviceQueue:
                 return
             self.remove(job.job_id)
         self._jobs[job.job_id] = job
-        bisect.insort(self._keys, (self._key(job), job.job_id))
+        entry = (self._key(job), job.job_id)
+        bisect.insort(self._keys, entry)
+        bisect.insort(self._by_owner.setdefault(job.owner, []), entry)
 
     def remove(self, job_id: str) -> QueuedJob | None:
         job = self._jobs.pop(job_id, None)
         if job is not None:
             entry = (self._key(job), job_id)
-            i = bisect.bisect_left(self._keys, entry)
-            if i < len(self._keys) and self._keys[i] == entry:
-                del self._keys[i]
+            _discard(self._keys, entry)
+            owned = self._by_owner.get(job.owner, [])
+            _discard(owned, entry)
+            if not owned:
+                self._by_owner.pop(job.owner, None)
         return job
 
     def get(self, job_id: str) -> QueuedJob | None:
@@ -52,6 +58,14 @@ class DeviceQueue:
 
     def unstaged(self) -> Iterator[QueuedJob]:
         return (job for job in self if not job.staged_task_id)
+
+    def unstaged_of(self, owners: Iterable[str]) -> Iterator[QueuedJob]:
+        """The unstaged jobs of `owners` only, in run order (without walking everyone else's)."""
+        lists = [list(self._by_owner.get(owner, ())) for owner in owners]
+        for _, job_id in heapq.merge(*lists):
+            job = self._jobs.get(job_id)
+            if job is not None and not job.staged_task_id:
+                yield job
 
     def position(self, job_id: str) -> int:
         """1-based place in run order (0: not queued)."""
@@ -91,3 +105,9 @@ class QueueIndex:
         job = queue.get(job_id)
         if job is not None:
             queue.put(replace(job, staged_task_id=task_id))
+
+
+def _discard(entries: list[tuple[tuple[int, ...], str]], entry: tuple[tuple[int, ...], str]) -> None:
+    i = bisect.bisect_left(entries, entry)
+    if i < len(entries) and entries[i] == entry:
+        del entries[i]

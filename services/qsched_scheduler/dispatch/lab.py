@@ -155,6 +155,9 @@ class _View:
     def waiting(self) -> Iterator[QueuedJob]:
         return self._queue.unstaged()
 
+    def waiting_of(self, owners: frozenset[str]) -> Iterator[QueuedJob]:
+        return self._queue.unstaged_of(owners)
+
     def ahead_of(self, job_id: str) -> int:
         return max(0, self._queue.position(job_id) - 1)
 

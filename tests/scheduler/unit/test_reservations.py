@@ -14,6 +14,7 @@ from qsched_scheduler import reservations
 from qsched_scheduler.calendar import Calendar, MemoryCalendarStore, NewWindow, ReservationGate, WindowKind
 from qsched_scheduler.domain import JobKind, JobState, Payload, QueuedJob
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
+from qsched_scheduler.queue_index import DeviceQueue
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.store.memory import MemoryJobStore
 from qsched_scheduler.validation import Submission
@@ -314,6 +315,39 @@ def test_a_maintenance_window_stops_the_walk_an_exclusive_one_does_not():
     assert gate.holds(alices, before).details["rule"] == "overrun" and gate.holds_rest(alices, before)
     in_bobs = SimpleNamespace(device="qick", now=T0 + HOUR, on_board=[])
     assert gate.holds(alices, in_bobs) is not None and not gate.holds_rest(alices, in_bobs)  # bob's may
+
+
+def test_inside_an_exclusive_window_the_walk_goes_straight_to_the_holders_jobs():
+    calendar = Calendar(MemoryCalendarStore(), Clock())
+    calendar.create(NewWindow("qick", WindowKind.EXCLUSIVE, T0, T0 + HOUR, ("alice",)), "op")
+    asked: list[str] = []
+
+    class CountingGate(ReservationGate):
+        def holds(self, job, view):  # type: ignore[no-untyped-def]
+            asked.append(job.job_id)
+            return super().holds(job, view)
+
+    policy = QueuePolicy(PriorityFifo(), [DeviceHoldGate(), CountingGate(calendar)])
+    queue = DeviceQueue(policy.key)
+    for n in range(1000):
+        queue.put(QueuedJob(f"JOB-B{n}", "qick", 0, n, "bob", JobKind.LAB_EXPERIMENT))
+    queue.put(QueuedJob("JOB-A", "qick", 0, 1000, "alice", JobKind.LAB_EXPERIMENT))
+    queue.put(QueuedJob("JOB-A2", "qick", 0, 1001, "alice", JobKind.LAB_EXPERIMENT, staged_task_id="t"))
+    view = SimpleNamespace(
+        device="qick",
+        now=T0 + timedelta(minutes=1),
+        hold=None,
+        on_board=[],
+        waiting=queue.unstaged,
+        waiting_of=queue.unstaged_of,
+        ahead_of=lambda job_id: queue.position(job_id) - 1,
+    )
+    assert [d.job.job_id for d in policy.next_runs(view, 2)] == ["JOB-A"]  # A2 is already staged
+    assert asked == ["JOB-A"]  # bob's 1,000 were not asked about one by one
+    queue.remove("JOB-A")
+    assert list(queue.unstaged_of({"alice"})) == [] and len(list(queue.unstaged_of({"bob"}))) == 1000
+    view.now = T0 + 2 * HOUR  # the window is over: everyone's jobs again, in order
+    assert [d.job.job_id for d in policy.next_runs(view, 2)] == ["JOB-B0", "JOB-B1"]
 
 
 async def test_after_a_scheduler_restart_runs_staged_before_a_window_opened_are_taken_back():
