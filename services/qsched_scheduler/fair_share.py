@@ -142,20 +142,25 @@ class FairShare(PriorityFifo):
             del self._lists[device][owner]
 
     # -- the order -------------------------------------------------------------------------------------------
-    def arrange(self, view: Any) -> Iterator[QueuedJob]:
+    def arrange(self, view: Any, owners: frozenset[str] | None = None) -> Iterator[QueuedJob]:
         """The view's waiting jobs in fair-share order: by priority; within a priority the user with
         the least usage (plus one typical run per job of theirs already given in this walk) first,
-        ties to the user whose next job was queued first; each user's own jobs in FIFO order."""
+        ties to the user whose next job was queued first; each user's own jobs in FIFO order.
+        With `owners`, only their jobs (a gate lets no one else's start now)."""
         if not self.applies(view.device):
-            return view.waiting()
+            return _only(view.waiting(), owners)
         lookup = getattr(view, "queued", None)
         if self._tracking and lookup is not None:
-            return self._from_index(view.device, lookup)
-        return self._by_scan(view.waiting(), view.device)
+            return self._from_index(view.device, lookup, owners)
+        return self._by_scan(_only(view.waiting(), owners), view.device)
 
-    def _from_index(self, device: str, lookup: Callable[[str], QueuedJob | None]) -> Iterator[QueuedJob]:
+    def _from_index(
+        self, device: str, lookup: Callable[[str], QueuedJob | None], owners: frozenset[str] | None = None
+    ) -> Iterator[QueuedJob]:
         typical = max(self.typical_seconds(device), 1e-3)
         lists = self._lists.get(device, {})
+        if owners is not None:
+            lists = {owner: entries for owner, entries in lists.items() if owner in owners}
 
         def unstaged(entries: list[tuple[int, int, str]], i: int) -> tuple[int, QueuedJob] | None:
             while i < len(entries):
@@ -252,3 +257,7 @@ def fair_share_devices(setting: str) -> Callable[[str], bool]:
     if "*" in names:
         return lambda device: True
     return lambda device: device in names
+
+
+def _only(jobs: Iterator[QueuedJob], owners: frozenset[str] | None) -> Iterator[QueuedJob]:
+    return jobs if owners is None else (job for job in jobs if job.owner in owners)

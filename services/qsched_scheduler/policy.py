@@ -152,11 +152,15 @@ class QueuePolicy:
             return out
         picked = _Picked(view)
         arrange = getattr(self.ordering, "arrange", None)  # an ordering that reorders at pick time
+        owners = self._only_owners(view)  # e.g. an exclusive window: only its holders' jobs
         if arrange is not None:
-            candidates = arrange(picked)
+            candidates = arrange(picked) if owners is None else arrange(picked, owners)
+        elif owners is None:
+            candidates = view.waiting()
+        elif getattr(view, "waiting_of", None) is not None:
+            candidates = picked.waiting_of(owners)
         else:
-            owners = self._only_owners(view)  # e.g. an exclusive window: only its holders' jobs
-            candidates = view.waiting() if owners is None else picked.waiting_of(owners)
+            candidates = (job for job in view.waiting() if job.owner in owners)
         for job in candidates:
             gate = self._holding_gate(job, picked)
             if gate is None:
@@ -206,10 +210,7 @@ class QueuePolicy:
 
     def _only_owners(self, view: QueueView) -> frozenset[str] | None:
         """The owners whose jobs may start now by every gate that can say so (None: any owner), so
-        the walk skips the jobs a gate holds anyway instead of asking about each; only when the
-        view can list an owner's jobs by itself."""
-        if getattr(view, "waiting_of", None) is None:
-            return None
+        the walk skips the jobs a gate holds anyway instead of asking about each."""
         owners: frozenset[str] | None = None
         for gate in self.gates:
             only = getattr(gate, "only_owners", None)

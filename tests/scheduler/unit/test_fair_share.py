@@ -186,6 +186,26 @@ def test_the_index_gives_the_same_order_as_a_scan_of_the_queue():
     assert len({owner[j] for j in top[:5]}) >= 4
 
 
+def test_with_owners_given_the_order_is_theirs_only_the_same_by_index_and_by_scan():
+    from qsched_scheduler.domain import QueuedJob
+    from qsched_scheduler.queue_index import QueueIndex
+
+    usage = Usage(Clock())
+    usage.add(UsedTime("a", "qick", T0, 60.0))
+    jobs = [QueuedJob(f"J{n}", "qick", 0, n, "abc"[n % 3], JobKind.LAB_EXPERIMENT) for n in range(30)]
+    index = QueueIndex(FairShare(usage).key)
+    index.load(jobs)
+    indexed = FairShare(usage)
+    indexed.load(index.device("qick"))
+    view = View(index.device("qick"))
+    holders = frozenset({"a", "c"})
+    by_index = [j.job_id for j in indexed.arrange(view, holders)]
+    by_scan = [j.job_id for j in FairShare(usage).arrange(_ScanOnly(view), holders)]
+    assert by_index == by_scan and len(by_index) == 20
+    assert by_index[:2] == ["J2", "J0"]  # c has used less than a; then they alternate
+    assert {j.owner for j in jobs if j.job_id in by_index} == holders
+
+
 class _ScanOnly:
     """A view without the lookup: the ordering falls back to scanning."""
 
