@@ -764,15 +764,15 @@ class LabDispatcher:
         refused: dict[str, PinRefused] = {}
         resumes: dict[str, DataRef] = {}
         for decision in decisions:
-            reason, task_id = decision.reason, str(uuid.uuid4())
+            reason = decision.reason
             if decision.job.preempted:  # its last run yielded: continue it (its file and pins) or restart
                 job = await self._stores.thread.call(self._stores.queries.get, decision.job.job_id)
                 if job is None or job.state is not JobState.QUEUED:
                     continue
                 reason, ref, kept = _resumption(job, reason)
                 if ref is not None:
-                    resumes[task_id] = ref
-                    requests.append(StageRequest(job.job_id, Claim(task_id, kept, reason)))
+                    resumes[job.task_id] = ref  # its next run's id, given when it was queued again
+                    requests.append(StageRequest(job.job_id, Claim("", kept, reason)))
                     continue
             revisions = self._pins.from_memory(decision.job)
             if revisions is None:
@@ -787,10 +787,8 @@ class LabDispatcher:
                     if requests:
                         break  # stage what is pinned; the rest after
                     raise
-            # The run takes the job's task id (allocated at submit or rerun: Claim("")); a job
-            # whose last run yielded still names that run's id: its next run takes a fresh one.
-            claimed = task_id if decision.job.preempted else ""
-            requests.append(StageRequest(decision.job.job_id, Claim(claimed, revisions, reason)))
+            # The run takes the job's task id (given at submit, rerun or a yield: Claim("")).
+            requests.append(StageRequest(decision.job.job_id, Claim("", revisions, reason)))
         jobs = await self._stores.thread.call(self._stores.queue.stage, requests, self._clock())
         for job in jobs:
             self._index.staged(self.device, job.job_id, job.staged_task_id)

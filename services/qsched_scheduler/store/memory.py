@@ -456,6 +456,7 @@ class MemoryJobStore:
                         None,
                         update.error,
                     )
+                    job.task_id = str(uuid.uuid4())  # the next run's (as after a rerun)
                 else:
                     job.state = update.final_state
                     job.end_time = now

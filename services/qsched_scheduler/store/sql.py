@@ -871,7 +871,8 @@ class SqlJobStore:
                 cancel_requested=False,
             )
             if update.requeue and not row.cancel_requested:  # yielded: back to its place in the queue
-                j.update(state=QUEUED, start_time=None, end_time=None)
+                # with the id its next run will take (Job.task_id, as after a rerun)
+                j.update(state=QUEUED, start_time=None, end_time=None, task_id=str(uuid.uuid4()))
                 self._count(conn, row.device, row.priority, 1)
         conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
         conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))

@@ -85,6 +85,7 @@ async def test_a_yielded_job_goes_back_to_its_place_and_its_next_run_continues(n
         job = await scheduler.get(long.job_id)
         assert job.state is JobState.QUEUED and job.error.reason == PREEMPTED
         assert job.queue_position == 1, "back at its place: first among the jobs behind the urgent one"
+        assert job.task_id != long.current_run.task_id, "queued again with its next run's task id"
         first = await yielded_run(scheduler, long.job_id)
         assert first.state is JobState.CANCELLED and first.error.reason == PREEMPTED
         assert first.data is not None and first.summary["resumable"] == 1.0
@@ -94,6 +95,7 @@ async def test_a_yielded_job_goes_back_to_its_place_and_its_next_run_continues(n
         await on_board(board, long.job_id, nth=2)
         runs = await runs_of(scheduler, long.job_id)
         second = runs[1]
+        assert second.task_id == job.task_id  # the id the handle had while it waited
         assert second.reason is not None and "continues from the 1 round(s)" in second.reason.summary
         assert second.reason.details["resume"]["from_task_id"] == first.task_id
         request = next(r for r in board.requests if r.task_id == second.task_id)
