@@ -38,6 +38,7 @@ from bench.stack import (
     ts,
 )
 from bench.stats import median, summary
+from bench.stats import scenario_result as _result
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 
 
@@ -84,17 +85,6 @@ QUICK = Sizes(
     rabi_runs=1,
     alone_runs=200,
 )
-
-
-def _result(metrics: dict[str, Any], errors: list[str], notes: str = "", **extra: Any) -> dict[str, Any]:
-    return {
-        "completed": True,
-        "errors": len(errors),
-        "error_samples": errors[:5],
-        "metrics": metrics,
-        "notes": notes,
-        **extra,
-    }
 
 
 def _done_jobs(clients: Clients, owner: str) -> list[pb.Job]:

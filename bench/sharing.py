@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import Clients, Stack, channel, noop_payload, ts
-from bench.stats import summary
+from bench.stats import scenario_result, summary
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_scheduler.calendar import Calendar, MemoryCalendarStore, NewWindow, ReservationGate, WindowKind
@@ -143,19 +143,13 @@ def fair_share(base: Path, quick: bool = False) -> dict[str, Any]:
         for name in USERS:
             metrics[f"{policy}_wait_{name}_s"] = summary(waits.get(name, []))
     lengths = _lengths(sum(USERS.values()), random.Random(SEED))
-    return {
-        "completed": True,
-        "errors": len(errors),
-        "error_samples": errors[:5],
-        "metrics": metrics,
-        "windows": extra,
-        "notes": (
-            f"users {USERS} submitted in that order behind a held board; no-op run lengths "
-            f"{LENGTHS_S} s with weights {WEIGHTS} (seed {SEED}; total {sum(lengths):.1f} s on the board); "
-            f"{WINDOW_HOLDER}'s exclusive window {WINDOW_OPENS_S:g} s after the release, "
-            f"{WINDOW_LENGTH_S:g} s long; wait = run start - release"
-        ),
-    }
+    notes = (
+        f"users {USERS} submitted in that order behind a held board; no-op run lengths "
+        f"{LENGTHS_S} s with weights {WEIGHTS} (seed {SEED}; total {sum(lengths):.1f} s on the board); "
+        f"{WINDOW_HOLDER}'s exclusive window {WINDOW_OPENS_S:g} s after the release, "
+        f"{WINDOW_LENGTH_S:g} s long; wait = run start - release"
+    )
+    return scenario_result(metrics, errors, notes, windows=extra)
 
 
 # ---- decision overhead, in process -------------------------------------------------------------------------

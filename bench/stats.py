@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(samples: Sequence[float], q: float) -> float | None:
@@ -36,4 +37,18 @@ def summary(samples: Sequence[float], scale: float = 1.0) -> dict[str, float | i
         "p99": scaled(percentile(samples, 99)),
         "min": scaled(min(samples)) if samples else None,
         "max": scaled(max(samples)) if samples else None,
+    }
+
+
+def scenario_result(
+    metrics: dict[str, Any], errors: list[str], notes: str = "", **extra: Any
+) -> dict[str, Any]:
+    """What a scenario returns: completed, its error count and first errors, metrics, notes."""
+    return {
+        "completed": True,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "metrics": metrics,
+        "notes": notes,
+        **extra,
     }

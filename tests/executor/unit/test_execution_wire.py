@@ -39,21 +39,16 @@ from qsched_core.execution import (
     WithdrawRuns,
 )
 from qsched_core.payloads import LabExperiment
-from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource, ResolvedRevision
+from qsched_core.provenance import ResolvedRevision
 from qsched_runtime import execution_wire as wire
+from tests.support.provenance import repository_code
 
 T = 1_765_000_000.25  # exact in binary, so the Timestamp trip is exact
 PIN = PinnedRevision("hardware_config", "CFG-HW-20260113-00001", "ab" * 32)
 REF = DataRef("2026/12/07/JOB-20261207-00001-t1.h5", "cd" * 32, 4096)
 EXPERIMENT = LabExperiment("AmplitudeRabiExperiment", "qsched_hardware.experiments", '{"gain": 0.5}')
 PINNED = LabExperiment("Pulse", "mylab.pulses", "{}", experiment_revision="main", experiment_commit="ef" * 20)
-CODE = CodeProvenance(
-    PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
-    "0.2.357",
-    PackageSource("mylab", "1.2", "ef" * 20, dirty=True),
-    CodeOrigin.REPOSITORY,
-    "main",
-)
+CODE = repository_code()
 REQUEST = ExecutionRequest(
     "JOB-20261207-00001",
     "t1",

@@ -4,17 +4,11 @@ restart, the update a scheduler replays still says which code ran."""
 from __future__ import annotations
 
 from qsched_core.execution import Accepted, Cancelled, DataRef, Failed, Started, Succeeded
-from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource
 from qsched_executor.journal import Journal
 from qsched_executor.runs import Run
+from tests.support.provenance import repository_code
 
-CODE = CodeProvenance(
-    PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
-    "0.2.357",
-    PackageSource("repolab", "1.1", "ef" * 20, dirty=True),
-    CodeOrigin.REPOSITORY,
-    "main",
-)
+CODE = repository_code("repolab", "1.1")
 
 
 def test_terminal_updates_keep_their_code_through_the_journal(tmp_path):

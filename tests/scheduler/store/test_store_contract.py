@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qsched_core.execution import DataRef
-from qsched_core.provenance import CodeOrigin, CodeProvenance, PackageSource
 from qsched_scheduler import ids
 from qsched_scheduler.domain import (
     ErrorDetail,
@@ -29,6 +28,7 @@ from qsched_scheduler.store.base import Claim, JobStore, RunUpdate, StageRequest
 from qsched_scheduler.store.engine import make_engine
 from qsched_scheduler.store.memory import MemoryJobStore
 from qsched_scheduler.store.sql import SqlJobStore
+from tests.support.provenance import repository_code
 
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 DEVICE = "qpu-a"
@@ -566,13 +566,7 @@ def test_update_run_records_pinned_config_revisions(store: JobStore) -> None:
 
 
 def test_a_runs_code_is_stored_with_its_end_and_kept_by_a_rerun(store: JobStore) -> None:
-    code = CodeProvenance(
-        PackageSource("qsched", "0.9.0", "12" * 20, dirty=True),
-        "0.2.357",
-        PackageSource("mylab", "1.2", "ef" * 20, dirty=True),
-        CodeOrigin.REPOSITORY,
-        "main",
-    )
+    code = repository_code()
     job = submit(store, body={"experiment_class": "Pulse", "experiment_commit": "ef" * 20})
     claim(store, DEVICE, "task-1", at(1))
     started = store.update_run("task-1", RunUpdate(executor_seq=1, started=True), at(2))
