@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -231,16 +232,13 @@ class ProviderDispatcher:
             fetch_error = str(exc)
         else:
             fetch_error = ""
+        # The tasks ran even when no status said RUNNING (a fast one ends between two looks): the
+        # run's start is recorded with its end then, not left unknown.
         if "FAILED" in final:
             detail = "; ".join(f"{t}: {m}" for t, m in sorted(messages.items()) if states.get(t) == "FAILED")
-            await self._apply(
-                task_id, _failed("PROVIDER_TASK_FAILED", detail or "a provider task failed", results)
-            )
+            end = _failed("PROVIDER_TASK_FAILED", detail or "a provider task failed", results)
         elif fetch_error:
-            await self._apply(
-                task_id, _failed("RESULT_UNAVAILABLE", f"results could not be fetched: {fetch_error}")
-            )
+            end = _failed("RESULT_UNAVAILABLE", f"results could not be fetched: {fetch_error}")
         else:
-            await self._apply(
-                task_id, RunUpdate(final_state=JobState.SUCCEEDED, message="succeeded", result_json=results)
-            )
+            end = RunUpdate(final_state=JobState.SUCCEEDED, message="succeeded", result_json=results)
+        await self._apply(task_id, replace(end, started=True) if not started else end)

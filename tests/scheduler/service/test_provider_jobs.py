@@ -61,6 +61,18 @@ async def test_a_circuit_job_runs_on_the_provider_and_its_results_are_cached(sch
     assert started.job_id == job_id
 
 
+async def test_a_job_whose_tasks_end_before_the_follower_sees_them_running_has_a_start(
+    scheduler, fake_gateway
+):
+    stub, _, _ = scheduler
+    gateway, _ = fake_gateway
+    gateway.auto_complete = True  # a fast provider: COMPLETED is the first state the follower sees
+    job_id = (await stub.SubmitJob(circuit_request())).job.job_id
+    done = await job_in_state(stub, job_id, pb.Job.STATE_SUCCEEDED)
+    run = done.current_run
+    assert run.HasField("start_time") and run.start_time.ToDatetime() <= run.end_time.ToDatetime()
+
+
 async def test_a_provider_device_takes_several_jobs_at_once(scheduler, fake_gateway):
     stub, _, _ = scheduler
     gateway, _ = fake_gateway
