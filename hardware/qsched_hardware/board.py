@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qick import QickConfig
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+# Called between rounds with (rounds done, the data averaged over them: one array per readout,
+# as prog.acquire returns it). Kept cheap for the board: a running sum, O(points) per round.
+RoundFn = Callable[[int, list], None]
 
 
 class _Watched:
@@ -107,11 +111,12 @@ class Board:
         rounds: int,
         cancel: threading.Event,
         progress: ProgressFn | None = None,
+        on_round: RoundFn | None = None,
         **kwargs: Any,
     ) -> list:
         """prog.acquire() round by round: progress after every poll, cancellation between
         polls (the tProc is stopped) and between rounds. Raises RunCancelled with the
-        average of the completed rounds."""
+        average of the completed rounds. `on_round` gets the average so far after each round."""
         total_per_round = 1
         for n in prog.loop_dims:
             total_per_round *= int(n)
@@ -139,6 +144,8 @@ class Board:
             self.soc.sim_load_listing(prog.dump_prog())
         soc = _Watched(self.soc, on_shots, cancel)
         prog.acquire(soc, rounds=rounds, progress=False, step_rounds=True, **kwargs)
+        sums: list | None = None
+        summed = 0
         try:
             while True:
                 if cancel.is_set():
@@ -146,6 +153,16 @@ class Board:
                 more = prog.finish_round()
                 state["rounds"] += 1
                 report()
+                if on_round is not None and prog.rounds_buf:
+                    latest = prog.rounds_buf[-1]
+                    if sums is None:
+                        sums, summed = [np.array(d, dtype=float) for d in latest], 1
+                    else:
+                        sums, summed = [t + d for t, d in zip(sums, latest, strict=False)], summed + 1
+                    try:
+                        on_round(state["rounds"], [t / summed for t in sums])
+                    except Exception:  # live output must never stop a run
+                        log.exception("on_round failed")
                 if not more:
                     break
                 if cancel.is_set():

@@ -6,9 +6,14 @@ and `qsched_runtime.execution_wire` is the only place that maps them to qsched.e
 The flow: the scheduler opens the executor's run queue (`RunCursor`s for the runs it follows;
 the executor answers with the runs it holds, `HeldRun`), appends `ExecutionRequest`s in start
 order, and reads `ExecutionUpdate`s of every run as they come. A run's updates carry a
-per-run `seq` from 1: `Accepted`, `Started`, `Progress`..., then one terminal body
+per-run `seq` from 1: `Accepted`, `Started`, `Progress` and `Output`..., then one terminal body
 (`Succeeded`, `Failed` or `Cancelled`). Times are seconds since the epoch (UTC), as the
-executor's clock read them."""
+executor's clock read them.
+
+Live output (docs/experiments.md): `Output` carries the experiment's log lines, sequenced and
+kept like any update but capped per run and per second; `PartialData` (the data averaged over the
+rounds so far) is not sequenced and not kept: it rides an `UpdateBatch` beside the updates, at
+most the latest one per run, and is dropped when nobody is there to send it to."""
 
 from __future__ import annotations
 
@@ -75,6 +80,7 @@ class UpdateKind(enum.Enum):
     ACCEPTED = "accepted"
     STARTED = "started"
     PROGRESS = "progress"
+    OUTPUT = "output"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -111,6 +117,40 @@ class Progress:
     fraction: float = 0.0
 
     kind = UpdateKind.PROGRESS
+
+
+@dataclass(frozen=True)
+class Output:
+    """Log lines the experiment wrote, in order, between rounds. The executor caps them per run
+    (lines and bytes) and per second; `dropped` lines over the caps went just before these (a
+    marker line among `lines` says so too)."""
+
+    lines: tuple[str, ...] = ()
+    dropped: int = 0
+
+    kind = UpdateKind.OUTPUT
+
+
+@dataclass(frozen=True)
+class Series:
+    """One 1-D array of a run's data (a dataset of its data file), e.g. avgi."""
+
+    name: str
+    values: tuple[float, ...]
+    long_name: str = ""
+    units: str = ""
+
+
+@dataclass(frozen=True)
+class PartialData:
+    """A running run's data averaged over the rounds done so far (live output; not sequenced)."""
+
+    task_id: str
+    job_id: str
+    rounds_done: int
+    rounds_total: int
+    time: float
+    series: tuple[Series, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +191,7 @@ class Cancelled:
     kind = UpdateKind.CANCELLED
 
 
-UpdateBody = Accepted | Started | Progress | Succeeded | Failed | Cancelled
+UpdateBody = Accepted | Started | Progress | Output | Succeeded | Failed | Cancelled
 
 
 @dataclass(frozen=True)
@@ -267,9 +307,11 @@ class Cancelling:
 
 @dataclass(frozen=True)
 class UpdateBatch:
-    """Updates of runs as they happened (per run in seq order), sent together."""
+    """Updates of runs as they happened (per run in seq order), sent together, and the latest
+    partial data of runs on the board (at most one per run)."""
 
     updates: tuple[ExecutionUpdate, ...] = ()
+    partials: tuple[PartialData, ...] = ()
 
 
 # The scheduler's commands on the run queue; `request_id` is echoed in the answer.

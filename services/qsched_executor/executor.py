@@ -46,12 +46,14 @@ from qsched_core.execution import (
     ExecutionUpdate,
     Failed,
     OpenQueue,
+    PartialData,
     PinnedRevision,
     Progress,
     QueueEvent,
     QueueOpened,
     RefusedRun,
     ScheduleDecision,
+    Series,
     Started,
     Succeeded,
     UpdateBatch,
@@ -68,6 +70,7 @@ from qsched_executor.errors import InvalidRequest, RunNotFound
 from qsched_executor.experiment_code import ExperimentSources, builtin_code
 from qsched_executor.journal import Journal
 from qsched_executor.leftovers import lost_run_data, remove_partial_files
+from qsched_executor.output import PartialSlot
 from qsched_executor.runs import Run, RunRegistry
 from qsched_executor.seed_compat import SeedConfigError, find_seed_experiment
 from qsched_executor.seed_compat import provenance as seed_provenance
@@ -81,6 +84,8 @@ from qsched_hardware.hwconfig import load_hardware_config, sha256_hex
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 0.1  # at most ~10 progress updates per second
+PARTIAL_MIN_INTERVAL_S = 0.05  # at most ~20 partials per second leave the board thread
+MAX_PARTIAL_POINTS = 10_000  # a longer array is left out of partial data
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -154,10 +159,24 @@ class QueueSession:
         self._events: list[ExecutionUpdate | QueueEvent | BaseException] = []
         self._ready = asyncio.Event()
         self.replaced = False
+        # Live output: the latest partial data per run, until sent (a newer one replaces it).
+        self.partials: dict[str, PartialSlot] = {}
 
     def push(self, event: ExecutionUpdate | QueueEvent | BaseException) -> None:
         self._events.append(event)
         self._ready.set()
+
+    def offer_partial(self, partial: PartialData) -> None:
+        slot = self.partials.setdefault(partial.task_id, PartialSlot())
+        slot.put(partial)
+        self._ready.set()
+
+    def forget_partials(self, task_id: str) -> None:
+        self.partials.pop(task_id, None)
+
+    def _take_partials(self) -> tuple[PartialData, ...]:
+        out = [p for p in (slot.take() for slot in self.partials.values()) if p is not None]
+        return tuple(out)
 
     def replace(self) -> None:
         self.replaced = True
@@ -166,12 +185,13 @@ class QueueSession:
     async def next(self) -> list[QueueEvent]:
         """Everything pending (consecutive updates in one batch); waits while there is nothing.
         Raises QueueReopened once a newer queue replaced this one."""
-        while not self._events and not self.replaced:
+        while not self._events and not self.replaced and not any(s.held for s in self.partials.values()):
             self._ready.clear()
             await self._ready.wait()
         if self.replaced:
             raise QueueReopened("QUEUE_REOPENED", "a newer RunQueue replaced this one")
         events, self._events = self._events, []
+        partials = self._take_partials()
         out: list[QueueEvent] = []
         batch: list[ExecutionUpdate] = []
         for event in events:
@@ -184,8 +204,8 @@ class QueueSession:
             if isinstance(event, BaseException):
                 raise event
             out.append(event)
-        if batch:
-            out.append(UpdateBatch(tuple(batch)))
+        if batch or partials:
+            out.append(UpdateBatch(tuple(batch), partials))
         return out
 
 
@@ -209,6 +229,8 @@ class HardwareExecutor:
         self._on_board: Run | None = None
         self._closing = False
         self._journal: Journal | None = None
+        # Live output that had nowhere to go (no run queue open): dropped, counted.
+        self.partials_unsent = 0
         if settings.state_dir is not None:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in board.board_id)
             self._journal = Journal(settings.state_dir / f"executor-journal-{safe}.jsonl")
@@ -623,6 +645,8 @@ class HardwareExecutor:
             if isinstance(body, Succeeded | Cancelled):
                 run.data = body.data
             self.runs.finished(run)
+            if self._session is not None:
+                self._session.forget_partials(run.task_id)
             self._end_span(run, body, ts)
             if self._journal is not None and self._journal.needs_compaction:
                 self._compact()
@@ -682,8 +706,10 @@ class HardwareExecutor:
         started = _now()
         self._post(run, Started(), started)
         last = [0.0]
+        output = _LiveOutput(self, run)
 
         def progress(p: BoardProgress) -> None:
+            output.flush_if_due()
             now = time.monotonic()
             final = p.rounds_total and p.rounds_done >= p.rounds_total
             if not final and now - last[0] < PROGRESS_MIN_INTERVAL_S:
@@ -693,7 +719,10 @@ class HardwareExecutor:
 
         try:
             saved = item.resume.saved if item.resume is not None else None
-            result = item.experiment.run(RunContext(self.board, run.cancel, progress, saved))
+            try:
+                result = item.experiment.run(RunContext(self.board, run.cancel, progress, saved, output))
+            finally:  # the run's last lines go before its end
+                output.flush(final=True)
         except RunCancelled as cancelled:  # a plug-in that let it through
             self._post(
                 run,
@@ -719,6 +748,27 @@ class HardwareExecutor:
         run.resumable = item.experiment.can_resume
         future = self._writers.write(self.settings.data_root / name, result.data, attrs, result.dataset_attrs)
         future.add_done_callback(lambda done: self._written(item, name, result, done))
+
+    def _offer_partial(
+        self, run: Run, rounds: int, total: int, data: dict[str, Any], attrs: dict[str, dict[str, Any]]
+    ) -> None:
+        """(event-loop thread) A partial into the run queue's slot for the run, if one is open."""
+        session = self._session
+        if session is None or run.done:
+            self.partials_unsent += 1
+            return
+        series = []
+        for name, values in data.items():
+            try:
+                flat = [float(v) for v in (values.ravel() if hasattr(values, "ravel") else values)]
+            except (TypeError, ValueError):
+                continue
+            if len(flat) <= MAX_PARTIAL_POINTS:
+                label = attrs.get(name, {})
+                series.append(
+                    Series(name, tuple(flat), str(label.get("long_name", "")), str(label.get("units", "")))
+                )
+        session.offer_partial(PartialData(run.task_id, run.job_id, rounds, total, _now(), tuple(series)))
 
     def _written(self, item: _Item, name: str, result: ExperimentResult, done: Future) -> None:
         """The writer finished (any thread): the run's terminal update."""
@@ -806,6 +856,51 @@ class HardwareExecutor:
             self._journal.close()
         if self.pinned is not None:
             await self.pinned.close()
+
+
+class _LiveOutput:
+    """A run's live output (qsched_hardware's LiveOutput), called on the board thread: log lines
+    into the run's capped log, flushed as `Output` updates at most every FLUSH_INTERVAL_S; the
+    latest partial data handed to the event loop at most every PARTIAL_MIN_INTERVAL_S (and the
+    last round's always), and only while a run queue is open to take it."""
+
+    def __init__(self, executor: HardwareExecutor, run: Run):
+        self._executor = executor
+        self._run = run
+        self._last_partial = -1e9
+
+    def log(self, line: str) -> None:
+        self._run.output.add(line)
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if self._run.output.due():
+            self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        body = self._run.output.flush(final)
+        if body is not None:
+            self._executor._post(self._run, body)
+
+    def wants_partial(self) -> bool:
+        return self._executor._session is not None
+
+    def partial(
+        self,
+        rounds_done: int,
+        rounds_total: int,
+        data: dict[str, Any],
+        dataset_attrs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        now = time.monotonic()
+        last = rounds_total and rounds_done >= rounds_total
+        if not last and now - self._last_partial < PARTIAL_MIN_INTERVAL_S:
+            return
+        self._last_partial = now
+        ex = self._executor
+        ex._loop.call_soon_threadsafe(
+            ex._offer_partial, self._run, rounds_done, rounds_total, dict(data), dict(dataset_attrs or {})
+        )
 
 
 def _decision_attrs(decision: ScheduleDecision | None) -> dict[str, str]:

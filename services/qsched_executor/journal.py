@@ -28,6 +28,7 @@ from qsched_core.execution import (
     DataRef,
     ExecutionUpdate,
     Failed,
+    Output,
     Progress,
     Started,
     Succeeded,
@@ -44,6 +45,7 @@ _BODIES: dict[str, type] = {
     "accepted": Accepted,
     "started": Started,
     "progress": Progress,
+    "output": Output,
     "succeeded": Succeeded,
     "failed": Failed,
     "cancelled": Cancelled,
@@ -65,6 +67,8 @@ def _body_from_json(raw: dict[str, Any]) -> UpdateBody:
         fields["data"] = DataRef(**fields["data"])
     if isinstance(fields.get("code"), dict):
         fields["code"] = CodeProvenance.from_dict(fields["code"])
+    if isinstance(fields.get("lines"), list):
+        fields["lines"] = tuple(fields["lines"])
     return cls(**fields)
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from qsched_core.execution import DataRef, ExecutionUpdate, HeldRun, HeldState, UpdateBody
+from qsched_executor.output import RunLog
 
 # Finished runs kept for replay (WatchRun, cursors of a reopened queue): far more than a
 # scheduler keeps staged, so a scheduler that reconnects finds every run it sent.
@@ -34,6 +35,7 @@ class Run:
     data: DataRef | None = None  # its data file, once written
     lost: bool = False  # was on the board when the executor died (from the crash journal)
     reached_board: bool = False  # the board thread took it (withdraw no longer can)
+    output: RunLog = field(default_factory=RunLog)  # its log lines between flushes (output.py)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -29,6 +29,8 @@ from qsched_core.execution import (
     HeldRun,
     HeldState,
     OpenQueue,
+    Output,
+    PartialData,
     PinnedRevision,
     Progress,
     QueueCommand,
@@ -37,6 +39,7 @@ from qsched_core.execution import (
     RefusedRun,
     RunCursor,
     ScheduleDecision,
+    Series,
     Started,
     Succeeded,
     UpdateBatch,
@@ -211,6 +214,8 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
                 fraction=body.fraction,
             )
         )
+    elif isinstance(body, Output):
+        msg.output.CopyFrom(pb.RunOutput(lines=list(body.lines), dropped=body.dropped))
     elif isinstance(body, Succeeded):
         msg.result.CopyFrom(
             pb.RunResult(
@@ -240,7 +245,7 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
 
 def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
     which = msg.WhichOneof("update")
-    body: Accepted | Started | Progress | Succeeded | Failed | Cancelled
+    body: Accepted | Started | Progress | Output | Succeeded | Failed | Cancelled
     if which == "accepted":
         body = Accepted()
     elif which == "started":
@@ -248,6 +253,8 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
     elif which == "progress":
         p = msg.progress
         body = Progress(p.rounds_done, p.rounds_total, p.reps_done, p.fraction)
+    elif which == "output":
+        body = Output(tuple(msg.output.lines), msg.output.dropped)
     elif which == "result":
         r = msg.result
         body = Succeeded(
@@ -274,11 +281,40 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
 
 
 def batch_to_pb(batch: UpdateBatch) -> pb.UpdateBatch:
-    return pb.UpdateBatch(updates=[update_to_pb(u) for u in batch.updates])
+    return pb.UpdateBatch(
+        updates=[update_to_pb(u) for u in batch.updates], partials=[partial_to_pb(p) for p in batch.partials]
+    )
 
 
 def batch_from_pb(msg: pb.UpdateBatch) -> UpdateBatch:
-    return UpdateBatch(tuple(update_from_pb(u) for u in msg.updates))
+    return UpdateBatch(
+        tuple(update_from_pb(u) for u in msg.updates), tuple(partial_from_pb(p) for p in msg.partials)
+    )
+
+
+def partial_to_pb(partial: PartialData) -> pb.RunPartialData:
+    return pb.RunPartialData(
+        task_id=partial.task_id,
+        job_id=partial.job_id,
+        rounds_done=partial.rounds_done,
+        rounds_total=partial.rounds_total,
+        time=_timestamp(partial.time),
+        series=[
+            pb.DataSeries(name=s.name, values=list(s.values), long_name=s.long_name, units=s.units)
+            for s in partial.series
+        ],
+    )
+
+
+def partial_from_pb(msg: pb.RunPartialData) -> PartialData:
+    return PartialData(
+        msg.task_id,
+        msg.job_id,
+        msg.rounds_done,
+        msg.rounds_total,
+        _seconds(msg.time),
+        tuple(Series(s.name, tuple(s.values), s.long_name, s.units) for s in msg.series),
+    )
 
 
 # -- the board and the runs it holds ---------------------------------------------------------------

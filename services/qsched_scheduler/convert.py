@@ -205,6 +205,9 @@ def event_to_pb(event: Event, job: Job | None = None) -> pb.JobEvent:
         progress=event.progress,
         task_id=event.task_id,
         job=job_to_pb(job) if job is not None else None,
+        log=pb.JobLog(lines=list(event.log.lines), dropped=event.log.dropped)
+        if event.log is not None
+        else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -210,6 +211,24 @@ def queued_job(job: Job) -> QueuedJob:
 
 
 @dataclass(frozen=True)
+class LogLines:
+    """Log lines a run wrote (live output): kept as an event of its job."""
+
+    lines: tuple[str, ...]
+    dropped: int = 0  # lines the executor dropped over its caps just before these
+
+    def to_json(self) -> str:
+        return json.dumps({"lines": list(self.lines), "dropped": self.dropped})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> LogLines | None:
+        if not raw:
+            return None
+        value = json.loads(raw)
+        return cls(tuple(str(x) for x in value.get("lines", ())), int(value.get("dropped", 0)))
+
+
+@dataclass(frozen=True)
 class Event:
     """One entry of a job's event log: what WatchJob replays."""
 
@@ -220,6 +239,7 @@ class Event:
     message: str
     progress: float = 0.0
     task_id: str = ""
+    log: LogLines | None = None  # a log event: the run's lines (state and progress unchanged)
 
 
 @dataclass(frozen=True)

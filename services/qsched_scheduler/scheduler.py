@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from qsched_core.clock import utcnow
+from qsched_core.execution import PartialData
 from qsched_core.health import Problems
 from qsched_core.pagination import PageTokens
 from qsched_scheduler import estimates, ids
@@ -55,6 +56,7 @@ from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import DataChunk, ExecutorUnavailable, LabExecutor
 from qsched_scheduler.experiment_pins import rerun_payload
 from qsched_scheduler.gateway_port import ProviderGateway, ProviderStatus
+from qsched_scheduler.live import LiveFeed
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.page_budget import fitting, job_bytes, run_bytes
 from qsched_scheduler.pagination import filter_scope, runs_scope
@@ -164,6 +166,7 @@ class Scheduler:
         index = QueueIndex(policy.key)
         estimates_ = Estimates(store.recent_run_seconds, default_run_seconds)
         feed = ChangeFeed(index, estimates_, EventBus())
+        live = LiveFeed()  # partial data of running runs (live output), never kept
         pins = ConfigPins(mains, pinner)
         labs = {
             name: LabDispatcher(
@@ -180,6 +183,7 @@ class Scheduler:
                 executor_lost_after_s,
                 problems,
                 yielding or _yield_to(calibrations),
+                live=live,
             )
             for name, executor in executors.items()
         }
@@ -198,6 +202,7 @@ class Scheduler:
             return await engine.get(job_id)
 
         watching = Watching(feed.bus, store, thread, routes, get, cls._check_id)
+        watching.live = live
         results = Results(routes, store, store, thread, get, clock)
         engine = cls(
             store,
@@ -491,8 +496,16 @@ class Scheduler:
     async def get_result(self, job_id: str, task_id: str = "", refresh: bool = False) -> ResultView:
         return await self.results.get_result(job_id, task_id, refresh)
 
-    def watch(self, job_id: str, after_seq: int = 0) -> AsyncIterator[Job | Event | Change]:
+    def watch(
+        self, job_id: str, after_seq: int = 0, partial_data: bool = False
+    ) -> AsyncIterator[Job | Event | Change | PartialData]:
+        if partial_data:
+            return self.watching.watch_live(job_id, after_seq)
         return self.watching.watch(job_id, after_seq)
+
+    async def job_log(self, job_id: str, task_id: str = "") -> list[Event]:
+        """The log events of a job's runs (GetJobLog), in seq order."""
+        return await self.watching.log_events(job_id, task_id)
 
     def watch_queue(self, device: str) -> AsyncIterator[QueueSnapshot | Change]:
         return self.watching.watch_queue(device)

@@ -182,4 +182,6 @@ async def build(config: ServiceConfig) -> ServiceHandle:
             await feed.close()
         await scheduler.stop()
 
-    return ServiceHandle([jobs, admin], start=start, stop=stop, security=security, problems=problems)
+    handle = ServiceHandle([jobs, admin], start=start, stop=stop, security=security, problems=problems)
+    handle.scheduler = scheduler  # type: ignore[attr-defined]  # for in-process tests (live output counters)
+    return handle

@@ -15,7 +15,9 @@ from qsched.api.gateway.v1 import gateway_pb2
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from qsched_core.errors import DomainError, InvalidArgument
+from qsched_core.execution import PartialData
 from qsched_core.principal import acting_as
+from qsched_runtime import execution_wire as wire
 from qsched_runtime.auth import caller
 from qsched_runtime.errors import translates_errors
 from qsched_scheduler import convert
@@ -211,13 +213,22 @@ class JobServicer(pb_grpc.JobServiceServicer):
         self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchJobResponse]:
         job_id = await self._scheduler.job_id_for(request.job_id, request.task_id)
-        async for item in self._scheduler.watch(job_id, request.after_seq):
+        async for item in self._scheduler.watch(job_id, request.after_seq, request.partial_data):
             if isinstance(item, Job):
                 yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
             elif isinstance(item, Change):
                 yield pb.WatchJobResponse(event=convert.change_to_event_pb(item))
             elif isinstance(item, Event):
                 yield pb.WatchJobResponse(event=convert.event_to_pb(item))
+            elif isinstance(item, PartialData):
+                yield pb.WatchJobResponse(partial=wire.partial_to_pb(item))
+
+    async def GetJobLog(
+        self, request: pb.GetJobLogRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJobLogResponse:
+        job_id = await self._scheduler.job_id_for(request.job_id, "")
+        events = await self._scheduler.job_log(job_id, request.task_id)
+        return pb.GetJobLogResponse(job_id=job_id, events=[convert.event_to_pb(e) for e in events])
 
     async def WatchQueue(
         self, request: pb.WatchQueueRequest, context: grpc.aio.ServicerContext

@@ -4,13 +4,17 @@ the store for what a watcher missed. Every change reaches the bus only after its
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from qsched_core.execution import PartialData
 from qsched_scheduler.bus import EventBus, Subscription
 from qsched_scheduler.domain import Change, Event, Job, JobFilter, ListView
 from qsched_scheduler.errors import InvalidArgument, NotFound
 from qsched_scheduler.estimates import Estimates
+from qsched_scheduler.live import LiveFeed
 from qsched_scheduler.queue_index import QueueIndex
 from qsched_scheduler.routing import Routes
 from qsched_scheduler.store.base import Queries
@@ -57,6 +61,7 @@ class Watching:
         self._routes = routes
         self.get = get
         self._check_id = check_id
+        self.live: LiveFeed | None = None  # partial data of running runs (live output)
 
     async def watch(self, job_id: str, after_seq: int = 0) -> AsyncIterator[Job | Event | Change]:
         """Yield the job (snapshot), then every later event in seq order; replay
@@ -81,6 +86,54 @@ class Watching:
                 yield item
                 if item.event.state.terminal:
                     return
+
+    async def watch_live(
+        self, job_id: str, after_seq: int = 0
+    ) -> AsyncIterator[Job | Event | Change | PartialData]:
+        """`watch`, with the partial data of the job's running run in between (the latest one
+        whenever the stream can take one: older ones are dropped, never queued)."""
+        if self.live is None:
+            async for item in self.watch(job_id, after_seq):
+                yield item
+            return
+        with self.live.watch(job_id) as slot:  # before the snapshot: no round falls in between
+            events = self.watch(job_id, after_seq)
+            next_event = asyncio.ensure_future(anext(events))
+            next_partial = asyncio.ensure_future(slot.get())
+            try:
+                while True:
+                    done, _ = await asyncio.wait(
+                        {next_event, next_partial}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if next_partial in done:  # first: its rounds came before the event beside it
+                        yield next_partial.result()
+                        next_partial = asyncio.ensure_future(slot.get())
+                    if next_event in done:
+                        try:
+                            item = next_event.result()
+                        except StopAsyncIteration:
+                            return
+                        yield item
+                        next_event = asyncio.ensure_future(anext(events))
+            finally:
+                for task in (next_event, next_partial):
+                    task.cancel()
+                await asyncio.gather(next_event, next_partial, return_exceptions=True)
+                with contextlib.suppress(RuntimeError):
+                    await events.aclose()
+
+    async def log_events(self, job_id: str, task_id: str = "") -> list[Event]:
+        """The job's log events (of one run with `task_id`), in seq order."""
+        self._check_id(job_id)
+        await self.get(job_id)  # NOT_FOUND for an unknown job
+        out: list[Event] = []
+        after = 0
+        while True:
+            events = await self._thread.call(self._queries.events_after, job_id, after, REPLAY_BATCH)
+            out.extend(e for e in events if e.log is not None and (not task_id or e.task_id == task_id))
+            if len(events) < REPLAY_BATCH:
+                return out
+            after = events[-1].seq
 
     async def _replay(
         self, job_id: str, after: int, before: int | None = None

@@ -14,12 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from qick.asm_v2 import AveragerProgramV2
 
-from qsched_hardware.board import Board, Progress, ProgressFn, RunCancelled
+from qsched_hardware.board import Board, Progress, ProgressFn, RoundFn, RunCancelled
 
 MAX_EXPTS = 10_000
 MAX_REPS = 1_000_000
@@ -64,9 +64,27 @@ class SavedRounds:
     task_id: str = ""
 
 
+class LiveOutput(Protocol):
+    """Where a run's live output goes (the executor's; docs/experiments.md). Both calls return at
+    once: lines over the caps and partials nobody watches are dropped, never queued."""
+
+    def log(self, line: str) -> None: ...
+
+    def wants_partial(self) -> bool: ...
+
+    def partial(
+        self,
+        rounds_done: int,
+        rounds_total: int,
+        data: dict[str, Any],
+        dataset_attrs: dict[str, dict[str, Any]] | None = None,
+    ) -> None: ...
+
+
 class RunContext:
-    """Handed to `Experiment.run`: the board, progress reporting, the cancel flag and, for a run
-    that continues a yielded one, the rounds that run saved (`saved`)."""
+    """Handed to `Experiment.run`: the board, progress reporting, the cancel flag, live output
+    (`log`, `partial`) and, for a run that continues a yielded one, the rounds that run saved
+    (`saved`)."""
 
     def __init__(
         self,
@@ -74,19 +92,47 @@ class RunContext:
         cancel: threading.Event,
         progress: ProgressFn | None = None,
         saved: SavedRounds | None = None,
+        output: LiveOutput | None = None,
     ):
         self.board = board
         self.cancel = cancel
         self._progress = progress
         self.saved = saved
+        self._output = output
 
-    def acquire(self, prog: Any, rounds: int = 1, **kwargs: Any) -> list:
-        """Run a compiled qick program (prog.acquire semantics; raises RunCancelled)."""
-        return self.board.acquire(prog, rounds, self.cancel, self._progress, **kwargs)
+    def acquire(self, prog: Any, rounds: int = 1, on_round: RoundFn | None = None, **kwargs: Any) -> list:
+        """Run a compiled qick program (prog.acquire semantics; raises RunCancelled). `on_round`
+        gets (rounds done, the average so far) between rounds."""
+        return self.board.acquire(prog, rounds, self.cancel, self._progress, on_round, **kwargs)
 
     def report(self, progress: Progress) -> None:
         if self._progress:
             self._progress(progress)
+
+    def log(self, message: str) -> None:
+        """Write log lines (one per line of `message`) that the run's watchers see live
+        (`qsched submit --watch`, the web job page) and that stay with the run (`qsched logs`).
+        Capped per run and per second; what goes over is dropped and counted, never queued."""
+        if self._output is not None:
+            for line in str(message).splitlines() or [""]:
+                self._output.log(line)
+
+    @property
+    def wants_partial(self) -> bool:
+        """True when partial data would be sent anywhere (else skip computing it)."""
+        return self._output is not None and self._output.wants_partial()
+
+    def partial(
+        self,
+        rounds_done: int,
+        rounds_total: int,
+        data: dict[str, Any],
+        dataset_attrs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """The data averaged over the rounds done so far (1-D arrays by dataset name, as in the data
+        file), for live plots. Call between rounds; only the latest one is kept until sent."""
+        if self._output is not None:
+            self._output.partial(rounds_done, rounds_total, data, dataset_attrs)
 
 
 class Experiment(ABC):
@@ -415,9 +461,23 @@ class QickExperiment(Experiment):
         rounds: dict[str, Any] = {"rounds_total": total, "rounds_before": before}
         new: tuple[np.ndarray, np.ndarray] | None = None
         done_now = 0
+        labels = {"xpts": {"long_name": self.X_LABEL, "units": self.UNITS}}
+        ctx.log(
+            f"{type(self).__name__}: {len(x)} points x {int(self.p['reps'])} reps x {total} round(s)"
+            + (f"; continuing from {before} saved round(s)" if before else "")
+        )
+
+        def on_round(done: int, average: list) -> None:
+            if not ctx.wants_partial:
+                return
+            arr = np.asarray(average[0])[0]
+            part = _combine(saved, before, (arr[..., 0], arr[..., 1]), done)
+            if part is not None:
+                ctx.partial(before + done, total, {"xpts": x, "avgi": part[0], "avgq": part[1]}, labels)
+
         try:
             if total - before > 0:
-                iq = ctx.acquire(prog, rounds=total - before)
+                iq = ctx.acquire(prog, rounds=total - before, on_round=on_round)
                 arr = np.asarray(iq[0])[0]  # first readout, first read of the shot: (expts, 2)
                 new, done_now = (arr[..., 0], arr[..., 1]), total - before
         except RunCancelled as cancelled:
@@ -442,7 +502,8 @@ class QickExperiment(Experiment):
         }
         self._fitted: tuple[np.ndarray, np.ndarray] | None = None
         summary, updates = self.analyze(x, avgi, avgq)
-        labels = {"xpts": {"long_name": self.X_LABEL, "units": self.UNITS}}
+        if summary:
+            ctx.log("fit: " + ", ".join(f"{k} = {float(v):.6g}" for k, v in summary.items()))
         if self._fitted is not None:  # keep what was fitted, so a plot can overlay the fit
             data["signal"], data["fit_signal"] = self._fitted
             labels["signal"] = labels["fit_signal"] = {"long_name": self.SIGNAL_LABEL, "units": "ADC units"}

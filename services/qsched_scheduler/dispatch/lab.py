@@ -37,6 +37,7 @@ from qsched_core.execution import (
     ExecutionUpdate,
     Failed,
     HeldState,
+    Output,
     PinnedRevision,
     Progress,
     RunCursor,
@@ -57,6 +58,7 @@ from qsched_scheduler.domain import (
     ErrorDetail,
     Job,
     JobState,
+    LogLines,
     NewJob,
     QueuedJob,
     Reason,
@@ -68,6 +70,7 @@ from qsched_scheduler.domain import (
 )
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
+from qsched_scheduler.live import LiveFeed
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
 from qsched_scheduler.policy import DeviceHold, QueuePolicy
 from qsched_scheduler.queue_index import DeviceQueue, QueueIndex
@@ -226,6 +229,11 @@ def to_run_update(update: ExecutionUpdate) -> RunUpdate:
     if isinstance(body, Progress):
         detail = f" ({body.rounds_done}/{body.rounds_total} rounds)" if body.rounds_total else ""
         return RunUpdate(seq, progress=body.fraction, message=f"progress {body.fraction:.0%}{detail}")
+    if isinstance(body, Output):
+        dropped = f", {body.dropped} dropped" if body.dropped else ""
+        return RunUpdate(
+            seq, message=f"log: {len(body.lines)} line(s){dropped}", log=LogLines(body.lines, body.dropped)
+        )
     if isinstance(body, Succeeded):
         return RunUpdate(
             seq,
@@ -274,8 +282,10 @@ class LabDispatcher:
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         problems: Problems | None = None,
         yielding: Callable[[str], frozenset[str]] = never_yield,
+        live: LiveFeed | None = None,
     ):
         self.device = device
+        self._live = live  # where partial data of runs go (live.py); None: dropped
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self._failing = False  # it failed since it last reconciled
         self._yielding = yielding  # device -> what a running job may yield to (YIELD_TRIGGERS)
@@ -589,6 +599,11 @@ class LabDispatcher:
         try:
             while True:
                 batch = await queue.next_batch()
+                if batch.partials and self._live is not None:  # before the updates: a run's last
+                    ours = {r.task_id for r in self._on_board}  # rounds come before its end
+                    for partial in batch.partials:
+                        if partial.task_id in ours:
+                            self._live.publish(partial)
                 await self._apply(batch.updates)
         finally:
             filler.cancel()

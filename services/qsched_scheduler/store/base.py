@@ -21,6 +21,7 @@ from qsched_scheduler.domain import (
     Job,
     JobFilter,
     JobState,
+    LogLines,
     NewJob,
     Payload,
     QueuedJob,
@@ -64,6 +65,7 @@ class RunUpdate:
     # goes back to QUEUED at its place (its queue order kept), keeping the error as why, instead of
     # ending. A job whose cancel was asked meanwhile ends CANCELLED as usual.
     requeue: bool = False
+    log: LogLines | None = None  # log lines of the run (an event of their own; nothing else changes)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     ListView,
+    LogLines,
     NewJob,
     Payload,
     QueuedJob,
@@ -58,9 +59,17 @@ class MemoryJobStore:
         out.run_count = len(runs)
         return out
 
-    def _log(self, job: Job, now: datetime, message: str, progress: float = 0.0, task_id: str = "") -> Event:
+    def _log(
+        self,
+        job: Job,
+        now: datetime,
+        message: str,
+        progress: float = 0.0,
+        task_id: str = "",
+        log: LogLines | None = None,
+    ) -> Event:
         job.last_seq += 1
-        event = Event(job.job_id, job.last_seq, now, job.state, message, progress, task_id)
+        event = Event(job.job_id, job.last_seq, now, job.state, message, progress, task_id, log)
         self._events[job.job_id].append(event)
         return event
 
@@ -462,7 +471,7 @@ class MemoryJobStore:
                     job.end_time = now
                     job.error = update.error
                 job.cancel_requested = False
-            event = self._log(job, now, update.message, run.progress, task_id)
+            event = self._log(job, now, update.message, run.progress, task_id, update.log)
             return Change(self._copy(job), event, previous)
 
     def apply_updates(self, updates: Sequence[tuple[str, RunUpdate]], now: datetime) -> list[Change]:

@@ -149,6 +149,8 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     progress: Mapped[float] = mapped_column(Float)
     task_id: Mapped[str] = mapped_column(String(36))
+    # Log lines of a log event (live output), as JSON {"lines": [...], "dropped": n}; NULL otherwise.
+    log: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (UniqueConstraint("job_pk", "seq"), {"sqlite_autoincrement": True})
 

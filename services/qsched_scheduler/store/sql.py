@@ -50,6 +50,7 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     ListView,
+    LogLines,
     NewJob,
     Payload,
     QueuedJob,
@@ -886,6 +887,7 @@ class SqlJobStore:
             update.message,
             new_run["progress"],
             task_id,
+            update.log,
         )
         conn.execute(
             insert(EVENTS),
@@ -897,6 +899,7 @@ class SqlJobStore:
                 "message": event.message,
                 "progress": event.progress,
                 "task_id": task_id,
+                "log": update.log.to_json() if update.log is not None else None,
             },
         )
         job = _job(SimpleNamespace(**new_job), SimpleNamespace(**new_run), run.attempt)
@@ -1117,6 +1120,7 @@ def _event(row: EventRow, job_id: str) -> Event:
         message=row.message,
         progress=row.progress,
         task_id=row.task_id,
+        log=LogLines.from_json(row.log),
     )
 
 
