@@ -96,7 +96,7 @@ def log_lines(events) -> list[str]:
 
 async def test_log_lines_and_partial_data_arrive_live_round_by_round_and_the_log_stays(tmp_path):
     gate = RoundGate()  # the first round waits until the watcher is there
-    async with live_stack(tmp_path, gate) as (stub, scheduler, executor):
+    async with live_stack(tmp_path, gate) as (stub, scheduler, _):
         job_id = (await stub.SubmitJob(lab_job(**RABI))).job.job_id
         await eventually(lambda: gate.held.is_set(), timeout=WAIT_S, what="the first round on the board")
         stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, partial_data=True))
@@ -161,7 +161,7 @@ async def test_nobody_watching_partials_are_dropped_not_held_and_the_log_is_stil
 
 async def test_a_flood_of_log_lines_is_capped_with_a_dropped_marker(tmp_path):
     flood = 5000
-    async with live_stack(tmp_path) as (stub, scheduler, executor):
+    async with live_stack(tmp_path) as (stub, _, _):
         job_id = (await stub.SubmitJob(lab_job("NoOpExperiment", log_lines=flood))).job.job_id
         job = await ended(stub, job_id)
         assert job.state == pb.Job.STATE_SUCCEEDED

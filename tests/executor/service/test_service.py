@@ -42,7 +42,7 @@ async def test_a_run_streams_accepted_started_progress_result_and_its_hdf5_file(
         updates = queue.updates("task-1")
     kinds = [u.kind.value for u in updates]
     assert kinds[:2] == ["accepted", "started"] and kinds[-1] == "succeeded"
-    assert set(kinds[2:-1]) == {"progress"}
+    assert set(kinds[2:-1]) == {"progress", "output"}  # output: the experiment's log lines
     assert [u.seq for u in updates] == list(range(1, len(updates) + 1))
     last_progress = [u.body for u in updates if isinstance(u.body, Progress)][-1]
     assert last_progress == Progress(3, 3, 150, 1.0)
