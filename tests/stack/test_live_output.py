@@ -26,8 +26,8 @@ TERMINAL = (pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED)
 
 
 @contextlib.asynccontextmanager
-async def live_stack(data_dir: Path, gate: RoundGate | None = None):
-    """(JobService stub, the scheduler engine, the hardware executor) on ephemeral ports."""
+async def servers(data_dir: Path, gate: RoundGate | None = None):
+    """(scheduler address, its engine, the hardware executor): both services on ephemeral ports."""
     from qsched_executor.server import build as build_executor
     from qsched_hardware.board import open_board
     from qsched_scheduler.server import build as build_scheduler
@@ -44,27 +44,38 @@ async def live_stack(data_dir: Path, gate: RoundGate | None = None):
     ex_handle = await build_executor(ex_cfg, board=board)
     ex_server = await start_server(ex_cfg.listen, ex_handle.registrations)
     await ex_handle.start()
-    sched_cfg = ServiceConfig(
+    cfg = ServiceConfig(
         service="scheduler",
         endpoints=Endpoints(scheduler="127.0.0.1:0"),
         data_dir=data_dir / "scheduler",
         lab_devices={"qick": f"127.0.0.1:{ex_server.port}"},
         pin_configs=False,
     )
-    handle = await build_scheduler(sched_cfg)
-    server = await start_server(sched_cfg.listen, handle.registrations, handle.security)
+    handle = await build_scheduler(cfg)
+    server = await start_server(cfg.listen, handle.registrations, handle.security)
     await handle.start()
-    channel = authed_channel(f"127.0.0.1:{server.port}")
     try:
-        yield jobs_pb2_grpc.JobServiceStub(channel), handle.scheduler, ex_handle.executor
+        yield f"127.0.0.1:{server.port}", handle.scheduler, ex_handle.executor
     finally:
         if gate is not None:
             gate.open()
-        await channel.close()
         await server.stop(0)
         await handle.stop()
         await ex_server.stop(0)
         await ex_handle.stop()
+
+
+@contextlib.asynccontextmanager
+async def live_stack(data_dir: Path, gate: RoundGate | None = None):
+    """(JobService stub, the scheduler engine, the hardware executor)."""
+    async with servers(data_dir, gate) as (address, scheduler, executor), authed_channel(address) as channel:
+        yield jobs_pb2_grpc.JobServiceStub(channel), scheduler, executor
+
+
+@contextlib.asynccontextmanager
+async def scheduler_address(data_dir: Path):
+    async with servers(data_dir) as (address, _, _):
+        yield address
 
 
 def lab_job(cls: str = "AmplitudeRabiExperiment", **expt: object) -> pb.SubmitJobRequest:
@@ -99,7 +110,8 @@ async def test_log_lines_and_partial_data_arrive_live_round_by_round_and_the_log
     async with live_stack(tmp_path, gate) as (stub, scheduler, _):
         job_id = (await stub.SubmitJob(lab_job(**RABI))).job.job_id
         await eventually(lambda: gate.held.is_set(), timeout=WAIT_S, what="the first round on the board")
-        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, partial_data=True))
+        # after_seq=1: the lines written before we came are replayed, then new ones come live
+        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_seq=1, partial_data=True))
         first = await stream.read()
         assert first.HasField("snapshot")
         gate.open()
@@ -194,3 +206,33 @@ async def test_partial_slot_of_a_watcher_keeps_only_the_latest():
         assert (await asyncio.wait_for(slot.get(), WAIT_S)).rounds_done == 100
     feed.publish(PartialData("t", "JOB-1", 1, 1, 0.0))
     assert feed.stats.unwatched == 1 and feed.held() == 0
+
+
+def test_cli_submit_watch_prints_the_log_lines_and_logs_reads_them_back(tmp_path, capsys, monkeypatch):
+    from tests.sdk.cli.conftest import LoopThread, job_id_of, make_runner
+
+    services = LoopThread()
+    try:
+        monkeypatch.setenv("QSCHED_USER", "alice")
+        monkeypatch.chdir(tmp_path)
+        address = services.enter(scheduler_address(tmp_path))
+        qsched = make_runner(address, capsys)
+        code, out, err = qsched(
+            "submit",
+            "--experiment",
+            "qsched_hardware.experiments.AmplitudeRabiExperiment",
+            "--config",
+            json.dumps(RABI),
+            "--watch",
+        )
+        assert code == 0, err
+        assert f"| AmplitudeRabiExperiment: 21 points x 50 reps x {ROUNDS} round(s)" in out, out
+        assert "| fit: " in out and "pi_gain" in out, out
+        assert "log: " not in out  # a log event is printed as its lines
+        job_id = job_id_of(out)
+        code, logs, err = qsched("logs", job_id)
+        assert code == 0, err
+        printed = [line.split("| ", 1)[1] for line in out.splitlines() if "| " in line]
+        assert [line.split("| ", 1)[1] for line in logs.splitlines()] == printed
+    finally:
+        services.close()

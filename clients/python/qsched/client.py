@@ -513,6 +513,12 @@ class JobClient:
             for run in runs
         ]
 
+    def get_log(self, job_id: str, task_id: str | None = None) -> list[str]:
+        """The log lines a job's runs wrote (of one run with `task_id`), in order. The executor caps
+        them per run and per second; a line "[qsched] N log line(s) dropped (...)" marks a gap."""
+        response = self.calls("GetJobLog", pb.GetJobLogRequest(job_id=job_id, task_id=task_id or ""))
+        return [line for event in response.events for line in event.log.lines]
+
     def download(self, job_id: str, path: str | Path | None = None, task_id: str | None = None) -> Path:
         """Copy the run's HDF5 file to `path` (a file or a directory; default: the current directory)."""
         import shutil

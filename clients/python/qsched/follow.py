@@ -5,6 +5,11 @@ terminal. When the stream breaks (network, scheduler restart), the follower wait
 channel to come back and calls WatchJob again with `after_seq` = the last seq it delivered:
 the scheduler replays everything after it, so no event is lost, and events already delivered
 are dropped, so none is seen twice. Snapshots after a resume are delivered with `resumed=True`.
+
+Live output: an event with `log` set carries log lines the run wrote (`Update.log_lines`); with
+`partial_data=True` the follower also delivers the running run's partial averaged data after each
+round (`Update.partial`, a qsched.executor.v1.RunPartialData; not sequenced, never replayed: a
+watcher that falls behind gets the latest one).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -35,14 +41,33 @@ class Update:
     job: pb.Job | None
     event: pb.JobEvent | None
     resumed: bool = False  # a snapshot sent after a reconnect
+    partial: Any = None  # live partial data (a RunPartialData; `job` and `event` are None)
+    after_seq: int = 0  # for a partial: the last event seq delivered before it
 
     @property
     def state(self) -> int:
+        if self.partial is not None:
+            return pb.Job.STATE_RUNNING
         return self.event.state if self.event is not None else self.job.state  # type: ignore[union-attr]
 
     @property
     def seq(self) -> int:
+        if self.partial is not None:
+            return self.after_seq
         return self.event.seq if self.event is not None else self.job.last_seq  # type: ignore[union-attr]
+
+    @property
+    def log_lines(self) -> list[str]:
+        """The log lines of a log event (empty for any other update)."""
+        if self.event is not None and self.event.HasField("log"):
+            return list(self.event.log.lines)
+        return []
+
+    def partial_arrays(self) -> dict[str, list[float]]:
+        """The partial data's arrays by dataset name (xpts, avgi, avgq, ...); empty otherwise."""
+        if self.partial is None:
+            return {}
+        return {s.name: list(s.values) for s in self.partial.series}
 
 
 class _Cursor:
@@ -60,6 +85,8 @@ class _Cursor:
     def accept(self, message: pb.WatchJobResponse) -> Update | None:
         self.failures = 0
         self.connected = True
+        if message.HasField("partial"):
+            return Update(None, None, partial=message.partial, after_seq=self.last)
         if message.HasField("event"):
             if message.event.seq <= self.last:
                 return None  # already delivered before the reconnect
@@ -80,17 +107,20 @@ def follow(
     reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
     address: str = "",
     connected: bool = False,
+    partial_data: bool = False,
 ) -> Iterator[Update]:
     """Blocking follower. `deadline` is a time.monotonic() value; past it DeadlineExceeded is raised.
     A scheduler that cannot be reached at all fails at once (Unavailable) unless `connected`
-    says it was reached before; a connection that drops later is resumed."""
+    says it was reached before; a connection that drops later is resumed. `partial_data`: also
+    the running run's partial averaged data after each round (Update.partial)."""
     cursor = _Cursor(after_seq, connected)
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "", f"{job_id} is not finished yet")
         call = stub.WatchJob(
-            pb.WatchJobRequest(after_seq=cursor.last, **job_ref(job_id)),  # a task id works too
+            # a task id works too
+            pb.WatchJobRequest(after_seq=cursor.last, partial_data=partial_data, **job_ref(job_id)),
             timeout=remaining,
             wait_for_ready=cursor.reconnects > 0,
         )
@@ -131,12 +161,14 @@ async def follow_async(
     reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
     address: str = "",
     connected: bool = False,
+    partial_data: bool = False,
 ) -> AsyncIterator[Update]:
     """asyncio follower; bound it with asyncio.timeout() (cancelling it cancels the call)."""
     cursor = _Cursor(after_seq, connected)
     while True:
         call = stub.WatchJob(
-            pb.WatchJobRequest(after_seq=cursor.last, **job_ref(job_id)), wait_for_ready=cursor.reconnects > 0
+            pb.WatchJobRequest(after_seq=cursor.last, partial_data=partial_data, **job_ref(job_id)),
+            wait_for_ready=cursor.reconnects > 0,
         )
         try:
             async for message in call:

@@ -188,13 +188,25 @@ def run_code(run) -> str:
     return lab.experiment_commit[:12] if lab is not None and lab.experiment_commit else "-"
 
 
-def event_line(event: pb.JobEvent) -> str:
-    stamp = (
+def _stamp(event: pb.JobEvent) -> str:
+    return (
         event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
         if event.time.seconds
         else datetime.now().strftime("%H:%M:%S")
     )
-    return f"{stamp}  #{event.seq:<4} {state_name(event.state):<10} {event.message}"
+
+
+def event_line(event: pb.JobEvent) -> str:
+    """One line per event; a log event is its log lines instead (log_lines)."""
+    if event.HasField("log"):
+        return "\n".join(log_lines(event))
+    return f"{_stamp(event)}  #{event.seq:<4} {state_name(event.state):<10} {event.message}"
+
+
+def log_lines(event: pb.JobEvent) -> list[str]:
+    """The lines a run wrote, as `qsched watch` and `qsched logs` print them: "HH:MM:SS.mmm | line"."""
+    stamp = _stamp(event)
+    return [f"{stamp}  | {line}" for line in event.log.lines]
 
 
 def run_rows(runs) -> str:

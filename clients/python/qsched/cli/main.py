@@ -126,8 +126,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = client.get_job(job_id)
     where = f"at position {job.queue_position}" if job.queue_position else f"({state_name(job.state)})"
     print(f"{job_id} queued on {job.device} {where}, estimated start {when(job.estimated_start_time)}")
-    if args.watch:
-        return _watch(args, job_id)
+    if args.watch:  # everything after "queued": a fast job has started (and logged) already
+        return _watch(args, job_id, after_seq=1)
     if args.wait:
         return _wait(client, job_id, None)
     return 0
@@ -196,19 +196,24 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(args: argparse.Namespace, job_id: str) -> int:
-    from qsched.cli.format import event_line, state_name
+def _watch(args: argparse.Namespace, job_id: str, only_logs: bool = False, after_seq: int = 0) -> int:
+    """Print the job's events (a log event as its log lines) until it ends."""
+    from qsched.cli.format import event_line, log_lines, state_name
     from qsched.follow import follow
 
     calls = _calls(args)
     pb = _pb()
     last_state = pb.Job.STATE_UNSPECIFIED
-    for update in follow(_stub(calls), calls.channel, job_id, address=calls.address):
+    for update in follow(_stub(calls), calls.channel, job_id, after_seq=after_seq, address=calls.address):
         if update.event is None:
             job = update.job
-            print(f"{job.job_id}: {state_name(job.state)} (seq {job.last_seq})")
-        else:
-            print(event_line(update.event))
+            if not only_logs:
+                print(f"{job.job_id}: {state_name(job.state)} (seq {job.last_seq})")
+        elif update.event.HasField("log"):
+            for line in log_lines(update.event):
+                print(line, flush=True)
+        elif not only_logs:
+            print(event_line(update.event), flush=True)
         last_state = update.state
     return 0 if last_state == pb.Job.STATE_SUCCEEDED else 1
 
@@ -220,6 +225,23 @@ def _positive_limit(args: argparse.Namespace) -> None:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(args, _job_id(args, args.job_id))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from qsched.cli.format import log_lines
+
+    calls = _calls(args)
+    job_id = _job_id(args, args.job_id)
+    response = calls("GetJobLog", _pb().GetJobLogRequest(job_id=job_id, task_id=args.task or ""))
+    for event in response.events:
+        for line in log_lines(event):
+            print(line)
+    if args.follow:  # then new lines until the job ends (the replay after the last printed one)
+        last = max((e.seq for e in response.events), default=1)
+        return _watch(args, response.job_id or job_id, only_logs=True, after_seq=last)
+    if not response.events:
+        print(f"{response.job_id or job_id}: no log lines")
+    return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -482,7 +504,9 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
         "the device allows it, and continue later from the rounds done (docs/calibration.md)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
-    p.add_argument("--watch", action="store_true", help="print the job's events until it ends")
+    p.add_argument(
+        "--watch", action="store_true", help="print the job's events and its log lines until it ends"
+    )
     p.set_defaults(func=cmd_submit)
 
     p = client("wait", "wait for a job to finish, with a progress bar (exit 1 unless it succeeded)")
@@ -495,9 +519,15 @@ def _add_job_commands(sub: argparse._SubParsersAction, aliases: bool = False) ->
     p.add_argument("--runs", action="store_true", help="also list every run of the job")
     p.set_defaults(func=cmd_show)
 
-    p = client("watch", "print a job's events until it ends")
+    p = client("watch", "print a job's events (and the log lines its runs write) until it ends")
     p.add_argument("job_id", help="job id, or a task id")
     p.set_defaults(func=cmd_watch)
+
+    p = client("logs", "print the log lines a job's runs wrote (kept with the runs)")
+    p.add_argument("job_id", help="job id, or a task id")
+    p.add_argument("--task", help="only this run's lines (its task id)")
+    p.add_argument("-f", "--follow", action="store_true", help="then print new lines until the job ends")
+    p.set_defaults(func=cmd_logs)
 
     p = client("cancel", "cancel a queued or running job")
     p.add_argument("job_id", help="job id, or a task id (the job's, which it has from submit)")
