@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ SESSION_TTL_S = 12 * 3600.0  # then log in again (a lab screen: a working day)
 DEVICE_RECHECK_S = 2.0
 TERMINAL = {"STATE_SUCCEEDED", "STATE_FAILED", "STATE_CANCELLED"}
 ACTIONS = ("pause", "drain", "resume")
+# Live partial data: the latest per job being watched (older ones are dropped, never queued).
+PARTIALS_KEPT = 64
 APP_KEY = web.AppKey("qsched_web", object)
 
 
@@ -49,6 +52,7 @@ class WebView:
         self.cache_dir = cache_dir
         self.sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.partials: OrderedDict[str, Any] = OrderedDict()  # job id -> its latest RunPartialData
 
     # -- sessions ---------------------------------------------------------------------------------------
     def session(self, request: web.Request) -> Session | None:
@@ -126,6 +130,20 @@ class WebView:
     async def plot(self, request: web.Request) -> web.Response:
         session = self.need_session(request)
         job_id = request.match_info["job_id"]
+        if "partial" in request.query:  # the running run's latest partial data: drawn, not kept
+            partial = self.partials.get(job_id)
+            if partial is None:
+                raise web.HTTPNotFound(text="no partial data of this job (yet, or any more)")
+            title = f"{job_id} ({partial.rounds_done}/{partial.rounds_total} rounds)"
+            try:
+                png = await session.viewer.plot_partial(partial, title)
+            except (ValueError, OSError) as exc:
+                raise web.HTTPNotFound(text=f"no plot: {exc}") from None
+            return web.Response(
+                body=png,
+                content_type="image/png",
+                headers={"Cache-Control": "no-store", "X-Qsched-Rounds": str(partial.rounds_done)},
+            )
         try:
             png = await session.viewer.plot(job_id, request.query.get("task", ""))
         except Refused as refused:
@@ -256,18 +274,40 @@ class WebView:
 
     async def job_events(self, request: web.Request) -> web.StreamResponse:
         """`snapshot` (the job), then `event` per job event (SSE id = seq, so the browser's own
-        reconnect resumes by after_seq), `record` for circuit and benchmark results, then `end`."""
+        reconnect resumes by after_seq), `record` for circuit and benchmark results, then `end`.
+        Live output: the log lines written before the snapshot come as `event`s (without an id)
+        right after it; `partial` says a new round's partial data can be drawn (plot.png?partial)."""
         session = self.need_session(request)
         viewer = session.viewer
         job_id = request.match_info["job_id"]
         after = request.headers.get("Last-Event-ID") or request.query.get("after_seq") or "0"
+        after_seq = int(after) if after.isdigit() else 0
         stream = await _sse(request)
         job: dict[str, Any] = {}
         try:
-            async for message in viewer.watch_job(job_id, int(after) if after.isdigit() else 0):
-                if message.HasField("snapshot"):
+            async for message in viewer.watch_job(job_id, after_seq, partial_data=True):
+                if message.HasField("partial"):
+                    partial = message.partial
+                    self.partials[job_id] = partial
+                    self.partials.move_to_end(job_id)
+                    while len(self.partials) > PARTIALS_KEPT:
+                        self.partials.popitem(last=False)
+                    note = {
+                        "task_id": partial.task_id,
+                        "rounds_done": partial.rounds_done,
+                        "rounds_total": partial.rounds_total,
+                        "time": partial.time.ToJsonString(),
+                        "received_at": time.time(),
+                    }
+                    await _send(stream, "partial", note)
+                elif message.HasField("snapshot"):
                     job = as_dict(message.snapshot)
                     await _send(stream, "snapshot", job)
+                    if not after_seq:  # the lines so far (up to the snapshot; later ones come live)
+                        with contextlib.suppress(Refused):
+                            for event in await viewer.job_log(job_id):
+                                if event.seq <= message.snapshot.last_seq:
+                                    await _send(stream, "event", as_dict(event))
                 else:
                     event = as_dict(message.event)
                     event["received_at"] = time.time()  # splits the page's latency: upstream / here on

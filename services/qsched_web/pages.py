@@ -54,8 +54,9 @@ def job(user: dict[str, Any], job_id: str) -> str:
 <section><h2>Pinned config revisions</h2><dl id="revisions"><dd class="hint">none yet</dd></dl></section>
 <section><h2>Fit summary</h2><dl id="fit"><dd class="hint">none yet</dd></dl></section>
 <section id="plot-section"><h2>Data</h2>
-<p id="plot-note" class="hint">the plot appears when the run has data</p>
+<p id="plot-note" class="hint">the plot appears when the run has data (live, round by round)</p>
 <img id="plot" alt="plot of the run's data" hidden></section>
+<section id="log-section" hidden><h2>Log</h2><div id="log" class="log"></div></section>
 <section id="record-section" hidden><h2>Benchmark record</h2><pre id="record"></pre></section>
 <section><h2>Events</h2><ol id="events"></ol></section>"""
     return _frame(job_id, "job", body, user, f' data-job="{escape(job_id)}"')

@@ -125,8 +125,12 @@ class Viewer:
         finally:
             call.cancel()
 
-    async def watch_job(self, job_id: str, after_seq: int = 0) -> AsyncIterator[pb.WatchJobResponse]:
-        call = self.jobs.WatchJob(pb.WatchJobRequest(job_id=job_id, after_seq=after_seq))
+    async def watch_job(
+        self, job_id: str, after_seq: int = 0, partial_data: bool = False
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        call = self.jobs.WatchJob(
+            pb.WatchJobRequest(job_id=job_id, after_seq=after_seq, partial_data=partial_data)
+        )
         try:
             async for message in call:
                 yield message
@@ -134,6 +138,14 @@ class Viewer:
             raise Refused.of(error) from None
         finally:
             call.cancel()
+
+    async def job_log(self, job_id: str) -> list[pb.JobEvent]:
+        """The job's log events so far (GetJobLog)."""
+        return list((await self._unary(self.jobs.GetJobLog, pb.GetJobLogRequest(job_id=job_id))).events)
+
+    async def plot_partial(self, partial: Any, title: str) -> bytes:
+        """The same figure `qsched plot` draws, of a running run's partial data (RunPartialData)."""
+        return await asyncio.to_thread(_plot_partial, partial, title)
 
     async def plot(self, job_id: str, task_id: str = "") -> bytes:
         """The PNG `qsched plot` draws for the run's data (fetched over FetchJobData with this
@@ -158,3 +170,19 @@ class Viewer:
         with _PLOT_LOCK, tempfile.TemporaryDirectory() as tmp:
             out = plot_run(run, Path(tmp) / "plot.png", title=f"{job_id} {what}")
             return out.read_bytes()
+
+
+def _plot_partial(partial: Any, title: str) -> bytes:
+    import numpy as np
+
+    from qsched.cli.plot import plot_run
+    from qsched.data import RunData
+
+    run = RunData(Path(f"{partial.task_id}.partial"))
+    for series in partial.series:
+        run.arrays[series.name] = np.asarray(series.values, dtype=float)
+        labels = {k: v for k, v in (("long_name", series.long_name), ("units", series.units)) if v}
+        if labels:
+            run.dataset_attrs[series.name] = labels
+    with _PLOT_LOCK, tempfile.TemporaryDirectory() as tmp:
+        return plot_run(run, Path(tmp) / "plot.png", title=title).read_bytes()

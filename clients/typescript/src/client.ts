@@ -13,6 +13,7 @@ import {
   type Job,
   type JobEvent,
 } from "./gen/qsched/jobs/v1/jobs_pb.js";
+import type { RunPartialData } from "./gen/qsched/executor/v1/executor_pb.js";
 import { findToken, schedulerAddress, tlsFromEnv } from "./credentials.js";
 import { QschedError } from "./errors.js";
 
@@ -55,10 +56,20 @@ export interface CircuitJob {
   requestId?: string;
 }
 
-/** One message of a followed job: a snapshot (`job`) or an event. */
+/**
+ * One message of a followed job: a snapshot (`job`), an event, or (with `partialData`) the running
+ * run's partial averaged data after a round. An event with `event.log` set carries log lines the
+ * run wrote (`logLines(update)`); a partial is not sequenced and never replayed.
+ */
 export type Update =
   | { kind: "snapshot"; job: Job; resumed: boolean }
-  | { kind: "event"; event: JobEvent };
+  | { kind: "event"; event: JobEvent }
+  | { kind: "partial"; partial: RunPartialData };
+
+/** The log lines of a log event (empty for any other update). */
+export function logLines(update: Update): string[] {
+  return update.kind === "event" && update.event.log ? update.event.log.lines : [];
+}
 
 // Codes after which a watch is simply called again (a read: always safe to repeat).
 const RESUMABLE = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.Aborted]);
@@ -186,11 +197,12 @@ export class QschedClient {
   /**
    * A job's snapshot, then its events in seq order until it is terminal. A dropped stream is
    * called again with after_seq = the last seq delivered: nothing is lost, nothing seen twice.
-   * Pass `afterSeq` to resume a follow from an earlier process; `signal` stops it.
+   * Pass `afterSeq` to resume a follow from an earlier process; `signal` stops it; `partialData`
+   * also delivers the running run's partial averaged data after each round (kind "partial").
    */
   async *follow(
     jobId: string,
-    options: { afterSeq?: bigint; signal?: AbortSignal } = {},
+    options: { afterSeq?: bigint; signal?: AbortSignal; partialData?: boolean } = {},
   ): AsyncGenerator<Update> {
     let last = options.afterSeq ?? 0n;
     let failures = 0;
@@ -199,7 +211,7 @@ export class QschedClient {
     for (;;) {
       try {
         for await (const message of this.jobs.watchJob(
-          { jobId, afterSeq: last },
+          { jobId, afterSeq: last, partialData: options.partialData ?? false },
           { signal: options.signal },
         )) {
           failures = 0;
@@ -209,6 +221,8 @@ export class QschedClient {
             if (event.seq <= last) continue; // delivered before the reconnect
             last = event.seq;
             yield { kind: "event", event };
+          } else if (message.message.case === "partial") {
+            yield { kind: "partial", partial: message.message.value };
           } else if (message.message.case === "snapshot") {
             const job = message.message.value;
             if (last === 0n) last = job.lastSeq;
@@ -237,7 +251,7 @@ export class QschedClient {
     let job: Job | undefined;
     for await (const update of this.follow(jobId, options)) {
       if (update.kind === "snapshot") job = update.job;
-      else if (update.event.job) job = update.event.job;
+      else if (update.kind === "event" && update.event.job) job = update.event.job;
     }
     if (job === undefined || !TERMINAL.has(job.state)) job = await this.getJob(jobId);
     return job;

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { Code, Job_State, QschedClient, QschedError, findToken, type Update } from "../src/index.js";
+import { Code, Job_State, QschedClient, QschedError, findToken, logLines, type Update } from "../src/index.js";
 import { BELL, RABI, need } from "./env.js";
 
 const address = need("QSCHED_ADDRESS");
@@ -70,6 +70,29 @@ test("a lab job: submit, follow to SUCCEEDED, resume by after_seq without repeat
   assert.equal(done.state, Job_State.SUCCEEDED);
   assert.ok(done.currentRun!.taskId);
   assert.ok(Object.keys(done.currentRun!.configRevisions).includes("hardware_config"));
+});
+
+test("follow with partialData: log lines as events, partial data round by round", async () => {
+  const client = user();
+  const job = await client.submitLabJob({ experiment: RABI, config: { reps: 50, rounds: 4, expts: 21 } });
+  const lines: string[] = [];
+  const rounds: bigint[] = [];
+  // afterSeq 1: everything after "queued" (the run may have started and logged already)
+  for await (const update of client.follow(job.jobId, { afterSeq: 1n, partialData: true })) {
+    lines.push(...logLines(update));
+    if (update.kind === "partial") {
+      rounds.push(update.partial.roundsDone);
+      const names = update.partial.series.map((s) => s.name).sort();
+      assert.deepEqual(names, ["avgi", "avgq", "xpts"]);
+      assert.equal(update.partial.series[0].values.length, 21);
+    }
+  }
+  assert.equal(lines[0], "AmplitudeRabiExperiment: 21 points x 50 reps x 4 round(s)");
+  assert.ok(lines.some((line) => line.startsWith("fit: pi_gain")), lines.join("\n"));
+  assert.ok(rounds.length >= 1 && rounds.every((r, i) => i === 0 || r > rounds[i - 1]), rounds.join(" "));
+  assert.equal(rounds.at(-1), 4n);
+  const kept = await client.jobs.getJobLog({ jobId: job.jobId });
+  assert.deepEqual(kept.events.flatMap((e) => e.log?.lines ?? []), lines);
 });
 
 test("the queue in run order, cancel of one's own job, refusal of someone else's", async () => {

@@ -1,6 +1,7 @@
 // The web view in headless Chromium (Debian's chromium, driven by playwright-core): log in, watch a
-// job go from queued to succeeded without a reload, see its plot, cancel another job, be refused
-// pausing a device as a non-operator. Screenshots go to $QSCHED_TEST_ARTIFACTS.
+// job go from queued to succeeded without a reload, see its plot grow round by round and its log
+// lines, cancel another job, be refused pausing a device as a non-operator. Screenshots go to
+// $QSCHED_TEST_ARTIFACTS.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import { Job_State, QschedClient } from "../src/index.js";
 import { BELL, RABI, need } from "./env.js";
 
 const CHROMIUM = process.env.QSCHED_TEST_CHROMIUM || "/usr/bin/chromium";
+const ROUNDS = 12;
 const skip = existsSync(CHROMIUM)
   ? false
   : `no Chromium at ${CHROMIUM} (the Makefile installs Debian's chromium; apt-get could not here)`;
@@ -44,7 +46,8 @@ test("the web view, live, as a person without the operator role", { skip, timeou
 
     // A held device: the job waits in the queue, on the board, with its position.
     await boss.jobs.pauseDevice({ name: "qick", reason: "web test" });
-    const job = await viewer.submitLabJob({ experiment: RABI, config: { reps: 50 } });
+    // Several averaging rounds: the job page redraws the plot as each one arrives.
+    const job = await viewer.submitLabJob({ experiment: RABI, config: { reps: 200, rounds: ROUNDS } });
     const row = page.locator(`#device-qick tr[data-job="${job.jobId}"]`);
     await row.waitFor();
     assert.equal(await row.getAttribute("data-state"), "queued");
@@ -57,6 +60,9 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1));
     await boss.jobs.resumeDevice({ name: "qick" });
     await page.locator("body[data-state=running], body[data-state=succeeded]").waitFor();
+    // A live plot of the rounds so far (drawn from the partial data, the figure `qsched plot` draws).
+    await page.locator("#plot[data-rounds]").waitFor({ state: "attached" });
+    await shot(page, "2a-job-live-plot");
     await page.locator("body[data-state=succeeded]").waitFor({ timeout: 60_000 });
     assert.equal(await page.evaluate(() => (window as unknown as { marker: number }).marker), 1, "no reload");
     const states = await page.locator("#events li").evaluateAll((items) => items.map((i) => i.getAttribute("data-state")));
@@ -64,6 +70,15 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     await page.locator("#revisions dt", { hasText: "hardware_config" }).waitFor();
     await page.locator("#plot:not([hidden])").waitFor();
     assert.ok(await page.locator("#plot").evaluate((img) => (img as HTMLImageElement).naturalWidth > 0));
+    // The plot grew round by round: live plots of more and more rounds, then the data file's.
+    const drawn = await page.evaluate(() => (window as unknown as { qschedPartialsDrawn: number[] }).qschedPartialsDrawn);
+    t.diagnostic(`live plots drawn, by rounds averaged: ${drawn.join(" ")}`);
+    assert.ok(drawn.length >= 2, `at least two live plots, got rounds ${drawn.join(" ")}`);
+    assert.ok(drawn.every((r, i) => i === 0 || r > drawn[i - 1]) && drawn.at(-1)! <= ROUNDS, drawn.join(" "));
+    await page.locator("#plot[data-rounds=final]").waitFor();
+    // Its log lines, as the experiment wrote them.
+    await page.locator("#log div", { hasText: `AmplitudeRabiExperiment: 101 points x 200 reps x ${ROUNDS} round(s)` }).waitFor();
+    await page.locator("#log div", { hasText: "fit: pi_gain" }).waitFor();
     await shot(page, "2-job-succeeded");
 
     // A circuit job's page shows its record (the counts of each provider task).

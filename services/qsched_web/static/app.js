@@ -166,9 +166,47 @@ function showPlot(jobId, taskId) {
   const img = $("plot");
   const src = `/jobs/${jobId}/plot.png?task=${encodeURIComponent(taskId)}`;
   if (img.getAttribute("src") === src) return;
-  img.onload = () => { img.hidden = false; $("plot-note").hidden = true; };
+  live.final = true; // the data file's plot replaces the live one
+  img.onload = () => { img.hidden = false; img.dataset.rounds = "final"; $("plot-note").hidden = true; };
   img.onerror = () => { $("plot-note").textContent = "no plot for this run's data"; };
   img.src = src;
+}
+
+// Live partial data: one image request at a time; a round that arrives meanwhile replaces the
+// one waiting (the latest is drawn, older ones are dropped).
+const live = { loading: false, next: null, final: false };
+window.qschedPartialsDrawn = []; // the rounds each live plot drew (the browser test reads it)
+
+function showPartial(jobId, partial) {
+  if (live.final) return;
+  if (live.loading) { live.next = partial; return; }
+  live.loading = true;
+  const img = $("plot");
+  const done = () => {
+    live.loading = false;
+    const next = live.next;
+    live.next = null;
+    if (next) showPartial(jobId, next);
+  };
+  img.onload = () => {
+    if (live.final) return;
+    img.hidden = false;
+    img.dataset.rounds = String(partial.rounds_done);
+    window.qschedPartialsDrawn.push(partial.rounds_done);
+    $("plot-note").hidden = false;
+    $("plot-note").textContent = `live: ${partial.rounds_done} of ${partial.rounds_total} rounds averaged`;
+    latency(partial.time, `partial-drawn ${partial.rounds_done}`, partial.received_at);
+    done();
+  };
+  img.onerror = done;
+  img.src = `/jobs/${jobId}/plot.png?task=${encodeURIComponent(partial.task_id)}&partial=${partial.rounds_done}`;
+}
+
+function appendLog(event) {
+  const lines = (event.log && event.log.lines) || [];
+  const log = $("log");
+  for (const line of lines) log.append(el("div", { class: line.startsWith("[qsched]") ? "dropped" : "" }, line));
+  $("log-section").hidden = log.childElementCount === 0;
 }
 
 function jobPage() {
@@ -178,11 +216,21 @@ function jobPage() {
   source.addEventListener("snapshot", (message) => renderJob(JSON.parse(message.data)));
   source.addEventListener("event", (message) => {
     const event = JSON.parse(message.data);
+    if (event.log) { // log lines of the run: the Log section, not the event list
+      appendLog(event);
+      if (event.received_at) latency(event.time, `log ${event.seq}`, event.received_at);
+      return;
+    }
     latency(event.time, `job ${event.seq}`, event.received_at);
     const time = event.time ? new Date(event.time).toLocaleTimeString() : "";
     $("events").append(el("li", { "data-seq": event.seq, "data-state": short(event.state) }, `${time} ${short(event.state)} ${event.message || ""}`));
     if (event.job) renderJob(event.job);
     else if (event.progress) setProgress(event.progress);
+  });
+  source.addEventListener("partial", (message) => {
+    const partial = JSON.parse(message.data);
+    latency(partial.time, `partial ${partial.rounds_done}/${partial.rounds_total}`, partial.received_at);
+    showPartial(jobId, partial);
   });
   source.addEventListener("record", (message) => {
     const result = JSON.parse(message.data);
