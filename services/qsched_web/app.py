@@ -365,7 +365,7 @@ def build_app(scheduler_address: str, cache_dir: Path, instance: str = "") -> we
         if instance:  # lets `qsched up` tell its own web view from another process on the port
             response.headers["X-Qsched-Instance"] = instance
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self'")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:")
         return response
 
     app = web.Application(middlewares=[headers])

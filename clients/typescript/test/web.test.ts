@@ -12,7 +12,7 @@ import { Job_State, QschedClient } from "../src/index.js";
 import { BELL, RABI, need } from "./env.js";
 
 const CHROMIUM = process.env.QSCHED_TEST_CHROMIUM || "/usr/bin/chromium";
-const ROUNDS = 12;
+const ROUNDS = 40; // ~0.1 s each on the simulated board: several live plots fit in
 const skip = existsSync(CHROMIUM)
   ? false
   : `no Chromium at ${CHROMIUM} (the Makefile installs Debian's chromium; apt-get could not here)`;
@@ -63,19 +63,23 @@ test("the web view, live, as a person without the operator role", { skip, timeou
     // A live plot of the rounds so far (drawn from the partial data, the figure `qsched plot` draws).
     await page.locator("#plot[data-rounds]").waitFor({ state: "attached" });
     await shot(page, "2a-job-live-plot");
+    await page.waitForFunction(() => {
+      const w = window as unknown as { qschedPartialsDrawn: number[] };
+      return w.qschedPartialsDrawn.length >= 2 || document.body.dataset.state === "succeeded";
+    });
+    await shot(page, "2b-job-live-plot-more-rounds");
     await page.locator("body[data-state=succeeded]").waitFor({ timeout: 60_000 });
     assert.equal(await page.evaluate(() => (window as unknown as { marker: number }).marker), 1, "no reload");
     const states = await page.locator("#events li").evaluateAll((items) => items.map((i) => i.getAttribute("data-state")));
     assert.ok(states.includes("running") && states.at(-1) === "succeeded", states.join(" "));
     await page.locator("#revisions dt", { hasText: "hardware_config" }).waitFor();
-    await page.locator("#plot:not([hidden])").waitFor();
+    await page.locator("#plot[data-rounds=final]").waitFor(); // the data file's plot, loaded
     assert.ok(await page.locator("#plot").evaluate((img) => (img as HTMLImageElement).naturalWidth > 0));
     // The plot grew round by round: live plots of more and more rounds, then the data file's.
     const drawn = await page.evaluate(() => (window as unknown as { qschedPartialsDrawn: number[] }).qschedPartialsDrawn);
     t.diagnostic(`live plots drawn, by rounds averaged: ${drawn.join(" ")}`);
     assert.ok(drawn.length >= 2, `at least two live plots, got rounds ${drawn.join(" ")}`);
     assert.ok(drawn.every((r, i) => i === 0 || r > drawn[i - 1]) && drawn.at(-1)! <= ROUNDS, drawn.join(" "));
-    await page.locator("#plot[data-rounds=final]").waitFor();
     // Its log lines, as the experiment wrote them.
     await page.locator("#log div", { hasText: `AmplitudeRabiExperiment: 101 points x 200 reps x ${ROUNDS} round(s)` }).waitFor();
     await page.locator("#log div", { hasText: "fit: pi_gain" }).waitFor();

@@ -177,29 +177,39 @@ function showPlot(jobId, taskId) {
 const live = { loading: false, next: null, final: false };
 window.qschedPartialsDrawn = []; // the rounds each live plot drew (the browser test reads it)
 
-function showPartial(jobId, partial) {
+async function showPartial(jobId, partial) {
   if (live.final) return;
   if (live.loading) { live.next = partial; return; }
   live.loading = true;
   const img = $("plot");
-  const done = () => {
+  try {
+    // Fetched first, then swapped in: the plot on the page never blanks while the next one loads.
+    const response = await fetch(`/jobs/${jobId}/plot.png?task=${encodeURIComponent(partial.task_id)}&partial=${partial.rounds_done}`);
+    if (response.ok && !live.final) {
+      const url = URL.createObjectURL(await response.blob());
+      const loaded = await new Promise((resolve) => {
+        const old = img.src;
+        img.onload = () => resolve(true);
+        img.onerror = () => resolve(false);
+        img.src = url;
+        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+      });
+      if (loaded && !live.final) {
+        img.hidden = false;
+        const rounds = Number(response.headers.get("X-Qsched-Rounds") || partial.rounds_done);
+        img.dataset.rounds = String(rounds);
+        if (window.qschedPartialsDrawn.at(-1) !== rounds) window.qschedPartialsDrawn.push(rounds);
+        $("plot-note").hidden = false;
+        $("plot-note").textContent = `live: ${rounds} of ${partial.rounds_total} rounds averaged`;
+        latency(partial.time, `partial-drawn ${rounds}`, partial.received_at);
+      }
+    }
+  } finally {
     live.loading = false;
     const next = live.next;
     live.next = null;
     if (next) showPartial(jobId, next);
-  };
-  img.onload = () => {
-    if (live.final) return;
-    img.hidden = false;
-    img.dataset.rounds = String(partial.rounds_done);
-    window.qschedPartialsDrawn.push(partial.rounds_done);
-    $("plot-note").hidden = false;
-    $("plot-note").textContent = `live: ${partial.rounds_done} of ${partial.rounds_total} rounds averaged`;
-    latency(partial.time, `partial-drawn ${partial.rounds_done}`, partial.received_at);
-    done();
-  };
-  img.onerror = done;
-  img.src = `/jobs/${jobId}/plot.png?task=${encodeURIComponent(partial.task_id)}&partial=${partial.rounds_done}`;
+  }
 }
 
 function appendLog(event) {
