@@ -348,7 +348,16 @@ class CancelRuns:
     preempt: bool = False
 
 
-QueueCommand = OpenQueue | EnqueueRuns | WithdrawRuns | CancelRuns
+@dataclass(frozen=True)
+class WatchPartials:
+    """The jobs whose runs' partial data someone watches now (replaces the last set; no answer).
+    The executor computes and sends partial data only for their runs: nobody watching, the board
+    does none of that work."""
+
+    job_ids: frozenset[str] = frozenset()
+
+
+QueueCommand = OpenQueue | EnqueueRuns | WithdrawRuns | CancelRuns | WatchPartials
 QueueEvent = QueueOpened | UpdateBatch | Enqueued | Withdrawn | Cancelling
 
 

@@ -59,6 +59,7 @@ from qsched_core.execution import (
     UpdateBatch,
     UpdateBody,
     Validated,
+    WatchPartials,
     Withdrawn,
     WithdrawRuns,
 )
@@ -229,8 +230,11 @@ class HardwareExecutor:
         self._on_board: Run | None = None
         self._closing = False
         self._journal: Journal | None = None
-        # Live output that had nowhere to go (no run queue open): dropped, counted.
-        self.partials_unsent = 0
+        # Live output: the jobs whose partial data the scheduler says someone watches, and what
+        # happened to partials (counted: observable, e.g. by tests).
+        self._watched_jobs: frozenset[str] = frozenset()
+        self.partials_unwatched = 0  # rounds whose partial was not even computed: nobody watched
+        self.partials_unsent = 0  # computed, but no run queue was open to take it
         if settings.state_dir is not None:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in board.board_id)
             self._journal = Journal(settings.state_dir / f"executor-journal-{safe}.jsonl")
@@ -507,6 +511,7 @@ class HardwareExecutor:
         if self._session is not None:
             self._session.replace()
         session = self._session = QueueSession()
+        self._watched_jobs = frozenset()  # the new scheduler says whom it serves (WatchPartials)
         named = [self.runs.get(c.task_id) for c in command.cursors]
         with self._cond:
             waiting = [item.run for item in self._waiting.values()]
@@ -520,6 +525,16 @@ class HardwareExecutor:
                 for update in run.after(cursor.after_seq):
                     session.push(update)
         return session
+
+    def watch_partials(self, command: WatchPartials) -> None:
+        self._watched_jobs = frozenset(command.job_ids)
+
+    def wants_partial(self, run: Run) -> bool:
+        """(board thread) Whether a partial of the run would go anywhere (else skip computing it)."""
+        if self._session is not None and run.job_id in self._watched_jobs:
+            return True
+        self.partials_unwatched += 1
+        return False
 
     def close_queue(self, session: QueueSession) -> None:
         if self._session is session:
@@ -883,7 +898,7 @@ class _LiveOutput:
             self._executor._post(self._run, body)
 
     def wants_partial(self) -> bool:
-        return self._executor._session is not None
+        return self._executor.wants_partial(self._run)
 
     def partial(
         self,

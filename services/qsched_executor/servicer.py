@@ -12,7 +12,14 @@ import grpc
 
 from qsched.api.executor.v1 import executor_pb2 as pb
 from qsched.api.executor.v1 import executor_pb2_grpc as pb_grpc
-from qsched_core.execution import CancelRuns, DataChunk, EnqueueRuns, OpenQueue, WithdrawRuns
+from qsched_core.execution import (
+    CancelRuns,
+    DataChunk,
+    EnqueueRuns,
+    OpenQueue,
+    WatchPartials,
+    WithdrawRuns,
+)
 from qsched_executor.errors import DOMAIN, InvalidRequest
 from qsched_executor.executor import HardwareExecutor, QueueSession
 from qsched_runtime import execution_wire as wire
@@ -60,6 +67,8 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
                     session.push(self._executor.withdraw(command))
                 elif isinstance(command, CancelRuns):
                     session.push(self._executor.cancel(command))
+                elif isinstance(command, WatchPartials):  # no answer
+                    self._executor.watch_partials(command)
                 else:
                     raise InvalidRequest("QUEUE_ALREADY_OPEN", "`open` comes once, first")
         except (ValueError, InvalidRequest) as exc:

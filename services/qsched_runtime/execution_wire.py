@@ -45,6 +45,7 @@ from qsched_core.execution import (
     UpdateBatch,
     Validated,
     Violation,
+    WatchPartials,
     Withdrawn,
     WithdrawRuns,
 )
@@ -407,6 +408,8 @@ def command_to_pb(command: QueueCommand) -> pb.RunQueueRequest:
                 preempt=command.preempt,
             )
         )
+    if isinstance(command, WatchPartials):
+        return pb.RunQueueRequest(watch_partials=pb.WatchPartials(job_ids=sorted(command.job_ids)))
     raise TypeError(f"not a run-queue command: {command!r}")  # pragma: no cover
 
 
@@ -422,6 +425,8 @@ def command_from_pb(msg: pb.RunQueueRequest) -> QueueCommand:
     if which == "cancel":
         c = msg.cancel
         return CancelRuns(c.request_id, tuple(c.task_ids), c.reason, c.preempt)
+    if which == "watch_partials":
+        return WatchPartials(frozenset(msg.watch_partials.job_ids))
     raise ValueError("a run-queue request without a command")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qsched_core.execution import PartialData
@@ -63,11 +64,28 @@ class LiveFeed:
     def __init__(self) -> None:
         self._watchers: dict[str, set[LiveWatcher]] = defaultdict(set)
         self.stats = LiveStats()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_watched_changed(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """`listener()` whenever a job gets its first watcher or loses its last (the dispatchers
+        tell their executors, which compute partials only for watched jobs); returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def watched_jobs(self) -> frozenset[str]:
+        return frozenset(self._watchers)
 
     def watch(self, job_id: str) -> LiveWatcher:
         watcher = LiveWatcher(self, job_id)
+        first = job_id not in self._watchers
         self._watchers[job_id].add(watcher)
+        if first:
+            self._changed()
         return watcher
+
+    def _changed(self) -> None:
+        for listener in tuple(self._listeners):
+            listener()
 
     def watchers(self, job_id: str) -> int:
         return len(self._watchers.get(job_id, ()))
@@ -92,3 +110,4 @@ class LiveFeed:
             watchers.discard(watcher)
             if not watchers:
                 del self._watchers[watcher.job_id]
+                self._changed()

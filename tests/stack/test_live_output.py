@@ -107,13 +107,15 @@ def log_lines(events) -> list[str]:
 
 async def test_log_lines_and_partial_data_arrive_live_round_by_round_and_the_log_stays(tmp_path):
     gate = RoundGate()  # the first round waits until the watcher is there
-    async with live_stack(tmp_path, gate) as (stub, scheduler, _):
+    async with live_stack(tmp_path, gate) as (stub, scheduler, executor):
         job_id = (await stub.SubmitJob(lab_job(**RABI))).job.job_id
         await eventually(lambda: gate.held.is_set(), timeout=WAIT_S, what="the first round on the board")
         # after_seq=1: the lines written before we came are replayed, then new ones come live
         stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_seq=1, partial_data=True))
         first = await stream.read()
         assert first.HasField("snapshot")
+        # The scheduler told the executor that someone watches this job's partial data.
+        await eventually(lambda: job_id in executor._watched_jobs, timeout=WAIT_S, what="WatchPartials")
         gate.open()
         events, partials = [], []
         async for message in stream:
@@ -152,12 +154,13 @@ async def test_nobody_watching_partials_are_dropped_not_held_and_the_log_is_stil
         job_id = (await stub.SubmitJob(lab_job(**RABI))).job.job_id
         job = await ended(stub, job_id)
         assert job.state == pb.Job.STATE_SUCCEEDED
-        stats = scheduler.watching.live.stats
-        # Every partial that reached the scheduler was dropped on arrival: no watcher, no slot.
-        assert stats.published >= 1 and stats.unwatched == stats.published
-        assert stats.delivered == 0 and scheduler.watching.live.held() == 0
-        # The executor kept at most the latest per run, and nothing once the run ended.
+        # Nobody watched: the board did not even compute a partial after any of its rounds (the
+        # experiment asked, and was told no), nothing was sent, nothing is held anywhere.
+        assert executor.partials_unwatched >= ROUNDS
         assert executor._session is not None and executor._session.partials == {}
+        assert executor.partials_unsent == 0
+        stats = scheduler.watching.live.stats
+        assert stats.published == 0 and stats.delivered == 0 and scheduler.watching.live.held() == 0
         # Partials are never part of a run's update log (not replayed, not journaled).
         run = executor.runs.get(job.current_run.task_id)
         assert {u.kind.value for u in run.updates} <= {

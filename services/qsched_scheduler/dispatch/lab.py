@@ -44,6 +44,7 @@ from qsched_core.execution import (
     ScheduleDecision,
     Started,
     Succeeded,
+    WatchPartials,
 )
 from qsched_core.health import Problems
 from qsched_core.payloads import JobKind as CoreKind
@@ -286,6 +287,8 @@ class LabDispatcher:
     ):
         self.device = device
         self._live = live  # where partial data of runs go (live.py); None: dropped
+        self._unwatch: Callable[[], None] | None = None
+        self._telling = asyncio.Lock()  # WatchPartials in order: the last one sent is the newest set
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self._failing = False  # it failed since it last reconciled
         self._yielding = yielding  # device -> what a running job may yield to (YIELD_TRIGGERS)
@@ -318,11 +321,15 @@ class LabDispatcher:
     def start(self) -> None:
         if self._pins.mains is not None:
             self._unsubscribe = self._pins.mains.subscribe(self._mains_moved)
+        if self._live is not None:
+            self._unwatch = self._live.on_watched_changed(self._watched_changed)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._unwatch is not None:
+            self._unwatch()
         if self._task is not None:
             self._task.cancel()
         # Closing the channel first ends a call the task may be waiting on (a write on a stream
@@ -523,6 +530,18 @@ class LabDispatcher:
                 await queue.cancel([task_id], reason)
             return job
 
+    def _watched_changed(self) -> None:
+        """Tell the executor which jobs' partial data someone watches (it computes only theirs)."""
+        queue = self._queue
+        if queue is not None and self._live is not None:
+            self._spawn(self._tell_watched(queue))
+
+    async def _tell_watched(self, queue: RunQueue) -> None:
+        assert self._live is not None
+        async with self._telling:
+            with contextlib.suppress(ExecutorUnavailable):
+                await queue.tell(WatchPartials(self._live.watched_jobs()))
+
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_failure)
@@ -591,6 +610,8 @@ class LabDispatcher:
                 await self._stores.thread.call(self._estimates.load, self.device)
             self._queue = queue
         self.connected.set()
+        if self._live is not None and self._live.watched_jobs():
+            self._watched_changed()
         self._failing = False
         if self._problems is not None:  # reconciled with the database: it works again
             self._problems.clear(self._source)

@@ -16,6 +16,7 @@ from qsched_core.execution import (
     EnqueueRuns,
     ExecutionRequest,
     OpenQueue,
+    QueueCommand,
     QueueEvent,
     QueueOpened,
     RunCursor,
@@ -121,6 +122,12 @@ class RunQueue:
         answer = await self._ask(lambda rid: CancelRuns(rid, tuple(task_ids), reason, preempt))
         assert isinstance(answer, Cancelling)
         return answer
+
+    async def tell(self, command: QueueCommand) -> None:
+        """Send a command that has no answer (WatchPartials)."""
+        if self.closed:
+            raise ExecutorUnavailable("the run queue stream has ended")
+        await self.transport.send(command)
 
     async def close(self) -> None:
         self._reader.cancel()
