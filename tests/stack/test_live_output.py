@@ -147,6 +147,8 @@ async def test_log_lines_and_partial_data_arrive_live_round_by_round_and_the_log
             scheduler.watching.live.stats.delivered == len(partials) + scheduler.watching.live.stats.replaced
         )
         assert scheduler.watching.live.held() == 0 and scheduler.watching.live.watchers(job_id) == 0
+        # The last watcher gone, the executor is told: nobody watches any more.
+        await eventually(lambda: executor._watched_jobs == frozenset(), timeout=WAIT_S, what="unwatched")
 
 
 async def test_nobody_watching_partials_are_dropped_not_held_and_the_log_is_still_kept(tmp_path):
