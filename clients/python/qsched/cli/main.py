@@ -161,6 +161,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         args.job_id = resolve_job_id(args, _client(args), "any")
     job = _get_job(calls, args.job_id)
     print(job_detail(job))
+    _show_log_tail(calls, job)
     if args.runs:
         print()
         print(
@@ -169,6 +170,25 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _show_log_tail(calls, job, last: int = 5) -> None:
+    """The last lines its current run wrote (lab jobs), and how to see them all."""
+    from qsched.errors import QschedError
+
+    pb = _pb()
+    run = job.current_run if job.HasField("current_run") else None
+    if job.kind != pb.JOB_KIND_LAB_EXPERIMENT or run is None or not run.task_id:
+        return
+    try:
+        events = calls("GetJobLog", pb.GetJobLogRequest(job_id=job.job_id, task_id=run.task_id)).events
+    except QschedError:  # an older scheduler without GetJobLog: nothing to add
+        return
+    lines = [line for event in events for line in event.log.lines]
+    if lines:
+        print(f"\nlog ({min(last, len(lines))} of {len(lines)} lines; all: qsched logs {job.job_id}):")
+        for line in lines[-last:]:
+            print(f"  | {line}")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
