@@ -239,6 +239,8 @@ def test_cli_submit_watch_prints_the_log_lines_and_logs_reads_them_back(tmp_path
         assert code == 0, err
         printed = [line.split("| ", 1)[1] for line in out.splitlines() if "| " in line]
         assert [line.split("| ", 1)[1] for line in logs.splitlines()] == printed
+        code, followed, err = qsched("logs", job_id, "-f")  # a finished job: the lines, then it ends
+        assert code == 0 and followed == logs, err
         code, shown, err = qsched("show", job_id)
         assert code == 0, err
         assert f"all: qsched logs {job_id}" in shown and "  | fit: " in shown, shown

@@ -17,6 +17,7 @@ from qsched_scheduler.domain import (
     JobKind,
     JobState,
     ListView,
+    LogLines,
     NewJob,
     Payload,
     Reason,
@@ -847,6 +848,19 @@ def test_a_staged_run_starts_ends_or_goes_back_to_its_place(store: JobStore) -> 
     assert again.staged_task_id == "" and again.run_count == 0 and again.current_run is None
     assert store.queue_position(again) == 1
     assert store.apply_updates([("task-3", RunUpdate(2, started=True))], at(5)) == []  # forgotten
+
+
+def test_log_lines_of_a_run_are_events_of_their_own_kept_with_the_job(store: JobStore) -> None:
+    job = submit(store)
+    stage(store, job, "task-1")
+    store.apply_updates([("task-1", RunUpdate(2, started=True, progress=0.5, message="started"))], at(2))
+    lines = LogLines(("first line", "[qsched] 3 log line(s) dropped (over 20 lines/s)", "ü"), 3)
+    [change] = store.apply_updates([("task-1", RunUpdate(3, message="log: 3 line(s)", log=lines))], at(3))
+    assert change.event.log == lines and change.event.state is JobState.RUNNING
+    assert change.event.progress == 0.5 and change.job.current_run.executor_seq == 3
+    stored = store.events_after(job.job_id, 0)
+    assert [e.log for e in stored] == [None, None, lines]
+    assert stored[-1].task_id == "task-1" and stored[-1].message == "log: 3 line(s)"
 
 
 def test_a_staged_run_can_end_without_starting_and_a_cancel_drops_it(store: JobStore) -> None:
