@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 import qick
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -775,7 +776,7 @@ class HardwareExecutor:
         series = []
         for name, values in data.items():
             try:
-                flat = [float(v) for v in (values.ravel() if hasattr(values, "ravel") else values)]
+                flat = np.asarray(values, dtype=float).ravel().tolist()
             except (TypeError, ValueError):
                 continue
             if len(flat) <= MAX_PARTIAL_POINTS:
