@@ -163,6 +163,7 @@ class QueueSession:
         self.replaced = False
         # Live output: the latest partial data per run, until sent (a newer one replaces it).
         self.partials: dict[str, PartialSlot] = {}
+        self.partials_replaced = 0  # replaced before the stream could take them
 
     def push(self, event: ExecutionUpdate | QueueEvent | BaseException) -> None:
         self._events.append(event)
@@ -170,14 +171,15 @@ class QueueSession:
 
     def offer_partial(self, partial: PartialData) -> None:
         slot = self.partials.setdefault(partial.task_id, PartialSlot())
+        self.partials_replaced += slot.held
         slot.put(partial)
         self._ready.set()
 
-    def forget_partials(self, task_id: str) -> None:
-        self.partials.pop(task_id, None)
-
     def _take_partials(self) -> tuple[PartialData, ...]:
+        """The partials waiting to be sent; their slots go (a run's last one goes out even when
+        its terminal update follows at once: it is in the same batch, before it)."""
         out = [p for p in (slot.take() for slot in self.partials.values()) if p is not None]
+        self.partials.clear()
         return tuple(out)
 
     def replace(self) -> None:
@@ -187,7 +189,7 @@ class QueueSession:
     async def next(self) -> list[QueueEvent]:
         """Everything pending (consecutive updates in one batch); waits while there is nothing.
         Raises QueueReopened once a newer queue replaced this one."""
-        while not self._events and not self.replaced and not any(s.held for s in self.partials.values()):
+        while not self._events and not self.replaced and not self.partials:
             self._ready.clear()
             await self._ready.wait()
         if self.replaced:
@@ -661,8 +663,6 @@ class HardwareExecutor:
             if isinstance(body, Succeeded | Cancelled):
                 run.data = body.data
             self.runs.finished(run)
-            if self._session is not None:
-                self._session.forget_partials(run.task_id)
             self._end_span(run, body, ts)
             if self._journal is not None and self._journal.needs_compaction:
                 self._compact()

@@ -58,7 +58,8 @@ class RunLog:
     clock: Callable[[], float] = time.monotonic
     stats: LogStats = field(default_factory=LogStats)
     _pending: list[str] = field(default_factory=list)
-    _dropped: int = 0  # since the last flush
+    _dropped: int = 0  # since the last marker
+    _marked: int = 0  # dropped lines the markers since the last flush said
     _full: bool = False
     _tokens: float = -1.0
     _refilled: float = 0.0
@@ -103,6 +104,7 @@ class RunLog:
         self._pending.append(marker)
         self.stats.kept_lines += 1
         self.stats.kept_bytes += len(marker) + 1
+        self._marked += self._dropped
         self._dropped = 0
 
     def due(self) -> bool:
@@ -115,13 +117,12 @@ class RunLog:
         """The lines since the last flush (None: nothing to say). While the run goes on, lines
         dropped by the full cap are said only at the end (`final`): a full log stays quiet."""
         with self._lock:
-            dropped = 0
             if self._dropped and (final or not self._full):
-                dropped = self._dropped
                 self._mark()
             if not self._pending:
                 return None
             lines, self._pending = tuple(self._pending), []
+            dropped, self._marked = self._marked, 0
             self._flushed = self.clock()
             self.stats.flushes += 1
             return Output(lines, dropped)

@@ -33,6 +33,12 @@ def test_lines_over_the_rate_are_dropped_and_the_next_flush_says_how_many():
     log.add("b")
     assert drain(log) == (["b"], 0)
     assert log.stats.dropped_rate == 3
+    for i in range(7):  # lines accepted again after drops: the marker goes in place, and counts
+        log.add(f"c{i}")
+    clock.now = 1.1  # one token back
+    log.add("d")
+    lines, dropped = drain(log)
+    assert lines[-2:] == ["[qsched] 3 log line(s) dropped (over 10 lines/s)", "d"] and dropped == 3
 
 
 def test_a_run_keeps_at_most_max_lines_and_says_what_it_dropped_once_at_its_end():
