@@ -28,12 +28,14 @@ from qsched_scheduler.calibration.configs_client import GrpcCalibrationConfigs
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.sql_store import SqlCalibrationStore
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
+from qsched_scheduler.domain import Change, JobState
 from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
+from qsched_scheduler.replica_events import EventRelay, PgEventListener, replica_origin, tag_connections
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
 from qsched_scheduler.sessions import SessionGate, Sessions
@@ -85,6 +87,10 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     url = database_url(config)
     db.upgrade(url)  # idempotent; a new data directory gets its schema here
     engine = make_engine(url)
+    # Replicas on one PostgreSQL database: this one's changes are named by its origin (issue 15).
+    origin = replica_origin() if engine.dialect.name == "postgresql" else ""
+    if origin:
+        tag_connections(engine, origin)
     store = SqlJobStore(engine)
     executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
@@ -135,6 +141,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     scheduler.bus.add_listener(usage.observe)
     scheduler.bus.add_listener(ordering.observe)  # fair share's per-user index of the queues
     reservations.wire(calendar, scheduler)
+    listener = replica_events(scheduler, store, origin, url, config.dispatch) if origin else None
     reservations.wire_sessions(sessions, scheduler)
     ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
     audit = AuditLog(security.authenticator)
@@ -171,15 +178,38 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         await holds.load()  # before dispatching: a held device must not start anything
         if feed is not None:
             feed.start()
-        await scheduler.start()
+        if listener is not None:  # listening before the index loads: nothing falls in between
+            await listener.start()
+        await scheduler.start(dispatch=config.dispatch)
         ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
         sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
 
     async def stop() -> None:
         await ticker.stop()
+        if listener is not None:
+            await listener.stop()
         if feed is not None:
             await feed.close()
         await scheduler.stop()
 
     return ServiceHandle([jobs, admin], start=start, stop=stop, security=security, problems=problems)
+
+
+def replica_events(
+    scheduler: Scheduler, store: SqlJobStore, origin: str, url: str, dispatch: bool
+) -> PgEventListener:
+    """Other replicas' committed changes, heard through the database, published here as this
+    replica's own are (docs/architecture.md, "Events across replicas"). A job another replica
+    queued on a device this one dispatches wakes its dispatcher, as a local submit does."""
+    scheduler.feed.track_seqs()
+
+    def publish(change: Change) -> None:
+        scheduler.feed.publish(change)
+        job = change.job
+        if dispatch and job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
+            lab = scheduler.routes.lab(job.device)
+            if lab is not None:
+                lab.queued(job)
+
+    return PgEventListener(url, EventRelay(store, origin, publish, scheduler.feed.last_seq))

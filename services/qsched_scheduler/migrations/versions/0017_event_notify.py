@@ -1,0 +1,69 @@
+"""Events across replicas (issue 15, item 2): on PostgreSQL every statement that inserts events
+sends `NOTIFY qsched_events` in its own transaction (so it is delivered on commit, never for a
+rolled-back change), with a payload naming who wrote them and which event ids:
+
+    <application_name of the writer>|<ids>      ids: "17" or "17-20", comma-separated
+
+A replica's listener reads those rows from the event table (the source of truth) and publishes
+them to its watchers (qsched_scheduler/replica_events.py). A payload longer than NOTIFY allows
+becomes `<origin>|*`: "catch up from the table". SQLite: nothing (one process, in-process bus).
+
+Revision ID: 0017_event_notify
+Revises: 0016_submit_task_id
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0017_event_notify"
+down_revision: str | Sequence[str] | None = "0016_submit_task_id"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FUNCTION = """
+CREATE OR REPLACE FUNCTION qsched_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ids text;
+BEGIN
+    -- consecutive ids as ranges: a batch of 1,000 submits is usually one "a-b"
+    SELECT string_agg(CASE WHEN lo = hi THEN lo::text ELSE lo::text || '-' || hi::text END, ','
+                      ORDER BY lo)
+      INTO ids
+      FROM (SELECT min(id) AS lo, max(id) AS hi
+              FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS grp FROM qsched_new_events) AS s
+             GROUP BY grp) AS r;
+    IF ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF length(ids) > 7000 THEN
+        ids := '*';
+    END IF;
+    PERFORM pg_notify('qsched_events', coalesce(current_setting('application_name', true), '') || '|' || ids);
+    RETURN NULL;
+END
+$$
+"""
+
+TRIGGER = """
+CREATE TRIGGER qsched_events_notify AFTER INSERT ON events
+REFERENCING NEW TABLE AS qsched_new_events
+FOR EACH STATEMENT EXECUTE FUNCTION qsched_events_notify()
+"""
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(FUNCTION)
+    op.execute(TRIGGER)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP TRIGGER IF EXISTS qsched_events_notify ON events")
+    op.execute("DROP FUNCTION IF EXISTS qsched_events_notify()")
