@@ -211,5 +211,7 @@ def replica_events(
             lab = scheduler.routes.lab(job.device)
             if lab is not None:
                 lab.queued(job)
+            else:
+                scheduler.routes.wake(job.device)  # a provider device: its dispatcher claims it
 
     return PgEventListener(url, EventRelay(store, origin, publish, scheduler.feed.last_seq))
