@@ -195,7 +195,7 @@ class EventRelay:
         try:
             for done in range(0, len(ids), READ_BATCH):
                 chunk = ids[done : done + READ_BATCH]
-                await self._deliver(await self._call(self._log.logged_events, chunk, None, READ_BATCH))
+                await self._deliver(*await self._call(self._read, chunk, None))
         except Exception:
             self._pending.update(ids[done:])  # read them next time
             raise
@@ -207,7 +207,7 @@ class EventRelay:
         while True:
             self._expire(self._clock())
             gaps = sorted(self.gaps)
-            rows = await self._call(self._log.logged_events, gaps, self.mark, READ_BATCH)
+            rows, jobs = await self._call(self._read, gaps, self.mark)
             now = self._clock()
             for row_id, _, _ in rows:
                 if self.gaps.pop(row_id, None) is None and row_id > self.mark:
@@ -215,23 +215,25 @@ class EventRelay:
                         self.gaps[missing] = now
                     self.mark = row_id
                 self._pending.discard(row_id)
-            await self._deliver(rows)
+            await self._deliver(rows, jobs)
             if len(rows) < READ_BATCH:
                 break
         self._catch_up = False
         log.info("events of other replicas caught up to id %s (%d gaps)", self.mark, len(self.gaps))
 
-    async def _deliver(self, rows: Sequence[Logged]) -> None:
+    def _read(self, ids: Sequence[int], after_id: int | None) -> tuple[list[Logged], dict[str, Job]]:
+        """On the worker thread: the rows, then their jobs (one hop off the event loop)."""
+        rows = self._log.logged_events(ids, after_id, READ_BATCH)
+        jobs = self._log.jobs_by_id(sorted({e.job_id for _, e, _ in rows})) if rows else {}
+        return rows, jobs
+
+    async def _deliver(self, rows: Sequence[Logged], jobs: dict[str, Job]) -> None:
         self.reads += 1
-        fresh = [(i, e, p) for i, e, p in rows if e.seq > self._last_seq(e.job_id)]
-        if not fresh:
-            return
-        jobs = await self._call(self._log.jobs_by_id, sorted({e.job_id for _, e, _ in fresh}))
-        for _, ev, previous in fresh:
+        for _, ev, previous in rows:
             job = jobs.get(ev.job_id)
             if job is None:  # deleted meanwhile
                 continue
-            if ev.seq <= self._last_seq(ev.job_id):  # published meanwhile (this replica's own)
+            if ev.seq <= self._last_seq(ev.job_id):  # published already (this replica's own)
                 continue
             # The job as the store has it now (at or after this event): what the index keeps.
             self._publish(Change(job=job, event=ev, previous_state=previous))
