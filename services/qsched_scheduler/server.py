@@ -4,6 +4,7 @@ AdminService of the installation's users and tokens (qsched_identity)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -28,8 +29,10 @@ from qsched_scheduler.calibration.configs_client import GrpcCalibrationConfigs
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.sql_store import SqlCalibrationStore
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
-from qsched_scheduler.domain import Change, JobState
+from qsched_scheduler.dispatch.lab import LabDispatcher
+from qsched_scheduler.domain import Change, Job, JobState
 from qsched_scheduler.executor_client import GrpcLabExecutor
+from qsched_scheduler.executor_port import ExecutorUnavailable
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
@@ -44,6 +47,8 @@ from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.store.usage import SqlUsageHistory
+
+log = logging.getLogger(__name__)
 
 # People use the JobService (ownership is checked per job by access.JobDesk); holding a
 # device queue is an operator's call.
@@ -203,15 +208,34 @@ def replica_events(
     replica's own are (docs/architecture.md, "Events across replicas"). A job another replica
     queued on a device this one dispatches wakes its dispatcher, as a local submit does."""
     scheduler.feed.track_seqs()
+    cancelling: set[str] = set()  # running jobs another replica asked to cancel, told to the executor
+    tasks: set[asyncio.Task[None]] = set()
 
     def publish(change: Change) -> None:
         scheduler.feed.publish(change)
         job = change.job
-        if dispatch and job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
-            lab = scheduler.routes.lab(job.device)
+        if not dispatch:
+            return
+        lab = scheduler.routes.lab(job.device)
+        if job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
             if lab is not None:
                 lab.queued(job)
             else:
                 scheduler.routes.wake(job.device)  # a provider device: its dispatcher claims it
+        elif job.state is JobState.RUNNING and job.cancel_requested and lab is not None:
+            if job.job_id not in cancelling:  # CancelJob on another replica: stop the run here
+                cancelling.add(job.job_id)
+                task = asyncio.get_running_loop().create_task(_cancel_run(lab, job, change.event.message))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        elif job.state.terminal:
+            cancelling.discard(job.job_id)
 
     return PgEventListener(url, EventRelay(store, origin, publish, scheduler.feed.last_seq))
+
+
+async def _cancel_run(lab: LabDispatcher, job: Job, why: str) -> None:
+    try:
+        await lab.cancel(job, why)
+    except ExecutorUnavailable as exc:  # the job keeps cancel_requested; a lost run fails anyway
+        log.warning("cancel of %s not delivered: %s", job.job_id, exc)

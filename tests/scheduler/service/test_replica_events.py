@@ -85,6 +85,17 @@ async def test_a_job_submitted_on_the_serving_replica_runs_and_is_followed_there
     assert fake.started_jobs == [job_id]
 
 
+async def test_cancelling_on_the_serving_replica_stops_the_run_on_the_dispatching_one(two):
+    a, b, fake, *_ = two
+    fake.hold = asyncio.Event()  # without the cancel the run would never end
+    job_id = (await a.SubmitJob(lab_request())).job.job_id
+    await job_in_state(b, job_id, pb.Job.STATE_RUNNING)
+    await b.CancelJob(pb.CancelJobRequest(job_id=job_id, reason="not needed"))
+    job = await job_in_state(a, job_id, pb.Job.STATE_CANCELLED)
+    assert job.current_run.state == pb.Job.STATE_CANCELLED
+    assert len(fake.cancel_calls) == 1
+
+
 async def test_watchqueue_on_the_other_replica_sees_the_jobs_changes(two):
     a, b, fake, *_ = two
     fake.hold = asyncio.Event()
