@@ -212,11 +212,16 @@ def replica_events(
     tasks: set[asyncio.Task[None]] = set()
 
     def publish(change: Change) -> None:
-        scheduler.feed.publish(change)
         job = change.job
+        queued = scheduler.index.device(job.device).get(job.job_id)
+        scheduler.feed.publish(change)
         if not dispatch:
             return
         lab = scheduler.routes.lab(job.device)
+        if queued is not None and queued.staged_task_id and job.state.terminal and lab is not None:
+            # Cancelled (or failed) on another replica while staged here: take the staged runs
+            # back from the executor (the others are staged again) so it never starts.
+            lab.take_back(f"{job.job_id} ended on another replica while staged")
         if job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
             if lab is not None:
                 lab.queued(job)

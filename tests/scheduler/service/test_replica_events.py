@@ -96,6 +96,26 @@ async def test_cancelling_on_the_serving_replica_stops_the_run_on_the_dispatchin
     assert len(fake.cancel_calls) == 1
 
 
+async def test_cancelling_a_job_staged_on_the_dispatching_replica_takes_it_back(two):
+    a, b, fake, *_ = two
+    fake.hold = asyncio.Event()
+    first = (await a.SubmitJob(lab_request())).job.job_id
+    await job_in_state(a, first, pb.Job.STATE_RUNNING)
+    staged = (await a.SubmitJob(lab_request())).job.job_id
+    await eventually(
+        lambda: a.GetJob(pb.GetJobRequest(job_id=staged)),
+        until=lambda r: r.job.current_run.staged,
+        what="the second job staged on the executor",
+    )
+    await b.CancelJob(pb.CancelJobRequest(job_id=staged, reason="not needed"))
+    await job_in_state(a, staged, pb.Job.STATE_CANCELLED)
+    third = (await a.SubmitJob(lab_request())).job.job_id
+    fake.hold.set()
+    await job_in_state(a, third, pb.Job.STATE_SUCCEEDED)
+    assert fake.started_jobs == [first, third]  # the cancelled one never ran
+    assert (await a.GetJob(pb.GetJobRequest(job_id=staged))).job.state == pb.Job.STATE_CANCELLED
+
+
 async def test_watchqueue_on_the_other_replica_sees_the_jobs_changes(two):
     a, b, fake, *_ = two
     fake.hold = asyncio.Event()
