@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, event
@@ -100,10 +102,14 @@ class EventRelay:
         last_seq: Callable[[str], int] = lambda job_id: 0,
         call: Callable[..., Any] = asyncio.to_thread,
         clock: Callable[[], float] = time.monotonic,
+        react: Callable[[Change], None] | None = None,
     ):
         self._log = log_
         self.origin = origin
         self._publish = publish
+        # Once per job and read, after its changes were published: the job as it is now, the
+        # last event read and the state before the first (what a dispatching replica acts on).
+        self._react = react
         self._last_seq = last_seq  # what the change feed published last for a job (0: unknown)
         self._call = call
         self._clock = clock
@@ -111,6 +117,7 @@ class EventRelay:
         self.gaps: dict[int, float] = {}  # id -> when it was noticed missing
         self._pending: set[int] = set()  # ids other replicas wrote, not read yet
         self._catch_up = False
+        self._expired_at = -math.inf
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -157,14 +164,20 @@ class EventRelay:
         now = self._clock()
         for i in sorted(ids):
             if i > self.mark:
-                for missing in range(self.mark + 1, i):  # open (or rolled-back) inserts
-                    self.gaps[missing] = now
-                self.mark = i
+                if self._catch_up or i - self.mark > MAX_GAPS:
+                    # A catch-up reads everything above the mark anyway (this one included):
+                    # the mark stays until it has, so nothing between is taken for heard of.
+                    self._catch_up = True
+                    self._wake.set()
+                else:
+                    self._note_gaps(i, now)  # ids between: open (or rolled-back) inserts
+                    self.mark = i
             elif self.gaps.pop(i, None) is None:
                 continue  # heard of already (a catch-up read it)
             if not own:
                 self._pending.add(i)
-        self._expire(now)
+        if now - self._expired_at > 1.0:
+            self._expire(now)
         if self._pending:
             self._wake.set()
 
@@ -176,7 +189,6 @@ class EventRelay:
             self._idle.clear()
             try:
                 if self._catch_up:
-                    self._catch_up = False
                     await self._read_catch_up()
                 if self._pending:
                     await self._read_pending()
@@ -195,14 +207,14 @@ class EventRelay:
         try:
             for done in range(0, len(ids), READ_BATCH):
                 chunk = ids[done : done + READ_BATCH]
-                await self._deliver(*await self._call(self._read, chunk, None))
+                await self._deliver(*await self._call(self._read, chunk, None), foreign=True)
         except Exception:
             self._pending.update(ids[done:])  # read them next time
             raise
 
     async def _read_catch_up(self) -> None:
-        """Everything above the mark and in the gaps, page by page (a failure retries it all)."""
-        self._catch_up = True  # until it completed
+        """Everything above the mark and in the gaps, page by page (a failure retries it all);
+        `_catch_up` stays set until it is done (notifications meanwhile leave the mark alone)."""
         assert self.mark is not None
         while True:
             self._expire(self._clock())
@@ -211,8 +223,7 @@ class EventRelay:
             now = self._clock()
             for row_id, _, _ in rows:
                 if self.gaps.pop(row_id, None) is None and row_id > self.mark:
-                    for missing in range(self.mark + 1, row_id):
-                        self.gaps[missing] = now
+                    self._note_gaps(row_id, now)
                     self.mark = row_id
                 self._pending.discard(row_id)
             await self._deliver(rows, jobs)
@@ -227,19 +238,39 @@ class EventRelay:
         jobs = self._log.jobs_by_id(sorted({e.job_id for _, e, _ in rows})) if rows else {}
         return rows, jobs
 
-    async def _deliver(self, rows: Sequence[Logged], jobs: dict[str, Job]) -> None:
+    async def _deliver(self, rows: Sequence[Logged], jobs: dict[str, Job], foreign: bool = False) -> None:
+        """Publish the rows not published yet; `foreign`: every row is another replica's (read by
+        the ids it named), so the job's current state is reacted to even when this replica's own
+        later change of the job was published first."""
         self.reads += 1
+        reacting: dict[str, Change] = {}
         for _, ev, previous in rows:
             job = jobs.get(ev.job_id)
             if job is None:  # deleted meanwhile
                 continue
-            if ev.seq <= self._last_seq(ev.job_id):  # published already (this replica's own)
-                continue
-            # The job as the store has it now (at or after this event): what the index keeps.
-            self._publish(Change(job=job, event=ev, previous_state=previous))
-            self.published += 1
+            fresh = ev.seq > self._last_seq(ev.job_id)  # else published already (a later one, or own)
+            if fresh:
+                as_of = job
+                if ev.seq < job.last_seq:  # the job has moved on since: as of this event, its state
+                    as_of = replace(job, state=ev.state, last_seq=ev.seq)  # (the rest as it is now)
+                self._publish(Change(job=as_of, event=ev, previous_state=previous))
+                self.published += 1
+            if fresh or foreign:
+                first = reacting.get(ev.job_id)
+                reacting[ev.job_id] = Change(job, ev, first.previous_state if first else previous)
+        if self._react is not None:
+            for change in reacting.values():
+                self._react(change)
+
+    def _note_gaps(self, below: int, now: float) -> None:
+        """The ids between the mark and `below` were not heard of (at most the MAX_GAPS highest:
+        an insert still open is among the last ids taken)."""
+        assert self.mark is not None
+        for missing in range(max(self.mark + 1, below - MAX_GAPS), below):
+            self.gaps[missing] = now
 
     def _expire(self, now: float) -> None:
+        self._expired_at = now
         if not self.gaps:
             return
         old = [i for i, t in self.gaps.items() if now - t > GAP_TTL_S]

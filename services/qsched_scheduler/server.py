@@ -205,42 +205,49 @@ def replica_events(
     scheduler: Scheduler, store: SqlJobStore, origin: str, url: str, dispatch: bool
 ) -> PgEventListener:
     """Other replicas' committed changes, heard through the database, published here as this
-    replica's own are (docs/architecture.md, "Events across replicas"). A job another replica
-    queued on a device this one dispatches wakes its dispatcher, as a local submit does."""
+    replica's own are (docs/architecture.md, "Events across replicas"); a dispatching replica
+    also acts on them as on the local command: a job queued there wakes the device's dispatcher,
+    a cancel requested there stops the run, a job ended there while staged here is taken back."""
     scheduler.feed.track_seqs()
+    staged_here: set[str] = set()  # jobs of the read being published that were staged here
     cancelling: set[str] = set()  # running jobs another replica asked to cancel, told to the executor
     tasks: set[asyncio.Task[None]] = set()
 
     def publish(change: Change) -> None:
-        job = change.job
-        queued = scheduler.index.device(job.device).get(job.job_id)
+        queued = scheduler.index.device(change.job.device).get(change.job.job_id)
+        if dispatch and queued is not None and queued.staged_task_id:
+            staged_here.add(queued.job_id)
         scheduler.feed.publish(change)
+
+    def react(change: Change) -> None:  # the job as it is now, once per job and read
+        job = change.job
+        was_staged = job.job_id in staged_here
+        staged_here.discard(job.job_id)
+        lab = scheduler.routes.lab(job.device)
         if not dispatch:
             return
-        lab = scheduler.routes.lab(job.device)
-        if queued is not None and queued.staged_task_id and job.state.terminal and lab is not None:
-            # Cancelled (or failed) on another replica while staged here: take the staged runs
-            # back from the executor (the others are staged again) so it never starts.
-            lab.take_back(f"{job.job_id} ended on another replica while staged")
-        if job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
+        cancel = job.state is JobState.RUNNING and job.cancel_requested and job.job_id not in cancelling
+        if job.state.terminal:
+            cancelling.discard(job.job_id)
+            if was_staged and lab is not None:  # ended there while staged here: never start it
+                lab.take_back(f"{job.job_id} ended on another replica while staged")
+        elif job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
             if lab is not None:
                 lab.queued(job)
             else:
                 scheduler.routes.wake(job.device)  # a provider device: its dispatcher claims it
-        elif job.state is JobState.RUNNING and job.cancel_requested and lab is not None:
-            if job.job_id not in cancelling:  # CancelJob on another replica: stop the run here
-                cancelling.add(job.job_id)
-                task = asyncio.get_running_loop().create_task(_cancel_run(lab, job, change.event.message))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        elif job.state.terminal:
-            cancelling.discard(job.job_id)
+        elif cancel and lab is not None:  # CancelJob on another replica: stop the run here
+            cancelling.add(job.job_id)
+            task = asyncio.get_running_loop().create_task(_cancel_run(lab, job))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
-    return PgEventListener(url, EventRelay(store, origin, publish, scheduler.feed.last_seq))
+    relay = EventRelay(store, origin, publish, scheduler.feed.last_seq, react=react)
+    return PgEventListener(url, relay)
 
 
-async def _cancel_run(lab: LabDispatcher, job: Job, why: str) -> None:
+async def _cancel_run(lab: LabDispatcher, job: Job) -> None:
     try:
-        await lab.cancel(job, why)
+        await lab.cancel(job, "cancelled on another replica")
     except ExecutorUnavailable as exc:  # the job keeps cancel_requested; a lost run fails anyway
         log.warning("cancel of %s not delivered: %s", job.job_id, exc)

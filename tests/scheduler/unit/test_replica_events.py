@@ -5,17 +5,25 @@ it never heard of below it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
 from qsched_scheduler.domain import Change, Event, JobState
-from qsched_scheduler.replica_events import GAP_TTL_S, EventRelay, ids_text, parse
+from qsched_scheduler.replica_events import GAP_TTL_S, MAX_GAPS, EventRelay, ids_text, parse
 from tests.support.waiting import eventually
 
 ME, OTHER = "qsched-scheduler me", "qsched-scheduler other"
 T0 = datetime(2026, 12, 7, tzinfo=UTC)
+
+
+@dataclass
+class FakeJob:
+    job_id: str
+    last_seq: int
+    state: JobState | None = None
 
 
 class FakeLog:
@@ -43,7 +51,10 @@ class FakeLog:
         return out[:limit]
 
     def jobs_by_id(self, job_ids):
-        return {job_id: SimpleNamespace(job_id=job_id) for job_id in job_ids}
+        last = {}
+        for job_id, seq, _ in self.rows.values():
+            last[job_id] = max(last.get(job_id, 0), seq)
+        return {job_id: FakeJob(job_id, last[job_id]) for job_id in job_ids}
 
 
 async def direct(fn, *args):
@@ -185,3 +196,37 @@ async def test_a_failed_read_is_retried(relay):
     relay.log.add(2, "JOB-A", 2)
     relay.relay.notified(f"{OTHER}|2")
     await eventually(lambda: seen(relay.published) == [("JOB-A", 2)], timeout=5)
+
+
+async def test_a_jump_too_far_to_track_as_gaps_is_caught_up_from_the_mark(relay):
+    far = 1 + MAX_GAPS + 5
+    relay.log.add(2, "JOB-A", 2)  # committed while the listener was away, never notified
+    relay.log.add(far, "JOB-B", 1)
+    relay.seqs["JOB-B"] = 1  # published by this replica's fast path
+    relay.relay.notified(f"{ME}|{far}")  # this replica's own, far above the mark
+    await eventually(lambda: seen(relay.published) == [("JOB-A", 2)])
+    assert relay.log.reads == [([], 1)] and relay.relay.mark == far
+    assert len(relay.relay.gaps) == MAX_GAPS  # the ids just below the far one (a rollback, or open)
+
+
+async def test_a_dispatching_replica_reacts_once_per_job_and_read_to_its_state_now():
+    log = FakeLog()
+    reacted: list[Change] = []
+    published: list[Change] = []
+    seqs = {"JOB-A": 3}  # this replica published seq 3 of JOB-A itself, before the relay read 2
+    relay = EventRelay(log, ME, published.append, lambda j: seqs.get(j, 0), call=direct, react=reacted.append)
+    relay.start()
+    await relay.connected()
+    log.add(1, "JOB-A", 2, JobState.RUNNING)  # another replica's: "cancel requested"
+    log.add(2, "JOB-B", 1, JobState.QUEUED)
+    log.add(3, "JOB-B", 2, JobState.RUNNING)
+    log.add(4, "JOB-A", 3, JobState.RUNNING)
+    relay.notified(f"{OTHER}|1-3")
+    await eventually(lambda: len(reacted) == 2)
+    await relay.stop()
+    assert seen(published) == [("JOB-B", 1), ("JOB-B", 2)]  # JOB-A's seq 2: the feed passed it
+    b1 = published[0]
+    assert b1.job.state is JobState.QUEUED and b1.job.last_seq == 1  # as of that event
+    by_job = {c.job.job_id: c for c in reacted}
+    assert by_job["JOB-A"].job.last_seq == 3  # reacted to anyway: it is another replica's change
+    assert by_job["JOB-B"].previous_state is None and by_job["JOB-B"].event.seq == 2
