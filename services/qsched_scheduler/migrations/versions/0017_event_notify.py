@@ -1,6 +1,6 @@
-"""Events across replicas (issue 15, item 2): on PostgreSQL every statement that inserts events
-sends `NOTIFY qsched_events` in its own transaction (so it is delivered on commit, never for a
-rolled-back change), with a payload naming who wrote them and which event ids:
+"""Events across replicas (issue 15, item 2): on PostgreSQL every transaction that inserts events
+sends one `NOTIFY qsched_events` as it commits (a deferred trigger; so it is delivered on commit,
+never for a rolled-back change), with a payload naming who wrote them and which event ids:
 
     <application_name of the writer>|<ids>      ids: "17" or "17-20", comma-separated
 
@@ -24,21 +24,43 @@ down_revision: str | Sequence[str] | None = "0016_submit_task_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-FUNCTION = """
+# Per statement: the new ids are added to a transaction-local list (a batch submit inserts its
+# events row by row: one notification each would be hundreds per commit).
+COLLECT = """
+CREATE OR REPLACE FUNCTION qsched_events_collect() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ids text;
+BEGIN
+    SELECT string_agg(id::text, ',') INTO ids FROM qsched_new_events;
+    IF ids IS NOT NULL THEN
+        PERFORM set_config('qsched.event_ids',
+                           coalesce(nullif(current_setting('qsched.event_ids', true), '') || ',', '') || ids,
+                           true);
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+# At commit (a deferred trigger), once: the list as ranges, in one notification.
+NOTIFY = """
 CREATE OR REPLACE FUNCTION qsched_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ids text;
 BEGIN
+    ids := current_setting('qsched.event_ids', true);
+    IF ids IS NULL OR ids = '' THEN
+        RETURN NULL;  -- sent already by this transaction's first row
+    END IF;
+    PERFORM set_config('qsched.event_ids', '', true);
     -- consecutive ids as ranges: a batch of 1,000 submits is usually one "a-b"
     SELECT string_agg(CASE WHEN lo = hi THEN lo::text ELSE lo::text || '-' || hi::text END, ','
                       ORDER BY lo)
       INTO ids
       FROM (SELECT min(id) AS lo, max(id) AS hi
-              FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS grp FROM qsched_new_events) AS s
+              FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS grp
+                      FROM (SELECT DISTINCT unnest(string_to_array(ids, ','))::bigint AS id) AS u) AS s
              GROUP BY grp) AS r;
-    IF ids IS NULL THEN
-        RETURN NULL;
-    END IF;
     IF length(ids) > 7000 THEN
         ids := '*';
     END IF;
@@ -48,22 +70,33 @@ END
 $$
 """
 
-TRIGGER = """
-CREATE TRIGGER qsched_events_notify AFTER INSERT ON events
-REFERENCING NEW TABLE AS qsched_new_events
-FOR EACH STATEMENT EXECUTE FUNCTION qsched_events_notify()
-"""
+TRIGGERS = (
+    """
+    CREATE TRIGGER qsched_events_collect AFTER INSERT ON events
+    REFERENCING NEW TABLE AS qsched_new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION qsched_events_collect()
+    """,
+    """
+    CREATE CONSTRAINT TRIGGER qsched_events_notify AFTER INSERT ON events
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION qsched_events_notify()
+    """,
+)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(FUNCTION)
-    op.execute(TRIGGER)
+    op.execute(COLLECT)
+    op.execute(NOTIFY)
+    for trigger in TRIGGERS:
+        op.execute(trigger)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP TRIGGER IF EXISTS qsched_events_notify ON events")
+    op.execute("DROP TRIGGER IF EXISTS qsched_events_collect ON events")
     op.execute("DROP FUNCTION IF EXISTS qsched_events_notify()")
+    op.execute("DROP FUNCTION IF EXISTS qsched_events_collect()")
