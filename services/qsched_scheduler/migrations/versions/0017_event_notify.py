@@ -24,18 +24,17 @@ down_revision: str | Sequence[str] | None = "0016_submit_task_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Per statement: the new ids are added to a transaction-local list (a batch submit inserts its
-# events row by row: one notification each would be hundreds per commit).
+# Per row: the new id is added to a transaction-local list (a batch submit inserts its events
+# row by row: one notification each would be hundreds per commit).
 COLLECT = """
 CREATE OR REPLACE FUNCTION qsched_events_collect() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    ids text;
+    ids text := current_setting('qsched.event_ids', true);
 BEGIN
-    SELECT string_agg(id::text, ',') INTO ids FROM qsched_new_events;
-    IF ids IS NOT NULL THEN
-        PERFORM set_config('qsched.event_ids',
-                           coalesce(nullif(current_setting('qsched.event_ids', true), '') || ',', '') || ids,
-                           true);
+    IF ids IS NULL OR ids = '' THEN
+        PERFORM set_config('qsched.event_ids', NEW.id::text, true);
+    ELSE
+        PERFORM set_config('qsched.event_ids', ids || ',' || NEW.id::text, true);
     END IF;
     RETURN NULL;
 END
@@ -73,8 +72,7 @@ $$
 TRIGGERS = (
     """
     CREATE TRIGGER qsched_events_collect AFTER INSERT ON events
-    REFERENCING NEW TABLE AS qsched_new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION qsched_events_collect()
+    FOR EACH ROW EXECUTE FUNCTION qsched_events_collect()
     """,
     """
     CREATE CONSTRAINT TRIGGER qsched_events_notify AFTER INSERT ON events
