@@ -38,8 +38,10 @@ GROUPS = [
     # own stacks (one per queue order): no shared stack for these.
     ["calibration_gate", "decision_overhead"],
     ["fair_share"],
+    # Issue 15: two scheduler replicas on a PostgreSQL database of its own.
+    ["replica_watch"],
 ]
-NO_STACK = {"calibration_gate", "decision_overhead", "fair_share"}
+NO_STACK = {"calibration_gate", "decision_overhead", "fair_share", "replica_watch"}
 
 
 def main(argv: list[str] | None = None) -> int:

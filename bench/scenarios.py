@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from bench import sharing, workers
+from bench import replicas, sharing, workers
 from bench.calibration_gate import calibration_gate
 from bench.stack import (
     BIN,
@@ -602,6 +602,9 @@ SCENARIOS = {
     "calibration_gate": calibration_gate,
     "decision_overhead": lambda stack, clients, sizes: sharing.decision_overhead(sizes.dispatch_samples < 10),
     "fair_share": lambda stack, clients, sizes: sharing.fair_share(
+        stack.data_dir, sizes.dispatch_samples < 10
+    ),
+    "replica_watch": lambda stack, clients, sizes: replicas.replica_watch(
         stack.data_dir, sizes.dispatch_samples < 10
     ),
 }

@@ -99,6 +99,7 @@ class Stack:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra settings for `qsched up`
+    database_url: str = ""  # "": the embedded SQLite database; else `up --database-url`
 
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +109,12 @@ class Stack:
             argv += [f"--{service}-address", address]
         # One user (the token's) submits everything here, far beyond a user's default quota.
         argv += ["--max-queued-per-user", str(10**9)]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
         self.log_path = self.data_dir / "qsched-up.log"
         log = self.log_path.open("ab")
         env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("QSCHED_DATABASE_URL", None)  # the embedded SQLite database, always
+        env.pop("QSCHED_DATABASE_URL", None)  # the embedded SQLite database unless database_url
         # An installation of its own: users and tokens provisioned by this `up` in its data dir.
         for name in ("QSCHED_IDENTITY_DATABASE_URL", "QSCHED_SERVICE_TOKEN", "QSCHED_TOKEN"):
             env.pop(name, None)

@@ -70,6 +70,9 @@ class ServiceConfig:
     lab_devices: dict[str, str] = field(default_factory=dict)
     # Scheduler: pin config revisions (config service) for every lab run.
     pin_configs: bool = True
+    # Scheduler: dispatch the devices (False: a replica that serves the API and its watchers
+    # only, beside one that dispatches; issue 15 replaces this with leases).
+    dispatch: bool = True
     # Hardware executor: "sim" or pyro://HOST:PORT/NAME.
     board: str = field(default_factory=lambda: os.environ.get("QSCHED_BOARD", "sim"))
     # Simulated board: device-model YAML ("" = the shipped default).

@@ -117,6 +117,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="scheduler: run lab jobs without pinning config revisions (sites without config versioning)",
     )
+    parser.add_argument(
+        "--no-dispatch",
+        dest="dispatch",
+        action="store_false",
+        help="scheduler: serve the API and watchers but dispatch no device (a replica beside one that "
+        "does, on one PostgreSQL database)",
+    )
     security = parser.add_argument_group("security (README: Users, roles and tokens)")
     security.add_argument(
         "--identity-database-url",
@@ -212,6 +219,7 @@ def config_from_args(service: str, args: argparse.Namespace) -> ServiceConfig:
         "endpoints": endpoints,
         "lab_devices": devices,
         "pin_configs": getattr(args, "pin_configs", True),
+        "dispatch": getattr(args, "dispatch", True),
     }
     if args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir.expanduser()

@@ -225,8 +225,12 @@ class Scheduler:
         return engine
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, dispatch: bool = True) -> None:
+        """Load the queue index, then dispatch; `dispatch=False`: a replica that serves the API
+        and its watchers only (ServiceConfig.dispatch)."""
         self.index.load(await self._thread.call(self._store.queued_jobs))
+        if not dispatch:
+            return
         if self.calibrations is not None:  # before dispatching: the gate needs the states
             await self.calibrations.start(self, self._thread.call)
         self.routes.start(await self._thread.call(self._store.active_devices))

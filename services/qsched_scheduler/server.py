@@ -4,6 +4,7 @@ AdminService of the installation's users and tokens (qsched_identity)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -28,12 +29,16 @@ from qsched_scheduler.calibration.configs_client import GrpcCalibrationConfigs
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.sql_store import SqlCalibrationStore
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
+from qsched_scheduler.dispatch.lab import LabDispatcher
+from qsched_scheduler.domain import Change, Job, JobState
 from qsched_scheduler.executor_client import GrpcLabExecutor
+from qsched_scheduler.executor_port import ExecutorUnavailable
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
+from qsched_scheduler.replica_events import EventRelay, PgEventListener, replica_origin, tag_connections
 from qsched_scheduler.scheduler import Scheduler
 from qsched_scheduler.servicer import JobServicer
 from qsched_scheduler.sessions import SessionGate, Sessions
@@ -42,6 +47,8 @@ from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
 from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.store.usage import SqlUsageHistory
+
+log = logging.getLogger(__name__)
 
 # People use the JobService (ownership is checked per job by access.JobDesk); holding a
 # device queue is an operator's call.
@@ -85,6 +92,10 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     url = database_url(config)
     db.upgrade(url)  # idempotent; a new data directory gets its schema here
     engine = make_engine(url)
+    # Replicas on one PostgreSQL database: this one's changes are named by its origin (issue 15).
+    origin = replica_origin() if engine.dialect.name == "postgresql" else ""
+    if origin:
+        tag_connections(engine, origin)
     store = SqlJobStore(engine)
     executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
@@ -135,6 +146,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     scheduler.bus.add_listener(usage.observe)
     scheduler.bus.add_listener(ordering.observe)  # fair share's per-user index of the queues
     reservations.wire(calendar, scheduler)
+    listener = replica_events(scheduler, store, origin, url, config.dispatch) if origin else None
     reservations.wire_sessions(sessions, scheduler)
     ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
     audit = AuditLog(security.authenticator)
@@ -171,13 +183,17 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         await holds.load()  # before dispatching: a held device must not start anything
         if feed is not None:
             feed.start()
-        await scheduler.start()
+        if listener is not None:  # listening before the index loads: nothing falls in between
+            await listener.start()
+        await scheduler.start(dispatch=config.dispatch)
         ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
         sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
 
     async def stop() -> None:
         await ticker.stop()
+        if listener is not None:
+            await listener.stop()
         if feed is not None:
             await feed.close()
         await scheduler.stop()
@@ -185,3 +201,55 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     handle = ServiceHandle([jobs, admin], start=start, stop=stop, security=security, problems=problems)
     handle.scheduler = scheduler  # type: ignore[attr-defined]  # for in-process tests (live output counters)
     return handle
+
+
+def replica_events(
+    scheduler: Scheduler, store: SqlJobStore, origin: str, url: str, dispatch: bool
+) -> PgEventListener:
+    """Other replicas' committed changes, heard through the database, published here as this
+    replica's own are (docs/architecture.md, "Events across replicas"); a dispatching replica
+    also acts on them as on the local command: a job queued there wakes the device's dispatcher,
+    a cancel requested there stops the run, a job ended there while staged here is taken back."""
+    scheduler.feed.track_seqs()
+    staged_here: set[str] = set()  # jobs of the read being published that were staged here
+    cancelling: set[str] = set()  # running jobs another replica asked to cancel, told to the executor
+    tasks: set[asyncio.Task[None]] = set()
+
+    def publish(change: Change) -> None:
+        queued = scheduler.index.device(change.job.device).get(change.job.job_id)
+        if dispatch and queued is not None and queued.staged_task_id:
+            staged_here.add(queued.job_id)
+        scheduler.feed.publish(change)
+
+    def react(change: Change) -> None:  # the job as it is now, once per job and read
+        job = change.job
+        was_staged = job.job_id in staged_here
+        staged_here.discard(job.job_id)
+        lab = scheduler.routes.lab(job.device)
+        if not dispatch:
+            return
+        cancel = job.state is JobState.RUNNING and job.cancel_requested and job.job_id not in cancelling
+        if job.state.terminal:
+            cancelling.discard(job.job_id)
+            if was_staged and lab is not None:  # ended there while staged here: never start it
+                lab.take_back(f"{job.job_id} ended on another replica while staged")
+        elif job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
+            if lab is not None:
+                lab.queued(job)
+            else:
+                scheduler.routes.wake(job.device)  # a provider device: its dispatcher claims it
+        elif cancel and lab is not None:  # CancelJob on another replica: stop the run here
+            cancelling.add(job.job_id)
+            task = asyncio.get_running_loop().create_task(_cancel_run(lab, job))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    relay = EventRelay(store, origin, publish, scheduler.feed.last_seq, react=react)
+    return PgEventListener(url, relay)
+
+
+async def _cancel_run(lab: LabDispatcher, job: Job) -> None:
+    try:
+        await lab.cancel(job, "cancelled on another replica")
+    except ExecutorUnavailable as exc:  # the job keeps cancel_requested; a lost run fails anyway
+        log.warning("cancel of %s not delivered: %s", job.job_id, exc)

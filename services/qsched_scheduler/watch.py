@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -38,8 +39,29 @@ class ChangeFeed:
         self._index = index
         self._estimates = estimates
         self.bus = bus
+        self._seqs: OrderedDict[str, int] | None = None
+
+    def track_seqs(self, keep: int = 100_000) -> None:
+        """With replicas (replica_events.py), changes come from two paths (this process's commits,
+        and other replicas' read back from the database): remember each job's last published seq
+        (for the `keep` jobs changed last) and drop a change its job has passed. Off on SQLite."""
+        self._seqs = OrderedDict()
+        self._keep = keep
+
+    def last_seq(self, job_id: str) -> int:
+        """The seq of the job's last published change (0: not tracked)."""
+        return self._seqs.get(job_id, 0) if self._seqs is not None else 0
 
     def publish(self, change: Change) -> None:
+        seqs = self._seqs
+        if seqs is not None:
+            job_id, seq = change.job.job_id, change.event.seq
+            if seq <= seqs.get(job_id, 0):
+                return  # published already (or a newer change of the job was)
+            seqs[job_id] = seq
+            seqs.move_to_end(job_id)
+            if len(seqs) > self._keep:
+                seqs.popitem(last=False)
         self._index.apply(change)
         self._estimates.observe(change)
         self.bus.publish(change)

@@ -17,7 +17,7 @@ from bench.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]  # replica_watch runs on PostgreSQL
 
 
 @pytest.mark.timeout(240)

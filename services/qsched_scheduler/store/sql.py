@@ -465,6 +465,41 @@ class SqlJobStore:
         with self._read() as session:
             return [_event(row, job_id) for row in session.scalars(stmt)]
 
+    # -- the event log across replicas (replica_events.EventLog) -----------------------------------------
+    def max_event_id(self) -> int:
+        with self._read_engine.begin() as conn:
+            return conn.scalar(select(func.max(EVENTS.c.id))) or 0
+
+    def logged_events(
+        self, ids: Sequence[int], after_id: int | None, limit: int
+    ) -> list[tuple[int, Event, JobState | None]]:
+        """Events by row id (`ids`, and every id above `after_id` when given), in id order, each
+        with its id and the state of the job's event before it (None for its first)."""
+        prev = EVENTS.alias("prev")
+        wanted = [EVENTS.c.id.in_(list(ids))] if ids else []
+        if after_id is not None:
+            wanted.append(EVENTS.c.id > after_id)
+        if not wanted:
+            return []
+        stmt = (
+            select(EVENTS, JOBS.c.job_id, prev.c.state.label("previous"))
+            .join(JOBS, EVENTS.c.job_pk == JOBS.c.id)
+            .outerjoin(prev, and_(prev.c.job_pk == EVENTS.c.job_pk, prev.c.seq == EVENTS.c.seq - 1))
+            .where(or_(*wanted))
+            .order_by(EVENTS.c.id)
+            .limit(limit)
+        )
+        with self._read_engine.begin() as conn:
+            return [
+                (r.id, _event(r, r.job_id), JobState(r.previous) if r.previous else None)  # type: ignore[arg-type]
+                for r in conn.execute(stmt)
+            ]
+
+    def jobs_by_id(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        with self._read() as session:
+            rows = session.scalars(select(JobRow).where(JobRow.job_id.in_(list(job_ids)))).all()
+            return {job.job_id: job for job in self._jobs(session, rows)}
+
     def running_jobs(self) -> list[Job]:
         with self._read() as session:
             rows = session.scalars(select(JobRow).where(JobRow.state == RUNNING).order_by(JobRow.id)).all()

@@ -211,7 +211,7 @@ def test_postgresql_urls_use_psycopg() -> None:
 # -- migrations ----------------------------------------------------------------------------------------------
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0017_event_log"
+    assert db.head() == "0018_event_notify"
 
     db.upgrade(empty_db_url)
     assert table_names(empty_db_url) == TABLES | {"alembic_version"}
