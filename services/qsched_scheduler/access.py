@@ -123,8 +123,12 @@ class JobDesk:
                 size=size,
                 limit=quota,
             )
+        # The count here is this process's (fast, exact with one replica); the store checks the
+        # quota again in the inserting transaction (exact across replicas).
         async with self._queued.reserve(owner, self._limits.max_queued_per_user):
-            result = await self._scheduler.submit(replace(submission, owner=owner))
+            result = await self._scheduler.submit(
+                replace(submission, owner=owner, queued_limit=self._limits.max_queued_per_user)
+            )
         if privileged and result.created:
             await self._audit.record(
                 who, "job.submit_privileged_priority", result.job.job_id, priority=submission.priority

@@ -4,7 +4,11 @@ AdminService of the installation's users and tokens (qsched_identity)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+
+from sqlalchemy import Engine
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
@@ -32,6 +36,7 @@ from qsched_scheduler.executor_client import GrpcLabExecutor
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
+from qsched_scheduler.leases import Leases
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.scheduler import Scheduler
@@ -40,6 +45,7 @@ from qsched_scheduler.sessions import SessionGate, Sessions
 from qsched_scheduler.store.calendar import SqlCalendarStore, SqlSessionStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
+from qsched_scheduler.store.leases import SqlLeaseStore
 from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.store.usage import SqlUsageHistory
 
@@ -53,6 +59,9 @@ JOB_POLICY = {
     "RunCalibration": Role.CALIBRATOR,
 }
 
+
+HOLDS_REFRESH_S = 1.0
+log = logging.getLogger(__name__)
 
 # Fair share reads back this many half-lives of run history at start (older runs count < 0.1%).
 USAGE_HISTORY = 10
@@ -74,6 +83,29 @@ def calibrator_token(config: ServiceConfig) -> str:
         return ""  # the config service refuses the push (UNAUTHENTICATED): the calibration fails, visibly
 
 
+def leases_for(url: str, engine: Engine) -> Leases | None:
+    """Device leases (replicas: docs/deployment.md) on PostgreSQL, where several schedulers may
+    share the database; on SQLite only with QSCHED_LEASES=on (one process per file otherwise).
+    QSCHED_LEASES=off turns them off everywhere."""
+    setting = os.environ.get("QSCHED_LEASES", "auto").strip().lower()
+    if setting == "off" or (setting != "on" and not url.startswith("postgresql")):
+        return None
+    return Leases(SqlLeaseStore(engine))
+
+
+async def follow_holds(holds: DeviceHolds, scheduler: Scheduler) -> None:
+    """Replicas: a device held or resumed on another replica reaches this one's dispatcher."""
+    while True:
+        await asyncio.sleep(HOLDS_REFRESH_S)
+        try:
+            changed = await holds.reload()
+        except Exception as exc:
+            log.warning("reading the device holds again failed: %s", exc)
+            continue
+        for device in changed:
+            scheduler.hold_changed(device)
+
+
 def limits(config: ServiceConfig) -> Limits:
     return Limits(config.max_queued_per_user, config.max_payload_bytes_per_job, config.max_user_priority)
 
@@ -86,6 +118,9 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     db.upgrade(url)  # idempotent; a new data directory gets its schema here
     engine = make_engine(url)
     store = SqlJobStore(engine)
+    leases = leases_for(url, engine)
+    if leases is not None:  # the stage and claim transactions check this replica's lease (fencing)
+        store.fence_of = leases.fence
     executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
     # Main revisions pinned from memory, following ConfigService.WatchMainRevisions.
@@ -130,6 +165,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         ),
         calibrations=calibrations,
         problems=problems,
+        leases=leases,
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)
@@ -175,8 +211,16 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
         sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
+        if leases is not None:
+            following.append(asyncio.get_running_loop().create_task(follow_holds(holds, scheduler)))
+
+    following: list[asyncio.Task[None]] = []
 
     async def stop() -> None:
+        for task in following:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ticker.stop()
         if feed is not None:
             await feed.close()

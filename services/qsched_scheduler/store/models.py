@@ -246,3 +246,15 @@ class CalibrationStateRow(Base):
     values: Mapped[dict[str, Any]] = mapped_column(JsonText(), server_default="{}")
     failures: Mapped[int] = mapped_column(Integer(), server_default="0")
     last_error: Mapped[str] = mapped_column(Text(), server_default="")
+
+
+class DeviceLeaseRow(Base):
+    """Which scheduler replica dispatches a device (leases.py): its holder, the epoch that fences
+    a holder that lost it, and when it expires (seconds since the epoch, the database's clock)."""
+
+    __tablename__ = "device_leases"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,36 @@
+"""Device leases (issue 15): which scheduler replica dispatches a device. One row per device:
+the holder (a replica id), the epoch (bumped by every takeover; the stage and claim transactions
+check it, fencing a holder that lost the lease) and the expiry (seconds since the Unix epoch by the
+database's clock, renewed by the holder every ~0.5 s).
+
+Revision ID: 0017_device_leases
+Revises: 0016_submit_task_id
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0017_device_leases"
+down_revision: str | Sequence[str] | None = "0016_submit_task_id"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "device_leases",
+        sa.Column("device", sa.String(128), nullable=False),
+        sa.Column("holder", sa.String(128), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("device", name="pk_device_leases"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("device_leases")
