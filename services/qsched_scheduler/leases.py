@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from qsched_scheduler.store.leases import LeaseStore
+from qsched_scheduler.store.leases import ExecutorSeen, Lease, LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class DeviceLease:
     device: str
     on_acquired: Callable[[], None]
     on_lost: Callable[[], None]
+    seen: Callable[[], ExecutorSeen] | None = None  # written with each renewal
     epoch: int = 0  # 0: not held here
     valid_until: float = -math.inf  # time.monotonic()
     renewed_at: float = -math.inf
@@ -75,10 +76,22 @@ class Leases:
         # Its own thread: a renewal never waits behind the store thread's long transactions.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsched-leases")
 
-    def add(self, device: str, on_acquired: Callable[[], None], on_lost: Callable[[], None]) -> None:
-        """Contend for the device's lease: `on_acquired` when taken, `on_lost` when it is lost."""
+    def add(
+        self,
+        device: str,
+        on_acquired: Callable[[], None],
+        on_lost: Callable[[], None],
+        seen: Callable[[], ExecutorSeen] | None = None,
+    ) -> None:
+        """Contend for the device's lease: `on_acquired` when taken, `on_lost` when it is lost;
+        `seen` (lab devices): what the dispatcher sees of the executor, stored with each renewal
+        so every replica can show it."""
         if device not in self._leases:
-            self._leases[device] = DeviceLease(device, on_acquired, on_lost)
+            self._leases[device] = DeviceLease(device, on_acquired, on_lost, seen)
+
+    async def all(self) -> list[Lease]:
+        """Every device's lease as the database has it (for ListDevices)."""
+        return await self._call(self._store.leases)
 
     def holds(self, device: str) -> bool:
         lease = self._leases.get(device)
@@ -146,8 +159,9 @@ class Leases:
         }
         if due:
             started = time.monotonic()
+            seen = {d: lease.seen() for d, lease in due.items() if lease.seen is not None}
             kept = await self._call(
-                self._store.renew, {d: lease.epoch for d, lease in due.items()}, self.holder, self.ttl_s
+                self._store.renew, {d: lease.epoch for d, lease in due.items()}, self.holder, self.ttl_s, seen
             )
             for device, lease in due.items():
                 if not lease.epoch:

@@ -65,6 +65,7 @@ from qsched_scheduler.queue_index import QueueIndex
 from qsched_scheduler.results import Results, ResultView
 from qsched_scheduler.routing import Routes
 from qsched_scheduler.store.base import JobStore, cursor_of
+from qsched_scheduler.store.leases import ExecutorSeen
 from qsched_scheduler.store.thread import StoreThread
 from qsched_scheduler.validation import Submission, validate_submission
 from qsched_scheduler.watch import ChangeFeed, QueueSnapshot, Watching
@@ -81,6 +82,9 @@ class DeviceStatus:
     queued: int
     running_job_id: str
     typical_run_seconds: float
+    # Lab devices: what the dispatching replica sees of the executor; who dispatches it (replicas).
+    executor: ExecutorSeen | None = None
+    dispatched_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -560,16 +564,35 @@ class Scheduler:
     def watch_queue(self, device: str) -> AsyncIterator[QueueSnapshot | Change]:
         return self.watching.watch_queue(device)
 
+    async def _executors_seen(self) -> dict[str, tuple[ExecutorSeen, str]]:
+        """Each lab device's executor as its dispatcher sees it, and the replica that dispatches it:
+        from the lease table with replicas (the holder writes it with each renewal), else here."""
+        if self.leases is None:
+            return {name: (lab.executor_seen, "") for name, lab in self.routes.labs.items()}
+        out = {}
+        for lease in await self.leases.all():
+            if lease.expires_in_s > 0 and lease.device in self.routes.labs:
+                out[lease.device] = (lease.executor, lease.holder)
+        return out
+
     async def device_statuses(self) -> list[DeviceStatus]:
         out = []
+        seen = await self._executors_seen()
         for name, route in sorted((await self.routes.routes()).items()):
             queued = await self._thread.call(self._store.queued_count, name)
             running = await self._thread.call(self._store.running_job, name)
             if not self.estimates.known(name):
                 await self._thread.call(self.estimates.load, name)
+            executor, by = seen.get(name, (None, ""))
             out.append(
                 DeviceStatus(
-                    name, route.kinds, queued, running.job_id if running else "", self.estimates.typical(name)
+                    name,
+                    route.kinds,
+                    queued,
+                    running.job_id if running else "",
+                    self.estimates.typical(name),
+                    executor,
+                    by,
                 )
             )
         return out

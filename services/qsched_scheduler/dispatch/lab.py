@@ -74,7 +74,7 @@ from qsched_scheduler.main_revisions import MainMoved, MainRevisions
 from qsched_scheduler.policy import DeviceHold, QueuePolicy
 from qsched_scheduler.queue_index import DeviceQueue, QueueIndex
 from qsched_scheduler.store.base import Claim, Queries, QueueStore, RunLog, RunUpdate, StageRequest
-from qsched_scheduler.store.leases import LeaseLost
+from qsched_scheduler.store.leases import ExecutorSeen, LeaseLost
 from qsched_scheduler.store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -292,6 +292,8 @@ class LabDispatcher:
         # A cancel asked on a replica that does not dispatch the device (the engine's cancel).
         self.on_remote_cancel: Callable[[str], Awaitable[None]] | None = None
         self.took_over: list[float] = []  # wall-clock times this replica took the device over
+        # What it sees of the executor (ListDevices; with replicas, stored with the lease).
+        self.executor_seen = ExecutorSeen("CONNECTING", time.time())
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self._failing = False  # it failed since it last reconciled
         self._yielding = yielding  # device -> what a running job may yield to (YIELD_TRIGGERS)
@@ -327,7 +329,7 @@ class LabDispatcher:
         if self._leases is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
             return
-        self._leases.add(self.device, self._lease_acquired, self._lease_lost)
+        self._leases.add(self.device, self._lease_acquired, self._lease_lost, lambda: self.executor_seen)
         self._refresher = asyncio.get_running_loop().create_task(
             self._refresh_loop(), name=f"refresh-{self.device}"
         )
@@ -644,6 +646,7 @@ class LabDispatcher:
                     await self._sleep(RETRY_MAX_S)
                     continue
                 log.info("cannot open the run queue of %s: %s", self.device, exc)
+                self._seen("UNREACHABLE", f"{exc}")
                 now = loop.time()
                 down_since = down_since if down_since is not None else now
                 if now - down_since >= self._lost_after_s:
@@ -663,8 +666,15 @@ class LabDispatcher:
             finally:
                 self._queue = None
                 self.connected.clear()
+                self._seen("CONNECTING")
                 await queue.close()
             down_since = loop.time()
+
+    def _seen(self, state: str, message: str = "") -> None:
+        if state != self.executor_seen.state:
+            self.executor_seen = ExecutorSeen(state, time.time(), message[:500])
+        elif message != self.executor_seen.message:
+            self.executor_seen = ExecutorSeen(state, self.executor_seen.since, message[:500])
 
     @property
     def _source(self) -> str:
@@ -692,6 +702,7 @@ class LabDispatcher:
                 await self._stores.thread.call(self._estimates.load, self.device)
             self._queue = queue
         self.connected.set()
+        self._seen("CONNECTED")
         self._failing = False
         if self._problems is not None:  # reconciled with the database: it works again
             self._problems.clear(self._source)

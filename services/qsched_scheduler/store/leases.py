@@ -19,11 +19,21 @@ _NOW = {
 
 
 @dataclass(frozen=True)
+class ExecutorSeen:
+    """What a lab device's dispatcher last saw of its executor."""
+
+    state: str  # CONNECTING | CONNECTED | UNREACHABLE ("" unknown)
+    since: float  # time.time()
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Lease:
     device: str
     holder: str
     epoch: int
     expires_in_s: float  # negative: expired that long ago
+    executor: ExecutorSeen = ExecutorSeen("", 0.0)
 
 
 class LeaseLost(Exception):
@@ -32,7 +42,13 @@ class LeaseLost(Exception):
 
 class LeaseStore(Protocol):
     def acquire(self, device: str, holder: str, ttl_s: float) -> int | None: ...
-    def renew(self, held: Mapping[str, int], holder: str, ttl_s: float) -> set[str]: ...
+    def renew(
+        self,
+        held: Mapping[str, int],
+        holder: str,
+        ttl_s: float,
+        seen: Mapping[str, ExecutorSeen] | None = None,
+    ) -> set[str]: ...
     def release(self, device: str, holder: str, epoch: int) -> None: ...
     def leases(self) -> list[Lease]: ...
 
@@ -55,12 +71,18 @@ class SqlLeaseStore:
             f"UPDATE device_leases SET expires_at = {now} + :ttl "
             "WHERE device = :device AND holder = :holder AND epoch = :epoch"
         )
+        self._renew_seen = text(
+            f"UPDATE device_leases SET expires_at = {now} + :ttl, executor_state = :state, "
+            "executor_since = :since, executor_message = :message "
+            "WHERE device = :device AND holder = :holder AND epoch = :epoch"
+        )
         self._release = text(
             "UPDATE device_leases SET expires_at = 0 "
             "WHERE device = :device AND holder = :holder AND epoch = :epoch"
         )
         self._list = text(
-            f"SELECT device, holder, epoch, expires_at - {now} FROM device_leases ORDER BY device"
+            f"SELECT device, holder, epoch, expires_at - {now}, executor_state, executor_since, "
+            "executor_message FROM device_leases ORDER BY device"
         )
 
     def acquire(self, device: str, holder: str, ttl_s: float) -> int | None:
@@ -68,13 +90,24 @@ class SqlLeaseStore:
         with self._engine.begin() as conn:
             return conn.execute(self._acquire, {"device": device, "holder": holder, "ttl": ttl_s}).scalar()
 
-    def renew(self, held: Mapping[str, int], holder: str, ttl_s: float) -> set[str]:
-        """Extend the leases held (device -> epoch), in one transaction; the devices still held."""
+    def renew(
+        self,
+        held: Mapping[str, int],
+        holder: str,
+        ttl_s: float,
+        seen: Mapping[str, ExecutorSeen] | None = None,
+    ) -> set[str]:
+        """Extend the leases held (device -> epoch), in one transaction, with what the holder
+        sees of each device's executor (`seen`); the devices still held."""
         kept = set()
         with self._engine.begin() as conn:
             for device, epoch in held.items():
                 params = {"device": device, "holder": holder, "epoch": epoch, "ttl": ttl_s}
-                if conn.execute(self._renew, params).rowcount == 1:
+                executor = (seen or {}).get(device)
+                if executor is not None:
+                    params.update(state=executor.state, since=executor.since, message=executor.message[:2000])
+                statement = self._renew if executor is None else self._renew_seen
+                if conn.execute(statement, params).rowcount == 1:
                     kept.add(device)
         return kept
 
@@ -85,7 +118,10 @@ class SqlLeaseStore:
 
     def leases(self) -> list[Lease]:
         with self._engine.begin() as conn:
-            return [Lease(*row) for row in conn.execute(self._list)]
+            return [
+                Lease(device, holder, epoch, left, ExecutorSeen(state, since, message))
+                for device, holder, epoch, left, state, since, message in conn.execute(self._list)
+            ]
 
 
 def check_fence(conn: Connection, device: str, holder: str, epoch: int) -> None:

@@ -258,3 +258,7 @@ class DeviceLeaseRow(Base):
     holder: Mapped[str] = mapped_column(String(128))
     epoch: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float)
+    # What the holder last saw of the device's executor (ListDevices on every replica).
+    executor_state: Mapped[str] = mapped_column(String(16), server_default="")
+    executor_since: Mapped[float] = mapped_column(Float, server_default="0")
+    executor_message: Mapped[str] = mapped_column(Text, server_default="")

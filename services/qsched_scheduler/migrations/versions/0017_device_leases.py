@@ -1,7 +1,8 @@
 """Device leases (issue 15): which scheduler replica dispatches a device. One row per device:
 the holder (a replica id), the epoch (bumped by every takeover; the stage and claim transactions
 check it, fencing a holder that lost the lease) and the expiry (seconds since the Unix epoch by the
-database's clock, renewed by the holder every ~0.5 s).
+database's clock, renewed by the holder every ~0.3 s), and what the holder last saw of the
+device's executor (connected, unreachable since when and why), which every replica shows.
 
 Revision ID: 0017_device_leases
 Revises: 0016_submit_task_id
@@ -28,6 +29,9 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.Column("executor_state", sa.String(16), nullable=False, server_default=""),
+        sa.Column("executor_since", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("executor_message", sa.Text(), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("device", name="pk_device_leases"),
     )
 
