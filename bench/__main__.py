@@ -38,8 +38,9 @@ GROUPS = [
     # own stacks (one per queue order): no shared stack for these.
     ["calibration_gate", "decision_overhead"],
     ["fair_share"],
+    ["replicas"],  # issue 15: its own stacks (qsched serve: SQLite, PostgreSQL, 2 replicas)
 ]
-NO_STACK = {"calibration_gate", "decision_overhead", "fair_share"}
+NO_STACK = {"calibration_gate", "decision_overhead", "fair_share", "replicas"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from bench import sharing, workers
+from bench import replicas, sharing, workers
 from bench.calibration_gate import calibration_gate
 from bench.stack import (
     BIN,
@@ -604,6 +604,7 @@ SCENARIOS = {
     "fair_share": lambda stack, clients, sizes: sharing.fair_share(
         stack.data_dir, sizes.dispatch_samples < 10
     ),
+    "replicas": lambda stack, clients, sizes: replicas.replicas(stack.data_dir, sizes.dispatch_samples < 10),
 }
 
 
