@@ -60,7 +60,7 @@ JOB_POLICY = {
 }
 
 
-HOLDS_REFRESH_S = 1.0
+HOLDS_REFRESH_S = 0.1
 log = logging.getLogger(__name__)
 
 # Fair share reads back this many half-lives of run history at start (older runs count < 0.1%).

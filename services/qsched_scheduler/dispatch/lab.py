@@ -94,7 +94,7 @@ YIELD_TO_CALIBRATION = "calibration"
 YIELD_TO_PRIORITY = "priority"
 YIELD_TRIGGERS = (YIELD_TO_CALIBRATION, YIELD_TO_PRIORITY)
 # Replicas: how often the queue is read again for what other replicas committed (submits, cancels).
-REFRESH_S = 0.25
+REFRESH_S = 0.1
 
 
 def never_yield(device: str) -> frozenset[str]:

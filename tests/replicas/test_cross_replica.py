@@ -1,0 +1,93 @@
+"""Commands on a replica that does not dispatch the device reach the one that does, through the
+database (issue 15): submits start, cancels of queued, staged and running jobs take effect, and
+a device paused or resumed on one replica is held or opened on the holder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc
+from tests.support.identity import authed_channel
+from tests.support.replica_stack import ReplicaStack, lease_holders
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+DEVICE = "qick1"
+
+
+def sleeper(seconds: float) -> pb.SubmitJobRequest:
+    experiment = pb.LabExperiment(
+        experiment_class="NoOpExperiment",
+        experiment_module="qsched_hardware.experiments",
+        expt_config_json=json.dumps({"sleep_s": seconds}),
+    )
+    return pb.SubmitJobRequest(
+        device=DEVICE, request_id=str(uuid.uuid4()), payload=pb.JobPayload(lab_experiment=experiment)
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_submits_cancels_and_holds_on_another_replica_reach_the_holder(tmp_path, postgres_databases):
+    url = postgres_databases()
+    stack = ReplicaStack(tmp_path, url, replicas=2, boards=1)
+    await asyncio.to_thread(stack.start_all)
+    try:
+        held = await eventually(lambda: asyncio.to_thread(lease_holders, url), until=lambda h: DEVICE in h)
+        holder = stack.by_pid(held[DEVICE][0])
+        other = next(name for name in stack.schedulers if name != holder)
+        async with authed_channel(stack.address(other)) as ch, authed_channel(stack.address(holder)) as hch:
+            stub, at_holder = jobs_pb2_grpc.JobServiceStub(ch), jobs_pb2_grpc.JobServiceStub(hch)
+
+            async def state_of(job_id: str, wanted: int, what: str) -> pb.Job:
+                reply = await eventually(
+                    lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=10),
+                    until=lambda r: r.job.state == wanted,
+                    timeout=30,
+                    what=what,
+                )
+                return reply.job
+
+            async def submit(seconds: float) -> str:
+                return (await stub.SubmitJob(sleeper(seconds), timeout=10)).job.job_id
+
+            running = await submit(60)  # submitted on the replica that does not dispatch the device
+            await state_of(running, pb.Job.STATE_RUNNING, "a job submitted on the other replica running")
+            staged, queued = await submit(60), await submit(60)
+            await eventually(
+                lambda: stub.GetJob(pb.GetJobRequest(job_id=staged), timeout=10),
+                until=lambda r: r.job.current_run.staged,
+                what="the next job staged by the holder",
+            )
+            for job_id in (queued, staged, running):  # each cancelled on the other replica
+                await stub.CancelJob(pb.CancelJobRequest(job_id=job_id, reason="changed my mind"), timeout=10)
+            for job_id, what in ((queued, "queued"), (staged, "staged"), (running, "running")):
+                job = await state_of(job_id, pb.Job.STATE_CANCELLED, f"the {what} job cancelled")
+                assert job.run_count <= 1
+            # The running job really stopped: the board is free for the next one at once.
+            quick = await submit(0)
+            await state_of(quick, pb.Job.STATE_SUCCEEDED, "the next job running after the cancels")
+
+            # Paused on the other replica: the holder starts nothing until it is resumed there.
+            await stub.PauseDevice(pb.PauseDeviceRequest(name=DEVICE, reason="maintenance"), timeout=10)
+            await eventually(
+                lambda: at_holder.GetDevice(pb.GetDeviceRequest(name=DEVICE), timeout=10),
+                until=lambda r: r.device.queue_state == pb.DEVICE_QUEUE_STATE_PAUSED,
+                what="the holder seeing the pause",
+            )
+            waiting = await submit(0)
+            reply = await eventually(
+                lambda: at_holder.GetJob(pb.GetJobRequest(job_id=waiting), timeout=10),
+                until=lambda r: r.job.waiting_reason.summary,
+                what="the holder's reason the job waits",
+            )
+            assert reply.job.state == pb.Job.STATE_QUEUED, reply.job
+            await stub.ResumeDevice(pb.ResumeDeviceRequest(name=DEVICE), timeout=10)
+            job = await state_of(waiting, pb.Job.STATE_SUCCEEDED, "the job running after the resume")
+            assert job.run_count == 1
+    finally:
+        stack.stop_all()
