@@ -455,7 +455,9 @@ class Scheduler:
             lab.take_back(why)
 
     def lab_devices(self) -> list[str]:
-        return sorted(self.routes.labs)
+        """The lab devices this process dispatches (with replicas: those whose lease it holds),
+        the ones the calibration manager acts on."""
+        return sorted(name for name, lab in self.routes.labs.items() if lab.dispatches_here())
 
     def queued_on(self, device: str) -> list[QueuedJob]:
         """The device's queued jobs in run order (from the queue index)."""

@@ -187,7 +187,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
 
-    desk = JobDesk(scheduler, holds, count_queued, limits(config), audit)
+    desk = JobDesk(scheduler, holds, count_queued, limits(config), audit, replicas=leases is not None)
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
         lambda server: pb_grpc.add_JobServiceServicer_to_server(
