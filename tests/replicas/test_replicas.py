@@ -23,7 +23,7 @@ import pytest
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.support.identity import authed_channel
-from tests.support.replica_stack import ReplicaStack, lease_holders
+from tests.support.replica_stack import ReplicaStack, last_end, lease_holders
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -111,6 +111,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
     stack = ReplicaStack(tmp_path, url, replicas=3, boards=2)
     await asyncio.to_thread(stack.start_all)
     takeovers: list[tuple[str, float]] = []
+    resumed: list[float] = []  # kill -> the first run on the device that ended after it
     load = RoundRobin(stack, JOBS)
     try:
         await eventually(
@@ -128,12 +129,25 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
             pid = held[device][0]
             victim = stack.by_pid(pid)
             also = [d for d, (p, _, _) in held.items() if p == pid]  # every device it held
+            wall = time.time()
             sent = stack.kill(victim)
             for d in also:
                 seen, by = await asyncio.to_thread(wait_takeover, url, d, held[d][1])
                 takeovers.append((d, seen - sent))
-                shown = f"kill {k + 1}: {victim} (pid {pid}) held {d}"
-                print(f"{shown}; pid {by} took it over in {seen - sent:.3f} s")
+                # Dispatching again: a run on the device ends after the kill (the new holder
+                # re-attached to the run on the board, or handed the next one over).
+                ended = await eventually(
+                    lambda d=d: asyncio.to_thread(last_end, url, d),
+                    until=lambda t, wall=wall: t > wall,
+                    timeout=30,
+                    what=f"a run on {d} ending after the kill",
+                )
+                resumed.append(ended - wall)
+                shown = f"kill {k + 1}: {victim} (pid {pid}) held {d} (after it:"
+                print(
+                    f"{shown} pid {by} took it over at {seen - sent:.3f} s,"
+                    f" a run ended at {ended - wall:.3f} s)"
+                )
             await asyncio.to_thread(stack.start, victim)  # back to three replicas
         await asyncio.wait_for(load.done(), timeout=600)
 
@@ -176,6 +190,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
         f" by_replica={dict(load.by_replica)} outcomes={dict(outcomes)} kills={KILLS}"
         f" takeovers_s={[round(t, 3) for t in times]}"
         f" takeover_median_s={statistics.median(times):.3f} takeover_max_s={max(times):.3f}"
+        f" run_ended_after_kill_s={[round(t, 3) for t in resumed]}"
         f" device_busy={busy} duration_s={time.monotonic() - began:.0f}"
     )
     assert outcomes == Counter({("STATE_SUCCEEDED", ""): len(ids)}), outcomes
