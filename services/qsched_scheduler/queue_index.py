@@ -67,6 +67,13 @@ class DeviceQueue:
             if job is not None and not job.staged_task_id:
                 yield job
 
+    def signature(self) -> tuple[int, int, int]:
+        """(jobs, newest queue order, staged jobs): what Queries.queue_signature says of the
+        device when this index holds what the store does."""
+        jobs = self._jobs.values()
+        newest = max((job.queue_order for job in jobs), default=0)
+        return len(self._jobs), newest, sum(1 for job in jobs if job.staged_task_id)
+
     def position(self, job_id: str) -> int:
         """1-based place in run order (0: not queued)."""
         job = self._jobs.get(job_id)

@@ -95,6 +95,7 @@ YIELD_TO_PRIORITY = "priority"
 YIELD_TRIGGERS = (YIELD_TO_CALIBRATION, YIELD_TO_PRIORITY)
 # Replicas: how often the queue is read again for what other replicas committed (submits, cancels).
 REFRESH_S = 0.1
+REFRESH_IDLE_S = 1.0  # on a replica that does not dispatch the device
 
 
 def never_yield(device: str) -> frozenset[str]:
@@ -287,7 +288,6 @@ class LabDispatcher:
         self._leases = leases
         self._refresher: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self._signature: tuple[int, ...] | None = None
         self._cancels_seen: set[str] = set()
         # A cancel asked on a replica that does not dispatch the device (the engine's cancel).
         self.on_remote_cancel: Callable[[str], Awaitable[None]] | None = None
@@ -348,9 +348,10 @@ class LabDispatcher:
         # Closing the channel first ends a call the task may be waiting on (a write on a stream
         # that is still connecting does not notice a cancel): the task then ends.
         await self.executor.close()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
-            if not done:
+        tasks = {t for t in (self._task, self._stopping) if t is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if pending:
                 log.warning("dispatching to %s did not stop within %g s", self.device, STOP_TIMEOUT_S)
 
     def wake(self) -> None:
@@ -575,13 +576,14 @@ class LabDispatcher:
         if not self._leases.holds(self.device) or (self._task is not None and not self._task.done()):
             return
         self._index.replace_device(self.device, jobs)
-        self._signature = None
         self._cancels_seen = set()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
 
     async def _refresh_loop(self) -> None:
         while True:
-            await self._sleep(REFRESH_S)
+            # The holder must see submits and cancels at once; the others only keep their
+            # positions and estimates current.
+            await self._sleep(REFRESH_S if self.dispatches_here() else REFRESH_IDLE_S)
             try:
                 await self._refresh()
             except Exception as exc:  # the store: the next round tries again
@@ -594,9 +596,13 @@ class LabDispatcher:
         cancels asked elsewhere."""
         thread, queries = self._stores.thread, self._stores.queries
         signature = await thread.call(queries.queue_signature, self.device)
-        if signature == self._signature:
-            return
         holder = self.dispatches_here()
+        if holder and self._queue is not None:
+            await self._remote_cancels(signature[3])
+        # What this replica knows already (the holder stages, so its staged marks are its own).
+        local = self._index.device(self.device).signature()
+        if signature[:2] == local[:2] and (holder or signature[2] == local[2]):
+            return
         before = {job.job_id for job in self._index.device(self.device)}
         touched = self._index.track(self.device)
         try:
@@ -604,7 +610,6 @@ class LabDispatcher:
         finally:
             self._index.untrack(self.device, touched)
         added = self._index.merge(self.device, jobs, before, touched, take_staged=not holder)
-        self._signature = signature
         if not holder or self._queue is None:
             return
         if added:
@@ -619,14 +624,17 @@ class LabDispatcher:
             if any(not r.started and not r.ended and behind(r) for r in self._on_board):
                 self._spawn(self._withdraw(behind, "a job that runs first arrived (another replica)"))
             self._wake.set()
-        if signature[3] and self.on_remote_cancel is not None:  # cancels asked on another replica
-            asked = await thread.call(queries.cancel_requests, self.device)
-            for job_id in asked:
-                if job_id not in self._cancels_seen:
-                    self._spawn(self.on_remote_cancel(job_id))
-            self._cancels_seen = set(asked)
-        else:
+
+    async def _remote_cancels(self, flagged: int) -> None:
+        """Carry out the cancels asked on other replicas (flag_cancel), each once."""
+        if not flagged or self.on_remote_cancel is None:
             self._cancels_seen = set()
+            return
+        asked = await self._stores.thread.call(self._stores.queries.cancel_requests, self.device)
+        for job_id in asked:
+            if job_id not in self._cancels_seen:
+                self._spawn(self.on_remote_cancel(job_id))
+        self._cancels_seen = set(asked)
 
     # -- the connection ----------------------------------------------------------------------------------
     async def _run(self) -> None:

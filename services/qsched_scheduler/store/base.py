@@ -197,7 +197,8 @@ class Queries(Protocol):
         from them)."""
 
     def queue_signature(self, device: str) -> tuple[int, ...]:
-        """A value that moves whenever the device's queued or running jobs change (replicas)."""
+        """(queued jobs, newest queue order among them, staged jobs, staged or running jobs with a
+        cancel requested) of the device (replicas: compared with the queue index)."""
 
     def cancel_requests(self, device: str) -> list[str]:
         """Staged or running jobs of the device marked cancel_requested (by flag_cancel)."""

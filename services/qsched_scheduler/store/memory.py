@@ -388,12 +388,12 @@ class MemoryJobStore:
                 for j in self._jobs.values()
                 if j.device == device and j.state in (JobState.QUEUED, JobState.RUNNING)
             ]
+            queued = [j for j in active if j.state is JobState.QUEUED]
             return (
-                len(active),
-                max((j.queue_order for j in active), default=0),
+                len(queued),
+                max((j.queue_order for j in queued), default=0),
                 sum(1 for j in active if j.staged_task_id),
                 sum(1 for j in active if j.cancel_requested),
-                sum(1 for j in active if j.state is JobState.RUNNING),
             )
 
     def cancel_requests(self, device: str) -> list[str]:

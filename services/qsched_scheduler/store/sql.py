@@ -811,16 +811,16 @@ class SqlJobStore:
         return out
 
     def queue_signature(self, device: str) -> tuple[int, ...]:
-        """What changes whenever the device's queue does (a replica that does not see every
-        change reads the queue again when this moved): counts and the newest queue order."""
-        active = JOBS.c.state.in_([QUEUED, RUNNING])
+        """(queued jobs, newest queue order among them, staged ones, staged or running jobs with
+        a cancel requested) of the device: a replica that does not see every change compares it
+        with its queue index and reads the queue again when they differ."""
+        queued = JOBS.c.state == QUEUED
         stmt = select(
-            func.count(),
-            func.coalesce(func.max(JOBS.c.queue_order), 0),
+            func.coalesce(func.sum(case((queued, 1), else_=0)), 0),
+            func.coalesce(func.max(case((queued, JOBS.c.queue_order), else_=None)), 0),
             func.count(JOBS.c.staged_task_id),
             func.coalesce(func.sum(case((JOBS.c.cancel_requested, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((JOBS.c.state == RUNNING, 1), else_=0)), 0),
-        ).where(JOBS.c.device == device, active)
+        ).where(JOBS.c.device == device, JOBS.c.state.in_([QUEUED, RUNNING]))
         with self._read_engine.begin() as conn:
             return tuple(int(v) for v in conn.execute(stmt).one())
 
