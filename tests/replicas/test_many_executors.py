@@ -32,6 +32,16 @@ def noop(device: str) -> pb.SubmitJobRequest:
     )
 
 
+def sdk_devices(address: str) -> dict[str, dict]:
+    from qsched.client import JobClient
+
+    client = JobClient(address)
+    try:
+        return {d["name"]: d for d in client.list_devices()}
+    finally:
+        client.close()
+
+
 async def devices(stub) -> dict[str, pb.Device]:
     return {d.name: d for d in (await stub.ListDevices(pb.ListDevicesRequest(), timeout=10)).devices}
 
@@ -72,6 +82,9 @@ async def test_a_device_whose_executor_is_down_shows_it_and_waits_while_the_othe
                 )
                 assert shown["qick2"].executor_message and shown["qick2"].executor_connection_since.seconds
                 assert (shown["qick2"].dispatched_by != "") == (backend == "postgres")
+            # The SDK (and `qsched device list`) show it too.
+            listed = await asyncio.to_thread(sdk_devices, stack.address(stack.schedulers[-1]))
+            assert listed["qick2"]["executor"] == "unreachable" and listed["qick1"]["executor"] == "connected"
             waiting = (await first.GetJob(pb.GetJobRequest(job_id=down), timeout=10)).job
             assert waiting.state == pb.Job.STATE_QUEUED  # it waits; nothing failed
 
