@@ -91,15 +91,21 @@ class RoundRobin:
         await asyncio.gather(*self._tasks)
 
 
-def wait_takeover(url: str, device: str, epoch: int, timeout: float = 30.0) -> tuple[float, int]:
-    """Poll device_leases until the device's lease has a newer epoch: (when, by which pid)."""
+def wait_takeovers(url: str, epochs: dict[str, int], timeout: float = 30.0) -> dict[str, tuple[float, int]]:
+    """Poll device_leases until each device's lease has a newer epoch than in `epochs`: for each,
+    (the time.monotonic() it was first seen, the new holder's pid)."""
+    seen: dict[str, tuple[float, int]] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         holders = lease_holders(url)
-        if device in holders and holders[device][1] > epoch:
-            return time.monotonic(), holders[device][0]
+        now = time.monotonic()
+        for device, epoch in epochs.items():
+            if device not in seen and device in holders and holders[device][1] > epoch:
+                seen[device] = (now, holders[device][0])
+        if len(seen) == len(epochs):
+            return seen
         time.sleep(0.005)
-    raise AssertionError(f"nobody took {device} over within {timeout} s")
+    raise AssertionError(f"not taken over within {timeout} s: {sorted(set(epochs) - set(seen))}")
 
 
 @pytest.mark.timeout(900)
@@ -131,8 +137,9 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
             also = [d for d, (p, _, _) in held.items() if p == pid]  # every device it held
             wall = time.time()
             sent = stack.kill(victim)
+            taken = await asyncio.to_thread(wait_takeovers, url, {d: held[d][1] for d in also})
             for d in also:
-                seen, by = await asyncio.to_thread(wait_takeover, url, d, held[d][1])
+                seen, by = taken[d]
                 takeovers.append((d, seen - sent))
                 # Dispatching again: a run on the device ends after the kill (the new holder
                 # re-attached to the run on the board, or handed the next one over).
