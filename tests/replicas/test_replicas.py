@@ -23,7 +23,7 @@ import pytest
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc
 from tests.support.identity import authed_channel
-from tests.support.replica_stack import ReplicaStack, last_end, lease_holders
+from tests.support.replica_stack import ReplicaStack, lease_holders
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -87,6 +87,29 @@ class RoundRobin:
             for ch in channels.values():
                 await ch.__aexit__(None, None, None)
 
+    async def probe(self, device: str, dead: str) -> str:
+        """A job submitted now to a replica other than `dead`, first in line on `device`."""
+        name = next(n for n in self.stack.schedulers if n != dead)
+        request = noop(device)
+        request.priority = 10
+        async with authed_channel(self.stack.address(name)) as channel:
+            reply = await jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(request, timeout=10)
+        self.acked[request.request_id] = reply.job.job_id
+        return reply.job.job_id
+
+    async def started(self, job_id: str, dead: str) -> float:
+        """When the job started (Unix seconds), once it has."""
+        name = next(n for n in self.stack.schedulers if n != dead)
+        async with authed_channel(self.stack.address(name)) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            reply = await eventually(
+                lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=10),
+                until=lambda r: r.job.start_time.seconds,
+                timeout=30,
+                what=f"{job_id} starting after the kill",
+            )
+        return reply.job.start_time.seconds + reply.job.start_time.nanos / 1e9
+
     async def done(self) -> None:
         await asyncio.gather(*self._tasks)
 
@@ -117,7 +140,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
     stack = ReplicaStack(tmp_path, url, replicas=3, boards=2)
     await asyncio.to_thread(stack.start_all)
     takeovers: list[tuple[str, float]] = []
-    resumed: list[float] = []  # kill -> the first run on the device that ended after it
+    resumed: list[float] = []  # kill -> the start of a job submitted at the kill, first in line
     load = RoundRobin(stack, JOBS)
     try:
         await eventually(
@@ -137,23 +160,19 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
             also = [d for d, (p, _, _) in held.items() if p == pid]  # every device it held
             wall = time.time()
             sent = stack.kill(victim)
+            # Dispatching again: a job submitted to a survivor at the kill, at a priority that
+            # puts it first in line, starts once the new holder re-attached to what was on the board.
+            probes = {d: await load.probe(d, victim) for d in also}
             taken = await asyncio.to_thread(wait_takeovers, url, {d: held[d][1] for d in also})
             for d in also:
                 seen, by = taken[d]
                 takeovers.append((d, seen - sent))
-                # Dispatching again: a run on the device ends after the kill (the new holder
-                # re-attached to the run on the board, or handed the next one over).
-                ended = await eventually(
-                    lambda d=d: asyncio.to_thread(last_end, url, d),
-                    until=lambda t, wall=wall: t > wall,
-                    timeout=30,
-                    what=f"a run on {d} ending after the kill",
-                )
-                resumed.append(ended - wall)
+                started = await load.started(probes[d], victim)
+                resumed.append(started - wall)
                 shown = f"kill {k + 1}: {victim} (pid {pid}) held {d} (after it:"
                 print(
                     f"{shown} pid {by} took it over at {seen - sent:.3f} s,"
-                    f" a run ended at {ended - wall:.3f} s)"
+                    f" a job submitted at the kill started at {started - wall:.3f} s)"
                 )
             await asyncio.to_thread(stack.start, victim)  # back to three replicas
         await asyncio.wait_for(load.done(), timeout=600)
@@ -197,7 +216,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
         f" by_replica={dict(load.by_replica)} outcomes={dict(outcomes)} kills={KILLS}"
         f" takeovers_s={[round(t, 3) for t in times]}"
         f" takeover_median_s={statistics.median(times):.3f} takeover_max_s={max(times):.3f}"
-        f" run_ended_after_kill_s={[round(t, 3) for t in resumed]}"
+        f" probe_started_after_kill_s={[round(t, 3) for t in resumed]}"
         f" device_busy={busy} duration_s={time.monotonic() - began:.0f}"
     )
     assert outcomes == Counter({("STATE_SUCCEEDED", ""): len(ids)}), outcomes

@@ -123,17 +123,3 @@ def lease_holders(database_url: str) -> dict[str, tuple[int, int, float]]:
         device: (int(holder.rsplit(":", 2)[1]), int(epoch), float(left))
         for device, holder, epoch, left in rows
     }
-
-
-def last_end(database_url: str, device: str) -> float:
-    """When the device's latest run ended (Unix seconds; 0 if none): a dispatching replica at work."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as conn:
-        found = conn.execute(
-            "SELECT EXTRACT(EPOCH FROM max(end_time)) FROM jobs WHERE device = %s AND state = 'SUCCEEDED'",
-            (device,),
-        ).fetchone()
-    return float(found[0] or 0.0)
