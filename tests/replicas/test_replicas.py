@@ -89,11 +89,18 @@ class RoundRobin:
 
     async def probe(self, device: str, dead: str) -> str:
         """A job submitted now to a replica other than `dead`, first in line on `device`."""
-        name = next(n for n in self.stack.schedulers if n != dead)
         request = noop(device)
         request.priority = 10
-        async with authed_channel(self.stack.address(name)) as channel:
-            reply = await jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(request, timeout=10)
+        survivors = [n for n in self.stack.schedulers if n != dead]
+        for attempt in range(100):  # the same request to the next survivor until one answers
+            async with authed_channel(self.stack.address(survivors[attempt % len(survivors)])) as channel:
+                try:
+                    reply = await jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(request, timeout=10)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    if error.code() not in RETRYABLE:
+                        raise
+            await asyncio.sleep(0.05)
         self.acked[request.request_id] = reply.job.job_id
         return reply.job.job_id
 
