@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 
 import pytest
@@ -91,3 +92,55 @@ async def test_submits_cancels_and_holds_on_another_replica_reach_the_holder(tmp
             assert job.run_count == 1
     finally:
         stack.stop_all()
+
+
+@pytest.mark.timeout(300)
+async def test_a_paused_holder_that_wakes_up_after_a_takeover_writes_nothing(tmp_path, postgres_databases):
+    """SIGSTOP the replica holding the device mid-queue (a long GC pause, a VM frozen): another
+    replica takes the device over; SIGCONT: the old holder finds its lease gone and stops on its
+    own (its fence fails first), and every job still runs exactly once."""
+    url = postgres_databases()
+    stack = ReplicaStack(tmp_path, url, replicas=2, boards=1)
+    await asyncio.to_thread(stack.start_all)
+    try:
+        held = await eventually(lambda: asyncio.to_thread(lease_holders, url), until=lambda h: DEVICE in h)
+        holder = stack.by_pid(held[DEVICE][0])
+        other = next(name for name in stack.schedulers if name != holder)
+        async with authed_channel(stack.address(other)) as ch:
+            stub = jobs_pb2_grpc.JobServiceStub(ch)
+            ids = [(await stub.SubmitJob(sleeper(0.05), timeout=10)).job.job_id for _ in range(40)]
+            await eventually(
+                lambda: stub.GetJob(pb.GetJobRequest(job_id=ids[5]), timeout=10),
+                until=lambda r: r.job.state == pb.Job.STATE_SUCCEEDED,
+                what="the queue moving",
+            )
+            stack.running[holder].send_signal(signal.SIGSTOP)
+            try:
+                await eventually(
+                    lambda: asyncio.to_thread(lease_holders, url),
+                    until=lambda h: h[DEVICE][1] > held[DEVICE][1],
+                    timeout=10,
+                    what="the other replica taking the device over",
+                )
+                ids += [(await stub.SubmitJob(sleeper(0.05), timeout=10)).job.job_id for _ in range(10)]
+            finally:
+                stack.running[holder].send_signal(signal.SIGCONT)
+
+            async def every_job() -> list[pb.Job]:
+                return [(await stub.GetJob(pb.GetJobRequest(job_id=i), timeout=10)).job for i in ids]
+
+            jobs = await eventually(
+                every_job,
+                until=lambda js: all(j.state == pb.Job.STATE_SUCCEEDED for j in js),
+                timeout=120,
+                what="every job succeeding",
+            )
+        assert all(j.run_count == 1 for j in jobs), "a job ran twice"
+        await eventually(
+            lambda: "lost the lease of qick1" in stack.log(holder).read_text(),
+            what="the woken holder noticing it lost the device",
+        )
+    finally:
+        stack.stop_all()
+    files = [p.name[:18] for p in stack.data_dir("executor1").rglob("*.h5")]
+    assert sorted(files) == sorted(ids), "a job without or with two data files"
