@@ -38,10 +38,11 @@ GROUPS = [
     # own stacks (one per queue order): no shared stack for these.
     ["calibration_gate", "decision_overhead"],
     ["fair_share"],
-    # Issue 15: two scheduler replicas on a PostgreSQL database of its own.
+    # Issue 15: schedulers on PostgreSQL databases of their own (replicas, events across them).
+    ["replicas"],
     ["replica_watch"],
 ]
-NO_STACK = {"calibration_gate", "decision_overhead", "fair_share", "replica_watch"}
+NO_STACK = {"calibration_gate", "decision_overhead", "fair_share", "replicas", "replica_watch"}
 
 
 def main(argv: list[str] | None = None) -> int:

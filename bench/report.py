@@ -20,12 +20,15 @@ TARGETS: dict[tuple[str, str, str], tuple[str, float, str]] = {
     ("startup", "cli_queue_s", "median"): ("<=", 0.3, "s"),
     ("startup", "cli_job_view_s", "median"): ("<", 0.5, "s"),
     ("watch_fanout", "notify_ms", "p99"): ("<=", 50.0, "ms"),
+    ("replicas", "failover_lease_s", "max"): ("<=", 2.0, "s"),
     ("rabi", "run_s", "median"): ("<=", 1.0, "s"),
     ("calibration_gate", "gate_overhead_ms", "median"): ("<=", 0.1, "ms"),
     ("decision_overhead", "fifo_decision_ms", "median"): ("<=", 0.1, "ms"),
     ("decision_overhead", "fair_share_decision_ms", "median"): ("<=", 0.1, "ms"),
     ("replica_watch", "cross_replica_watch_ms", "p99"): ("<=", 50.0, "ms"),
 }
+
+REPLICA_FIGURES = ("jobs_per_s", "submit_latency_ms", "submit_to_started_ms")
 
 # The upstream seed job server, measured on the same machine (issue 8).
 SEED: dict[tuple[str, str], str] = {
@@ -49,6 +52,15 @@ SEED: dict[tuple[str, str], str] = {
         ("decision_overhead", f"{p}_{m}"): "—"
         for p in ("fifo", "fair_share")
         for m in ("decision_ms", "batch16_per_run_ms", "window_holder_last_ms", "maintenance_open_ms")
+    },
+    # Issue 15: the seed server had one process and no replicas.
+    **{
+        ("replicas", m): "n/a"
+        for m in (
+            *(f"{c}_{f}" for c in ("sqlite_1", "postgres_1", "postgres_2") for f in REPLICA_FIGURES),
+            "failover_lease_s",
+            "failover_first_start_s",
+        )
     },
     **{
         ("fair_share", f"{p}_wait_{u}_s"): "—"
@@ -122,6 +134,16 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("replica_watch", "cross_replica_watch_ms", "13 watch on the other replica (2 on PostgreSQL)", "ms"),
     ("replica_watch", "cross_replica_wait_ms", "13   wait_for_completion, other replica", "ms"),
     ("replica_watch", "same_replica_watch_ms", "13   watch on the dispatching replica", "ms"),
+    *[
+        ("replicas", f"{c}_{f}", f"13 {label}, {c.replace('_', ' x')}", unit)
+        for f, label, unit in (
+            ("jobs_per_s", "submit (8 threads, round-robin)", "jobs/s"),
+            ("submit_to_started_ms", "idle dispatch: submit->start", "ms"),
+        )
+        for c in ("sqlite_1", "postgres_1", "postgres_2")
+    ],
+    ("replicas", "failover_lease_s", "13 failover: kill -9 -> lease taken over", "s"),
+    ("replicas", "failover_first_start_s", "13 failover: kill -9 -> a job starts", "s"),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from bench import replicas, sharing, workers
+from bench import replica_watch, replicas, sharing, workers
 from bench.calibration_gate import calibration_gate
 from bench.stack import (
     BIN,
@@ -604,9 +604,10 @@ SCENARIOS = {
     "fair_share": lambda stack, clients, sizes: sharing.fair_share(
         stack.data_dir, sizes.dispatch_samples < 10
     ),
-    "replica_watch": lambda stack, clients, sizes: replicas.replica_watch(
+    "replica_watch": lambda stack, clients, sizes: replica_watch.replica_watch(
         stack.data_dir, sizes.dispatch_samples < 10
     ),
+    "replicas": lambda stack, clients, sizes: replicas.replicas(stack.data_dir, sizes.dispatch_samples < 10),
 }
 
 

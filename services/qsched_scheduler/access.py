@@ -35,14 +35,17 @@ class QueuedByOwner:
     one count from the store per owner, plus submissions in flight (reserved), so
     concurrent submits of one user cannot overshoot the limit."""
 
-    def __init__(self, count_stored: Callable[[str], Awaitable[int]]):
+    def __init__(self, count_stored: Callable[[str], Awaitable[int]], cached: bool = True):
         self._count_stored = count_stored
+        # With scheduler replicas the changes of the others never reach this process: every
+        # count is read from the store (the submit transaction checks the quota exactly).
+        self._cached = cached
         self._queued: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
 
     def on_change(self, change: Change) -> None:
         owner = change.job.owner
-        if owner not in self._queued:
+        if not self._cached or owner not in self._queued:
             return  # not loaded yet: the first count will see this change in the store
         was = change.previous_state is JobState.QUEUED
         now = change.job.state is JobState.QUEUED
@@ -52,6 +55,8 @@ class QueuedByOwner:
             self._queued[owner] = max(0, self._queued[owner] - 1)
 
     async def count(self, owner: str) -> int:
+        if not self._cached:
+            return await self._count_stored(owner) + self._reserved.get(owner, 0)
         if owner not in self._queued:
             stored = await self._count_stored(owner)
             self._queued.setdefault(owner, stored)
@@ -93,13 +98,14 @@ class JobDesk:
         limits: Limits = Limits(),
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utcnow,
+        replicas: bool = False,
     ):
         self._scheduler = scheduler
         self._clock = clock
         self._holds = holds
         self._limits = limits
         self._audit = audit or AuditLog(None)
-        self._queued = QueuedByOwner(count_stored)
+        self._queued = QueuedByOwner(count_stored, cached=not replicas)
         scheduler.bus.add_listener(self._queued.on_change)
 
     # -- jobs ------------------------------------------------------------------------------------------
@@ -123,8 +129,12 @@ class JobDesk:
                 size=size,
                 limit=quota,
             )
+        # The count here is this process's (fast, exact with one replica); the store checks the
+        # quota again in the inserting transaction (exact across replicas).
         async with self._queued.reserve(owner, self._limits.max_queued_per_user):
-            result = await self._scheduler.submit(replace(submission, owner=owner))
+            result = await self._scheduler.submit(
+                replace(submission, owner=owner, queued_limit=self._limits.max_queued_per_user)
+            )
         if privileged and result.created:
             await self._audit.record(
                 who, "job.submit_privileged_priority", result.job.job_id, priority=submission.priority

@@ -117,14 +117,20 @@ class Admission:
             raise
         # Committed: the queue index and the watchers first, then the hand-over.
         for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, Exception):  # refused in the transaction (a quota)
+                if i in claims:
+                    owners[i].unclaim(claims[i])
+                continue
             if not outcome.created:
                 if i in claims:
                     owners[i].unclaim(claims[i])
                 continue
             job = outcome.change.job
             self._publish(outcome.change)
-            if i in claims:
+            if i in claims and job.staged_task_id == claims[i].task_id:
                 self._spawn(owners[i].claimed(job))
+            elif i in claims:  # the store dropped the claim: the lease it was made under is gone
+                owners[i].unclaim(claims[i])
             elif self._routes.is_lab(job.device):
                 self._routes.labs[job.device].queued(job)
             else:
@@ -139,6 +145,8 @@ class Admission:
         now = self._clock()
         running: dict[str, Job | None] = {}
         for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                continue
             job = outcome.change.job
             if not outcome.created or job.state is not JobState.QUEUED:
                 continue

@@ -253,6 +253,9 @@ class NewJob:
     request_id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     trace_parent: str = ""
+    # The owner's queued-jobs quota (0: none), checked in the inserting transaction, so it holds
+    # exactly across scheduler replicas.
+    queued_limit: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ qsched_runtime.execution_wire (the one proto <-> domain mapping of the run contr
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Sequence
 
@@ -45,7 +46,8 @@ class _GrpcQueue:
     async def send(self, command: QueueCommand) -> None:
         try:
             await self._call.write(wire.command_to_pb(command))
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as error:
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError, asyncio.InvalidStateError) as error:
+            # InvalidStateError: the call already ended (an executor whose host refuses connections)
             raise ExecutorUnavailable(f"the run queue stream is gone: {error}") from error
 
     async def receive(self) -> QueueEvent:

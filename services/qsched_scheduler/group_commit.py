@@ -50,7 +50,11 @@ class GroupCommit(Generic[In, Out]):
                             future.set_exception(exc)
                     continue
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):  # this item only was refused (a quota)
+                        future.set_exception(outcome)
+                    else:
                         future.set_result(outcome)
         finally:
             self._flushing = False

@@ -32,6 +32,13 @@ class DeviceHolds:
     async def load(self) -> None:
         self._holds = {h.device: h for h in await asyncio.to_thread(self._store.holds)}
 
+    async def reload(self) -> set[str]:
+        """Read the holds again (replicas: another replica may have held or resumed a device);
+        the devices whose hold changed."""
+        before = self._holds
+        await self.load()
+        return {d for d in before.keys() | self._holds.keys() if before.get(d) != self._holds.get(d)}
+
     def held(self, device: str) -> bool:
         return device in self._holds
 

@@ -67,6 +67,13 @@ class DeviceQueue:
             if job is not None and not job.staged_task_id:
                 yield job
 
+    def signature(self) -> tuple[int, int, int]:
+        """(jobs, newest queue order, staged jobs): what Queries.queue_signature says of the
+        device when this index holds what the store does."""
+        jobs = self._jobs.values()
+        newest = max((job.queue_order for job in jobs), default=0)
+        return len(self._jobs), newest, sum(1 for job in jobs if job.staged_task_id)
+
     def position(self, job_id: str) -> int:
         """1-based place in run order (0: not queued)."""
         job = self._jobs.get(job_id)
@@ -79,6 +86,7 @@ class QueueIndex:
     def __init__(self, key: Key):
         self._key = key
         self._devices: dict[str, DeviceQueue] = {}
+        self._tracking: dict[str, list[set[str]]] = {}  # device -> sets noting the jobs changed here
 
     def load(self, jobs: Iterable[QueuedJob]) -> None:
         self._devices.clear()
@@ -93,11 +101,62 @@ class QueueIndex:
 
     def apply(self, change: Change) -> None:
         job = change.job
+        for touched in self._tracking.get(job.device, ()):
+            touched.add(job.job_id)
         queue = self.device(job.device)
         if job.state is JobState.QUEUED:
             queue.put(queued_job(job))
         else:
             queue.remove(job.job_id)
+
+    # -- replicas: the changes other replicas commit reach this index by reading the store -------------
+    def track(self, device: str) -> set[str]:
+        """Note the jobs of the device that changes applied here touch, from now until `untrack`
+        (a read of the store that started now may be older than them)."""
+        touched: set[str] = set()
+        self._tracking.setdefault(device, []).append(touched)
+        return touched
+
+    def untrack(self, device: str, touched: set[str]) -> None:
+        sets = self._tracking.get(device, [])
+        if any(t is touched for t in sets):
+            sets[:] = [t for t in sets if t is not touched]
+
+    def replace_device(self, device: str, jobs: Iterable[QueuedJob]) -> None:
+        """The device's queue as read from the store (a replica taking the device over)."""
+        queue = self._devices[device] = DeviceQueue(self._key)
+        for job in jobs:
+            queue.put(job)
+
+    def merge(
+        self,
+        device: str,
+        jobs: Iterable[QueuedJob],
+        before: set[str],
+        touched: set[str],
+        take_staged: bool,
+    ) -> list[QueuedJob]:
+        """Bring the device's queue in line with a read of the store (`jobs`: its queued jobs),
+        except for the jobs changes applied here touched since the read began (they are newer
+        here). A job queued in the read and not here is added; a job here since before the
+        read (`before`) and not in it is removed; `take_staged`: staged marks come from the read
+        (a replica that does not dispatch the device). The jobs added, in run order."""
+        queue = self.device(device)
+        seen: set[str] = set()
+        added = []
+        for job in jobs:
+            seen.add(job.job_id)
+            if job.job_id in touched:
+                continue
+            old = queue.get(job.job_id)
+            if old is None:
+                queue.put(job)
+                added.append(job)
+            elif take_staged and old.staged_task_id != job.staged_task_id:
+                queue.put(replace(old, staged_task_id=job.staged_task_id))
+        for job_id in before - seen - touched:
+            queue.remove(job_id)
+        return added
 
     def staged(self, device: str, job_id: str, task_id: str) -> None:
         """A job's run was staged (task_id) or taken back ("")."""

@@ -12,6 +12,7 @@ access desk call. Knows nothing of gRPC.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import DataChunk, ExecutorUnavailable, LabExecutor
 from qsched_scheduler.experiment_pins import rerun_payload
 from qsched_scheduler.gateway_port import ProviderGateway, ProviderStatus
+from qsched_scheduler.leases import Leases
 from qsched_scheduler.live import LiveFeed
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.page_budget import fitting, job_bytes, run_bytes
@@ -65,6 +67,7 @@ from qsched_scheduler.queue_index import QueueIndex
 from qsched_scheduler.results import Results, ResultView
 from qsched_scheduler.routing import Routes
 from qsched_scheduler.store.base import JobStore, cursor_of
+from qsched_scheduler.store.leases import ExecutorSeen
 from qsched_scheduler.store.thread import StoreThread
 from qsched_scheduler.validation import Submission, validate_submission
 from qsched_scheduler.watch import ChangeFeed, QueueSnapshot, Watching
@@ -81,6 +84,9 @@ class DeviceStatus:
     queued: int
     running_job_id: str
     typical_run_seconds: float
+    # Lab devices: what the dispatching replica sees of the executor; who dispatches it (replicas).
+    executor: ExecutorSeen | None = None
+    dispatched_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,8 +125,11 @@ class Scheduler:
         clock: Callable[[], datetime],
         closers: tuple[Any, ...] = (),
         calibrations: Calibrations | None = None,
+        leases: Leases | None = None,
     ):
         self.calibrations = calibrations
+        self.leases = leases
+        self._discovery: asyncio.Task[None] | None = None
         self._store = store
         self._thread = thread
         self.routes = routes
@@ -154,6 +163,7 @@ class Scheduler:
         calibrations: Calibrations | None = None,
         problems: Problems | None = None,
         yielding: Callable[[str], frozenset[str]] | None = None,
+        leases: Leases | None = None,
     ) -> Scheduler:
         """The engine, wired: every collaborator gets what it uses in its constructor. `yielding`
         says per device what a running job may be asked to yield to (dispatch.lab.YIELD_TRIGGERS);
@@ -183,6 +193,7 @@ class Scheduler:
                 executor_lost_after_s,
                 problems,
                 yielding or _yield_to(calibrations),
+                leases,
                 live=live,
             )
             for name, executor in executors.items()
@@ -191,7 +202,13 @@ class Scheduler:
         def provider(device: str) -> ProviderDispatcher:
             assert gateway is not None
             return ProviderDispatcher(
-                device, gateway, stores, feed.publish, clock, lambda: hold_of(device) is not None
+                device,
+                gateway,
+                stores,
+                feed.publish,
+                clock,
+                lambda: hold_of(device) is not None,
+                leases=leases,
             )
 
         routes = Routes(labs, gateway, provider)
@@ -219,7 +236,10 @@ class Scheduler:
             clock,
             closers=tuple(c for c in (pinner, gateway) if c is not None),
             calibrations=calibrations,
+            leases=leases,
         )
+        for lab in labs.values():
+            lab.on_remote_cancel = engine._remote_cancel
         if calibrations is not None:
             feed.bus.add_listener(calibrations.observe)
         return engine
@@ -234,8 +254,28 @@ class Scheduler:
         if self.calibrations is not None:  # before dispatching: the gate needs the states
             await self.calibrations.start(self, self._thread.call)
         self.routes.start(await self._thread.call(self._store.active_devices))
+        if self.leases is not None:
+            self.leases.start()
+            if self.routes.gateway is not None:
+                self._discovery = asyncio.get_running_loop().create_task(self._discover_providers())
+
+    async def _discover_providers(self) -> None:
+        """Replicas: provider devices with work contend for their leases here too, so a device
+        whose holder died is taken over even by a replica no submit for it reached."""
+        while True:
+            await asyncio.sleep(PROVIDER_DISCOVERY_S)
+            try:
+                for device in await self._thread.call(self._store.active_devices):
+                    if not self.routes.is_lab(device):
+                        self.routes.provider(device)
+            except Exception as exc:
+                log.warning("looking for provider devices with work failed: %s", exc)
 
     async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+        if self.leases is not None:  # given up at once: another replica takes the devices now
+            await self.leases.stop()
         if self.calibrations is not None:
             await self.calibrations.stop()
         await self.routes.stop()
@@ -299,6 +339,8 @@ class Scheduler:
             )
         lab = self.routes.lab(job.device)
         why = reason or "cancelled by user"
+        if lab is not None and not lab.dispatches_here() and not job.state.terminal:
+            return await self._cancel_elsewhere(job, reason)
         if job.state is JobState.QUEUED:
             if lab is not None and job.staged_task_id:
                 try:
@@ -338,6 +380,31 @@ class Scheduler:
         raise FailedPrecondition(
             "JOB_ALREADY_FINISHED", f"job {job_id} already {job.state.value.lower()}", job_id=job_id
         )
+
+    async def _cancel_elsewhere(self, job: Job, reason: str) -> Job:
+        """Another replica dispatches the job's device: a job it has not staged is cancelled here;
+        otherwise the job is marked and the holder cancels it on its executor (_remote_cancel)."""
+        try:
+            change = await self._thread.call(self._store.flag_cancel, job.job_id, reason, self._clock())
+        except FailedPrecondition:  # it ended meanwhile
+            return await self.cancel(job.job_id, reason)
+        self.feed.publish(change)
+        return change.job
+
+    async def _remote_cancel(self, job_id: str) -> None:
+        """On the lease holder: a cancel asked on another replica (flag_cancel), carried out."""
+        job = await self.get(job_id)
+        lab = self.routes.lab(job.device)
+        if lab is None or not lab.dispatches_here():
+            return
+        why = "cancelled by user (asked on another replica)"
+        if job.state is JobState.QUEUED:
+            await self.cancel(job_id, why)
+        elif job.state is JobState.RUNNING:
+            try:
+                await lab.cancel(job, why)
+            except ExecutorUnavailable as exc:
+                log_cancel(job_id, exc)
 
     async def fail_queued(self, job_id: str, error: ErrorDetail) -> Job | None:
         """End a QUEUED job FAILED with `error`, without running it (the calibration it needs
@@ -397,7 +464,9 @@ class Scheduler:
             lab.take_back(why)
 
     def lab_devices(self) -> list[str]:
-        return sorted(self.routes.labs)
+        """The lab devices this process dispatches (with replicas: those whose lease it holds),
+        the ones the calibration manager acts on."""
+        return sorted(name for name, lab in self.routes.labs.items() if lab.dispatches_here())
 
     def queued_on(self, device: str) -> list[QueuedJob]:
         """The device's queued jobs in run order (from the queue index)."""
@@ -514,16 +583,35 @@ class Scheduler:
     def watch_queue(self, device: str) -> AsyncIterator[QueueSnapshot | Change]:
         return self.watching.watch_queue(device)
 
+    async def _executors_seen(self) -> dict[str, tuple[ExecutorSeen, str]]:
+        """Each lab device's executor as its dispatcher sees it, and the replica that dispatches it:
+        from the lease table with replicas (the holder writes it with each renewal), else here."""
+        if self.leases is None:
+            return {name: (lab.executor_seen, "") for name, lab in self.routes.labs.items()}
+        out = {}
+        for lease in await self.leases.all():
+            if lease.expires_in_s > 0 and lease.device in self.routes.labs:
+                out[lease.device] = (lease.executor, lease.holder)
+        return out
+
     async def device_statuses(self) -> list[DeviceStatus]:
         out = []
+        seen = await self._executors_seen()
         for name, route in sorted((await self.routes.routes()).items()):
             queued = await self._thread.call(self._store.queued_count, name)
             running = await self._thread.call(self._store.running_job, name)
             if not self.estimates.known(name):
                 await self._thread.call(self.estimates.load, name)
+            executor, by = seen.get(name, (None, ""))
             out.append(
                 DeviceStatus(
-                    name, route.kinds, queued, running.job_id if running else "", self.estimates.typical(name)
+                    name,
+                    route.kinds,
+                    queued,
+                    running.job_id if running else "",
+                    self.estimates.typical(name),
+                    executor,
+                    by,
                 )
             )
         return out
@@ -589,6 +677,7 @@ class Scheduler:
 
 
 MAX_TASK_ID_LENGTH = 64  # UUIDs are 36
+PROVIDER_DISCOVERY_S = 1.0
 
 
 def log_cancel(job_id: str, exc: Exception) -> None:

@@ -4,8 +4,11 @@ AdminService of the installation's users and tokens (qsched_identity)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+
+from sqlalchemy import Engine
 
 from qsched.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from qsched.api.jobs.v1 import jobs_pb2 as pb
@@ -29,13 +32,12 @@ from qsched_scheduler.calibration.configs_client import GrpcCalibrationConfigs
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.sql_store import SqlCalibrationStore
 from qsched_scheduler.configs_client import GrpcConfigPinner, GrpcMainRevisionsFeed
-from qsched_scheduler.dispatch.lab import LabDispatcher
-from qsched_scheduler.domain import Change, Job, JobState
+from qsched_scheduler.domain import Change, JobState
 from qsched_scheduler.executor_client import GrpcLabExecutor
-from qsched_scheduler.executor_port import ExecutorUnavailable
 from qsched_scheduler.fair_share import FairShare, Usage, fair_share_devices
 from qsched_scheduler.gateway_client import GrpcProviderGateway
 from qsched_scheduler.holds import DeviceHolds
+from qsched_scheduler.leases import Leases
 from qsched_scheduler.main_revisions import MainRevisions
 from qsched_scheduler.policy import DeviceHoldGate, PriorityFifo, QueuePolicy
 from qsched_scheduler.replica_events import EventRelay, PgEventListener, replica_origin, tag_connections
@@ -45,6 +47,7 @@ from qsched_scheduler.sessions import SessionGate, Sessions
 from qsched_scheduler.store.calendar import SqlCalendarStore, SqlSessionStore
 from qsched_scheduler.store.control import SqlControlStore
 from qsched_scheduler.store.engine import make_engine, sqlite_url_for
+from qsched_scheduler.store.leases import SqlLeaseStore
 from qsched_scheduler.store.sql import SqlJobStore
 from qsched_scheduler.store.usage import SqlUsageHistory
 
@@ -60,6 +63,9 @@ JOB_POLICY = {
     "RunCalibration": Role.CALIBRATOR,
 }
 
+
+HOLDS_REFRESH_S = 0.1
+log = logging.getLogger(__name__)
 
 # Fair share reads back this many half-lives of run history at start (older runs count < 0.1%).
 USAGE_HISTORY = 10
@@ -81,6 +87,29 @@ def calibrator_token(config: ServiceConfig) -> str:
         return ""  # the config service refuses the push (UNAUTHENTICATED): the calibration fails, visibly
 
 
+def leases_for(url: str, engine: Engine) -> Leases | None:
+    """Device leases (replicas: docs/deployment.md) on PostgreSQL, where several schedulers may
+    share the database; on SQLite only with QSCHED_LEASES=on (one process per file otherwise).
+    QSCHED_LEASES=off turns them off everywhere."""
+    setting = os.environ.get("QSCHED_LEASES", "auto").strip().lower()
+    if setting == "off" or (setting != "on" and not url.startswith("postgresql")):
+        return None
+    return Leases(SqlLeaseStore(engine))
+
+
+async def follow_holds(holds: DeviceHolds, scheduler: Scheduler) -> None:
+    """Replicas: a device held or resumed on another replica reaches this one's dispatcher."""
+    while True:
+        await asyncio.sleep(HOLDS_REFRESH_S)
+        try:
+            changed = await holds.reload()
+        except Exception as exc:
+            log.warning("reading the device holds again failed: %s", exc)
+            continue
+        for device in changed:
+            scheduler.hold_changed(device)
+
+
 def limits(config: ServiceConfig) -> Limits:
     return Limits(config.max_queued_per_user, config.max_payload_bytes_per_job, config.max_user_priority)
 
@@ -97,6 +126,9 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     if origin:
         tag_connections(engine, origin)
     store = SqlJobStore(engine)
+    leases = leases_for(url, engine)
+    if leases is not None:  # the stage and claim transactions check this replica's lease (fencing)
+        store.fence_of = leases.fence
     executors = {name: GrpcLabExecutor(address, peers) for name, address in config.devices().items()}
     pinner = GrpcConfigPinner(config.endpoints.configs, peers) if config.pin_configs else None
     # Main revisions pinned from memory, following ConfigService.WatchMainRevisions.
@@ -141,12 +173,13 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         ),
         calibrations=calibrations,
         problems=problems,
+        leases=leases,
     )
     gate.typical_seconds = ordering.typical_seconds = scheduler.estimates.typical
     scheduler.bus.add_listener(usage.observe)
     scheduler.bus.add_listener(ordering.observe)  # fair share's per-user index of the queues
     reservations.wire(calendar, scheduler)
-    listener = replica_events(scheduler, store, origin, url, config.dispatch) if origin else None
+    listener = replica_events(scheduler, store, origin, url) if origin else None
     reservations.wire_sessions(sessions, scheduler)
     ticker = reservations.CalendarTicker(calendar, utcnow, sessions)
     audit = AuditLog(security.authenticator)
@@ -163,7 +196,7 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     async def count_queued(owner: str) -> int:
         return await asyncio.to_thread(control.queued_count_of, owner)
 
-    desk = JobDesk(scheduler, holds, count_queued, limits(config), audit)
+    desk = JobDesk(scheduler, holds, count_queued, limits(config), audit, replicas=leases is not None)
     jobs = Registration(
         pb.DESCRIPTOR.services_by_name["JobService"].full_name,
         lambda server: pb_grpc.add_JobServiceServicer_to_server(
@@ -189,8 +222,16 @@ async def build(config: ServiceConfig) -> ServiceHandle:
         ordering.load(job for name in scheduler.routes.labs for job in scheduler.index.device(name))
         sessions.track(await reservations.active_session_jobs(scheduler))
         ticker.start()
+        if leases is not None:
+            following.append(asyncio.get_running_loop().create_task(follow_holds(holds, scheduler)))
+
+    following: list[asyncio.Task[None]] = []
 
     async def stop() -> None:
+        for task in following:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ticker.stop()
         if listener is not None:
             await listener.stop()
@@ -203,21 +244,18 @@ async def build(config: ServiceConfig) -> ServiceHandle:
     return handle
 
 
-def replica_events(
-    scheduler: Scheduler, store: SqlJobStore, origin: str, url: str, dispatch: bool
-) -> PgEventListener:
+def replica_events(scheduler: Scheduler, store: SqlJobStore, origin: str, url: str) -> PgEventListener:
     """Other replicas' committed changes, heard through the database, published here as this
-    replica's own are (docs/architecture.md, "Events across replicas"); a dispatching replica
-    also acts on them as on the local command: a job queued there wakes the device's dispatcher,
-    a cancel requested there stops the run, a job ended there while staged here is taken back."""
+    replica's own are (docs/architecture.md, "Events across replicas"); the replica that holds a
+    device's lease also acts on them at once (its queue re-read, leases.py, would find them within
+    REFRESH_S): a job queued there wakes the dispatcher, a cancel asked there is carried out, a
+    job ended there while staged here is taken back."""
     scheduler.feed.track_seqs()
     staged_here: set[str] = set()  # jobs of the read being published that were staged here
-    cancelling: set[str] = set()  # running jobs another replica asked to cancel, told to the executor
-    tasks: set[asyncio.Task[None]] = set()
 
     def publish(change: Change) -> None:
         queued = scheduler.index.device(change.job.device).get(change.job.job_id)
-        if dispatch and queued is not None and queued.staged_task_id:
+        if queued is not None and queued.staged_task_id:
             staged_here.add(queued.job_id)
         scheduler.feed.publish(change)
 
@@ -226,30 +264,18 @@ def replica_events(
         was_staged = job.job_id in staged_here
         staged_here.discard(job.job_id)
         lab = scheduler.routes.lab(job.device)
-        if not dispatch:
+        if lab is not None and not lab.dispatches_here():
             return
-        cancel = job.state is JobState.RUNNING and job.cancel_requested and job.job_id not in cancelling
         if job.state.terminal:
-            cancelling.discard(job.job_id)
             if was_staged and lab is not None:  # ended there while staged here: never start it
                 lab.take_back(f"{job.job_id} ended on another replica while staged")
+        elif job.cancel_requested and lab is not None:  # CancelJob on another replica (flag_cancel)
+            lab.cancel_asked_elsewhere(job.job_id)
         elif job.state is JobState.QUEUED and change.previous_state is not JobState.QUEUED:
             if lab is not None:
                 lab.queued(job)
             else:
                 scheduler.routes.wake(job.device)  # a provider device: its dispatcher claims it
-        elif cancel and lab is not None:  # CancelJob on another replica: stop the run here
-            cancelling.add(job.job_id)
-            task = asyncio.get_running_loop().create_task(_cancel_run(lab, job))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
 
     relay = EventRelay(store, origin, publish, scheduler.feed.last_seq, react=react)
     return PgEventListener(url, relay)
-
-
-async def _cancel_run(lab: LabDispatcher, job: Job) -> None:
-    try:
-        await lab.cancel(job, "cancelled on another replica")
-    except ExecutorUnavailable as exc:  # the job keeps cancel_requested; a lost run fails anyway
-        log.warning("cancel of %s not delivered: %s", job.job_id, exc)

@@ -7,6 +7,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, json_format
@@ -25,7 +27,7 @@ from qsched_scheduler.access import DeviceView, JobDesk
 from qsched_scheduler.domain import Change, Event, Job
 from qsched_scheduler.errors import Unimplemented
 from qsched_scheduler.reservations import ReservationDesk, SessionDesk, UsageView
-from qsched_scheduler.scheduler import QueueSnapshot, Scheduler, SubmitResult
+from qsched_scheduler.scheduler import DeviceStatus, QueueSnapshot, Scheduler, SubmitResult
 from qsched_scheduler.validation import Submission
 
 DOMAIN = "qsched.jobs.v1"
@@ -365,7 +367,20 @@ def _device(view: DeviceView) -> pb.Device:
         hold_reason=view.hold_reason,
         held_by=view.held_by,
         hold_time=convert.timestamp(view.hold_time),
+        **_executor_fields(status),
     )
+
+
+def _executor_fields(status: DeviceStatus) -> dict[str, Any]:
+    seen = status.executor
+    if seen is None or not seen.state:
+        return {"dispatched_by": status.dispatched_by}
+    return {
+        "executor_connection": pb.ExecutorConnection.Value(f"EXECUTOR_CONNECTION_{seen.state}"),
+        "executor_connection_since": convert.timestamp(datetime.fromtimestamp(seen.since, UTC)),
+        "executor_message": seen.message,
+        "dispatched_by": status.dispatched_by,
+    }
 
 
 MAX_SUBMIT_JOBS = 1000

@@ -46,6 +46,7 @@ class Submission:
     request_id: str = ""
     labels: Mapping[str, str] | None = None
     payload_bytes: int = 0
+    queued_limit: int = 0  # the owner's queued-jobs quota (NewJob.queued_limit)
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
@@ -175,4 +176,5 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
         payload=sub.payload,
         request_id=sub.request_id,
         labels=labels,
+        queued_limit=sub.queued_limit,
     )

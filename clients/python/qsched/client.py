@@ -873,6 +873,17 @@ def device_dict(device: Any) -> dict[str, Any]:
         "hold_reason": device.hold_reason,
         "held_by": device.held_by,
         "hold_time": device.hold_time.ToDatetime(tzinfo=UTC) if device.HasField("hold_time") else None,
+        # Lab devices: "connected", "connecting" or "unreachable" ("" unknown), since when and why;
+        # with scheduler replicas, the one that dispatches the device.
+        "executor": pb.ExecutorConnection.Name(device.executor_connection)
+        .removeprefix("EXECUTOR_CONNECTION_")
+        .lower()
+        .replace("unspecified", ""),
+        "executor_since": device.executor_connection_since.ToDatetime(tzinfo=UTC)
+        if device.HasField("executor_connection_since")
+        else None,
+        "executor_message": device.executor_message,
+        "dispatched_by": device.dispatched_by,
         # The calendar window open now and the next one, and the session that has the device.
         "reservation": reservation_dict(device.current_reservation)
         if device.HasField("current_reservation")

@@ -24,8 +24,9 @@ import contextlib
 import json
 import logging
 import math
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -71,11 +72,13 @@ from qsched_scheduler.domain import (
 )
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorUnavailable, LabExecutor
+from qsched_scheduler.leases import Leases
 from qsched_scheduler.live import LiveFeed
 from qsched_scheduler.main_revisions import MainMoved, MainRevisions
 from qsched_scheduler.policy import DeviceHold, QueuePolicy
 from qsched_scheduler.queue_index import DeviceQueue, QueueIndex
 from qsched_scheduler.store.base import Claim, Queries, QueueStore, RunLog, RunUpdate, StageRequest
+from qsched_scheduler.store.leases import ExecutorSeen, LeaseLost
 from qsched_scheduler.store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,9 @@ _STAGED = Reason("", "staged before a restart")  # what _reconcile asks the gate
 YIELD_TO_CALIBRATION = "calibration"
 YIELD_TO_PRIORITY = "priority"
 YIELD_TRIGGERS = (YIELD_TO_CALIBRATION, YIELD_TO_PRIORITY)
+# Replicas: how often the queue is read again for what other replicas committed (submits, cancels).
+REFRESH_S = 0.1
+REFRESH_IDLE_S = 1.0  # on a replica that does not dispatch the device
 
 
 def never_yield(device: str) -> frozenset[str]:
@@ -283,12 +289,24 @@ class LabDispatcher:
         lost_after_s: float = EXECUTOR_LOST_AFTER_S,
         problems: Problems | None = None,
         yielding: Callable[[str], frozenset[str]] = never_yield,
+        leases: Leases | None = None,
         live: LiveFeed | None = None,
     ):
         self.device = device
         self._live = live  # where partial data of runs go (live.py); None: dropped
         self._unwatch: Callable[[], None] | None = None
         self._telling = asyncio.Lock()  # WatchPartials in order: the last one sent is the newest set
+        # Replicas (leases.py): this dispatcher works only while this replica holds the device's
+        # lease; meanwhile it reads the queue again every REFRESH_S for other replicas' changes.
+        self._leases = leases
+        self._refresher: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._cancels_seen: set[str] = set()
+        # A cancel asked on a replica that does not dispatch the device (the engine's cancel).
+        self.on_remote_cancel: Callable[[str], Awaitable[None]] | None = None
+        self.took_over: list[float] = []  # wall-clock times this replica took the device over
+        # What it sees of the executor (ListDevices; with replicas, stored with the lease).
+        self.executor_seen = ExecutorSeen("CONNECTING", time.time())
         self._problems = problems  # told while this dispatcher cannot work (the service's health)
         self._failing = False  # it failed since it last reconciled
         self._yielding = yielding  # device -> what a running job may yield to (YIELD_TRIGGERS)
@@ -323,21 +341,34 @@ class LabDispatcher:
             self._unsubscribe = self._pins.mains.subscribe(self._mains_moved)
         if self._live is not None:
             self._unwatch = self._live.on_watched_changed(self._watched_changed)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
+        if self._leases is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
+            return
+        self._leases.add(self.device, self._lease_acquired, self._lease_lost, lambda: self.executor_seen)
+        self._refresher = asyncio.get_running_loop().create_task(
+            self._refresh_loop(), name=f"refresh-{self.device}"
+        )
+
+    def dispatches_here(self) -> bool:
+        """This process dispatches the device (no replicas, or it holds the device's lease)."""
+        return self._leases is None or self._leases.holds(self.device)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._unwatch is not None:
             self._unwatch()
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._task is not None:
             self._task.cancel()
         # Closing the channel first ends a call the task may be waiting on (a write on a stream
         # that is still connecting does not notice a cancel): the task then ends.
         await self.executor.close()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
-            if not done:
+        tasks = {t for t in (self._task, self._stopping) if t is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if pending:
                 log.warning("dispatching to %s did not stop within %g s", self.device, STOP_TIMEOUT_S)
 
     def wake(self) -> None:
@@ -546,12 +577,109 @@ class LabDispatcher:
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_failure)
 
+    # -- replicas: the device's lease and the other replicas' changes -----------------------------------
+    def _lease_acquired(self) -> None:
+        self._spawn(self._take_over())
+
+    def _lease_lost(self) -> None:
+        """Stop dispatching at once: the next holder re-attaches to what the database holds."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            self._stopping = task
+        self._queue = None
+        self.connected.clear()
+        self._claims.clear()
+        self._on_board = []
+        self._deferred = []
+
+    async def _take_over(self) -> None:
+        """This replica holds the device now: its queue from the database, then the connection
+        (which re-attaches to the staged and running runs exactly as after a restart)."""
+        assert self._leases is not None
+        self.took_over.append(time.time())
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None:  # the connection of an earlier tenure: closed before a new one opens
+            await asyncio.wait({stopping}, timeout=STOP_TIMEOUT_S)
+        jobs = await self._stores.thread.call(self._stores.queries.queued_jobs, self.device)
+        if not self._leases.holds(self.device) or (self._task is not None and not self._task.done()):
+            return
+        self._index.replace_device(self.device, jobs)
+        self._cancels_seen = set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"dispatch-{self.device}")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            # The holder must see submits and cancels at once; the others only keep their
+            # positions and estimates current.
+            await self._sleep(REFRESH_S if self.dispatches_here() else REFRESH_IDLE_S)
+            try:
+                await self._refresh()
+            except Exception as exc:  # the store: the next round tries again
+                log.warning("reading the queue of %s again failed: %s", self.device, f"{exc}"[:300])
+
+    async def _refresh(self) -> None:
+        """What other replicas committed on this device (their submits, cancels and, on a replica
+        that does not dispatch it, the holder's staging) into the queue index; the holder then
+        takes back staged runs the newcomers overtake, wakes its filler and carries out the
+        cancels asked elsewhere."""
+        thread, queries = self._stores.thread, self._stores.queries
+        signature = await thread.call(queries.queue_signature, self.device)
+        holder = self.dispatches_here()
+        if holder and self._queue is not None:
+            await self._remote_cancels(signature[3])
+        # What this replica knows already (the holder stages, so its staged marks are its own).
+        local = self._index.device(self.device).signature()
+        if signature[:2] == local[:2] and (holder or signature[2] == local[2]):
+            return
+        before = {job.job_id for job in self._index.device(self.device)}
+        touched = self._index.track(self.device)
+        try:
+            jobs = await thread.call(queries.queued_jobs, self.device)
+        finally:
+            self._index.untrack(self.device, touched)
+        added = self._index.merge(self.device, jobs, before, touched, take_staged=not holder)
+        if not holder or self._queue is None:
+            return
+        if added:
+            first = min(self._policy.key(job) for job in added)
+            overtakes = getattr(self._policy.ordering, "overtakes", None)
+
+            def behind(r: _OnBoard) -> bool:
+                return r.key > first or (
+                    overtakes is not None and any(overtakes(job, r.owner, r.key) for job in added)
+                )
+
+            if any(not r.started and not r.ended and behind(r) for r in self._on_board):
+                self._spawn(self._withdraw(behind, "a job that runs first arrived (another replica)"))
+            self._wake.set()
+
+    def cancel_asked_elsewhere(self, job_id: str) -> None:
+        """Heard from another replica (replica_events): a cancel asked there, carried out now
+        rather than at the next queue read (which then skips it)."""
+        if job_id not in self._cancels_seen and self.on_remote_cancel is not None:
+            self._cancels_seen.add(job_id)
+            self._spawn(self.on_remote_cancel(job_id))
+
+    async def _remote_cancels(self, flagged: int) -> None:
+        """Carry out the cancels asked on other replicas (flag_cancel), each once."""
+        if not flagged or self.on_remote_cancel is None:
+            self._cancels_seen = set()
+            return
+        asked = await self._stores.thread.call(self._stores.queries.cancel_requests, self.device)
+        for job_id in asked:
+            if job_id not in self._cancels_seen:
+                self._spawn(self.on_remote_cancel(job_id))
+        self._cancels_seen = set(asked)
+
     # -- the connection ----------------------------------------------------------------------------------
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         down_since: float | None = None
         backoff = RETRY_MIN_S
         while True:
+            if not self.dispatches_here():
+                return  # the lease is gone: opening the queue would take it from its new holder
             try:
                 cursors = await self._cursors()
                 transport = await self.executor.open_queue()
@@ -562,6 +690,7 @@ class LabDispatcher:
                     await self._sleep(RETRY_MAX_S)
                     continue
                 log.info("cannot open the run queue of %s: %s", self.device, exc)
+                self._seen("UNREACHABLE", f"{exc}")
                 now = loop.time()
                 down_since = down_since if down_since is not None else now
                 if now - down_since >= self._lost_after_s:
@@ -581,8 +710,15 @@ class LabDispatcher:
             finally:
                 self._queue = None
                 self.connected.clear()
+                self._seen("CONNECTING")
                 await queue.close()
             down_since = loop.time()
+
+    def _seen(self, state: str, message: str = "") -> None:
+        if state != self.executor_seen.state:
+            self.executor_seen = ExecutorSeen(state, time.time(), message[:500])
+        elif message != self.executor_seen.message:
+            self.executor_seen = ExecutorSeen(state, self.executor_seen.since, message[:500])
 
     @property
     def _source(self) -> str:
@@ -612,6 +748,7 @@ class LabDispatcher:
         self.connected.set()
         if self._live is not None and self._live.watched_jobs():
             self._watched_changed()
+        self._seen("CONNECTED")
         self._failing = False
         if self._problems is not None:  # reconciled with the database: it works again
             self._problems.clear(self._source)
@@ -768,6 +905,10 @@ class LabDispatcher:
             except ExecutorUnavailable as exc:
                 log.info("handing runs to %s failed: %s", self.device, exc)
                 await queue.close()  # the connection starts over (and reconciles)
+                return
+            except LeaseLost as exc:
+                log.warning("not staging on %s: %s", self.device, exc)
+                await queue.close()  # this replica stops dispatching the device
                 return
             except ConfigsUnavailable as exc:
                 log.info("config service unavailable for %s: %s", self.device, exc)

@@ -9,6 +9,7 @@ to them and no cloud job is orphaned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -28,12 +29,14 @@ from qsched_scheduler.store.base import RunUpdate
 
 if TYPE_CHECKING:
     from qsched_scheduler.dispatch.lab import Stores
+    from qsched_scheduler.leases import Leases
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 30.0
+LEASED_WAKE_S = 0.25  # with replicas: submits on other replicas do not wake the holder, so it looks
 
 
 def _failed(reason: str, message: str, result_json: str = "") -> RunUpdate:
@@ -55,8 +58,10 @@ class ProviderDispatcher:
         clock: Callable[[], datetime],
         held: Callable[[], bool],
         max_in_flight: int = MAX_IN_FLIGHT,
+        leases: Leases | None = None,
     ):
         self.device = device
+        self._leases = leases  # replicas: it dispatches only while this replica holds the lease
         self._queue_store = stores.queue
         self._run_log = stores.runs
         self._queries = stores.queries
@@ -79,7 +84,22 @@ class ProviderDispatcher:
         return list(self._statuses.get(run_task_id, {}).values())
 
     def start(self) -> None:
+        if self._leases is not None:
+            self._leases.add(self.device, self._lease_acquired, self._lease_lost)
+            return
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"dispatch-{self.device}")
+
+    def _lease_acquired(self) -> None:
+        """Taken over: follow what is running (as after a restart), then claim what is queued."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"dispatch-{self.device}")
+
+    def _lease_lost(self) -> None:
+        for task in (self._task, *self._runs.values()):
+            if task is not None:
+                task.cancel()
+        self._task = None
+        self._runs.clear()
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,7 +150,12 @@ class ProviderDispatcher:
                 self._publish(change)
                 assert change.job.current_run is not None
                 self._spawn(change.job.current_run.task_id, self._run(change.job))
-            await self._wake.wait()
+            if self._leases is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LEASED_WAKE_S):
+                        await self._wake.wait()
 
     def _spawn(self, task_id: str, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

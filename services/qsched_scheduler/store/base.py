@@ -120,6 +120,11 @@ class QueueStore(Protocol):
     def request_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
         """Mark a RUNNING job cancel_requested (the executor stops it)."""
 
+    def flag_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
+        """A cancel asked on a replica that does not dispatch the job's device: an unstaged
+        queued job is cancelled at once; a staged or running one is marked cancel_requested for
+        the lease holder (Queries.cancel_requests)."""
+
     def rerun(self, job_id: str, payload: Payload | None, request_id: str, now: datetime) -> Change:
         """A terminal job -> QUEUED at the back of its priority, optionally with a new payload,
         with a new task id for its next run. A repeated non-empty request_id returns the job
@@ -189,8 +194,16 @@ class Queries(Protocol):
 
     def events_after(self, job_id: str, after_seq: int, limit: int = 1000) -> list[Event]: ...
 
-    def queued_jobs(self) -> list[QueuedJob]:
-        """Every QUEUED job in run order per device (the queue index is built from them)."""
+    def queued_jobs(self, device: str = "") -> list[QueuedJob]:
+        """Every QUEUED job (or one device's) in run order per device (the queue index is built
+        from them)."""
+
+    def queue_signature(self, device: str) -> tuple[int, ...]:
+        """(queued jobs, newest queue order among them, staged jobs, staged or running jobs with a
+        cancel requested) of the device (replicas: compared with the queue index)."""
+
+    def cancel_requests(self, device: str) -> list[str]:
+        """Staged or running jobs of the device marked cancel_requested (by flag_cancel)."""
 
     def staged_jobs(self, device: str) -> list[Job]:
         """The device's staged jobs (current_run is the staged run), in run order."""

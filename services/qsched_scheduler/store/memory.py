@@ -380,11 +380,61 @@ class MemoryJobStore:
                     out.append(self._copy(job))
             return out
 
-    def queued_jobs(self) -> list[QueuedJob]:
+    def queued_jobs(self, device: str = "") -> list[QueuedJob]:
         with self._lock:
-            queued = [j for j in self._jobs.values() if j.state is JobState.QUEUED]
+            queued = [
+                j
+                for j in self._jobs.values()
+                if j.state is JobState.QUEUED and (not device or j.device == device)
+            ]
             queued.sort(key=lambda j: (j.device, -j.priority, j.queue_order))
             return [queued_job(j) for j in queued]
+
+    def queue_signature(self, device: str) -> tuple[int, ...]:
+        with self._lock:
+            active = [
+                j
+                for j in self._jobs.values()
+                if j.device == device and j.state in (JobState.QUEUED, JobState.RUNNING)
+            ]
+            queued = [j for j in active if j.state is JobState.QUEUED]
+            return (
+                len(queued),
+                max((j.queue_order for j in queued), default=0),
+                sum(1 for j in active if j.staged_task_id),
+                sum(1 for j in active if j.cancel_requested),
+            )
+
+    def cancel_requests(self, device: str) -> list[str]:
+        with self._lock:
+            return [
+                j.job_id
+                for j in sorted(self._jobs.values(), key=lambda j: j.queue_order)
+                if j.device == device
+                and j.cancel_requested
+                and j.state in (JobState.QUEUED, JobState.RUNNING)
+            ]
+
+    def flag_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
+        """See SqlJobStore.flag_cancel."""
+        with self._lock:
+            job = self._require(job_id)
+            if job.state is JobState.QUEUED and not job.staged_task_id:
+                job.state = JobState.CANCELLED
+                job.end_time = now
+                job.error = ErrorDetail("CANCELLED", reason or "cancelled while queued")
+                event = self._log(job, now, queued_end_message(reason, None))
+                return Change(self._copy(job), event, JobState.QUEUED)
+            if job.state not in (JobState.QUEUED, JobState.RUNNING):
+                raise FailedPrecondition(
+                    "JOB_NOT_ACTIVE",
+                    f"job {job_id} is {job.state.value}, not queued or running",
+                    job_id=job_id,
+                )
+            job.cancel_requested = True
+            message = f"cancel requested: {reason}" if reason else "cancel requested"
+            event = self._log(job, now, message, 0.0, job.staged_task_id or job.task_id)
+            return Change(self._copy(job), event, job.state)
 
     def staged_jobs(self, device: str) -> list[Job]:
         with self._lock:

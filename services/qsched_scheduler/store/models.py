@@ -248,3 +248,19 @@ class CalibrationStateRow(Base):
     values: Mapped[dict[str, Any]] = mapped_column(JsonText(), server_default="{}")
     failures: Mapped[int] = mapped_column(Integer(), server_default="0")
     last_error: Mapped[str] = mapped_column(Text(), server_default="")
+
+
+class DeviceLeaseRow(Base):
+    """Which scheduler replica dispatches a device (leases.py): its holder, the epoch that fences
+    a holder that lost it, and when it expires (seconds since the epoch, the database's clock)."""
+
+    __tablename__ = "device_leases"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
+    # What the holder last saw of the device's executor (ListDevices on every replica).
+    executor_state: Mapped[str] = mapped_column(String(16), server_default="")
+    executor_since: Mapped[float] = mapped_column(Float, server_default="0")
+    executor_message: Mapped[str] = mapped_column(Text, server_default="")

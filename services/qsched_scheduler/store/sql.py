@@ -12,7 +12,7 @@ database rests on the database, not on this process:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -37,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from qsched_core.errors import QuotaExceeded
 from qsched_core.execution import DataRef
 from qsched_core.provenance import CodeProvenance
 from qsched_scheduler import ids
@@ -63,6 +65,7 @@ from qsched_scheduler.domain import (
 from qsched_scheduler.errors import FailedPrecondition, job_not_found
 from qsched_scheduler.store.base import Claim, RunUpdate, StageRequest, SubmitOutcome, queued_end_message
 from qsched_scheduler.store.engine import make_engine, read_only
+from qsched_scheduler.store.leases import LeaseLost, check_fence
 from qsched_scheduler.store.models import EventRow, IdCounterRow, JobRow, QueueCountRow, RunRow
 
 QUEUED = JobState.QUEUED.value
@@ -86,6 +89,9 @@ class SqlJobStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        # With scheduler replicas (leases.py): device -> (holder, epoch) of this replica's lease,
+        # None when it does not hold it; the stage and claim transactions check it (fencing).
+        self.fence_of: Callable[[str], tuple[str, int] | None] | None = None
         self._writes = sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self._reads = sessionmaker(read_only(engine), expire_on_commit=False, autoflush=True)
         self._read_engine = read_only(engine)
@@ -131,6 +137,54 @@ class SqlJobStore:
         """Add n to a counter (created at 0 if new), in one statement; the new value (so the n
         values handed out end there). The row lock serializes concurrent writers."""
         return conn.execute(self._counter_bump, {"prefix": prefix, "counter": n}).scalar_one()
+
+    def _over_quota(self, conn: Connection, news: Sequence[NewJob], fresh: list[int]) -> dict[int, Exception]:
+        """The new jobs that would take their owner past their queued-jobs quota, each with its
+        refusal. Counted in the inserting transaction under a per-owner lock (PostgreSQL: an
+        advisory transaction lock; SQLite: the one writer), so replicas cannot overshoot together."""
+        limited: dict[str, list[int]] = {}
+        for i in fresh:
+            if news[i].queued_limit > 0:
+                limited.setdefault(news[i].owner, []).append(i)
+        refused: dict[int, Exception] = {}
+        for owner in sorted(limited):  # one order for every transaction: no deadlock
+            if self._dialect == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"qsched-queued:{owner}"}
+                )
+            queued = (
+                conn.scalar(select(func.count()).where(JOBS.c.owner == owner, JOBS.c.state == QUEUED)) or 0
+            )
+            for i in limited[owner]:
+                limit = news[i].queued_limit
+                if queued >= limit:
+                    refused[i] = QuotaExceeded(
+                        "QUEUED_JOBS_QUOTA",
+                        f"{owner} already has {queued} queued jobs; the limit is {limit} per user",
+                        subject=f"user:{owner}",
+                        queued=queued,
+                        limit=limit,
+                    )
+                else:
+                    queued += 1
+        return refused
+
+    # -- leases (replicas: leases.py) -------------------------------------------------------------------
+    def _check_fence(self, conn: Connection, device: str) -> None:
+        """Raise LeaseLost unless this replica still holds the device's lease (no leases: no check)."""
+        if self.fence_of is None:
+            return
+        fence = self.fence_of(device)
+        if fence is None:
+            raise LeaseLost(f"this replica does not hold the lease of {device}")
+        check_fence(conn, device, *fence)
+
+    def _fenced(self, conn: Connection, device: str) -> bool:
+        try:
+            self._check_fence(conn, device)
+        except LeaseLost:
+            return False
+        return True
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _lock_job(self, session: Session, job_id: str) -> JobRow:
@@ -255,8 +309,15 @@ class SqlJobStore:
             if new.request_id:
                 first_of[new.request_id] = i
             fresh.append(i)
+        refused = self._over_quota(conn, news, fresh)
+        if refused:
+            for i in refused:
+                out[i] = refused[i]  # type: ignore[call-overload]
+            fresh = [i for i in fresh if i not in refused]
         if not fresh:
             return out
+        if claims and self.fence_of is not None:  # a claim made under a lease lost since: no claim
+            claims = {i: c for i, c in claims.items() if self._fenced(conn, news[i].device)}
         when = _utc(now)
         prefix = ids.day_prefix(now)
         last_number = self._bump(conn, prefix, len(fresh))
@@ -544,6 +605,28 @@ class SqlJobStore:
             event = self._log(session, row, now, message, 0.0, task_id)
             return Change(self._job(session, row), event, JobState.RUNNING)
 
+    def flag_cancel(self, job_id: str, reason: str, now: datetime) -> Change:
+        """Cancel on a replica that does not dispatch the job's device: a queued job nobody has
+        staged is cancelled at once; a staged or running one is marked cancel_requested, and the
+        replica that holds the device's lease cancels it on the executor (cancel_requests)."""
+        with self._write() as session:
+            row = self._lock_job(session, job_id)
+            if row.state == QUEUED and not row.staged_task_id:
+                row.state = JobState.CANCELLED.value
+                row.end_time = now
+                self._count(session.connection(), row.device, row.priority, -1)
+                _set_error(row, ErrorDetail("CANCELLED", reason or "cancelled while queued"))
+                event = self._log(session, row, now, queued_end_message(reason, None))
+                return Change(self._job(session, row), event, JobState.QUEUED)
+            if row.state not in (QUEUED, RUNNING):
+                raise FailedPrecondition(
+                    "JOB_NOT_ACTIVE", f"job {job_id} is {row.state}, not queued or running", job_id=job_id
+                )
+            row.cancel_requested = True
+            message = f"cancel requested: {reason}" if reason else "cancel requested"
+            event = self._log(session, row, now, message, 0.0, row.staged_task_id or row.task_id or "")
+            return Change(self._job(session, row), event, JobState(row.state))
+
     def delete(self, job_id: str) -> None:
         with self._write() as session:
             row = self._lock_job(session, job_id)
@@ -570,6 +653,8 @@ class SqlJobStore:
     ) -> Change | None:
         try:
             with self._tx() as conn:
+                if self.fence_of is not None and not self._fenced(conn, device):
+                    return None  # not this replica's device (any more)
                 running = conn.scalar(
                     select(func.count()).where(JOBS.c.device == device, JOBS.c.state == RUNNING)
                 )
@@ -680,6 +765,8 @@ class SqlJobStore:
                     .group_by(RUNS.c.job_pk)
                 ).all()
             )
+            for device in {row.device for row in rows}:
+                self._check_fence(conn, device)
             found = {row.job_id: row for row in rows}
             for request in requests:  # in the order given (run order)
                 row = found.get(request.job_id)
@@ -716,7 +803,8 @@ class SqlJobStore:
                 out.append(_job(SimpleNamespace(**{**row._mapping, "staged_task_id": None}), last, count))
             return out
 
-    def queued_jobs(self) -> list[QueuedJob]:
+    def queued_jobs(self, device: str = "") -> list[QueuedJob]:
+        """Every queued job (or one device's), in run order per device."""
         stmt = (
             select(
                 JOBS.c.job_id,
@@ -730,7 +818,7 @@ class SqlJobStore:
                 JOBS.c.labels,
                 JOBS.c.error_reason,
             )
-            .where(JOBS.c.state == QUEUED)
+            .where(JOBS.c.state == QUEUED, *([JOBS.c.device == device] if device else []))
             .order_by(JOBS.c.device, JOBS.c.priority.desc(), JOBS.c.queue_order)
         )
         out = []
@@ -757,6 +845,35 @@ class SqlJobStore:
                     )
                 )
         return out
+
+    def queue_signature(self, device: str) -> tuple[int, ...]:
+        """(queued jobs, newest queue order among them, staged ones, staged or running jobs with
+        a cancel requested) of the device: a replica that does not see every change compares it
+        with its queue index and reads the queue again when they differ."""
+        queued = JOBS.c.state == QUEUED
+        stmt = select(
+            func.coalesce(func.sum(case((queued, 1), else_=0)), 0),
+            func.coalesce(func.max(case((queued, JOBS.c.queue_order), else_=None)), 0),
+            func.count(JOBS.c.staged_task_id),
+            func.coalesce(func.sum(case((JOBS.c.cancel_requested, 1), else_=0)), 0),
+        ).where(JOBS.c.device == device, JOBS.c.state.in_([QUEUED, RUNNING]))
+        with self._read_engine.begin() as conn:
+            return tuple(int(v) for v in conn.execute(stmt).one())
+
+    def cancel_requests(self, device: str) -> list[str]:
+        """Jobs of the device whose cancel was asked on a replica that does not dispatch it
+        (flag_cancel): staged or running, cancel_requested."""
+        stmt = (
+            select(JOBS.c.job_id)
+            .where(
+                JOBS.c.device == device,
+                JOBS.c.cancel_requested.is_(True),
+                JOBS.c.state.in_([QUEUED, RUNNING]),
+            )
+            .order_by(JOBS.c.queue_order)
+        )
+        with self._read_engine.begin() as conn:
+            return list(conn.execute(stmt).scalars())
 
     def staged_jobs(self, device: str) -> list[Job]:
         """The device's staged jobs in run order (re-attach after a restart)."""

@@ -22,6 +22,7 @@ TABLES = (
     "reservations",
     "sessions",
     "calibration_states",
+    "device_leases",
 )
 
 

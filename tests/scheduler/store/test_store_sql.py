@@ -28,6 +28,7 @@ TABLES = {
     "id_counters",
     "queue_counts",
     "device_holds",
+    "device_leases",
     "reservations",
     "sessions",
     "calibration_states",
@@ -211,7 +212,7 @@ def test_postgresql_urls_use_psycopg() -> None:
 # -- migrations ----------------------------------------------------------------------------------------------
 def test_migrations_upgrade_downgrade_and_upgrade_again(empty_db_url: str) -> None:
     assert db.current(empty_db_url) is None
-    assert db.head() == "0018_event_notify"
+    assert db.head() == "0019_device_leases"
 
     db.upgrade(empty_db_url)
     assert table_names(empty_db_url) == TABLES | {"alembic_version"}

@@ -118,6 +118,8 @@ def _print_device(d: dict) -> None:
         line += f" held by {d['held_by']} since {_when(d['hold_time'])}"
         if d["hold_reason"]:
             line += f": {d['hold_reason']}"
+    if d.get("executor") == "unreachable":
+        line += f" executor unreachable since {_when(d['executor_since'])}: {d['executor_message'][:120]}"
     print(line)
     for label, r in (("reserved now", d.get("reservation")), ("next window", d.get("next_reservation"))):
         if r is not None:
