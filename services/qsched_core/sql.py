@@ -54,6 +54,12 @@ REFUSING_BUSY_TIMEOUT_MS = 1_000
 
 _REFUSING: dict[str, list[bool]] = {}  # by SQLite database: see _sqlite_engine
 
+# PostgreSQL ends a session that sits inside a transaction this long without sending anything: a
+# process frozen between two statements (SIGSTOP, a VM paused, a GC stall gone wrong) would hold
+# its row locks, and so block every other replica's writes to those rows, for as long as its
+# connection lives. Our transactions send their statements back to back; none waits this long.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
+
 # Execution option read by the SQLite "begin" hook; set by `read_only`.
 _BEGIN_OPTION = "qsched_sqlite_begin"
 
@@ -68,7 +74,11 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
-        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        return create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            connect_args={"options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"},
+        )
     if backend == "sqlite":
         return _sqlite_engine(parsed)
     return create_engine(parsed)
