@@ -59,6 +59,7 @@ _REFUSING: dict[str, list[bool]] = {}  # by SQLite database: see _sqlite_engine
 # its row locks, and so block every other replica's writes to those rows, for as long as its
 # connection lives. Our transactions send their statements back to back; none waits this long.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
+IDLE_SETTING = "idle_in_transaction_session_timeout"
 
 # Execution option read by the SQLite "begin" hook; set by `read_only`.
 _BEGIN_OPTION = "qsched_sqlite_begin"
@@ -77,7 +78,7 @@ def make_engine(url: str) -> Engine:
         return create_engine(
             parsed.set(drivername="postgresql+psycopg"),
             pool_pre_ping=True,
-            connect_args={"options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"},
+            connect_args={"options": f"-c {IDLE_SETTING}={IDLE_IN_TRANSACTION_TIMEOUT_MS}"},
         )
     if backend == "sqlite":
         return _sqlite_engine(parsed)
