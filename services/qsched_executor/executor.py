@@ -757,12 +757,17 @@ class HardwareExecutor:
             self._post(run, Failed(reason, message, item.code))
             return
         ended = _now()
-        # The board is free from here on: the file is written by the writer pool while the
-        # next run already goes; the terminal update follows the write.
+        # The board is free from here on: the file's attributes are gathered and it is written
+        # by the writers (off this thread) while the next run already goes; the terminal update
+        # follows the write.
         name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.now())
-        attrs = self._attrs(item, result, started, ended)
         run.resumable = item.experiment.can_resume
-        future = self._writers.write(self.settings.data_root / name, result.data, attrs, result.dataset_attrs)
+        future = self._writers.write(
+            self.settings.data_root / name,
+            result.data,
+            lambda: self._attrs(item, result, started, ended),
+            result.dataset_attrs,
+        )
         future.add_done_callback(lambda done: self._written(item, name, result, done))
 
     def _offer_partial(

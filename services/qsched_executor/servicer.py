@@ -101,5 +101,5 @@ class ExecutorServicer(pb_grpc.HardwareExecutorServiceServicer):
                     DataChunk(offset, chunk, total, ref.sha256 if first else "", ref.name if first else "")
                 )
                 offset += len(chunk)
-                if not chunk:
-                    break
+                if not chunk or offset >= total:
+                    break  # all of it (no read just to find the end)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import select
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from pathlib import Path
@@ -37,9 +39,19 @@ def _warm(executor_pid: int) -> None:
 
 
 class DataWriters:
+    """`write` only queues the file: a thread of its own gathers its attributes (when given a
+    function) and feeds the pool. Both were the board thread's work between two runs (~0.2 ms
+    of the 50 ms-run gap: submitting to a process pool wakes its manager thread, which takes the
+    GIL); a put on a SimpleQueue hands nothing over."""
+
     def __init__(self, processes: int):
         self.processes = processes
         self._pool = self._start()
+        self._queued: queue.SimpleQueue[tuple[Future[tuple[str, int]], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._feeder = threading.Thread(target=self._feed, name="datafile-submit", daemon=True)
+        self._feeder.start()
 
     def _start(self) -> Executor:
         if self.processes <= 0:
@@ -54,9 +66,34 @@ class DataWriters:
         return pool
 
     def write(
+        self,
+        path: Path,
+        datasets: dict[str, Any],
+        attrs: dict[str, Any] | Callable[[], dict[str, Any]],
+        labels: dict[str, dict[str, Any]],
+    ) -> Future[tuple[str, int]]:
+        """(sha256, size) once the file is complete and fsynced under its final name. `attrs` may
+        be a function that gathers them: it is called on the feeding thread, not the caller's."""
+        future: Future[tuple[str, int]] = Future()
+        self._queued.put((future, (path, datasets, attrs, labels)))
+        return future
+
+    def _feed(self) -> None:
+        while (item := self._queued.get()) is not None:
+            future, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                path, datasets, attrs, labels = args
+                written = self._submit(path, datasets, attrs() if callable(attrs) else attrs, labels)
+            except BaseException as exc:  # e.g. a pool that cannot start: the run's write failed
+                future.set_exception(exc)
+                continue
+            written.add_done_callback(lambda done, future=future: _settle(future, done))
+
+    def _submit(
         self, path: Path, datasets: dict[str, Any], attrs: dict[str, Any], labels: dict[str, dict[str, Any]]
     ) -> Future[tuple[str, int]]:
-        """(sha256, size) once the file is complete and fsynced under its final name."""
         try:
             return self._pool.submit(datafile.write_run_file, str(path), datasets, attrs, labels)
         except BrokenProcessPool:  # a writer was killed: a fresh pool for this and later files
@@ -65,4 +102,14 @@ class DataWriters:
             return self._pool.submit(datafile.write_run_file, str(path), datasets, attrs, labels)
 
     def close(self) -> None:
+        self._queued.put(None)  # after every file queued before: each is submitted first
+        self._feeder.join()
         self._pool.shutdown(wait=True)
+
+
+def _settle(future: Future[tuple[str, int]], done: Future[tuple[str, int]]) -> None:
+    error = done.exception()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(done.result())

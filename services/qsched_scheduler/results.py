@@ -66,8 +66,8 @@ class Results:
         self._clock = clock
 
     async def _run_of(self, job: Job, task_id: str) -> Run | None:
-        if not task_id:
-            return job.current_run
+        if not task_id or (job.current_run is not None and job.current_run.task_id == task_id):
+            return job.current_run  # the job's own run: no list of its runs to read
         runs = await self._thread.call(self._queries.list_runs, job.job_id, 0, MAX_PAGE_SIZE)
         run = next((r for r in runs if r.task_id == task_id), None)
         if run is None:

@@ -261,12 +261,21 @@ class JobClient:
     def _with_local_data(self, result: JobResult) -> JobResult:
         """The seed's `data_file_path` is a file this machine can open. The executor names its files
         relative to its data root: a finished run's file is fetched into the cache (once) and its
-        local path given instead; if that fails, the name stays as the executor gave it."""
+        local path given instead; if that fails, the name stays as the executor gave it. The run
+        is the one the job in hand names (no GetJob again)."""
         name = result.data_file_path
         if not name or Path(name).is_absolute() or not result.is_successful():
             return result
+        from qsched import data
+
         try:
-            result.data_file_path = str(self.data_path(result.job_id, result.task_id))
+            ref = data.run_ref(result.job) if result.job is not None else None
+            path = (
+                data.locate_run(self._stub, ref)
+                if ref is not None and ref.data_file_path == name
+                else self.data_path(result.job_id, result.task_id)
+            )
+            result.data_file_path = str(path)
         except Exception as exc:  # the path stays a name; loading it says what is missing
             print(f"qsched: could not fetch {name}: {exc}", file=sys.stderr)
         return result

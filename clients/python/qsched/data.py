@@ -106,7 +106,20 @@ def locate(
     stub, job_id: str, task_id: str | None = None, cache: Path | None = None, timeout: float = 30.0
 ) -> Path:
     """A local path holding the run's data file (see the module docs for how it is found)."""
-    ref = find_run(stub, job_id, task_id, timeout)
+    return locate_run(stub, find_run(stub, job_id, task_id, timeout), cache)
+
+
+def run_ref(job: pb.Job) -> RunRef | None:
+    """The job's current run as `locate_run` takes it (None before it has one): a caller that
+    already holds the job needs no GetJob to find its file."""
+    if not job.HasField("current_run"):
+        return None
+    run = job.current_run
+    return RunRef(job.job_id, run.task_id, run.data_file_path, run.state)
+
+
+def locate_run(stub, ref: RunRef, cache: Path | None = None) -> Path:
+    """`locate` for a run already in hand."""
     target_dir = (cache or cache_dir()) / ref.job_id / (ref.task_id or "latest")
     hit = _cached(target_dir)
     if hit is not None:
@@ -151,6 +164,8 @@ def _receive(first, stream, target_dir: Path, ref: RunRef) -> Path:
                 out.write(message.chunk)
                 digest.update(message.chunk)
                 size += len(message.chunk)
+                if first.total_size and size >= first.total_size:
+                    break  # all of it: checked below, the stream's end is not waited for
                 try:
                     message = next(stream)
                 except StopIteration:

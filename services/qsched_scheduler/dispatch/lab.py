@@ -934,7 +934,10 @@ class LabDispatcher:
         if not self._estimates.known(self.device):
             await self._stores.thread.call(self._estimates.load, self.device)
         waiting = sum(1 for r in self._on_board if not r.started and not r.ended)
-        decisions = self._policy.next_runs(self.view(), self._depth() - waiting)
+        depth = self._depth()
+        if waiting > depth // 2:
+            return  # refilled in halves: one staging transaction (one fsync) for many runs
+        decisions = self._policy.next_runs(self.view(), depth - waiting)
         if not decisions:
             return
         requests: list[StageRequest] = []

@@ -27,6 +27,7 @@ from qsched_core.execution import (
 from qsched_scheduler.executor_port import ExecutorUnavailable, QueueTransport
 
 ANSWER_TIMEOUT_S = 10.0
+MAX_BATCH_UPDATES = 1024  # updates applied in one transaction at most
 
 
 class RunQueue:
@@ -85,12 +86,21 @@ class RunQueue:
         self._waiting.clear()
 
     async def next_batch(self) -> UpdateBatch:
-        """The next batch of updates (waiting for it); ExecutorUnavailable once the stream ended."""
+        """The updates that arrived since the last call, in order, as one batch (waiting for the
+        first): whatever came while the previous batch was being applied goes into one
+        transaction (one fsync). ExecutorUnavailable once the stream ended."""
         item = await self._batches.get()
         if isinstance(item, BaseException):
             self._batches.put_nowait(item)  # every later call raises it too
             raise item
-        return item
+        updates = list(item.updates)
+        while not self._batches.empty() and len(updates) < MAX_BATCH_UPDATES:
+            more = self._batches.get_nowait()
+            if isinstance(more, BaseException):
+                self._batches.put_nowait(more)  # the next call raises it
+                break
+            updates.extend(more.updates)
+        return item if len(updates) == len(item.updates) else UpdateBatch(tuple(updates))
 
     async def _ask(self, command_of) -> QueueEvent:  # type: ignore[no-untyped-def]
         if self.closed:

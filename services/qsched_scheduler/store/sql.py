@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     case,
     delete,
     event,
@@ -72,6 +73,7 @@ QUEUED = JobState.QUEUED.value
 RUNNING = JobState.RUNNING.value
 SUCCEEDED = JobState.SUCCEEDED.value
 FAILED = JobState.FAILED.value
+SUPERSEDED_MESSAGE = "the executor started the next run without reporting this one's end"
 QUEUE_ORDER_KEY = "QUEUE-ORDER"  # id_counters row handing out FIFO keys (a re-run takes a new one)
 
 JOBS = JobRow.__table__
@@ -948,138 +950,34 @@ class SqlJobStore:
 
     def apply_updates(self, updates: Sequence[tuple[str, RunUpdate]], now: datetime) -> list[Change]:
         """Updates of runs in one transaction (what arrived from executors together): one fsync
-        for all when any needs it (group commit of results); the changes that logged an event."""
-        changes = []
+        for all when any needs it (group commit of results); the changes that logged an event.
+
+        A handful of statements per batch, not per update: the runs and their jobs are read
+        once (PostgreSQL: the jobs locked first, in id order), every update is applied in
+        memory in turn, and the rows that changed are written back with one executemany per
+        set of changed columns, the events with one insert."""
+        if not updates:
+            return []
         with self._tx(any(_needs_fsync(u) for _, u in updates)) as conn:
-            for task_id, update in updates:
-                change = self._update_run(conn, task_id, update, now)
-                if change is not None:
-                    changes.append(change)
+            batch = _RunBatch(self, conn, updates, _utc(now))
+            changes = [c for c in (batch.apply(task_id, u) for task_id, u in updates) if c is not None]
+            batch.flush()
         return changes
 
-    def _update_run(self, conn: Connection, task_id: str, update: RunUpdate, now: datetime) -> Change | None:
-        run = conn.execute(select(RUNS).where(RUNS.c.task_id == task_id)).one_or_none()
-        if run is None:
-            return None
-        row = conn.execute(select(JOBS).where(JOBS.c.id == run.job_pk).with_for_update()).one()
-        if self._dialect == "postgresql":  # re-read under the job's lock
-            run = conn.execute(select(RUNS).where(RUNS.c.task_id == task_id)).one()
-        when = _utc(now)
-        previous = JobState(row.state)
-        r: dict[str, Any] = {"executor_seq": max(run.executor_seq, update.executor_seq)}
-        j: dict[str, Any] = {"last_seq": row.last_seq + 1}
-        if run.state == QUEUED and run.staged:
-            if not update.started and update.final_state is None:  # accepted: only the cursor moves
-                conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
-                return None
-            if row.state != QUEUED or row.staged_task_id != task_id:
-                return None
-            # The executor started it (or ended it unstarted): it is the job's run now.
-            self._count(conn, row.device, row.priority, -1)
-            r.update(state=RUNNING, staged=False)
-            j.update(
-                staged_task_id=None,
-                cancel_requested=row.cancel_requested,
-                error_reason=None,
-                error_message=None,
-            )
-            if update.started:
-                j["state"] = RUNNING
-                self._end_superseded(conn, row, when)
-            run = SimpleNamespace(**{**run._mapping, "state": RUNNING})
-        elif run.state != RUNNING:
-            return None
-        if update.config_revisions:
-            r["config_revisions"] = dict(update.config_revisions)
-        if update.provider_task_ids:
-            r["provider_task_ids"] = list(update.provider_task_ids)
-        if update.provider_submission_id:
-            r["provider_submission_id"] = update.provider_submission_id
-        if update.started and run.start_time is None:
-            r["start_time"] = j["start_time"] = when
-        if update.progress is not None:
-            r["progress"] = update.progress
-        if update.final_state is not None:
-            error = update.error
-            r.update(
-                state=update.final_state.value,
-                end_time=when,
-                error_reason=error.reason if error else None,
-                error_message=error.message if error else None,
-                data_file_path=update.data.name if update.data else "",
-                data_sha256=update.data.sha256 if update.data else "",
-                data_size_bytes=update.data.size_bytes if update.data else 0,
-                summary=dict(update.summary),
-                code=update.code.to_dict() if update.code is not None else None,
-            )
-            if update.result_json:
-                r["result_json"], r["result_time"] = update.result_json, when
-            if update.final_state is JobState.SUCCEEDED:
-                r["progress"] = 1.0
-            j.update(
-                state=update.final_state.value,
-                end_time=when,
-                error_reason=error.reason if error else None,
-                error_message=error.message if error else None,
-                cancel_requested=False,
-            )
-            if update.requeue and not row.cancel_requested:  # yielded: back to its place in the queue
-                # with the id its next run will take (Job.task_id, as after a rerun)
-                j.update(state=QUEUED, start_time=None, end_time=None, task_id=str(uuid.uuid4()))
-                self._count(conn, row.device, row.priority, 1)
-        conn.execute(RUNS.update().where(RUNS.c.task_id == task_id).values(**r))
-        conn.execute(JOBS.update().where(JOBS.c.id == row.id).values(**j))
-        new_run = {**(vars(run) if isinstance(run, SimpleNamespace) else run._mapping), **r}
-        new_job = {**row._mapping, **j}
-        event = Event(
-            row.job_id,
-            j["last_seq"],
-            when,
-            JobState(new_job["state"]),
-            update.message,
-            new_run["progress"],
-            task_id,
-            update.log,
-        )
-        conn.execute(
-            insert(EVENTS),
-            {
-                "job_pk": row.id,
-                "seq": event.seq,
-                "time": when,
-                "state": new_job["state"],
-                "message": event.message,
-                "progress": event.progress,
-                "task_id": task_id,
-                "log": update.log.to_json() if update.log is not None else None,
-            },
-        )
-        job = _job(SimpleNamespace(**new_job), SimpleNamespace(**new_run), run.attempt)
-        return Change(job, event, previous)
-
-    def _end_superseded(self, conn: Connection, row: Any, when: datetime | None) -> None:
-        """The executor started a run on a device whose previous lab run is still RUNNING here: it
-        ended unseen (its executor lost it), so it fails before the one-running index says no."""
-        other = conn.execute(
-            select(JOBS).where(
-                JOBS.c.device == row.device,
-                JOBS.c.state == RUNNING,
-                JOBS.c.kind == JobKind.LAB_EXPERIMENT.value,
-                JOBS.c.id != row.id,
-            )
-        ).one_or_none()
-        if other is None:
-            return
-        message = "the executor started the next run without reporting this one's end"
-        seq = other.last_seq + 1
+    def _end_superseded(self, conn: Connection, other: Mapping[str, Any], when: datetime | None) -> int:
+        """The executor started a run on a device whose previous lab run (job row `other`) is
+        still RUNNING here: it ended unseen (its executor lost it), so it fails before the
+        one-running index says no. Returns the event's seq."""
+        message = SUPERSEDED_MESSAGE
+        seq = other["last_seq"] + 1
         conn.execute(
             RUNS.update()
-            .where(RUNS.c.job_pk == other.id, RUNS.c.state == RUNNING)
+            .where(RUNS.c.job_pk == other["id"], RUNS.c.state == RUNNING)
             .values(state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message)
         )
         conn.execute(
             JOBS.update()
-            .where(JOBS.c.id == other.id)
+            .where(JOBS.c.id == other["id"])
             .values(
                 state=FAILED, end_time=when, error_reason="EXECUTOR_LOST", error_message=message, last_seq=seq
             )
@@ -1087,7 +985,7 @@ class SqlJobStore:
         conn.execute(
             insert(EVENTS),
             {
-                "job_pk": other.id,
+                "job_pk": other["id"],
                 "seq": seq,
                 "time": when,
                 "state": FAILED,
@@ -1096,6 +994,7 @@ class SqlJobStore:
                 "task_id": "",
             },
         )
+        return seq
 
     def active_devices(self) -> list[str]:
         with self._read() as session:
@@ -1168,6 +1067,197 @@ def _new_run_values(job: Any, task_id: str, attempt: int) -> dict[str, Any]:
         "data_size_bytes": 0,
         "code": None,
     }
+
+
+class _RunBatch:
+    """`apply_updates`' working set: the rows of the runs updated and of their jobs, as dicts,
+    changed in memory update by update (as the one-at-a-time SQL did), and the writes they owe."""
+
+    def __init__(
+        self, store: SqlJobStore, conn: Connection, updates: Sequence[tuple[str, RunUpdate]], when: datetime
+    ):
+        self.store, self.conn, self.when = store, conn, when
+        task_ids = list(dict.fromkeys(task_id for task_id, _ in updates))
+        jobs_of_runs = select(RUNS.c.job_pk).where(RUNS.c.task_id.in_(task_ids)).scalar_subquery()
+        locked = select(JOBS).where(JOBS.c.id.in_(jobs_of_runs)).order_by(JOBS.c.id)
+        if store._dialect == "postgresql":
+            locked = locked.with_for_update()
+        self.jobs: dict[int, dict[str, Any]] = {r.id: dict(r._mapping) for r in conn.execute(locked)}
+        # Read after the jobs' locks (PostgreSQL): what another writer committed before is seen.
+        self.runs: dict[str, dict[str, Any]] = {
+            r.task_id: dict(r._mapping)
+            for r in conn.execute(select(RUNS).where(RUNS.c.task_id.in_(task_ids)))
+        }
+        self.run_writes: dict[str, dict[str, Any]] = {}
+        self.job_writes: dict[int, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.counts: dict[tuple[str, int], int] = {}
+        self._running: dict[int, dict[str, Any]] | None = None  # RUNNING lab jobs read, by id
+
+    def apply(self, task_id: str, update: RunUpdate) -> Change | None:
+        run = self.runs.get(task_id)
+        if run is None:
+            return None
+        row = self.jobs[run["job_pk"]]
+        when = self.when
+        previous = JobState(row["state"])
+        r: dict[str, Any] = {"executor_seq": max(run["executor_seq"], update.executor_seq)}
+        j: dict[str, Any] = {"last_seq": row["last_seq"] + 1}
+        if run["state"] == QUEUED and run["staged"]:
+            if not update.started and update.final_state is None:  # accepted: only the cursor moves
+                self._write_run(task_id, r)
+                return None
+            if row["state"] != QUEUED or row["staged_task_id"] != task_id:
+                return None
+            # The executor started it (or ended it unstarted): it is the job's run now.
+            self._count(row["device"], row["priority"], -1)
+            r.update(state=RUNNING, staged=False)
+            j.update(
+                staged_task_id=None,
+                cancel_requested=row["cancel_requested"],
+                error_reason=None,
+                error_message=None,
+            )
+            if update.started:
+                j["state"] = RUNNING
+                self._end_superseded(row)
+            run["state"] = RUNNING
+        elif run["state"] != RUNNING:
+            return None
+        if update.config_revisions:
+            r["config_revisions"] = dict(update.config_revisions)
+        if update.provider_task_ids:
+            r["provider_task_ids"] = list(update.provider_task_ids)
+        if update.provider_submission_id:
+            r["provider_submission_id"] = update.provider_submission_id
+        if update.started and run["start_time"] is None:
+            r["start_time"] = j["start_time"] = when
+        if update.progress is not None:
+            r["progress"] = update.progress
+        if update.final_state is not None:
+            error = update.error
+            r.update(
+                state=update.final_state.value,
+                end_time=when,
+                error_reason=error.reason if error else None,
+                error_message=error.message if error else None,
+                data_file_path=update.data.name if update.data else "",
+                data_sha256=update.data.sha256 if update.data else "",
+                data_size_bytes=update.data.size_bytes if update.data else 0,
+                summary=dict(update.summary),
+                code=update.code.to_dict() if update.code is not None else None,
+            )
+            if update.result_json:
+                r["result_json"], r["result_time"] = update.result_json, when
+            if update.final_state is JobState.SUCCEEDED:
+                r["progress"] = 1.0
+            j.update(
+                state=update.final_state.value,
+                end_time=when,
+                error_reason=error.reason if error else None,
+                error_message=error.message if error else None,
+                cancel_requested=False,
+            )
+            if update.requeue and not row["cancel_requested"]:  # yielded: back to its place in the queue
+                # with the id its next run will take (Job.task_id, as after a rerun)
+                j.update(state=QUEUED, start_time=None, end_time=None, task_id=str(uuid.uuid4()))
+                self._count(row["device"], row["priority"], 1)
+        self._write_run(task_id, r)
+        self._write_job(row["id"], j)
+        event = Event(
+            row["job_id"],
+            j["last_seq"],
+            when,
+            JobState(row["state"]),
+            update.message,
+            run["progress"],
+            task_id,
+            update.log,
+        )
+        self.events.append(
+            {
+                "job_pk": row["id"],
+                "seq": event.seq,
+                "time": when,
+                "state": row["state"],
+                "message": event.message,
+                "progress": event.progress,
+                "task_id": task_id,
+                "log": update.log.to_json() if update.log is not None else None,
+            }
+        )
+        job = _job(SimpleNamespace(**row), SimpleNamespace(**run), run["attempt"])
+        return Change(job, event, previous)
+
+    def _write_run(self, task_id: str, values: dict[str, Any]) -> None:
+        self.runs[task_id].update(values)
+        self.run_writes.setdefault(task_id, {}).update(values)
+
+    def _write_job(self, pk: int, values: dict[str, Any]) -> None:
+        self.jobs[pk].update(values)
+        self.job_writes.setdefault(pk, {}).update(values)
+
+    def _count(self, device: str, priority: int, delta: int) -> None:
+        self.counts[(device, priority)] = self.counts.get((device, priority), 0) + delta
+
+    def _end_superseded(self, row: dict[str, Any]) -> None:
+        """Another lab job of the device still RUNNING here (as this batch left it) ends
+        EXECUTOR_LOST: written at once, after what the batch owes so far (as the SQL did)."""
+        if self._running is None:  # read once per batch, before this batch wrote anything
+            self._running = {
+                r.id: dict(r._mapping)
+                for r in self.conn.execute(
+                    select(JOBS).where(JOBS.c.state == RUNNING, JOBS.c.kind == JobKind.LAB_EXPERIMENT.value)
+                )
+            }
+        candidates = {**self._running, **self.jobs}  # this batch's rows as it changed them
+        other = next(
+            (
+                o
+                for o in candidates.values()
+                if o["id"] != row["id"]
+                and o["device"] == row["device"]
+                and o["state"] == RUNNING
+                and o["kind"] == JobKind.LAB_EXPERIMENT.value
+            ),
+            None,
+        )
+        if other is None:
+            return
+        self.flush()
+        seq = self.store._end_superseded(self.conn, other, self.when)
+        message = "the executor started the next run without reporting this one's end"
+        failed = {
+            "state": FAILED,
+            "end_time": self.when,
+            "error_reason": "EXECUTOR_LOST",
+            "error_message": message,
+        }
+        for held in (self.jobs.get(other["id"]), self._running.get(other["id"])):
+            if held is not None:
+                held.update(failed, last_seq=seq)
+        for run in self.runs.values():
+            if run["job_pk"] == other["id"] and run["state"] == RUNNING:
+                run.update(failed)
+
+    def flush(self) -> None:
+        """Write what the batch owes: one executemany per set of changed columns."""
+        conn = self.conn
+        for table, key, writes in (
+            (RUNS, RUNS.c.task_id, self.run_writes),
+            (JOBS, JOBS.c.id, self.job_writes),
+        ):
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for ident, values in writes.items():
+                groups.setdefault(tuple(sorted(values)), []).append({**values, "_ident": ident})
+            for rows in groups.values():
+                conn.execute(table.update().where(key == bindparam("_ident")), rows)
+        counted = [{"device": d, "priority": p, "queued": n} for (d, p), n in self.counts.items() if n]
+        if counted:
+            conn.execute(self.store._count_upsert, counted)
+        if self.events:
+            conn.execute(insert(EVENTS), self.events)
+        self.run_writes, self.job_writes, self.events, self.counts = {}, {}, [], {}
 
 
 def _needs_fsync(update: RunUpdate) -> bool:

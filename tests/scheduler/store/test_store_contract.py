@@ -915,6 +915,35 @@ def test_apply_updates_applies_what_arrived_at_once_in_order(store: JobStore) ->
     assert [e.message for e in store.events_after(job.job_id, 0)][-3:] == ["accepted", "started", "succeeded"]
 
 
+def test_a_start_ends_the_run_the_executor_lost_unseen_within_one_batch(store: JobStore) -> None:
+    lost, second, third = (submit(store) for _ in range(3))
+    claim(store, DEVICE, "task-1")
+    store.apply_updates([("task-1", RunUpdate(2, started=True, message="started"))], at(1))
+    stage(store, second, "task-2")
+    stage(store, third, "task-3")
+    changes = store.apply_updates(
+        [
+            ("task-2", RunUpdate(1, started=True, message="started")),  # task-1 never ended here
+            ("task-2", RunUpdate(2, final_state=JobState.SUCCEEDED, message="succeeded")),
+            ("task-1", RunUpdate(3, progress=0.5, message="late")),  # failed above: ignored
+            ("task-3", RunUpdate(1, started=True, message="started")),
+        ],
+        at(2),
+    )
+    assert [(c.job.job_id, c.event.state) for c in changes] == [
+        (second.job_id, JobState.RUNNING),
+        (second.job_id, JobState.SUCCEEDED),
+        (third.job_id, JobState.RUNNING),
+    ]
+    failed = store.get(lost.job_id)
+    assert failed.state is JobState.FAILED and failed.error.reason == "EXECUTOR_LOST"
+    assert failed.current_run.state is JobState.FAILED and failed.end_time == at(2)
+    assert [e.state for e in store.events_after(lost.job_id, 0)][-1] is JobState.FAILED
+    assert [j.job_id for j in store.running_jobs()] == [third.job_id]
+    assert store.get(second.job_id).current_run.executor_seq == 2
+    assert store.queued_count(DEVICE) == 0
+
+
 # -- the job's task id (issue 17): allocated when queued, taken by the run --------------------------------
 def test_a_job_has_its_task_id_at_submit_and_its_staged_run_takes_it(store: JobStore) -> None:
     job = submit(store)
