@@ -2,7 +2,9 @@
 2 executors (simulated boards), jobs submitted round-robin over the replicas; each job runs exactly
 once, ids are unique, no executor refuses a run DEVICE_BUSY; `kill -9` of the replica holding a
 device mid-queue: another replica takes the device over within 2 s (measured and printed), KILLS
-times in one run, and every job still runs exactly once.
+times in one run, and every job still runs exactly once. Every FOLLOW_EVERY-th job is followed with
+WatchJob on one of the replicas (in turn): each follower sees every event of its job, seq after seq,
+to the end (a stream its replica's kill breaks resumes on the next replica after the last seq it saw).
 
 QSCHED_REPLICA_JOBS sets the jobs (default 150 in `make test`; the issue's figure is 1000),
 QSCHED_REPLICA_KILLS the kills (default 5)."""
@@ -34,6 +36,7 @@ RUN_S = 0.02  # each job holds the board this long: the queue is never empty at 
 TAKEOVER_GOAL_S = 2.0
 TERMINAL = {pb.Job.STATE_SUCCEEDED, pb.Job.STATE_FAILED, pb.Job.STATE_CANCELLED}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+FOLLOW_EVERY = 5
 
 
 def noop(device: str) -> pb.SubmitJobRequest:
@@ -47,13 +50,56 @@ def noop(device: str) -> pb.SubmitJobRequest:
     )
 
 
+class Followers:
+    """WatchJob streams spread over the replicas; per followed job, the seqs of the events it got."""
+
+    def __init__(self, stack: ReplicaStack):
+        self.stack = stack
+        self.seqs: dict[str, list[int]] = {}
+        self.ended: set[str] = set()
+        self.events_by_replica: Counter[str] = Counter()
+        self.resumed = 0
+        self._tasks: list[asyncio.Task] = []
+
+    def follow(self, job_id: str, turn: int) -> None:
+        self._tasks.append(asyncio.create_task(self._follow(job_id, turn)))
+
+    async def _follow(self, job_id: str, turn: int) -> None:
+        seqs = self.seqs.setdefault(job_id, [])
+        last = 1  # the submit's "queued" is seq 1: everything after it is replayed or followed
+        while True:
+            name = self.stack.schedulers[turn % len(self.stack.schedulers)]
+            try:
+                async with authed_channel(self.stack.address(name)) as channel:
+                    request = pb.WatchJobRequest(job_id=job_id, after_seq=last)
+                    async for reply in jobs_pb2_grpc.JobServiceStub(channel).WatchJob(request):
+                        if reply.WhichOneof("message") != "event":
+                            continue
+                        seqs.append(reply.event.seq)
+                        last = reply.event.seq
+                        self.events_by_replica[name] += 1
+                        if reply.event.state in TERMINAL:
+                            self.ended.add(job_id)
+                            return
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in RETRYABLE | {grpc.StatusCode.CANCELLED}:
+                    raise
+            turn += 1  # its replica went away (killed): the next one, after the last seq seen
+            self.resumed += 1
+            await asyncio.sleep(0.05)
+
+    async def done(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+
 class RoundRobin:
     """Submitters sending each job to the next replica (and the next device); a request a dead
     replica did not answer goes to the next one with the same request_id."""
 
-    def __init__(self, stack: ReplicaStack, total: int):
+    def __init__(self, stack: ReplicaStack, total: int, followers: Followers | None = None):
         self.stack = stack
         self.total = total
+        self.followers = followers
         self.acked: dict[str, str] = {}  # request_id -> job id
         self.by_replica: Counter[str] = Counter()
         self._turn = 0
@@ -82,6 +128,8 @@ class RoundRobin:
                         await asyncio.sleep(0.05)
                 self.acked[request.request_id] = reply.job.job_id
                 self.by_replica[name] += 1
+                if self.followers is not None and len(self.acked) % FOLLOW_EVERY == 0:
+                    self.followers.follow(reply.job.job_id, len(self.acked) // FOLLOW_EVERY)
                 await asyncio.sleep(0.01)
         finally:
             for ch in channels.values():
@@ -148,7 +196,8 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
     await asyncio.to_thread(stack.start_all)
     takeovers: list[tuple[str, float]] = []
     resumed: list[float] = []  # kill -> the start of a job submitted at the kill, first in line
-    load = RoundRobin(stack, JOBS)
+    followers = Followers(stack)
+    load = RoundRobin(stack, JOBS, followers)
     try:
         await eventually(
             lambda: asyncio.to_thread(lease_holders, url),
@@ -183,6 +232,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
                 )
             await asyncio.to_thread(stack.start, victim)  # back to three replicas
         await asyncio.wait_for(load.done(), timeout=600)
+        await asyncio.wait_for(followers.done(), timeout=300)
 
         ids = list(load.acked.values())
         assert len(set(ids)) == len(ids), "one job id acknowledged for two requests"
@@ -225,6 +275,8 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
         f" takeover_median_s={statistics.median(times):.3f} takeover_max_s={max(times):.3f}"
         f" probe_started_after_kill_s={[round(t, 3) for t in resumed]}"
         f" device_busy={busy} duration_s={time.monotonic() - began:.0f}"
+        f" followed={len(followers.seqs)} watch_events_by_replica={dict(followers.events_by_replica)}"
+        f" watch_streams_resumed={followers.resumed}"
     )
     assert outcomes == Counter({("STATE_SUCCEEDED", ""): len(ids)}), outcomes
     assert all(j.run_count == 1 for j in jobs), "a job ran twice"
@@ -232,3 +284,8 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
     assert busy == 0, "an executor refused a run DEVICE_BUSY"
     assert len(takeovers) >= KILLS
     assert max(times) <= TAKEOVER_GOAL_S, takeovers
+    last_seq = {j.job_id: j.last_seq for j in jobs}
+    assert followers.ended == set(followers.seqs), "a follower did not see its job end"
+    for job_id, seqs in followers.seqs.items():
+        assert seqs == list(range(2, last_seq[job_id] + 1)), (job_id, seqs, last_seq[job_id])
+    assert set(followers.events_by_replica) == set(stack.schedulers), followers.events_by_replica

@@ -58,6 +58,11 @@ def test_the_readme_grpcurl_recipes_run_as_written(qsched_up, tmp_path):
     assert any(d.get("snapshot", {}).get("job_id") == job_id for d in documents), out
     events = [d["event"] for d in documents if "event" in d]
     assert events == [] or events[-1]["state"] == "STATE_SUCCEEDED"
+    # GetJobLog: the run's log lines (a built-in experiment logs its start and its fit).
+    logs = [d for d in documents if "events" in d and d.get("job_id") == job_id]
+    assert len(logs) == 1, out
+    lines = [line for event in logs[0]["events"] for line in event["log"]["lines"]]
+    assert len(lines) >= 2, logs
 
 
 def _json_documents(text: str):
