@@ -3,8 +3,9 @@
 once, ids are unique, no executor refuses a run DEVICE_BUSY; `kill -9` of the replica holding a
 device mid-queue: another replica takes the device over within 2 s (measured and printed), KILLS
 times in one run, and every job still runs exactly once. Every FOLLOW_EVERY-th job is followed with
-WatchJob on one of the replicas (in turn): each follower sees every event of its job, seq after seq,
-to the end (a stream its replica's kill breaks resumes on the next replica after the last seq it saw).
+WatchJob on every replica at once: each follower sees every event of its job, seq after seq, to the
+end (a stream its replica's kill breaks resumes on that replica, once restarted, after the last seq
+it saw).
 
 QSCHED_REPLICA_JOBS sets the jobs (default 150 in `make test`; the issue's figure is 1000),
 QSCHED_REPLICA_KILLS the kills (default 5)."""
@@ -51,21 +52,24 @@ def noop(device: str) -> pb.SubmitJobRequest:
 
 
 class Followers:
-    """WatchJob streams spread over the replicas; per followed job, the seqs of the events it got."""
+    """WatchJob streams on the replicas; per (followed job, replica it started on), the seqs of the
+    events it got."""
 
     def __init__(self, stack: ReplicaStack):
         self.stack = stack
-        self.seqs: dict[str, list[int]] = {}
-        self.ended: set[str] = set()
+        self.seqs: dict[tuple[str, int], list[int]] = {}
+        self.ended: set[tuple[str, int]] = set()
         self.events_by_replica: Counter[str] = Counter()
         self.resumed = 0
         self._tasks: list[asyncio.Task] = []
 
-    def follow(self, job_id: str, turn: int) -> None:
-        self._tasks.append(asyncio.create_task(self._follow(job_id, turn)))
+    def follow(self, job_id: str) -> None:
+        for turn in range(len(self.stack.schedulers)):
+            self._tasks.append(asyncio.create_task(self._follow(job_id, turn)))
 
     async def _follow(self, job_id: str, turn: int) -> None:
-        seqs = self.seqs.setdefault(job_id, [])
+        key = (job_id, turn)
+        seqs = self.seqs.setdefault(key, [])
         last = 1  # the submit's "queued" is seq 1: everything after it is replayed or followed
         while True:
             name = self.stack.schedulers[turn % len(self.stack.schedulers)]
@@ -79,14 +83,15 @@ class Followers:
                         last = reply.event.seq
                         self.events_by_replica[name] += 1
                         if reply.event.state in TERMINAL:
-                            self.ended.add(job_id)
+                            self.ended.add(key)
                             return
             except grpc.aio.AioRpcError as error:
                 if error.code() not in RETRYABLE | {grpc.StatusCode.CANCELLED}:
                     raise
-            turn += 1  # its replica went away (killed): the next one, after the last seq seen
+            # Its replica went away (killed): again on the same one once the test restarted it,
+            # after the last seq seen, so every replica's watchers are checked.
             self.resumed += 1
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
 
     async def done(self) -> None:
         await asyncio.gather(*self._tasks)
@@ -129,7 +134,7 @@ class RoundRobin:
                 self.acked[request.request_id] = reply.job.job_id
                 self.by_replica[name] += 1
                 if self.followers is not None and len(self.acked) % FOLLOW_EVERY == 0:
-                    self.followers.follow(reply.job.job_id, len(self.acked) // FOLLOW_EVERY)
+                    self.followers.follow(reply.job.job_id)
                 await asyncio.sleep(0.01)
         finally:
             for ch in channels.values():
@@ -275,7 +280,7 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
         f" takeover_median_s={statistics.median(times):.3f} takeover_max_s={max(times):.3f}"
         f" probe_started_after_kill_s={[round(t, 3) for t in resumed]}"
         f" device_busy={busy} duration_s={time.monotonic() - began:.0f}"
-        f" followed={len(followers.seqs)} watch_events_by_replica={dict(followers.events_by_replica)}"
+        f" streams={len(followers.seqs)} watch_events_by_replica={dict(followers.events_by_replica)}"
         f" watch_streams_resumed={followers.resumed}"
     )
     assert outcomes == Counter({("STATE_SUCCEEDED", ""): len(ids)}), outcomes
@@ -286,6 +291,6 @@ async def test_replicas_run_every_job_once_and_take_over_a_killed_holders_device
     assert max(times) <= TAKEOVER_GOAL_S, takeovers
     last_seq = {j.job_id: j.last_seq for j in jobs}
     assert followers.ended == set(followers.seqs), "a follower did not see its job end"
-    for job_id, seqs in followers.seqs.items():
-        assert seqs == list(range(2, last_seq[job_id] + 1)), (job_id, seqs, last_seq[job_id])
+    for (job_id, turn), seqs in followers.seqs.items():
+        assert seqs == list(range(2, last_seq[job_id] + 1)), (job_id, turn, seqs, last_seq[job_id])
     assert set(followers.events_by_replica) == set(stack.schedulers), followers.events_by_replica
