@@ -110,8 +110,11 @@ async def test_executor_killed_mid_run_fails_the_run_and_a_restarted_executor_ta
             jobs = jobs_pb2_grpc.JobServiceStub(channel)
             long_rabi = {"expts": 101, "reps": 1000, "rounds": 50, "relax_delay": 200}  # ~20 s per round
             job = await submit(jobs, long_rabi, "long")
-            # wait until the run is on the board (the scheduler has heard "started"), then kill it
+            # wait until the run is on the board (the scheduler has heard "started"), then kill it;
+            # it may have started before the watch began: then the snapshot says so
             async for message in jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job)):
+                if message.HasField("snapshot") and message.snapshot.state == jobs_pb2.Job.STATE_RUNNING:
+                    break
                 if message.HasField("event") and message.event.message.startswith("started"):
                     break
             # Two more, staged on the executor behind the long run when it dies.
