@@ -106,6 +106,7 @@ class JobDesk:
         self._limits = limits
         self._audit = audit or AuditLog(None)
         self._queued = QueuedByOwner(count_stored, cached=not replicas)
+        self._replicas = replicas
         scheduler.bus.add_listener(self._queued.on_change)
 
     # -- jobs ------------------------------------------------------------------------------------------
@@ -129,11 +130,13 @@ class JobDesk:
                 size=size,
                 limit=quota,
             )
-        # The count here is this process's (fast, exact with one replica); the store checks the
-        # quota again in the inserting transaction (exact across replicas).
-        async with self._queued.reserve(owner, self._limits.max_queued_per_user):
+        # The count here is this process's: exact with one replica (every change of the queue
+        # passes through it), so only with replicas does the store count the owner's queued jobs
+        # again in the inserting transaction (exact across replicas, one query per submit).
+        limit = self._limits.max_queued_per_user
+        async with self._queued.reserve(owner, limit):
             result = await self._scheduler.submit(
-                replace(submission, owner=owner, queued_limit=self._limits.max_queued_per_user)
+                replace(submission, owner=owner, queued_limit=limit if self._replicas else 0)
             )
         if privileged and result.created:
             await self._audit.record(

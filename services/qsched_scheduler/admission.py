@@ -150,6 +150,10 @@ class Admission:
             job = outcome.change.job
             if not outcome.created or job.state is not JobState.QUEUED:
                 continue
+            if job.staged_task_id:  # claimed at submit: it starts now, nothing runs before it
+                job.queue_position = outcome.position
+                job.estimated_start_time = now
+                continue
             if job.device not in running:
                 running[job.device] = queries.running_job(job.device)
                 if not self._estimates.known(job.device):

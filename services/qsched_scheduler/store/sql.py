@@ -260,17 +260,27 @@ class SqlJobStore:
         self, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim] | None = None
     ) -> list[SubmitOutcome]:
         """Queue several jobs in one transaction (one commit, one fsync): group commit; a job in
-        `claims` gets its staged run in that transaction too."""
+        `claims` gets its staged run in that transaction too.
+
+        A request_id used before is rare (a client's retry), so the batch is first written
+        without looking its request_ids up; the unique index refuses a repeat, and the batch is
+        then written again with the lookup (the transaction that failed left nothing behind)."""
+        claims = claims or {}
         try:
-            with self._tx() as conn:
-                outcomes = self._submit_many(conn, news, now, claims or {})
+            try:
+                with self._tx() as conn:
+                    outcomes = self._submit_many(conn, news, now, claims, look_up=False)
+            except IntegrityError:
+                if not any(new.request_id for new in news):
+                    raise
+                with self._tx() as conn:
+                    outcomes = self._submit_many(conn, news, now, claims, look_up=True)
         except IntegrityError:
             # A concurrent submit (another process) with one of these request_ids committed
             # first: take them one at a time, each answering with the earlier job if so.
             if not any(new.request_id for new in news):
                 raise
             if len(news) > 1:
-                claims = claims or {}
                 return [
                     self.submit_many([new], now, {0: claims[i]} if i in claims else None)[0]
                     for i, new in enumerate(news)
@@ -288,14 +298,20 @@ class SqlJobStore:
         return outcomes  # type: ignore[return-value]
 
     def _submit_many(
-        self, conn: Connection, news: Sequence[NewJob], now: datetime, claims: Mapping[int, Claim]
+        self,
+        conn: Connection,
+        news: Sequence[NewJob],
+        now: datetime,
+        claims: Mapping[int, Claim],
+        look_up: bool = True,
     ) -> list[SubmitOutcome | None]:
         """The jobs are built from the rows written, not read back. None: a request_id that
-        an earlier transaction already used (read after the commit)."""
+        an earlier transaction already used (read after the commit; only with `look_up`, else
+        such a request_id makes the insert fail)."""
         out: list[SubmitOutcome | None] = [None] * len(news)
         request_ids = [new.request_id for new in news if new.request_id]
         known: set[str] = set()
-        if request_ids:
+        if request_ids and look_up:
             known = set(
                 conn.execute(select(JOBS.c.request_id).where(JOBS.c.request_id.in_(request_ids))).scalars()
             )
@@ -382,7 +398,9 @@ class SqlJobStore:
         for (device, priority), n in added.items():
             self._count(conn, device, priority, n)
         counts: dict[str, dict[int, int]] = {}
-        for device in {device for device, _ in added}:
+        # A claimed job is first on its idle device (nothing queued there, nothing of the batch
+        # before it): its position is 1 without counting. Other devices' jobs are counted.
+        for device in {news[i].device for i in fresh if i not in claims}:
             counts[device] = dict(
                 conn.execute(
                     select(QUEUE_COUNTS.c.priority, QUEUE_COUNTS.c.queued).where(
@@ -400,10 +418,13 @@ class SqlJobStore:
         for i, pk, row in zip(fresh, pks, rows, strict=True):
             key = (row["device"], row["priority"])
             later[key] -= 1
-            by_priority = counts[row["device"]]
-            ahead = sum(q for p, q in by_priority.items() if p > row["priority"])
-            position = ahead + by_priority.get(row["priority"], 0) - later[key]
             run = staged.get(i)
+            if run is None:
+                by_priority = counts[row["device"]]
+                ahead = sum(q for p, q in by_priority.items() if p > row["priority"])
+                position = ahead + by_priority.get(row["priority"], 0) - later[key]
+            else:
+                position = 1
             job = _job(
                 SimpleNamespace(id=pk, **row), SimpleNamespace(**run) if run else None, 1 if run else 0
             )
