@@ -128,6 +128,21 @@ class SqlJobStore:
         self._queue_counts = select(QUEUE_COUNTS.c.priority, QUEUE_COUNTS.c.queued).where(
             QUEUE_COUNTS.c.device == bindparam("device")
         )
+        self._running_lab_jobs = select(JOBS).where(
+            JOBS.c.state == RUNNING, JOBS.c.kind == JobKind.LAB_EXPERIMENT.value
+        )
+        job_ids = bindparam("job_ids", expanding=True)
+        self._jobs_to_stage = select(JOBS).where(JOBS.c.job_id.in_(job_ids)).with_for_update()
+        self._last_attempts = (
+            select(RUNS.c.job_pk, func.max(RUNS.c.attempt))
+            .where(RUNS.c.job_pk.in_(bindparam("pks", expanding=True)))
+            .group_by(RUNS.c.job_pk)
+        )
+        self._mark_staged = (
+            update(JOBS)
+            .where(JOBS.c.id == bindparam("pk"))
+            .values(staged_task_id=bindparam("task"), task_id=bindparam("task"))
+        )
 
     # -- transactions --------------------------------------------------------------------------------
     @contextmanager
@@ -786,14 +801,8 @@ class SqlJobStore:
         by_id = {r.job_id: r for r in requests}
         out = []
         with self._tx() as conn:
-            rows = conn.execute(select(JOBS).where(JOBS.c.job_id.in_(list(by_id))).with_for_update()).all()
-            attempts = dict(
-                conn.execute(
-                    select(RUNS.c.job_pk, func.max(RUNS.c.attempt))
-                    .where(RUNS.c.job_pk.in_([row.id for row in rows]))
-                    .group_by(RUNS.c.job_pk)
-                ).all()
-            )
+            rows = conn.execute(self._jobs_to_stage, {"job_ids": list(by_id)}).all()
+            attempts = dict(conn.execute(self._last_attempts, {"pks": [row.id for row in rows]}).all())
             for device in {row.device for row in rows}:
                 self._check_fence(conn, device)
             found = {row.job_id: row for row in rows}
@@ -804,9 +813,7 @@ class SqlJobStore:
                 attempt = attempts.get(row.id, 0) + 1
                 task_id = request.claim.task_id or row.task_id or str(uuid.uuid4())
                 run = self._stage_run(conn, row, request.claim, attempt, task_id)
-                conn.execute(
-                    update(JOBS).where(JOBS.c.id == row.id).values(staged_task_id=task_id, task_id=task_id)
-                )
+                conn.execute(self._mark_staged, {"pk": row.id, "task": task_id})
                 values = {**row._mapping, "staged_task_id": task_id, "task_id": task_id}
                 out.append(_job(SimpleNamespace(**values), SimpleNamespace(**run), attempt))
         return out
@@ -1229,12 +1236,7 @@ class _RunBatch:
         """Another lab job of the device still RUNNING here (as this batch left it) ends
         EXECUTOR_LOST: written at once, after what the batch owes so far (as the SQL did)."""
         if self._running is None:  # read once per batch, before this batch wrote anything
-            self._running = {
-                r.id: dict(r._mapping)
-                for r in self.conn.execute(
-                    select(JOBS).where(JOBS.c.state == RUNNING, JOBS.c.kind == JobKind.LAB_EXPERIMENT.value)
-                )
-            }
+            self._running = {r.id: dict(r._mapping) for r in self.conn.execute(self.store._running_lab_jobs)}
         candidates = {**self._running, **self.jobs}  # this batch's rows as it changed them
         other = next(
             (
