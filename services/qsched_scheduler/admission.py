@@ -140,7 +140,6 @@ class Admission:
     def _write_batch(self, news: list[NewJob], claims: dict[int, Claim]) -> list[SubmitOutcome]:
         """Store thread: one transaction for the batch, then the estimates of the new jobs
         (their positions come from the store's queue counters, not from counting the queue)."""
-        queries = self._stores.queries
         outcomes = self._stores.queue.submit_many(news, self._clock(), claims)
         now = self._clock()
         running: dict[str, Job | None] = {}
@@ -155,9 +154,9 @@ class Admission:
                 job.estimated_start_time = now
                 continue
             if job.device not in running:
-                running[job.device] = queries.running_job(job.device)
                 if not self._estimates.known(job.device):
                     self._estimates.load(job.device)
+                running[job.device] = self._estimates.running(job.device)
             job.queue_position = outcome.position
             job.estimated_start_time = estimates.estimated_start(
                 now, outcome.position, running[job.device], self._estimates.typical(job.device)

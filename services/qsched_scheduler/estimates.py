@@ -8,6 +8,7 @@ it reports any (elapsed / progress * (1 - progress)), else from the typical run 
 from __future__ import annotations
 
 import statistics
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -17,6 +18,9 @@ DEFAULT_RUN_SECONDS = 60.0
 RECENT_RUNS = 20
 # Below this fraction done, a run's own progress says too little about what is left.
 MIN_PROGRESS = 0.05
+# How many ended jobs are remembered so that a running job read from the store just before its
+# end was observed is not taken for running again (the read and the change cross threads).
+ENDED_REMEMBERED = 4096
 
 
 def typical_run_seconds(recent: Sequence[float], default: float = DEFAULT_RUN_SECONDS) -> float:
@@ -44,15 +48,23 @@ def estimated_start(now: datetime, position: int, running: Job | None, typical: 
 
 
 class Estimates:
-    """Typical run time per device, in memory: loaded from the run history on first use and
-    updated from every successful run (the engine feeds it each committed change)."""
+    """Typical run time and running job per device, in memory: loaded from the store on first
+    use and kept from every committed change after (the engine feeds it each one), so an
+    estimate costs no query."""
 
     def __init__(
-        self, recent_runs: Callable[[str, int], list[float]], default_s: float = DEFAULT_RUN_SECONDS
+        self,
+        recent_runs: Callable[[str, int], list[float]],
+        default_s: float = DEFAULT_RUN_SECONDS,
+        running_job: Callable[[str], Job | None] | None = None,
     ):
         self._recent_runs = recent_runs  # (device, limit) -> durations, newest first (store thread)
+        self._running_job = running_job  # device -> its running job in the store (store thread)
         self._default = default_s
         self._recent: dict[str, list[float]] = {}
+        self._stored_running: dict[str, Job] = {}  # read at load, until its job is seen to end
+        self._running: dict[str, dict[str, Job]] = {}  # device -> RUNNING jobs seen in changes
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     @property
     def default_seconds(self) -> float:
@@ -62,15 +74,38 @@ class Estimates:
         return device in self._recent
 
     def load(self, device: str) -> None:
-        """Read the device's recent runs (store thread)."""
+        """Read the device's recent runs and its running job (store thread)."""
+        if self._running_job is not None:
+            running = self._running_job(device)
+            if running is not None:
+                self._stored_running[device] = running
         self._recent[device] = list(self._recent_runs(device, RECENT_RUNS))
+
+    def running(self, device: str) -> Job | None:
+        """The device's running job (the earliest, if a provider device runs several); known
+        once the device is loaded."""
+        jobs = dict(self._running.get(device, {}))
+        stored = self._stored_running.get(device)
+        if stored is not None and stored.job_id in self._ended:
+            self._stored_running.pop(device, None)
+        elif stored is not None:
+            jobs.setdefault(stored.job_id, stored)
+        return min(jobs.values(), key=lambda j: j.job_id) if jobs else None
 
     def typical(self, device: str) -> float:
         """The device's typical run time (the default until anything ran)."""
         return typical_run_seconds(self._recent.get(device, ()), self._default)
 
     def observe(self, change: Change) -> None:
-        run = change.job.current_run
+        job = change.job
+        if job.state is JobState.RUNNING:
+            self._running.setdefault(job.device, {})[job.job_id] = job
+        elif change.previous_state is JobState.RUNNING or job.job_id in self._running.get(job.device, {}):
+            self._running.get(job.device, {}).pop(job.job_id, None)
+            self._ended[job.job_id] = None
+            if len(self._ended) > ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
+        run = job.current_run
         if change.event.state is not JobState.SUCCEEDED or run is None:
             return
         if run.start_time is None or run.end_time is None:

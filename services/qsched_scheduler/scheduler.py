@@ -174,7 +174,7 @@ class Scheduler:
         if calibrations is not None:  # the freshness gate (docs/calibration.md)
             policy = QueuePolicy(policy.ordering, [*policy.gates, CalibrationGate(calibrations)])
         index = QueueIndex(policy.key)
-        estimates_ = Estimates(store.recent_run_seconds, default_run_seconds)
+        estimates_ = Estimates(store.recent_run_seconds, default_run_seconds, store.running_job)
         feed = ChangeFeed(index, estimates_, EventBus())
         live = LiveFeed()  # partial data of running runs (live output), never kept
         pins = ConfigPins(mains, pinner)
@@ -657,9 +657,9 @@ class Scheduler:
     def _running_and_typical(self, devices: set[str]) -> dict[str, Job | None]:
         out = {}
         for device in devices:
-            out[device] = self._store.running_job(device)
             if not self.estimates.known(device):
                 self.estimates.load(device)
+            out[device] = self.estimates.running(device)
         return out
 
     @staticmethod
