@@ -60,7 +60,7 @@ class Results:
         clock: Callable[[], datetime],
         recent_data: RecentData | None = None,
     ):
-        self._recent_data = recent_data or RecentData()
+        self.recent_data = recent_data if recent_data is not None else RecentData()
         self._routes = routes
         self._queries = queries
         self._run_log = run_log
@@ -87,7 +87,7 @@ class Results:
         if run is None or run.data is None or lab is None:
             raise FailedPrecondition("NO_DATA", f"job {job_id} has no data file (yet)", job_id=job_id)
         name = run.data.name.rsplit("/", 1)[-1]
-        cached = self._recent_data.get(run.task_id, run.data.name)
+        cached = self.recent_data.get(run.task_id, run.data.name)
         if cached is not None:  # a small file that came with the run's result: no executor call
             yield DataChunk(0, cached.data, len(cached.data), cached.sha256, name)
             return
@@ -110,7 +110,7 @@ class Results:
             return None
         if run is None or run.data is None or run.task_id != (change.event.task_id or run.task_id):
             return None
-        return self._recent_data.get(run.task_id, run.data.name)
+        return self.recent_data.get(run.task_id, run.data.name)
 
     async def estimate(self, device: str, payload: Payload | None, payload_bytes: int = 0) -> Any:
         """The gateway's estimate for a circuit or benchmark payload on a provider device."""
