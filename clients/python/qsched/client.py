@@ -351,22 +351,27 @@ class JobClient:
         if final is None or not c.is_terminal(final.state):
             return self.get_status(job_id)
         result = JobResult.from_job(final)
-        if data_file is not None:
-            self._keep_data_file(result, data_file)
+        if data_file is not None and self._keep_data_file(result, data_file):
+            return result
         return self._with_local_data(result)
 
-    def _keep_data_file(self, result: JobResult, file: pb.RunDataFile) -> None:
-        """The run's file came with the terminal event: into the local cache, where
-        `_with_local_data` then finds it (no FetchJobData). If that fails it is fetched as before."""
+    def _keep_data_file(self, result: JobResult, file: pb.RunDataFile) -> bool:
+        """The run's file came with the terminal event: into the local cache, at the path
+        `_with_local_data` would give (no FetchJobData). False: it is fetched as before."""
         from qsched import data
 
+        name = result.data_file_path
         ref = data.run_ref(result.job) if result.job is not None else None
-        if ref is None or ref.task_id != file.task_id or not result.is_successful():
-            return
+        if not name or Path(name).is_absolute() or not result.is_successful():
+            return False  # an absolute name is opened where it is, as before
+        if ref is None or ref.task_id != file.task_id or ref.data_file_path != name:
+            return False
         try:
-            data.keep_run_file(ref, file.file_name, file.sha256, file.content)
-        except Exception as exc:  # e.g. a full disk: the fetch below says what is wrong
+            result.data_file_path = str(data.keep_run_file(ref, file.file_name, file.sha256, file.content))
+        except Exception as exc:  # e.g. a full disk: the fetch says what is wrong
             print(f"qsched: could not keep the data file sent with {result.job_id}: {exc}", file=sys.stderr)
+            return False
+        return True
 
     def _interrupted(self, job_id: str) -> None:
         try:

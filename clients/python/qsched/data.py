@@ -159,16 +159,13 @@ def keep_run_file(
     target_dir = (cache or cache_dir()) / ref.job_id / (ref.task_id or "latest")
     name = Path(file_name or Path(ref.data_file_path).name or f"{ref.job_id}.h5").name
     target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target_dir / (name + ".part")
-    try:
-        # No fsync (here nor in _receive): this is a cache. A copy a crash cuts short fails the
-        # size check of its .sha256 side file and is fetched again.
-        tmp.write_bytes(content)
-        os.replace(tmp, target_dir / name)
-        (target_dir / (name + _SIDE)).write_text(f"{sha} {len(content)}\n")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target_dir / name
+    final = target_dir / name
+    # No fsync, and no temporary name: this is a cache, and the .sha256 side file, written last,
+    # is what makes a copy count (`_cached`). A copy a crash cuts short has none, or fails its
+    # size check, and is fetched again.
+    final.write_bytes(content)
+    (target_dir / (name + _SIDE)).write_text(f"{sha} {len(content)}\n")
+    return final
 
 
 def _receive(first, stream, target_dir: Path, ref: RunRef) -> Path:
