@@ -102,8 +102,14 @@ def write_run_file(
     """Write atomically (temporary name, fsync, rename); returns (sha256 hex, size in bytes).
     `dataset_attrs` label datasets (e.g. {"xpts": {"long_name": "delay", "units": "us"}}).
     A full disk raises OSError(ENOSPC) and leaves nothing behind."""
-    path = Path(path)
     image = build_run_file(datasets, attrs, dataset_attrs)
+    write_image(path, image)
+    return hashlib.sha256(image).hexdigest(), len(image)
+
+
+def write_image(path: Path | str, image: bytes) -> None:
+    """Write a built file's bytes atomically and durably (temporary name, fsync, rename)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
@@ -119,7 +125,6 @@ def write_run_file(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return hashlib.sha256(image).hexdigest(), len(image)
 
 
 def file_sha256(path: Path) -> str:

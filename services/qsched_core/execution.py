@@ -153,6 +153,14 @@ class PartialData:
     series: tuple[Series, ...] = ()
 
 
+# A finished run's data file rides its terminal update when it is at most this big (larger: the
+# scheduler fetches it with FetchData when asked), and at most INLINE_BATCH_MAX_BYTES of such
+# files go in one UpdateBatch (the rest go without: the run queue's messages stay far below
+# gRPC's 4 MiB default).
+INLINE_DATA_MAX_BYTES = 256 * 1024
+INLINE_BATCH_MAX_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Succeeded:
     """Terminal: the run finished and its data file is written (durably, before this is sent)."""
@@ -162,6 +170,9 @@ class Succeeded:
     # Hardware-config updates the fit suggests (dotted keys, e.g. "qubit.pi_pulse.gain").
     config_updates: Mapping[str, float] = field(default_factory=dict)
     code: CodeProvenance | None = None  # the code that ran it (also in the data file)
+    # The data file's bytes, when small (INLINE_DATA_MAX_BYTES): sent live only, for the
+    # scheduler's cache of recent files (never kept with the run's updates); b"" otherwise.
+    inline_data: bytes = field(default=b"", repr=False)
 
     kind = UpdateKind.SUCCEEDED
 

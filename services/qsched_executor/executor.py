@@ -35,6 +35,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from qsched_core.errors import Aborted, DomainError
 from qsched_core.execution import (
+    INLINE_BATCH_MAX_BYTES,
     Accepted,
     BoardInfo,
     Cancelled,
@@ -198,13 +199,21 @@ class QueueSession:
         partials = self._take_partials()
         out: list[QueueEvent] = []
         batch: list[ExecutionUpdate] = []
+        inline = 0  # bytes of data files in `batch` (INLINE_BATCH_MAX_BYTES)
         for event in events:
             if isinstance(event, ExecutionUpdate):
+                body = event.body
+                if isinstance(body, Succeeded) and body.inline_data:
+                    inline += len(body.inline_data)
+                    if inline > INLINE_BATCH_MAX_BYTES:  # this one goes without: fetched if asked
+                        inline -= len(body.inline_data)
+                        event = replace(event, body=replace(body, inline_data=b""))
                 batch.append(event)
                 continue
             if batch:
                 out.append(UpdateBatch(tuple(batch)))
                 batch = []
+                inline = 0
             if isinstance(event, BaseException):
                 raise event
             out.append(event)
@@ -652,6 +661,11 @@ class HardwareExecutor:
     def _append(self, run: Run, body: UpdateBody, ts: float) -> None:
         if run.done:
             return
+        live = body
+        if isinstance(body, Succeeded) and body.inline_data:
+            # The file's bytes go out live only: the run's kept updates (replays, the journal)
+            # hold its DataRef alone.
+            body = replace(body, inline_data=b"")
         update = run.append(body, ts)
         if isinstance(body, Started):
             self._start_span(run, ts)
@@ -667,7 +681,7 @@ class HardwareExecutor:
             if self._journal is not None and self._journal.needs_compaction:
                 self._compact()
         if self._session is not None:
-            self._session.push(update)
+            self._session.push(update if live is body else replace(update, body=live))
 
     def _compact(self) -> None:
         assert self._journal is not None
@@ -805,7 +819,7 @@ class HardwareExecutor:
                 )
             log.error("run %s: %s", run.task_id, body.message)
         else:
-            sha, size = done.result()
+            sha, size, inline = done.result()
             ref = DataRef(name, sha, size)
             if result.partial:
                 rounds = int(result.attrs.get("rounds_done", 0))
@@ -819,7 +833,11 @@ class HardwareExecutor:
                 )
             else:
                 body = Succeeded(
-                    ref, dict(result.summary), {k: float(v) for k, v in result.config_updates.items()}, code
+                    ref,
+                    dict(result.summary),
+                    {k: float(v) for k, v in result.config_updates.items()},
+                    code,
+                    inline_data=inline,
                 )
         self._post(run, body)
 

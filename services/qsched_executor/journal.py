@@ -54,6 +54,7 @@ _BODIES: dict[str, type] = {
 
 def _body_to_json(body: UpdateBody) -> dict[str, Any]:
     raw = {"kind": body.kind.value, **asdict(body)}
+    raw.pop("inline_data", None)  # a live copy of the data file, never journalled
     code = getattr(body, "code", None)
     if code is not None:  # the flat form (its origin is an enum)
         raw["code"] = code.to_dict()

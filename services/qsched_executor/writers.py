@@ -7,6 +7,7 @@ has the HDF5 writer imported, and are started at once, so the first run does not
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import queue
@@ -18,7 +19,21 @@ from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from qsched_core.execution import INLINE_DATA_MAX_BYTES
 from qsched_hardware import datafile
+
+Written = tuple[str, int, bytes]  # (sha256 hex, size, the bytes when small enough to send inline)
+
+
+def write_file(
+    path: str, datasets: dict[str, Any], attrs: dict[str, Any], labels: dict[str, dict[str, Any]]
+) -> Written:
+    """(In a writer) the run file, written durably; a small file's bytes come back too (they are
+    in memory already), for its terminal update (INLINE_DATA_MAX_BYTES)."""
+    image = datafile.build_run_file(datasets, attrs, labels)
+    datafile.write_image(path, image)
+    inline = image if len(image) <= INLINE_DATA_MAX_BYTES else b""
+    return hashlib.sha256(image).hexdigest(), len(image), inline
 
 
 def _warm(executor_pid: int) -> None:
@@ -47,9 +62,7 @@ class DataWriters:
     def __init__(self, processes: int):
         self.processes = processes
         self._pool = self._start()
-        self._queued: queue.SimpleQueue[tuple[Future[tuple[str, int]], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queued: queue.SimpleQueue[tuple[Future[Written], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._feeder = threading.Thread(target=self._feed, name="datafile-submit", daemon=True)
         self._feeder.start()
 
@@ -71,10 +84,11 @@ class DataWriters:
         datasets: dict[str, Any],
         attrs: dict[str, Any] | Callable[[], dict[str, Any]],
         labels: dict[str, dict[str, Any]],
-    ) -> Future[tuple[str, int]]:
-        """(sha256, size) once the file is complete and fsynced under its final name. `attrs` may
-        be a function that gathers them: it is called on the feeding thread, not the caller's."""
-        future: Future[tuple[str, int]] = Future()
+    ) -> Future[Written]:
+        """(sha256, size, a small file's bytes) once the file is complete and fsynced under its
+        final name. `attrs` may be a function that gathers them: it is called on the feeding
+        thread, not the caller's."""
+        future: Future[Written] = Future()
         self._queued.put((future, (path, datasets, attrs, labels)))
         return future
 
@@ -93,13 +107,13 @@ class DataWriters:
 
     def _submit(
         self, path: Path, datasets: dict[str, Any], attrs: dict[str, Any], labels: dict[str, dict[str, Any]]
-    ) -> Future[tuple[str, int]]:
+    ) -> Future[Written]:
         try:
-            return self._pool.submit(datafile.write_run_file, str(path), datasets, attrs, labels)
+            return self._pool.submit(write_file, str(path), datasets, attrs, labels)
         except BrokenProcessPool:  # a writer was killed: a fresh pool for this and later files
             self._pool.shutdown(wait=False)
             self._pool = self._start()
-            return self._pool.submit(datafile.write_run_file, str(path), datasets, attrs, labels)
+            return self._pool.submit(write_file, str(path), datasets, attrs, labels)
 
     def close(self) -> None:
         self._queued.put(None)  # after every file queued before: each is submitted first
@@ -107,7 +121,7 @@ class DataWriters:
         self._pool.shutdown(wait=True)
 
 
-def _settle(future: Future[tuple[str, int]], done: Future[tuple[str, int]]) -> None:
+def _settle(future: Future[Written], done: Future[Written]) -> None:
     error = done.exception()
     if error is not None:
         future.set_exception(error)

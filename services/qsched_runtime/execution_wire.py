@@ -224,6 +224,7 @@ def update_to_pb(update: ExecutionUpdate) -> pb.ExecutionUpdate:
                 summary=dict(body.summary),
                 config_updates=dict(body.config_updates),
                 code=code_to_pb(body.code),
+                inline_data=body.inline_data,
             )
         )
     elif isinstance(body, Failed):
@@ -263,6 +264,7 @@ def update_from_pb(msg: pb.ExecutionUpdate) -> ExecutionUpdate:
             summary=dict(r.summary),
             config_updates=dict(r.config_updates),
             code=_code(r),
+            inline_data=r.inline_data,
         )
     elif which == "error":
         body = Failed(msg.error.reason, msg.error.message, _code(msg.error))

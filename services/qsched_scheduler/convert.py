@@ -11,6 +11,7 @@ from qsched.wire import timestamp, to_datetime
 from qsched_runtime.execution_wire import code_to_pb
 from qsched_scheduler.calendar import NewWindow, Window, WindowKind
 from qsched_scheduler.calibration.state import CalibrationState
+from qsched_scheduler.data_cache import CachedFile
 from qsched_scheduler.domain import (
     Change,
     ErrorDetail,
@@ -228,6 +229,13 @@ def change_to_event_pb(change: Change) -> pb.JobEvent:
 # id(change) -> (change, its JobEvent); holding the change keeps its id from being reused.
 _EVENT_CACHE: dict[int, tuple[Change, pb.JobEvent]] = {}
 _EVENT_CACHE_SIZE = 64
+
+
+def data_file_to_pb(file: CachedFile) -> pb.RunDataFile:
+    """A whole data file, named as FetchJobData names it (the base name)."""
+    return pb.RunDataFile(
+        task_id=file.task_id, file_name=file.name.rsplit("/", 1)[-1], sha256=file.sha256, content=file.data
+    )
 
 
 def filter_from_pb(request: pb.ListJobsRequest) -> JobFilter:

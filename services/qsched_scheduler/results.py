@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from qsched_scheduler.domain import MAX_PAGE_SIZE, Job, JobKind, JobState, Payload, Run
+from qsched_scheduler.data_cache import CachedFile, RecentData
+from qsched_scheduler.domain import MAX_PAGE_SIZE, Change, Job, JobKind, JobState, Payload, Run
 from qsched_scheduler.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -57,7 +58,9 @@ class Results:
         thread: StoreThread,
         get: Callable[[str], Awaitable[Job]],
         clock: Callable[[], datetime],
+        recent_data: RecentData | None = None,
     ):
+        self.recent_data = recent_data if recent_data is not None else RecentData()
         self._routes = routes
         self._queries = queries
         self._run_log = run_log
@@ -84,6 +87,10 @@ class Results:
         if run is None or run.data is None or lab is None:
             raise FailedPrecondition("NO_DATA", f"job {job_id} has no data file (yet)", job_id=job_id)
         name = run.data.name.rsplit("/", 1)[-1]
+        cached = self.recent_data.get(run.task_id, run.data.name)
+        if cached is not None:  # a small file that came with the run's result: no executor call
+            yield DataChunk(0, cached.data, len(cached.data), cached.sha256, name)
+            return
         try:
             async for chunk in lab.executor.fetch_data(run.task_id, run.data.name):
                 yield replace(chunk, file_name=name)
@@ -95,6 +102,15 @@ class Results:
             raise Unavailable(
                 "EXECUTOR_UNAVAILABLE", f"the executor of {job.device} cannot be reached"
             ) from exc
+
+    def finished_data(self, change: Change) -> CachedFile | None:
+        """The data file of a job's run that just succeeded (its terminal change), if cached."""
+        job, run = change.job, change.job.current_run
+        if not change.event.state.terminal or job.state is not JobState.SUCCEEDED:
+            return None
+        if run is None or run.data is None or run.task_id != (change.event.task_id or run.task_id):
+            return None
+        return self.recent_data.get(run.task_id, run.data.name)
 
     async def estimate(self, device: str, payload: Payload | None, payload_bytes: int = 0) -> Any:
         """The gateway's estimate for a circuit or benchmark payload on a provider device."""

@@ -30,6 +30,7 @@ from qsched_scheduler.calibration.gate import CalibrationGate
 from qsched_scheduler.calibration.manager import Calibrations
 from qsched_scheduler.calibration.state import CalibrationState
 from qsched_scheduler.config_port import ConfigPinner
+from qsched_scheduler.data_cache import CachedFile, RecentData
 from qsched_scheduler.dispatch.lab import (
     EXECUTOR_LOST_AFTER_S,
     ConfigPins,
@@ -177,6 +178,7 @@ class Scheduler:
         estimates_ = Estimates(store.recent_run_seconds, default_run_seconds, store.running_job)
         feed = ChangeFeed(index, estimates_, EventBus())
         live = LiveFeed()  # partial data of running runs (live output), never kept
+        recent_data = RecentData()  # small data files of recently finished runs, never kept
         pins = ConfigPins(mains, pinner)
         labs = {
             name: LabDispatcher(
@@ -195,6 +197,7 @@ class Scheduler:
                 yielding or _yield_to(calibrations),
                 leases,
                 live=live,
+                recent_data=recent_data,
             )
             for name, executor in executors.items()
         }
@@ -220,7 +223,7 @@ class Scheduler:
 
         watching = Watching(feed.bus, store, thread, routes, get, cls._check_id)
         watching.live = live
-        results = Results(routes, store, store, thread, get, clock)
+        results = Results(routes, store, store, thread, get, clock, recent_data)
         engine = cls(
             store,
             thread,
@@ -562,6 +565,11 @@ class Scheduler:
 
     def fetch_data(self, job_id: str, task_id: str = "") -> AsyncIterator[DataChunk]:
         return self.results.fetch_data(job_id, task_id)
+
+    def finished_data(self, change: Change) -> CachedFile | None:
+        """The data file of the run a terminal change succeeded, when it is in memory
+        (WatchJobRequest.include_data); None otherwise."""
+        return self.results.finished_data(change)
 
     async def estimate(self, device: str, payload: Payload | None, payload_bytes: int = 0) -> Any:
         return await self.results.estimate(device, payload, payload_bytes)

@@ -219,7 +219,11 @@ class JobServicer(pb_grpc.JobServiceServicer):
             if isinstance(item, Job):
                 yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
             elif isinstance(item, Change):
-                yield pb.WatchJobResponse(event=convert.change_to_event_pb(item))
+                response = pb.WatchJobResponse(event=convert.change_to_event_pb(item))
+                file = self._scheduler.finished_data(item) if request.include_data else None
+                if file is not None:
+                    response.data_file.CopyFrom(convert.data_file_to_pb(file))
+                yield response
             elif isinstance(item, Event):
                 yield pb.WatchJobResponse(event=convert.event_to_pb(item))
             elif isinstance(item, PartialData):

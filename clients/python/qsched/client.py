@@ -6,7 +6,8 @@ did `from job_server import JobClient` needs only `from qsched import JobClient`
 - `server_url` is the scheduler's gRPC address "host:port" (default `QSCHED_ADDRESS`, else
   127.0.0.1:50051); an "http://host:port" string is accepted and its scheme dropped.
 - `wait_for_completion` follows the job's event stream instead of polling (`poll_interval` is
-  accepted and ignored), resumes after a dropped connection, and shows a progress bar.
+  accepted and ignored), resumes after a dropped connection, and shows a progress bar; a small
+  data file comes with the job's last event (no second call to fetch it).
 - `cancel_job` also stops a running job (the executor stops between averaging rounds).
 - Failed calls raise `qsched.errors.QschedError` subclasses (NotFound, InvalidArgument...), with the
   scheduler's reason, instead of `requests.HTTPError`.
@@ -303,11 +304,21 @@ class JobClient:
         display = Progress(job_id, verbose)
         state = pb.Job.STATE_UNSPECIFIED
         final: pb.Job | None = None
+        data_file: pb.RunDataFile | None = None
         try:
             for update in follow(
-                self._stub, self._channel, job_id, 0, deadline, self.reconnect_timeout, self.address, True
+                self._stub,
+                self._channel,
+                job_id,
+                0,
+                deadline,
+                self.reconnect_timeout,
+                self.address,
+                True,
+                include_data=True,
             ):
                 state = update.state
+                data_file = update.data_file or data_file
                 job = (
                     update.job
                     if update.event is None
@@ -339,7 +350,28 @@ class JobClient:
         display.close()
         if final is None or not c.is_terminal(final.state):
             return self.get_status(job_id)
-        return self._with_local_data(JobResult.from_job(final))
+        result = JobResult.from_job(final)
+        if data_file is not None and self._keep_data_file(result, data_file):
+            return result
+        return self._with_local_data(result)
+
+    def _keep_data_file(self, result: JobResult, file: pb.RunDataFile) -> bool:
+        """The run's file came with the terminal event: into the local cache, at the path
+        `_with_local_data` would give (no FetchJobData). False: it is fetched as before."""
+        from qsched import data
+
+        name = result.data_file_path
+        ref = data.run_ref(result.job) if result.job is not None else None
+        if not name or Path(name).is_absolute() or not result.is_successful():
+            return False  # an absolute name is opened where it is, as before
+        if ref is None or ref.task_id != file.task_id or ref.data_file_path != name:
+            return False
+        try:
+            result.data_file_path = str(data.keep_run_file(ref, file.file_name, file.sha256, file.content))
+        except Exception as exc:  # e.g. a full disk: the fetch says what is wrong
+            print(f"qsched: could not keep the data file sent with {result.job_id}: {exc}", file=sys.stderr)
+            return False
+        return True
 
     def _interrupted(self, job_id: str) -> None:
         try:

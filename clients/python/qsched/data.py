@@ -5,6 +5,8 @@
 2. the path the executor reported, when it exists here and its SHA-256 equals the one the
    scheduler streams with the first chunk of FetchJobData (the rest of the stream is not read);
 3. otherwise the file is streamed with FetchJobData into the cache and checked (size and SHA-256).
+`JobClient.wait_for_completion` puts a small file into the cache itself (`keep_run_file`) when it
+comes with the job's terminal event (WatchJobRequest.include_data): no FetchJobData then.
 If the scheduler cannot stream files (an older scheduler) the local path is used when it exists.
 
 Reading needs h5py and numpy (`pip install 'qsched[data]'`); they are imported only here, only
@@ -144,6 +146,26 @@ def locate_run(stub, ref: RunRef, cache: Path | None = None) -> Path:
         return _receive(first, stream, target_dir, ref)
     finally:
         stream.cancel()
+
+
+def keep_run_file(
+    ref: RunRef, file_name: str, sha256: str, content: bytes, cache: Path | None = None
+) -> Path:
+    """A run's whole file that came with its terminal event (WatchJobResponse.data_file) into the
+    cache, where and as `locate_run` would have stored it after FetchJobData (checked the same way)."""
+    sha = hashlib.sha256(content).hexdigest()
+    if sha256 and sha != sha256:
+        raise QschedError(grpc.StatusCode.DATA_LOSS, "SHA256_MISMATCH", f"{file_name}: checksum mismatch")
+    target_dir = (cache or cache_dir()) / ref.job_id / (ref.task_id or "latest")
+    name = Path(file_name or Path(ref.data_file_path).name or f"{ref.job_id}.h5").name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    final = target_dir / name
+    # No fsync, and no temporary name: this is a cache, and the .sha256 side file, written last,
+    # is what makes a copy count (`_cached`). A copy a crash cuts short has none, or fails its
+    # size check, and is fetched again.
+    final.write_bytes(content)
+    (target_dir / (name + _SIDE)).write_text(f"{sha} {len(content)}\n")
+    return final
 
 
 def _receive(first, stream, target_dir: Path, ref: RunRef) -> Path:

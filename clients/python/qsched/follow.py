@@ -6,6 +6,9 @@ channel to come back and calls WatchJob again with `after_seq` = the last seq it
 the scheduler replays everything after it, so no event is lost, and events already delivered
 are dropped, so none is seen twice. Snapshots after a resume are delivered with `resumed=True`.
 
+With `include_data=True` the terminal event of a succeeded job carries the run's data file
+(`Update.data_file`) when the scheduler still has it in memory (small, recently finished files).
+
 Live output: an event with `log` set carries log lines the run wrote (`Update.log_lines`); with
 `partial_data=True` the follower also delivers the running run's partial averaged data after each
 round (`Update.partial`, a qsched.executor.v1.RunPartialData; not sequenced, never replayed: a
@@ -43,6 +46,7 @@ class Update:
     resumed: bool = False  # a snapshot sent after a reconnect
     partial: Any = None  # live partial data (a RunPartialData; `job` and `event` are None)
     after_seq: int = 0  # for a partial: the last event seq delivered before it
+    data_file: Any = None  # with include_data: the run's whole data file beside the terminal event
 
     @property
     def state(self) -> int:
@@ -91,7 +95,8 @@ class _Cursor:
             if message.event.seq <= self.last:
                 return None  # already delivered before the reconnect
             self.last = message.event.seq
-            return Update(None, message.event)
+            data_file = message.data_file if message.HasField("data_file") else None
+            return Update(None, message.event, data_file=data_file)
         resumed = self.reconnects > 0
         if self.last == 0:
             self.last = message.snapshot.last_seq
@@ -108,11 +113,14 @@ def follow(
     address: str = "",
     connected: bool = False,
     partial_data: bool = False,
+    include_data: bool = False,
 ) -> Iterator[Update]:
     """Blocking follower. `deadline` is a time.monotonic() value; past it DeadlineExceeded is raised.
     A scheduler that cannot be reached at all fails at once (Unavailable) unless `connected`
     says it was reached before; a connection that drops later is resumed. `partial_data`: also
-    the running run's partial averaged data after each round (Update.partial)."""
+    the running run's partial averaged data after each round (Update.partial). `include_data`:
+    the terminal event of a succeeded job may bring its run's data file (Update.data_file, a
+    RunDataFile), when the scheduler still holds it in memory."""
     cursor = _Cursor(after_seq, connected)
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
@@ -120,7 +128,9 @@ def follow(
             raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "", f"{job_id} is not finished yet")
         call = stub.WatchJob(
             # a task id works too
-            pb.WatchJobRequest(after_seq=cursor.last, partial_data=partial_data, **job_ref(job_id)),
+            pb.WatchJobRequest(
+                after_seq=cursor.last, partial_data=partial_data, include_data=include_data, **job_ref(job_id)
+            ),
             timeout=remaining,
             wait_for_ready=cursor.reconnects > 0,
         )

@@ -52,6 +52,7 @@ from qsched_core.payloads import JobKind as CoreKind
 from qsched_core.payloads import LabExperiment, from_body
 from qsched_core.provenance import CodeProvenance
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
+from qsched_scheduler.data_cache import CachedFile, RecentData
 from qsched_scheduler.dispatch.run_queue import RunQueue
 from qsched_scheduler.domain import (
     CALIBRATION_LABEL,
@@ -291,9 +292,11 @@ class LabDispatcher:
         yielding: Callable[[str], frozenset[str]] = never_yield,
         leases: Leases | None = None,
         live: LiveFeed | None = None,
+        recent_data: RecentData | None = None,
     ):
         self.device = device
         self._live = live  # where partial data of runs go (live.py); None: dropped
+        self._recent_data = recent_data  # small data files that came with results (data_cache.py)
         self._unwatch: Callable[[], None] | None = None
         self._telling = asyncio.Lock()  # WatchPartials in order: the last one sent is the newest set
         # Replicas (leases.py): this dispatcher works only while this replica holds the device's
@@ -1128,6 +1131,8 @@ class LabDispatcher:
                 self._lost_staged.discard(update.task_id)
                 if running == update.task_id:
                     running = ""
+            if self._recent_data is not None:
+                self._keep_data(update)
             item = to_run_update(update)
             items.append((update.task_id, replace(item, started=True) if lost_start else item))
         if not items:
@@ -1150,6 +1155,17 @@ class LabDispatcher:
             self._wake.set()
             if self._deferred:
                 await self._apply(())
+
+    def _keep_data(self, update: ExecutionUpdate) -> None:
+        """A result's inline data file into the cache (before its change is published, so a
+        watcher that asked for it finds it with the terminal event)."""
+        body = update.body
+        if not isinstance(body, Succeeded) or not body.inline_data or body.data is None:
+            return
+        if len(body.inline_data) == body.data.size_bytes:  # else not the file it names: skip it
+            assert self._recent_data is not None
+            file = CachedFile(update.task_id, body.data.name, body.data.sha256, body.inline_data)
+            self._recent_data.put(file)
 
 
 def _resumption(job: Job, reason: Reason) -> tuple[Reason, DataRef | None, dict[str, str]]:

@@ -65,6 +65,7 @@ BODIES = [
     Succeeded(None, {}, {}),
     Failed("DISK_FULL", "no space left on device"),
     Succeeded(REF, {}, {}, CODE),
+    Succeeded(REF, {}, {}, inline_data=b"\x89HDF\r\n" * 100),
     Failed("PROGRAM_ERROR", "boom", CODE),
     Cancelled("user asked", 2, REF, CODE),
     Cancelled("user asked", 2, REF),
@@ -114,6 +115,20 @@ def test_update_round_trip(body):
 def test_unset_data_ref_stays_unset():
     msg = wire.update_to_pb(ExecutionUpdate("t1", 2, T, Cancelled("withdrawn")))
     assert not msg.cancelled.HasField("data")
+
+
+def test_inline_data_file_rides_the_result_only_when_set():
+    small = b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 16
+    msg = wire.update_to_pb(ExecutionUpdate("t1", 5, T, Succeeded(REF, inline_data=small)))
+    assert msg.result.inline_data == small
+    assert wire.update_from_pb(msg).body.inline_data == small
+    assert wire.update_to_pb(ExecutionUpdate("t1", 5, T, Succeeded(REF))).result.inline_data == b""
+    # a batch carries it through (the run queue's message)
+    batch = wire.batch_from_pb(
+        wire.batch_to_pb(UpdateBatch((ExecutionUpdate("t1", 5, T, Succeeded(REF, inline_data=small)),)))
+    )
+    assert batch.updates[0].body.inline_data == small
+    assert "inline_data" not in repr(Succeeded(REF, inline_data=small))  # no file dumped in logs
 
 
 def test_update_without_body_is_refused():

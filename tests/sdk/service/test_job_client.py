@@ -1,22 +1,28 @@
 """JobClient beyond the seed examples: result fields, typed errors, waiting (stream, timeout,
-Ctrl+C, progress bar), data loading with and without a shared filesystem."""
+Ctrl+C, progress bar), data loading with and without a shared filesystem, the data file that comes
+with the job's end (issue 12)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
 
 import qsched
-from qsched import JobClient, JobResult
+from qsched import JobClient, JobResult, data
 from qsched.api.jobs.v1 import jobs_pb2 as pb
+from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from qsched.calls import Calls
 from qsched.errors import FailedPrecondition, InvalidArgument, NotFound, QschedError, Unavailable
 from tests.sdk.helpers import RABI, address_of, in_thread
 from tests.support.jobs import job_in_state
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 
 def test_result_maps_states_and_config_revisions():
@@ -247,3 +253,100 @@ async def test_job_client_reads_and_cancels_a_job_by_its_task_id_before_it_start
     finally:
         fake.hold.set()
         jc.close()
+
+
+class Methods(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Records the method of every call a client makes, and the messages its streams brought."""
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+        self.received: list = []
+
+    def intercept_unary_unary(self, continuation, details, request):
+        self.called.append(details.method.rsplit("/", 1)[-1])
+        return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        self.called.append(details.method.rsplit("/", 1)[-1])
+        return _Recorded(continuation(details, request), self.received)
+
+
+class _Recorded:
+    """A response stream that notes each message as the client reads it."""
+
+    def __init__(self, call, received: list):
+        self._call = call
+        self._received = received
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        message = next(self._call)
+        self._received.append(message)
+        return message
+
+    def __getattr__(self, name):
+        return getattr(self._call, name)
+
+
+def counted(client: JobClient) -> Methods:
+    """Every call `client` makes from here on goes through a recording interceptor."""
+    methods = Methods()
+    channel = grpc.intercept_channel(client._channel, methods)
+    client._stub = pb_grpc.JobServiceStub(channel)
+    client.calls = Calls(channel, "JobService", pb, client.address, client.timeout)
+    return methods
+
+
+def relative_names(fake, inline: bool):
+    """The fake's results named relative to its data root (as the real executor names them), with
+    the file's bytes inline when `inline`: this machine does not see the executor's files."""
+    plain_result = type(fake).result_for
+
+    def result_for(run):
+        plain = plain_result(fake, run)  # writes the file
+        content = Path(plain.data.name).read_bytes()
+        ref = replace(plain.data, name=Path(plain.data.name).name)
+        return replace(plain, data=ref, inline_data=content if inline else b"")
+
+    return result_for
+
+
+async def test_wait_for_completion_keeps_the_file_sent_with_the_end_and_fetches_nothing(scheduler, cache_dir):
+    _stub, fake, _ = scheduler
+    fake.result_for = relative_names(fake, inline=True)
+    fake.hold = asyncio.Event()  # the run ends once the client follows the job
+    client = JobClient(address_of(scheduler))
+    job_id = await in_thread(client.submit_job, "AmplitudeRabiExperiment", RABI, {}, "alice")
+    methods = counted(client)
+    waiting = asyncio.ensure_future(in_thread(client.wait_for_completion, job_id, verbose=False))
+    await eventually(lambda: list(methods.received), until=bool, what="WatchJob's snapshot")
+    fake.hold.set()
+    result = await waiting
+    assert methods.received[-1].event.state == pb.Job.STATE_SUCCEEDED
+    assert methods.received[-1].HasField("data_file")  # the file came with the job's end...
+    assert "FetchJobData" not in methods.called and methods.called[-1] == "WatchJob"  # ...and nothing more
+    assert fake.fetches == []
+    local = Path(result.data_file_path)
+    original = fake.files[result.task_id]
+    assert local == cache_dir / job_id / result.task_id / original.name  # where a fetch puts it
+    assert local.read_bytes() == original.read_bytes()
+    # The same file FetchJobData sends (into a cache of its own), and later loads use the kept one.
+    fetched = await in_thread(data.locate, client._stub, job_id, None, cache_dir / "fetched")
+    assert fetched.read_bytes() == local.read_bytes() and "FetchJobData" in methods.called
+    calls = len(methods.called)
+    loaded = await in_thread(client.load_data, job_id)
+    assert loaded.path == local and loaded["xpts"].shape == (21,)
+    assert "FetchJobData" not in methods.called[calls:]
+
+
+async def test_wait_for_completion_fetches_a_file_that_did_not_come_with_the_end(scheduler, cache_dir):
+    _stub, fake, _ = scheduler
+    fake.result_for = relative_names(fake, inline=False)
+    client = JobClient(address_of(scheduler))
+    job_id = await in_thread(client.submit_job, "AmplitudeRabiExperiment", RABI, {}, "alice")
+    methods = counted(client)
+    result = await in_thread(client.wait_for_completion, job_id, verbose=False)
+    assert methods.called.count("FetchJobData") == 1
+    assert Path(result.data_file_path).read_bytes() == fake.files[result.task_id].read_bytes()
