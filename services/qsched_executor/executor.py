@@ -90,8 +90,8 @@ PROGRESS_MIN_INTERVAL_S = 0.1  # at most ~10 progress updates per second
 PARTIAL_MIN_INTERVAL_S = 0.05  # at most ~20 partials per second leave the board thread
 MAX_PARTIAL_POINTS = 10_000  # a longer array is left out of partial data
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-# How long `enqueue` lets an idle board thread take its run before the event loop goes on (it
-# takes ~0.1 ms; the wait only ends early if the thread is stuck, e.g. closing).
+# How long `enqueue` waits at most for an idle board thread to take its run before the event loop
+# goes on (it takes ~0.05 ms; only a stuck thread would make it wait this long).
 HANDOFF_WAIT_S = 0.005
 
 
@@ -242,8 +242,8 @@ class HardwareExecutor:
         self._on_board: Run | None = None
         self._closing = False
         self._took = threading.Event()  # set by the board thread when it takes a run
-        # Runs that left the board while the next one was waiting: their files are queued from
-        # here, after the next run started (`_hand_over`).
+        # Runs that left the board while the next one was waiting: another thread hands their
+        # files to the writers (`_finish_loop`) while the next run goes.
         self._finishing: queue.SimpleQueue[_Finished | None] = queue.SimpleQueue()
         self._ends_queued = 0  # put into `_finishing` (board thread)
         self._ends_handed = 0  # of those, handed over (by `_finish_loop`)
