@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import traceback
@@ -90,6 +91,9 @@ PROGRESS_MIN_INTERVAL_S = 0.1  # at most ~10 progress updates per second
 PARTIAL_MIN_INTERVAL_S = 0.05  # at most ~20 partials per second leave the board thread
 MAX_PARTIAL_POINTS = 10_000  # a longer array is left out of partial data
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How long `enqueue` waits at most for an idle board thread to take its run before the event loop
+# goes on (it takes ~0.05 ms; only a stuck thread would make it wait this long).
+HANDOFF_WAIT_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,11 @@ class _Resume:
     saved: SavedRounds | None  # None: it restarts
     note: str  # "continued" or "restarted: why" (recorded in the data file)
     segments: list[dict[str, Any]] = field(default_factory=list)  # rounds_by_run of the saved file
+
+
+# A run that returned from the board, its data file still to be written: (item, result, started,
+# ended). A plain tuple: it is built between two runs.
+_Finished = tuple[_Item, ExperimentResult, float, float]
 
 
 def _now() -> float:
@@ -241,6 +250,12 @@ class HardwareExecutor:
         self._waiting: OrderedDict[str, _Item] = OrderedDict()
         self._on_board: Run | None = None
         self._closing = False
+        self._took = threading.Event()  # set by the board thread when it takes a run
+        # Runs that left the board while the next one was waiting: another thread hands their
+        # files to the writers (`_finish_loop`) while the next run goes.
+        self._finishing: queue.SimpleQueue[_Finished | None] = queue.SimpleQueue()
+        self._ends_queued = 0  # put into `_finishing` (board thread)
+        self._ends_handed = 0  # of those, handed over (by `_finish_loop`)
         self._journal: Journal | None = None
         # Live output: the jobs whose partial data the scheduler says someone watches, and what
         # happened to partials (counted: observable, e.g. by tests).
@@ -261,6 +276,8 @@ class HardwareExecutor:
                     )
         self._board_thread = threading.Thread(target=self._board_loop, name="board", daemon=True)
         self._board_thread.start()
+        self._finisher = threading.Thread(target=self._finish_loop, name="board-handover", daemon=True)
+        self._finisher.start()
 
     # ---- queries --------------------------------------------------------------------------------
     def board_info(self) -> BoardInfo:
@@ -463,7 +480,9 @@ class HardwareExecutor:
         resume = None
         if request.resume_from is not None:
             resume = await asyncio.to_thread(self._saved_rounds, request, experiment, hw)
-        return _Item(run, replace(request, experiment=exp), experiment, hw, code, resume)
+        if exp is not request.experiment:  # resolved here: the run records its commit
+            request = replace(request, experiment=exp)
+        return _Item(run, request, experiment, hw, code, resume)
 
     def _saved_rounds(
         self, request: ExecutionRequest, experiment: Experiment, hw: HardwareConfigUsed
@@ -594,14 +613,23 @@ class HardwareExecutor:
             if not ok:
                 return Enqueued(queue_moved=True, tail_task_id=tail, request_id=command.request_id)
             now = _now()
-            for item in items:
-                self.runs.add(item.run)
-                self._append(item.run, Accepted(), now)
+            # The board first: an idle board thread is woken and given the GIL (this thread
+            # waits for it to take the run) before the bookkeeping below. Left running, the
+            # event loop would keep the GIL for ~0.25 ms (answering, writing the stream). The
+            # Accepted updates still come first: Started reaches the loop through a callback.
             with self._cond:
+                idle = self._on_board is None and not self._waiting and not self._closing
                 for item in items:
                     self._waiting[item.run.task_id] = item
                 tail = self._tail()
-                self._cond.notify()
+                if items:
+                    self._took.clear()
+                    self._cond.notify()
+            if idle and items:
+                self._took.wait(HANDOFF_WAIT_S)
+            for item in items:
+                self.runs.add(item.run)
+                self._append(item.run, Accepted(), now)
             return Enqueued(
                 accepted=tuple(i.run.task_id for i in items),
                 refused=tuple(refused),
@@ -677,11 +705,12 @@ class HardwareExecutor:
             if isinstance(body, Succeeded | Cancelled):
                 run.data = body.data
             self.runs.finished(run)
-            self._end_span(run, body, ts)
             if self._journal is not None and self._journal.needs_compaction:
                 self._compact()
         if self._session is not None:
             self._session.push(update if live is body else replace(update, body=live))
+        if update.terminal:  # the span ends after the stream took the update (at `ts` all the same)
+            self._loop.call_soon(self._end_span, run, body, ts)
 
     def _compact(self) -> None:
         assert self._journal is not None
@@ -713,25 +742,43 @@ class HardwareExecutor:
 
     # ---- the board thread -----------------------------------------------------------------------
     def _board_loop(self) -> None:
-        """Takes the next waiting run the moment the board is free."""
+        """Takes the next waiting run the moment the board is free. Between two runs it only
+        queues the ended run for `_finish_loop` (which hands its file to the writers while the
+        next run goes); with no run waiting, it hands the file over itself."""
+        ended: _Finished | None = None
         while True:
             with self._cond:
-                while not self._waiting and not self._closing:
-                    self._cond.wait()
-                if self._closing:
-                    return
-                _, item = self._waiting.popitem(last=False)
-                item.run.reached_board = True
-                self._on_board = item.run
+                self._on_board = None
+                item = self._take() if self._waiting and not self._closing else None
+            if ended is not None:
+                if item is None and self._ends_handed == self._ends_queued:
+                    self._hand_over(ended)
+                else:  # (also behind earlier ones still queued: the files go in run order)
+                    self._ends_queued += 1
+                    self._finishing.put(ended)
+                ended = None
+            if item is None:
+                with self._cond:
+                    while not self._waiting and not self._closing:
+                        self._cond.wait()
+                    if self._closing:
+                        return
+                    item = self._take()
+                self._took.set()  # an idle board: `enqueue` waits for this
             try:
-                self._work(item)
+                ended = self._work(item)
             except Exception:  # never lose the board thread
                 log.exception("run %s: unexpected error on the board thread", item.run.task_id)
-            finally:
-                with self._cond:
-                    self._on_board = None
 
-    def _work(self, item: _Item) -> None:
+    def _take(self) -> _Item:
+        """The next waiting run onto the board. Under _cond."""
+        _, item = self._waiting.popitem(last=False)
+        item.run.reached_board = True
+        self._on_board = item.run
+        return item
+
+    def _work(self, item: _Item) -> _Finished | None:
+        """Runs the item; what is left to do for its data file (None: it ended without one)."""
         run = item.run
         started = _now()
         self._post(run, Started(), started)
@@ -763,26 +810,44 @@ class HardwareExecutor:
                     preempted=run.preempt,
                 ),
             )
-            return
+            return None
         except Exception as exc:
             log.exception("run %s failed", run.task_id, exc_info=exc)
             reason = getattr(exc, "reason", "") or "PROGRAM_ERROR"
             message = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self._post(run, Failed(reason, message, item.code))
+            return None
+        # The board is free from here on (see _board_loop).
+        return (item, result, started, _now())
+
+    def _hand_over(self, finished: _Finished) -> None:
+        """A run's data file to the writers: its attributes are gathered and it is written off
+        this thread; the terminal update follows the write."""
+        item, result, started, ended = finished
+        run = item.run
+        try:
+            # The day of the run's end (a later clock reading could cross midnight).
+            name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.fromtimestamp(ended))
+            run.resumable = item.experiment.can_resume
+            future = self._writers.write(
+                self.settings.data_root / name,
+                result.data,
+                lambda: self._attrs(item, result, started, ended),
+                result.dataset_attrs,
+            )
+        except Exception as exc:  # the run must still end
+            log.exception("run %s: its data file could not be queued", run.task_id)
+            self._post(
+                run, Failed("DATA_WRITE_FAILED", f"the data file could not be queued: {exc!r}", item.code)
+            )
             return
-        ended = _now()
-        # The board is free from here on: the file's attributes are gathered and it is written
-        # by the writers (off this thread) while the next run already goes; the terminal update
-        # follows the write.
-        name = run_file_name(run.job_id or run.task_id, run.task_id, datetime.now())
-        run.resumable = item.experiment.can_resume
-        future = self._writers.write(
-            self.settings.data_root / name,
-            result.data,
-            lambda: self._attrs(item, result, started, ended),
-            result.dataset_attrs,
-        )
         future.add_done_callback(lambda done: self._written(item, name, result, done))
+
+    def _finish_loop(self) -> None:
+        """The hand-over of runs that ended while the next one was waiting, in their order."""
+        while (finished := self._finishing.get()) is not None:
+            self._hand_over(finished)
+            self._ends_handed += 1
 
     def _offer_partial(
         self, run: Run, rounds: int, total: int, data: dict[str, Any], attrs: dict[str, dict[str, Any]]
@@ -887,6 +952,8 @@ class HardwareExecutor:
                 self._on_board.cancel.set()
             self._cond.notify_all()
         await asyncio.to_thread(self._board_thread.join)
+        self._finishing.put(None)  # after every run the board thread handed over
+        await asyncio.to_thread(self._finisher.join)
         await asyncio.to_thread(self._writers.close)
         await asyncio.sleep(0)  # the writers' last callbacks
         if self._session is not None:

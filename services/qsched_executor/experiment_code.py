@@ -15,6 +15,7 @@ installed package was imported from."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,10 @@ class ExperimentSources:
         return ExperimentCode(cls, code_provenance(source, CodeOrigin.PACKAGE))
 
 
+@functools.cache
 def builtin_code() -> CodeProvenance:
-    """The provenance of a built-in experiment (and of a seed job translated to one)."""
+    """The provenance of a built-in experiment (and of a seed job translated to one): the same
+    for every run of this process (frozen; its parts are read once), so built once."""
     return code_provenance()
 
 

@@ -94,13 +94,18 @@ class RunQueue:
             self._batches.put_nowait(item)  # every later call raises it too
             raise item
         updates = list(item.updates)
+        partials = {p.task_id: p for p in item.partials}
+        merged = False
         while not self._batches.empty() and len(updates) < MAX_BATCH_UPDATES:
             more = self._batches.get_nowait()
             if isinstance(more, BaseException):
                 self._batches.put_nowait(more)  # the next call raises it
                 break
             updates.extend(more.updates)
-        return item if len(updates) == len(item.updates) else UpdateBatch(tuple(updates))
+            partials.update((p.task_id, p) for p in more.partials)  # a run's latest one
+            merged = True
+        # The partials go with the merged updates (dropped, a run's last rounds never showed).
+        return UpdateBatch(tuple(updates), tuple(partials.values())) if merged else item
 
     async def _ask(self, command_of) -> QueueEvent:  # type: ignore[no-untyped-def]
         if self.closed:

@@ -167,3 +167,30 @@ async def eventually_error(client):
     await eventually(lambda: client.ended, timeout=WAIT_S, what="the old stream to end")
     assert client.error is not None
     return client.error
+
+
+async def test_a_run_sent_to_an_idle_board_is_accepted_before_it_starts(tmp_path):
+    # The idle board thread takes the run before `enqueue` records it as accepted: the log
+    # still says accepted first, and no later than it started.
+    async with executor_service(tmp_path) as (stub, _, _), run_queue(stub) as queue:
+        answer = await queue.enqueue(noop("t-1"))
+        assert answer.accepted == ("t-1",)
+        await queue.ended_run("t-1")
+        accepted, started, ended = queue.updates("t-1")
+        assert [u.kind.value for u in (accepted, started, ended)] == ["accepted", "started", "succeeded"]
+        assert accepted.time <= started.time <= ended.time
+
+
+async def test_runs_back_to_back_end_in_order_each_with_its_file(tmp_path):
+    # A run that leaves the board while the next waits is handed to the writers by another
+    # thread; the last one by the board thread itself. The files still go in run order.
+    async with executor_service(tmp_path) as (stub, _, _), run_queue(stub) as queue:
+        tasks = [f"t-{i}" for i in range(1, 7)]
+        await queue.enqueue(*(noop(t, f"JOB-20260113-0000{i}", sleep_s=0.01) for i, t in enumerate(tasks, 1)))
+        ends = [await queue.ended_run(t) for t in tasks]
+        arrived = [u.task_id for batch in queue.batches for u in batch.updates if u.terminal]
+        assert arrived == tasks
+        assert all(isinstance(end.body, Succeeded) for end in ends)
+        times = [file_times(tmp_path / "data" / end.body.data.name) for end in ends]
+        for (_, end_a), (start_b, _) in itertools.pairwise(times):
+            assert start_b >= end_a
