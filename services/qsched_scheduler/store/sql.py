@@ -110,6 +110,16 @@ class SqlJobStore:
         self._counter_bump = bump.on_conflict_do_update(
             index_elements=[COUNTERS.c.prefix], set_={"counter": COUNTERS.c.counter + bump.excluded.counter}
         ).returning(COUNTERS.c.counter)
+        # The submit's two counters (the day's job numbers, the queue order) in one statement.
+        both = insert_(COUNTERS).values(
+            [
+                {"prefix": bindparam("day"), "counter": bindparam("n")},
+                {"prefix": bindparam("order_key"), "counter": bindparam("n")},
+            ]
+        )
+        self._bump_day_and_order = both.on_conflict_do_update(
+            index_elements=[COUNTERS.c.prefix], set_={"counter": COUNTERS.c.counter + both.excluded.counter}
+        ).returning(COUNTERS.c.prefix, COUNTERS.c.counter)
         # The hot paths' statements (submit, apply_updates), built once: building a statement
         # and its cache key costs more than running it on SQLite (~0.1 ms each).
         task_ids = bindparam("task_ids", expanding=True)
@@ -369,8 +379,12 @@ class SqlJobStore:
             claims = {i: c for i, c in claims.items() if self._fenced(conn, news[i].device)}
         when = _utc(now)
         prefix = ids.day_prefix(now)
-        last_number = self._bump(conn, prefix, len(fresh))
-        last_order = self._bump(conn, QUEUE_ORDER_KEY, len(fresh))
+        bumped = dict(
+            conn.execute(
+                self._bump_day_and_order, {"day": prefix, "order_key": QUEUE_ORDER_KEY, "n": len(fresh)}
+            ).all()
+        )
+        last_number, last_order = bumped[prefix], bumped[QUEUE_ORDER_KEY]
         first_number = last_number - len(fresh) + 1
         first_order = last_order - len(fresh) + 1
         rows = []
