@@ -19,20 +19,14 @@ from typing import Any, Protocol
 import numpy as np
 from qick.asm_v2 import AveragerProgramV2
 
+# The run contract's Violation (one definition): `field` names the parameter, e.g. "expt.gain" or
+# "hardware.readout.frequency_mhz". Experiments import it from here.
+from qsched_core.execution import Violation
 from qsched_hardware.board import Board, Progress, ProgressFn, RoundFn, RunCancelled
 
 MAX_EXPTS = 10_000
 MAX_REPS = 1_000_000
 MAX_ROUNDS = 10_000
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One problem with an experiment's parameters. `field` names the parameter, e.g.
-    "expt.gain" or "hardware.readout.frequency_mhz"."""
-
-    field: str
-    description: str
 
 
 class InvalidExperiment(ValueError):
