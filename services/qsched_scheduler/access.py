@@ -9,18 +9,21 @@ every authenticated user: the queue is shared and its transparency is the point.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from qsched_core.errors import NotFound, PermissionDenied, QuotaExceeded
+from qsched_core.errors import DomainError, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded
 from qsched_core.principal import Principal, Role, acting_as
 from qsched_identity.audit import AuditLog
 from qsched_scheduler.domain import MAX_PAYLOAD_BYTES, Change, Job, JobState, Payload
 from qsched_scheduler.holds import DRAINING, PAUSED, DeviceHolds, QueueState
 from qsched_scheduler.scheduler import DeviceStatus, Scheduler, SubmitResult, utcnow
 from qsched_scheduler.validation import Submission
+
+MAX_SUBMIT_JOBS = 1000  # per SubmitJobs call
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,25 @@ class JobDesk:
         scheduler.bus.add_listener(self._queued.on_change)
 
     # -- jobs ------------------------------------------------------------------------------------------
+    async def submit_all(self, who: Principal, submissions: list[Submission]) -> list[SubmitResult]:
+        """Several jobs (SubmitJobs): all are checked before any is queued (the first failure,
+        with its index, refuses the call); then each goes the `submit` way at once, so they
+        share the store's group commit (one transaction)."""
+        if len(submissions) > MAX_SUBMIT_JOBS:
+            raise InvalidArgument(
+                "TOO_MANY_JOBS",
+                f"SubmitJobs takes at most {MAX_SUBMIT_JOBS} jobs, got {len(submissions)}",
+                limit=MAX_SUBMIT_JOBS,
+            )
+
+        async def check(submission: Submission) -> None:
+            await self._scheduler.check(replace(submission, owner=acting_as(submission.owner, who)))
+
+        _first_error(await asyncio.gather(*map(check, submissions), return_exceptions=True))
+        results = await asyncio.gather(*(self.submit(who, s) for s in submissions), return_exceptions=True)
+        _first_error(results)
+        return results  # type: ignore[return-value]
+
     async def submit(self, who: Principal, submission: Submission) -> SubmitResult:
         owner = acting_as(submission.owner, who)
         privileged = submission.priority > self._limits.max_user_priority
@@ -223,3 +245,14 @@ class JobDesk:
         self._scheduler.hold_changed(name)  # runs staged on the executor that have not started come back
         await self._audit.record(who, action, name, reason=reason)
         return await self.device(name)
+
+
+def _first_error(results: list) -> None:
+    """Raise the first failure of a SubmitJobs entry, naming its index."""
+    for index, result in enumerate(results):
+        if isinstance(result, DomainError):
+            result.metadata["index"] = str(index)
+            result.message = f"jobs[{index}]: {result.message}"
+            raise result
+        if isinstance(result, BaseException):
+            raise result

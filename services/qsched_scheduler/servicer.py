@@ -3,10 +3,8 @@ domain results and errors back into protos and google.rpc.Status."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +14,7 @@ from google.protobuf import duration_pb2, json_format
 from qsched.api.gateway.v1 import gateway_pb2
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.api.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from qsched_core.errors import DomainError, InvalidArgument
 from qsched_core.execution import PartialData
-from qsched_core.principal import acting_as
 from qsched_runtime import execution_wire as wire
 from qsched_runtime.auth import caller
 from qsched_runtime.errors import translates_errors
@@ -135,25 +131,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def SubmitJobs(
         self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitJobsResponse:
-        """SubmitJob for several jobs: all are checked before any is queued; then each goes the
-        SubmitJob way at once, so they share the store's group commit (one transaction)."""
-        if len(request.requests) > MAX_SUBMIT_JOBS:
-            raise InvalidArgument(
-                "TOO_MANY_JOBS",
-                f"SubmitJobs takes at most {MAX_SUBMIT_JOBS} jobs, got {len(request.requests)}",
-                limit=MAX_SUBMIT_JOBS,
-            )
-        submissions = [_submission(r) for r in request.requests]
-        who = caller()
-
-        async def check(submission: Submission) -> None:
-            await self._scheduler.check(replace(submission, owner=acting_as(submission.owner, who)))
-
-        _first_error(await asyncio.gather(*map(check, submissions), return_exceptions=True))
-        results = await asyncio.gather(
-            *(self._desk.submit(who, s) for s in submissions), return_exceptions=True
-        )
-        _first_error(results)
+        results = await self._desk.submit_all(caller(), [_submission(r) for r in request.requests])
         return pb.SubmitJobsResponse(responses=[_submit_response(r) for r in results])
 
     async def SubmitJob(
@@ -387,9 +365,6 @@ def _executor_fields(status: DeviceStatus) -> dict[str, Any]:
     }
 
 
-MAX_SUBMIT_JOBS = 1000
-
-
 def _submission(request: pb.SubmitJobRequest) -> Submission:
     return Submission(
         device=request.device,
@@ -410,14 +385,3 @@ def _submit_response(result: SubmitResult) -> pb.SubmitJobResponse:
         estimated_start_time=convert.timestamp(job.estimated_start_time),
         deduplicated=not result.created,
     )
-
-
-def _first_error(results: list) -> None:
-    """Raise the first failure of a SubmitJobs entry, naming its index."""
-    for index, result in enumerate(results):
-        if isinstance(result, DomainError):
-            result.metadata["index"] = str(index)
-            result.message = f"jobs[{index}]: {result.message}"
-            raise result
-        if isinstance(result, BaseException):
-            raise result
