@@ -25,8 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from qsched_core.execution import Validated
-from qsched_core.payloads import JobKind as CoreKind
-from qsched_core.payloads import LabExperiment, from_body
+from qsched_core.payloads import LabExperiment
 from qsched_core.tracing import current_traceparent
 from qsched_scheduler import estimates
 from qsched_scheduler.dispatch.lab import LabDispatcher, Stores
@@ -178,14 +177,15 @@ class Admission:
         revision: the job comes back with the commit pinned in its payload. Best effort: if the
         executor cannot answer, the job is queued and the executor checks (and pins) it when it
         is handed over."""
-        body = new.payload.body
+        experiment = new.payload.typed
+        assert isinstance(experiment, LabExperiment)
         key = (
             new.device,
-            body.get("experiment_module", ""),
-            body.get("experiment_class", ""),
-            body.get("expt_config_json", "") or "{}",
-            body.get("experiment_revision", ""),
-            body.get("experiment_commit", ""),
+            experiment.experiment_module,
+            experiment.experiment_class,
+            experiment.expt_config_json or "{}",
+            experiment.experiment_revision,
+            experiment.experiment_commit,
         )
         loop = asyncio.get_running_loop()
         if self._validated.get(key, -math.inf) > loop.time():
@@ -215,8 +215,10 @@ class Admission:
 
     async def _ask_device(self, new: NewJob) -> Validated | None:
         executor = self._routes.labs[new.device].executor
-        experiment = from_body(CoreKind.LAB_EXPERIMENT, new.payload.body)
+        experiment = new.payload.typed
         assert isinstance(experiment, LabExperiment)
+        # The executor's form: "" (no settings, as stored) is the empty object.
+        experiment = replace(experiment, expt_config_json=experiment.expt_config_json or "{}")
         try:
             validated = await executor.validate(experiment)
         except ExecutorRejected as exc:
