@@ -25,11 +25,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from qsched_core.execution import Validated
-from qsched_core.payloads import LabExperiment
 from qsched_core.tracing import current_traceparent
 from qsched_scheduler import estimates
 from qsched_scheduler.dispatch.lab import LabDispatcher, Stores
-from qsched_scheduler.domain import Change, Job, JobKind, JobState, NewJob
+from qsched_scheduler.domain import Change, Job, JobKind, JobState, NewJob, for_executor, lab_experiment
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, RunNotFound
@@ -177,8 +176,8 @@ class Admission:
         revision: the job comes back with the commit pinned in its payload. Best effort: if the
         executor cannot answer, the job is queued and the executor checks (and pins) it when it
         is handed over."""
-        experiment = new.payload.typed
-        assert isinstance(experiment, LabExperiment)
+        experiment = lab_experiment(new.payload)
+        assert experiment is not None
         key = (
             new.device,
             experiment.experiment_module,
@@ -215,10 +214,7 @@ class Admission:
 
     async def _ask_device(self, new: NewJob) -> Validated | None:
         executor = self._routes.labs[new.device].executor
-        experiment = new.payload.typed
-        assert isinstance(experiment, LabExperiment)
-        # The executor's form: "" (no settings, as stored) is the empty object.
-        experiment = replace(experiment, expt_config_json=experiment.expt_config_json or "{}")
+        experiment = for_executor(new.payload)
         try:
             validated = await executor.validate(experiment)
         except ExecutorRejected as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -178,16 +178,33 @@ class QueuedJob:
 PREEMPTED = "PREEMPTED"
 
 
+def lab_experiment(payload: Payload) -> LabExperiment | None:
+    """A lab payload's experiment; None for other kinds (whose bodies are not read for this:
+    a circuit's QPY is decoded only when it is needed)."""
+    if payload.kind is not JobKind.LAB_EXPERIMENT:
+        return None
+    typed = payload.typed
+    assert isinstance(typed, LabExperiment)
+    return typed
+
+
+def for_executor(payload: Payload) -> LabExperiment:
+    """A lab payload as the executor takes it: an empty expt_config_json (as stored) is `{}`."""
+    experiment = lab_experiment(payload)
+    assert experiment is not None
+    return replace(experiment, expt_config_json=experiment.expt_config_json or "{}")
+
+
 def yields_at_safe_points(payload: Payload) -> bool:
     """The job allows being asked to yield between averaging rounds (LabExperiment setting)."""
-    typed = payload.typed
-    return isinstance(typed, LabExperiment) and typed.yield_at_safe_points
+    experiment = lab_experiment(payload)
+    return experiment is not None and experiment.yield_at_safe_points
 
 
 def pins_main(payload: Payload) -> bool:
     """True when a lab payload takes every config from its main revision."""
-    typed = payload.typed
-    return not isinstance(typed, LabExperiment) or typed.pins_main
+    experiment = lab_experiment(payload)
+    return experiment is None or experiment.pins_main
 
 
 # The labels a job targets a reservation with, and marks itself a calibration job with (calendar.py).
@@ -203,8 +220,8 @@ def reservation_of(labels: dict[str, str]) -> tuple[str, bool]:
 
 def calibration_needs(payload: Payload) -> tuple[tuple[str, float], ...]:
     """A lab payload's `calibrations` ({name: max_age_s}), as QueuedJob carries them."""
-    typed = payload.typed
-    needs = typed.calibrations if isinstance(typed, LabExperiment) else {}
+    experiment = lab_experiment(payload)
+    needs = experiment.calibrations if experiment is not None else {}
     return tuple(sorted((str(k), float(v or 0.0)) for k, v in needs.items()))
 
 

@@ -65,6 +65,8 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Reason,
     calibration_needs,
+    for_executor,
+    lab_experiment,
     pins_main,
     queued_job,
     reservation_of,
@@ -195,8 +197,8 @@ class ConfigPins:
     async def by_call(self, job: Job) -> dict[str, str]:
         """Raises ConfigsUnavailable / PinRefused."""
         assert self.pinner is not None
-        experiment = job.payload.typed
-        assert isinstance(experiment, LabExperiment)
+        experiment = lab_experiment(job.payload)
+        assert experiment is not None
         pinned = await self.pinner.pin(
             job.job_id, dict(experiment.config_revisions), dict(experiment.config_overrides), job.owner
         )
@@ -1035,9 +1037,7 @@ class LabDispatcher:
                 self._publish(change)
 
     def _request(self, job: Job) -> ExecutionRequest:
-        payload = job.payload.typed
-        assert isinstance(payload, LabExperiment)
-        payload = replace(payload, expt_config_json=payload.expt_config_json or "{}")  # "" as stored
+        payload = for_executor(job.payload)
         run = job.current_run
         revisions = dict(run.config_revisions) if run is not None else {}
         return ExecutionRequest(
