@@ -35,6 +35,10 @@ class LabExperiment:
     experiment_revision: str = ""
     experiment_commit: str = ""
     experiment_tree_dirty: bool = False
+    # Scheduler settings, not the executor's: calibrations the job needs fresh ({name: oldest
+    # accepted age in s}, docs/calibration.md) and whether it may be asked to yield at safe points.
+    calibrations: Mapping[str, float] = field(default_factory=dict)
+    yield_at_safe_points: bool = False
 
     kind = JobKind.LAB_EXPERIMENT
 
@@ -79,13 +83,17 @@ def to_body(payload: Payload) -> dict[str, Any]:
             "config_revisions": dict(payload.config_revisions),
             "config_overrides": dict(payload.config_overrides),
         }
-        # Only when set: the bodies of jobs without an experiment repository stay as they were.
+        # Only when set: the bodies of jobs without these settings stay as they were.
+        if payload.calibrations:
+            body["calibrations"] = dict(payload.calibrations)
         if payload.experiment_revision:
             body["experiment_revision"] = payload.experiment_revision
         if payload.experiment_commit:
             body["experiment_commit"] = payload.experiment_commit
         if payload.experiment_tree_dirty:
             body["experiment_tree_dirty"] = True
+        if payload.yield_at_safe_points:
+            body["yield_at_safe_points"] = True
         return body
     if isinstance(payload, CircuitProgram):
         return {
@@ -103,12 +111,15 @@ def from_body(kind: JobKind, body: Mapping[str, Any]) -> Payload:
         return LabExperiment(
             experiment_class=body.get("experiment_class", ""),
             experiment_module=body.get("experiment_module", ""),
-            expt_config_json=body.get("expt_config_json", "") or "{}",
+            # As stored: "" (no settings) is kept, so a body read and written back is unchanged.
+            expt_config_json=body.get("expt_config_json", "{}"),
             config_revisions=dict(body.get("config_revisions") or {}),
             config_overrides=dict(body.get("config_overrides") or {}),
             experiment_revision=body.get("experiment_revision", ""),
             experiment_commit=body.get("experiment_commit", ""),
             experiment_tree_dirty=bool(body.get("experiment_tree_dirty", False)),
+            calibrations=dict(body.get("calibrations") or {}),
+            yield_at_safe_points=bool(body.get("yield_at_safe_points", False)),
         )
     if kind is JobKind.CIRCUIT:
         return CircuitProgram(

@@ -25,12 +25,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from qsched_core.execution import Validated
-from qsched_core.payloads import JobKind as CoreKind
-from qsched_core.payloads import LabExperiment, from_body
 from qsched_core.tracing import current_traceparent
 from qsched_scheduler import estimates
 from qsched_scheduler.dispatch.lab import LabDispatcher, Stores
-from qsched_scheduler.domain import Change, Job, JobKind, JobState, NewJob
+from qsched_scheduler.domain import Change, Job, JobKind, JobState, NewJob, for_executor, lab_experiment
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from qsched_scheduler.estimates import Estimates
 from qsched_scheduler.executor_port import ExecutorRejected, ExecutorUnavailable, RunNotFound
@@ -178,14 +176,15 @@ class Admission:
         revision: the job comes back with the commit pinned in its payload. Best effort: if the
         executor cannot answer, the job is queued and the executor checks (and pins) it when it
         is handed over."""
-        body = new.payload.body
+        experiment = lab_experiment(new.payload)
+        assert experiment is not None
         key = (
             new.device,
-            body.get("experiment_module", ""),
-            body.get("experiment_class", ""),
-            body.get("expt_config_json", "") or "{}",
-            body.get("experiment_revision", ""),
-            body.get("experiment_commit", ""),
+            experiment.experiment_module,
+            experiment.experiment_class,
+            experiment.expt_config_json or "{}",
+            experiment.experiment_revision,
+            experiment.experiment_commit,
         )
         loop = asyncio.get_running_loop()
         if self._validated.get(key, -math.inf) > loop.time():
@@ -215,8 +214,7 @@ class Admission:
 
     async def _ask_device(self, new: NewJob) -> Validated | None:
         executor = self._routes.labs[new.device].executor
-        experiment = from_body(CoreKind.LAB_EXPERIMENT, new.payload.body)
-        assert isinstance(experiment, LabExperiment)
+        experiment = for_executor(new.payload)
         try:
             validated = await executor.validate(experiment)
         except ExecutorRejected as exc:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from qsched.api.jobs.v1 import jobs_pb2 as pb
 from qsched.wire import timestamp, to_datetime
+from qsched_core.payloads import BenchmarkConfig, CircuitProgram, LabExperiment
 from qsched_runtime.execution_wire import code_to_pb
 from qsched_scheduler.calendar import NewWindow, Window, WindowKind
 from qsched_scheduler.calibration.state import CalibrationState
@@ -39,69 +40,63 @@ def payload_from_pb(message: pb.JobPayload) -> Payload | None:
     which = message.WhichOneof("payload")
     if which == "lab_experiment":
         lab = message.lab_experiment
-        body = {
-            "experiment_class": lab.experiment_class,
-            "experiment_module": lab.experiment_module,
-            "expt_config_json": lab.expt_config_json,
-            "config_revisions": dict(lab.config_revisions),
-            "config_overrides": dict(lab.config_overrides),
-        }
-        if lab.calibrations:  # only when asked for: other bodies stay as they were
-            body["calibrations"] = dict(lab.calibrations)
-        if lab.experiment_revision.strip():  # experiment_commit is output only: pinned at submit
-            body["experiment_revision"] = lab.experiment_revision.strip()
-        if lab.yield_at_safe_points:
-            body["yield_at_safe_points"] = True
-        return Payload(JobKind.LAB_EXPERIMENT, body)
+        return Payload.of(
+            LabExperiment(
+                experiment_class=lab.experiment_class,
+                experiment_module=lab.experiment_module,
+                expt_config_json=lab.expt_config_json,
+                config_revisions=dict(lab.config_revisions),
+                config_overrides=dict(lab.config_overrides),
+                calibrations=dict(lab.calibrations),
+                # experiment_commit is output only: pinned at submit.
+                experiment_revision=lab.experiment_revision.strip(),
+                yield_at_safe_points=lab.yield_at_safe_points,
+            )
+        )
     if which == "circuit":
         circuit = message.circuit
-        return Payload(
-            JobKind.CIRCUIT,
-            {
-                "qasm": list(circuit.qasm),
-                "shots": circuit.shots,
-                "compiler_options_json": circuit.compiler_options_json,
-                "qpy_hex": [blob.hex() for blob in circuit.qpy],
-            },
+        return Payload.of(
+            CircuitProgram(
+                qasm=tuple(circuit.qasm),
+                shots=circuit.shots,
+                compiler_options_json=circuit.compiler_options_json,
+                qpy=tuple(circuit.qpy),
+            )
         )
     if which == "benchmark":
         benchmark = message.benchmark
-        return Payload(
-            JobKind.BENCHMARK, {"config_json": benchmark.config_json, "suite_json": benchmark.suite_json}
-        )
+        return Payload.of(BenchmarkConfig(config_json=benchmark.config_json, suite_json=benchmark.suite_json))
     return None
 
 
 def payload_to_pb(payload: Payload) -> pb.JobPayload:
-    body = payload.body
-    if payload.kind is JobKind.LAB_EXPERIMENT:
+    typed = payload.typed
+    if isinstance(typed, LabExperiment):
         return pb.JobPayload(
             lab_experiment=pb.LabExperiment(
-                experiment_class=body.get("experiment_class", ""),
-                experiment_module=body.get("experiment_module", ""),
-                expt_config_json=body.get("expt_config_json", ""),
-                config_revisions=body.get("config_revisions", {}),
-                config_overrides=body.get("config_overrides", {}),
-                calibrations=body.get("calibrations", {}),
-                experiment_revision=body.get("experiment_revision", ""),
-                experiment_commit=body.get("experiment_commit", ""),
-                experiment_tree_dirty=bool(body.get("experiment_tree_dirty", False)),
-                yield_at_safe_points=bool(body.get("yield_at_safe_points", False)),
+                experiment_class=typed.experiment_class,
+                experiment_module=typed.experiment_module,
+                expt_config_json=typed.expt_config_json,
+                config_revisions=typed.config_revisions,
+                config_overrides=typed.config_overrides,
+                calibrations=typed.calibrations,
+                experiment_revision=typed.experiment_revision,
+                experiment_commit=typed.experiment_commit,
+                experiment_tree_dirty=typed.experiment_tree_dirty,
+                yield_at_safe_points=typed.yield_at_safe_points,
             )
         )
-    if payload.kind is JobKind.CIRCUIT:
+    if isinstance(typed, CircuitProgram):
         return pb.JobPayload(
             circuit=pb.CircuitProgram(
-                qasm=body.get("qasm", []),
-                shots=int(body.get("shots", 0)),
-                compiler_options_json=body.get("compiler_options_json", ""),
-                qpy=[bytes.fromhex(h) for h in body.get("qpy_hex", [])],
+                qasm=typed.qasm,
+                shots=typed.shots,
+                compiler_options_json=typed.compiler_options_json,
+                qpy=typed.qpy,
             )
         )
     return pb.JobPayload(
-        benchmark=pb.BenchmarkConfig(
-            config_json=body.get("config_json", ""), suite_json=body.get("suite_json", "")
-        )
+        benchmark=pb.BenchmarkConfig(config_json=typed.config_json, suite_json=typed.suite_json)
     )
 
 

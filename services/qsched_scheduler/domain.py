@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
+from qsched_core import payloads as typed_payloads
 from qsched_core.execution import DataRef
+from qsched_core.payloads import LabExperiment
 from qsched_core.provenance import CodeProvenance
 
 # Documented limits (README "Limits"). Higher priority runs sooner.
@@ -70,10 +73,22 @@ class Reason:
 
 @dataclass(frozen=True)
 class Payload:
-    """What a job runs. `body` is the kind-specific content as plain JSON-able data."""
+    """What a job runs. `body` is its storage form (the JSON object the job database holds,
+    qsched_core.payloads.to_body); the scheduler reads it through `typed`."""
 
     kind: JobKind
     body: dict[str, Any]
+
+    @cached_property
+    def typed(self) -> typed_payloads.Payload:
+        """The payload as its kind's class (read once: a payload's body is never changed)."""
+        return typed_payloads.from_body(typed_payloads.JobKind(self.kind.value), self.body)
+
+    @classmethod
+    def of(cls, typed: typed_payloads.Payload) -> Payload:
+        """The payload that stores `typed` (changed settings are a new typed payload, not a
+        changed body)."""
+        return cls(JobKind(typed.kind.value), typed_payloads.to_body(typed))
 
 
 @dataclass
@@ -163,15 +178,33 @@ class QueuedJob:
 PREEMPTED = "PREEMPTED"
 
 
+def lab_experiment(payload: Payload) -> LabExperiment | None:
+    """A lab payload's experiment; None for other kinds (whose bodies are not read for this:
+    a circuit's QPY is decoded only when it is needed)."""
+    if payload.kind is not JobKind.LAB_EXPERIMENT:
+        return None
+    typed = payload.typed
+    assert isinstance(typed, LabExperiment)
+    return typed
+
+
+def for_executor(payload: Payload) -> LabExperiment:
+    """A lab payload as the executor takes it: an empty expt_config_json (as stored) is `{}`."""
+    experiment = lab_experiment(payload)
+    assert experiment is not None
+    return replace(experiment, expt_config_json=experiment.expt_config_json or "{}")
+
+
 def yields_at_safe_points(payload: Payload) -> bool:
     """The job allows being asked to yield between averaging rounds (LabExperiment setting)."""
-    return payload.kind is JobKind.LAB_EXPERIMENT and bool(payload.body.get("yield_at_safe_points"))
+    experiment = lab_experiment(payload)
+    return experiment is not None and experiment.yield_at_safe_points
 
 
 def pins_main(payload: Payload) -> bool:
     """True when a lab payload takes every config from its main revision."""
-    body = payload.body
-    return not body.get("config_revisions") and not body.get("config_overrides")
+    experiment = lab_experiment(payload)
+    return experiment is None or experiment.pins_main
 
 
 # The labels a job targets a reservation with, and marks itself a calibration job with (calendar.py).
@@ -187,7 +220,8 @@ def reservation_of(labels: dict[str, str]) -> tuple[str, bool]:
 
 def calibration_needs(payload: Payload) -> tuple[tuple[str, float], ...]:
     """A lab payload's `calibrations` ({name: max_age_s}), as QueuedJob carries them."""
-    needs = payload.body.get("calibrations") or {}
+    experiment = lab_experiment(payload)
+    needs = experiment.calibrations if experiment is not None else {}
     return tuple(sorted((str(k), float(v or 0.0)) for k, v in needs.items()))
 
 

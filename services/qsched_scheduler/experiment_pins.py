@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from qsched_core.execution import Validated
+from qsched_core.payloads import LabExperiment
 from qsched_scheduler.domain import JobKind, NewJob, Payload
 from qsched_scheduler.errors import InvalidArgument
 
-# The payload keys of the pin (qsched_core.payloads.to_body): the revision the job named, the
-# commit it resolved to and whether the repository's working tree was dirty then.
-PIN_KEYS = ("experiment_commit", "experiment_tree_dirty")
+
+def _unpinned(experiment: LabExperiment) -> LabExperiment:
+    """Without the commit its revision resolved to (nor whether the tree was dirty then)."""
+    return replace(experiment, experiment_commit="", experiment_tree_dirty=False)
 
 
 def pinned(new: NewJob, validated: Validated | None) -> NewJob:
@@ -21,11 +23,12 @@ def pinned(new: NewJob, validated: Validated | None) -> NewJob:
     resolved = validated.resolved if validated is not None else None
     if resolved is None:
         return new
-    body = {k: v for k, v in new.payload.body.items() if k not in PIN_KEYS}
-    body["experiment_commit"] = resolved.commit
-    if resolved.tree_dirty:
-        body["experiment_tree_dirty"] = True
-    return replace(new, payload=Payload(new.payload.kind, body))
+    experiment = new.payload.typed
+    assert isinstance(experiment, LabExperiment)
+    experiment = replace(
+        experiment, experiment_commit=resolved.commit, experiment_tree_dirty=resolved.tree_dirty
+    )
+    return replace(new, payload=Payload.of(experiment))
 
 
 def rerun_payload(current: Payload, new: Payload | None, revision: str = "") -> Payload | None:
@@ -41,16 +44,25 @@ def rerun_payload(current: Payload, new: Payload | None, revision: str = "") -> 
                 field="experiment_revision",
             )
         return new
+    job = current.typed
+    assert isinstance(job, LabExperiment)
     if revision:
-        body = {k: v for k, v in (new or current).body.items() if k not in PIN_KEYS}
-        body["experiment_revision"] = revision
-        return Payload(current.kind, body)
+        base = (new or current).typed
+        if not isinstance(base, LabExperiment):  # new settings of another kind: refused at validation
+            base = LabExperiment("", "")
+        return Payload.of(replace(_unpinned(base), experiment_revision=revision))
     if new is None or new.kind is not JobKind.LAB_EXPERIMENT:
         return new
-    body = {k: v for k, v in new.body.items() if k not in PIN_KEYS}  # a commit is never taken on trust
-    if body.get("experiment_revision"):
-        return Payload(new.kind, body)
-    for key in ("experiment_revision", *PIN_KEYS):
-        if current.body.get(key):
-            body[key] = current.body[key]
-    return Payload(new.kind, body)
+    settings = new.typed
+    assert isinstance(settings, LabExperiment)
+    settings = _unpinned(settings)  # a commit is never taken on trust
+    if settings.experiment_revision:
+        return Payload.of(settings)
+    return Payload.of(
+        replace(
+            settings,
+            experiment_revision=job.experiment_revision,
+            experiment_commit=job.experiment_commit,
+            experiment_tree_dirty=job.experiment_tree_dirty,
+        )
+    )

@@ -12,10 +12,11 @@ from google.protobuf import json_format
 from qsched.api.gateway.v1 import gateway_pb2 as pb
 from qsched.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qsched.wire import error_info
+from qsched_core.payloads import BenchmarkConfig, CircuitProgram
 from qsched_runtime.errors import peer_error
 from qsched_runtime.security import PeerCredentials
 from qsched_runtime.server import MAX_MESSAGE_BYTES
-from qsched_scheduler.domain import JobKind, Payload
+from qsched_scheduler.domain import Payload
 from qsched_scheduler.gateway_port import (
     GatewayRejected,
     GatewayUnavailable,
@@ -37,9 +38,9 @@ COMPILE_OPTIONS = ("optimization_level", "seed_transpiler", "seed_simulator")
 
 def workload(payload: Payload) -> pb.Workload:
     """The gateway's form of a circuit or benchmark payload."""
-    body = payload.body
-    if payload.kind is JobKind.CIRCUIT:
-        options = json.loads(body.get("compiler_options_json") or "{}")
+    typed = payload.typed
+    if isinstance(typed, CircuitProgram):
+        options = json.loads(typed.compiler_options_json or "{}")
         unknown = sorted(set(options) - set(COMPILE_OPTIONS))
         if unknown:
             raise GatewayRejected(
@@ -49,15 +50,16 @@ def workload(payload: Payload) -> pb.Workload:
             )
         return pb.Workload(
             circuits=pb.Circuits(
-                qasm=body.get("qasm", []),
-                shots=int(body.get("shots", 0)),
-                qpy=[bytes.fromhex(h) for h in body.get("qpy_hex", [])],
+                qasm=typed.qasm,
+                shots=typed.shots,
+                qpy=typed.qpy,
                 options=pb.CompileOptions(**options),
             )
         )
-    if body.get("suite_json"):
-        return pb.Workload(suite_json=body["suite_json"])
-    return pb.Workload(benchmark_config_json=body.get("config_json", ""))
+    assert isinstance(typed, BenchmarkConfig)
+    if typed.suite_json:
+        return pb.Workload(suite_json=typed.suite_json)
+    return pb.Workload(benchmark_config_json=typed.config_json)
 
 
 class GrpcProviderGateway:

@@ -11,24 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from qsched_core.payloads import CircuitProgram, LabExperiment
 from qsched_scheduler.domain import Job, Payload, Run
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024
-# The bulky parts of a payload body: left out of BASIC lists.
-DOCUMENT_KEYS = frozenset({"expt_config_json", "qasm", "qpy_hex", "config_json", "suite_json"})
 _FIXED_BYTES = 512  # ids, states, times, counters of one job or run
 
 T = TypeVar("T")
 
 
 def _documents_bytes(payload: Payload | None) -> int:
+    """The bulky parts of a payload (those BASIC lists leave out), as stored: QPY as hex."""
     if payload is None:
         return 0
-    total = 0
-    for key in DOCUMENT_KEYS & payload.body.keys():
-        value = payload.body[key]
-        total += sum(len(v) for v in value) if isinstance(value, list) else len(value)
-    return total
+    typed = payload.typed
+    if isinstance(typed, LabExperiment):
+        return len(typed.expt_config_json)
+    if isinstance(typed, CircuitProgram):
+        return sum(len(q) for q in typed.qasm) + sum(2 * len(blob) for blob in typed.qpy)
+    return len(typed.config_json) + len(typed.suite_json)
 
 
 def run_bytes(run: Run, full: bool) -> int:

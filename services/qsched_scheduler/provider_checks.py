@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from qsched_core.payloads import BenchmarkConfig
 from qsched_scheduler.domain import JobKind, NewJob
 from qsched_scheduler.errors import FailedPrecondition, InvalidArgument
 from qsched_scheduler.gateway_port import GatewayRejected, GatewayUnavailable, ProviderGateway
@@ -31,8 +32,9 @@ class ProviderChecks:
         entry) or FAILED_PRECONDITION for a benchmark job the gateway would refuse."""
         if new.payload.kind is not JobKind.BENCHMARK:
             return
-        body = new.payload.body
-        key = (new.device, body.get("config_json", ""), body.get("suite_json", ""))
+        config = new.payload.typed
+        assert isinstance(config, BenchmarkConfig)
+        key = (new.device, config.config_json, config.suite_json)
         if self._passed.get(key, -1.0) > self._clock():
             return
         try:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from qsched_core.json_bounds import TooDeep, loads_bounded
+from qsched_core.payloads import BenchmarkConfig, CircuitProgram, LabExperiment
+from qsched_core.payloads import Payload as TypedPayload
 from qsched_scheduler.domain import (
     MAX_LABEL_KEY_LENGTH,
     MAX_LABEL_VALUE_LENGTH,
@@ -61,8 +63,9 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
-def _check_lab(body: dict[str, Any]) -> None:
-    cls, module = body.get("experiment_class", ""), body.get("experiment_module", "")
+def _check_lab(experiment: TypedPayload) -> None:
+    assert isinstance(experiment, LabExperiment)
+    cls, module = experiment.experiment_class, experiment.experiment_module
     if not _IDENTIFIER.match(cls):
         raise InvalidArgument(
             "INVALID_EXPERIMENT", f"experiment_class {cls!r} is not a class name", field="experiment_class"
@@ -73,8 +76,8 @@ def _check_lab(body: dict[str, Any]) -> None:
             f"experiment_module {module!r} is not a module path",
             field="experiment_module",
         )
-    _json_object(body.get("expt_config_json", ""), "expt_config_json")
-    for name, max_age in (body.get("calibrations") or {}).items():  # docs/calibration.md
+    _json_object(experiment.expt_config_json, "expt_config_json")
+    for name, max_age in experiment.calibrations.items():  # docs/calibration.md
         number = isinstance(max_age, int | float) and not isinstance(max_age, bool)
         if not _IDENTIFIER.match(str(name)) or not number or not 0 <= max_age < float("inf"):
             raise InvalidArgument(
@@ -84,26 +87,30 @@ def _check_lab(body: dict[str, Any]) -> None:
             )
 
 
-def _check_circuit(body: dict[str, Any]) -> None:
-    if not body.get("qasm") and not body.get("qpy_hex"):
+def _check_circuit(program: TypedPayload) -> None:
+    assert isinstance(program, CircuitProgram)
+    if not program.qasm and not program.qpy:
         raise InvalidArgument("INVALID_PROGRAM", "a circuit job needs at least one program", field="qasm")
-    if int(body.get("shots", 0)) <= 0:
+    if program.shots <= 0:
         raise InvalidArgument("INVALID_SHOTS", "shots must be positive", field="shots")
-    _json_object(body.get("compiler_options_json", ""), "compiler_options_json")
+    _json_object(program.compiler_options_json, "compiler_options_json")
 
 
-def _check_benchmark(body: dict[str, Any]) -> None:
-    if bool(body.get("config_json")) == bool(body.get("suite_json")):
+def _check_benchmark(config: TypedPayload) -> None:
+    assert isinstance(config, BenchmarkConfig)
+    if bool(config.config_json) == bool(config.suite_json):
         raise InvalidArgument(
             "INVALID_BENCHMARK",
             "a benchmark job needs exactly one of config_json and suite_json",
             field="config_json",
         )
-    field = "config_json" if body.get("config_json") else "suite_json"
-    _json_object(body[field], field)
+    if config.config_json:
+        _json_object(config.config_json, "config_json")
+    else:
+        _json_object(config.suite_json, "suite_json")
 
 
-_CHECKS = {
+_CHECKS: dict[JobKind, Callable[[TypedPayload], None]] = {
     JobKind.LAB_EXPERIMENT: _check_lab,
     JobKind.CIRCUIT: _check_circuit,
     JobKind.BENCHMARK: _check_benchmark,
@@ -139,7 +146,7 @@ def validate_submission(sub: Submission, devices: Mapping[str, DeviceRoute]) -> 
             device=sub.device,
             kind=sub.payload.kind.value,
         )
-    _CHECKS[sub.payload.kind](sub.payload.body)
+    _CHECKS[sub.payload.kind](sub.payload.typed)
     if not MIN_PRIORITY <= sub.priority <= MAX_PRIORITY:
         raise InvalidArgument(
             "INVALID_PRIORITY",

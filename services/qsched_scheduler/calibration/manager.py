@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from qsched_core.clock import utcnow
+from qsched_core.payloads import LabExperiment
 from qsched_scheduler.calibration import definitions as defs
 from qsched_scheduler.calibration.configs_port import HARDWARE_CONFIG, CalibrationConfigs
 from qsched_scheduler.calibration.state import CalibrationState, CalibrationStore, Status
@@ -415,16 +416,12 @@ class Calibrations:
                 self._active.discard((device, name))
                 self._version += 1  # what the gate answered may have changed
                 continue
-            body = {
-                "experiment_class": cal.experiment_class,
-                "experiment_module": cal.experiment_module,
-                "expt_config_json": json.dumps(dict(cal.settings)),
-                "config_revisions": {},
-                "config_overrides": {},
-            }
+            experiment = LabExperiment(
+                cal.experiment_class, cal.experiment_module, json.dumps(dict(cal.settings))
+            )
             submission = Submission(
                 device,
-                Payload(JobKind.LAB_EXPERIMENT, body),
+                Payload.of(experiment),
                 MAX_PRIORITY,
                 self.owner,
                 labels={LABEL: name},

@@ -48,8 +48,7 @@ from qsched_core.execution import (
     WatchPartials,
 )
 from qsched_core.health import Problems
-from qsched_core.payloads import JobKind as CoreKind
-from qsched_core.payloads import LabExperiment, from_body
+from qsched_core.payloads import LabExperiment
 from qsched_core.provenance import CodeProvenance
 from qsched_scheduler.config_port import ConfigPinner, ConfigsUnavailable, PinRefused
 from qsched_scheduler.data_cache import CachedFile, RecentData
@@ -66,6 +65,8 @@ from qsched_scheduler.domain import (
     QueuedJob,
     Reason,
     calibration_needs,
+    for_executor,
+    lab_experiment,
     pins_main,
     queued_job,
     reservation_of,
@@ -196,9 +197,10 @@ class ConfigPins:
     async def by_call(self, job: Job) -> dict[str, str]:
         """Raises ConfigsUnavailable / PinRefused."""
         assert self.pinner is not None
-        body = job.payload.body
+        experiment = lab_experiment(job.payload)
+        assert experiment is not None
         pinned = await self.pinner.pin(
-            job.job_id, body.get("config_revisions") or {}, body.get("config_overrides") or {}, job.owner
+            job.job_id, dict(experiment.config_revisions), dict(experiment.config_overrides), job.owner
         )
         return {p.config_type: p.revision_id for p in pinned}
 
@@ -1035,8 +1037,7 @@ class LabDispatcher:
                 self._publish(change)
 
     def _request(self, job: Job) -> ExecutionRequest:
-        payload = from_body(CoreKind.LAB_EXPERIMENT, job.payload.body)
-        assert isinstance(payload, LabExperiment)
+        payload = for_executor(job.payload)
         run = job.current_run
         revisions = dict(run.config_revisions) if run is not None else {}
         return ExecutionRequest(

@@ -12,7 +12,14 @@ from qsched_scheduler.errors import InvalidArgument
 from qsched_scheduler.experiment_pins import pinned, rerun_payload
 
 C1, C2 = "a1" * 20, "b2" * 20
-LAB = {"experiment_class": "Const", "experiment_module": "repolab.const", "expt_config_json": "{}"}
+# A lab body as the job database holds it (qsched_core.payloads.to_body).
+LAB = {
+    "experiment_class": "Const",
+    "experiment_module": "repolab.const",
+    "expt_config_json": "{}",
+    "config_revisions": {},
+    "config_overrides": {},
+}
 
 
 def lab(**extra) -> Payload:
