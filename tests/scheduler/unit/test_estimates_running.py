@@ -13,9 +13,7 @@ DEVICE = "qick"
 
 
 def job(job_id: str, state: JobState, device: str = DEVICE, started: datetime | None = None) -> Job:
-    return Job(
-        job_id, "alice", device, 0, Payload(JobKind.LAB_EXPERIMENT, {}), state, T0, start_time=started
-    )
+    return Job(job_id, "alice", device, 0, Payload(JobKind.LAB_EXPERIMENT, {}), state, T0, start_time=started)
 
 
 def change(j: Job, previous: JobState | None) -> Change:
